@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+export FLASK_APP := app
+
+.PHONY: run test db lint soak bench assets clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+## run: install, migrate the database, create a demo admin on first run, serve on :5000
+run: db
+	@$(PY) -m flask users demo
+	@$(PY) app.py
+
+## db: apply the migrations to DATABASE_URL (SQLite under instance/ by default)
+db: $(STAMP)
+	@$(PY) -m flask db upgrade
+
+## test: the whole suite (PostgreSQL, Redis and Chromium cases skip when absent,
+## unless REQUIRE_SERVICES=1)
+test: $(STAMP)
+	@$(PY) -m ruff check .
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	@$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-output

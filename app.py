@@ -1,0 +1,124 @@
+"""The application factory, and ``python app.py`` to serve it with gevent.
+
+``create_app`` is the one place that wires the hub: settings, extensions,
+blueprints, the Socket.IO namespace and error handlers.
+"""
+
+if __name__ == "__main__":
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import logging
+import sys
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from config import INSTANCE_DIR, Config, get_config
+from extensions import db, jwt, limiter, migrate, socketio
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+@event.listens_for(Engine, "connect")
+def _tune_sqlite(dbapi_connection, connection_record) -> None:
+    """WAL lets readers run beside the writer; the busy timeout rides out short locks."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+
+def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
+    """Build the hub. ``config`` names an environment or is a settings class."""
+    settings = config if isinstance(config, type) else get_config(config)
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.from_object(settings)
+    app.config.update(overrides)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+
+    _configure_logging(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    jwt.init_app(app)
+    limiter.init_app(app)
+    _init_socketio(app)
+    _register_blueprints(app)
+    return app
+
+
+def _init_socketio(app: Flask) -> None:
+    from blueprints.socket_events import HubNamespace
+    from services.socket_server import install
+
+    origins = app.config["CORS_ALLOWED_ORIGINS"] or None
+    socketio.init_app(
+        app,
+        async_mode="gevent",
+        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+        cors_allowed_origins=origins,
+        async_handlers=False,
+        manage_session=False,
+        ping_interval=app.config["SOCKETIO_PING_INTERVAL"],
+        ping_timeout=app.config["SOCKETIO_PING_TIMEOUT"],
+        max_http_buffer_size=app.config["MAX_MESSAGE_SIZE"],
+        logger=False,
+        engineio_logger=False,
+    )
+    server = install(socketio.server)
+    server.register_namespace(HubNamespace(app))
+
+
+def _register_blueprints(app: Flask) -> None:
+    from blueprints.auth import auth_bp
+    from blueprints.cli import cli_bp
+    from blueprints.errors import register_error_handlers, register_jwt_handlers
+    from blueprints.notifications import notifications_bp
+    from blueprints.socket_api import socket_api_bp
+
+    for blueprint in (auth_bp, socket_api_bp, notifications_bp, cli_bp):
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    register_jwt_handlers()
+
+
+def _configure_logging(app: Flask) -> None:
+    from services.log_redaction import install_redaction
+
+    logging.basicConfig(
+        level=app.config["LOG_LEVEL"],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    install_redaction()
+
+
+def serve(app: Flask) -> None:
+    """Run the gevent WebSocket server until interrupted, as one node of the hub."""
+    from gevent.pywsgi import WSGIServer
+    from geventwebsocket.handler import WebSocketHandler
+
+    from services.node import NodeRuntime, default_node_id
+
+    host, port = app.config["HOST"], app.config["PORT"]
+    node = NodeRuntime(app, app.config.get("NODE_ID") or default_node_id(port))
+    node.start()
+    server = WSGIServer((host, port), app, handler_class=WebSocketHandler, log=None)
+    print(f"Hub serving on http://{host}:{port} (node {node.node_id})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.stop()
+
+
+if __name__ == "__main__":
+    serve(create_app())

@@ -1,0 +1,1 @@
+"""The interface layer: HTTP blueprints and the Socket.IO namespace, kept thin."""

@@ -1,0 +1,59 @@
+"""What every REST blueprint needs: the caller's identity, role checks, body parsing."""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any
+
+from flask import request
+from flask_jwt_extended import get_jwt, verify_jwt_in_request
+from marshmallow import Schema
+
+from schemas.common import load_or_raise
+from services.auth import Identity, identity_from_jwt
+from services.errors import Forbidden, InvalidPayload
+
+
+def current_identity() -> Identity:
+    return identity_from_jwt(get_jwt())
+
+
+def authenticated(view):
+    """Any signed-in caller; the identity is passed as ``identity``."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any):
+        verify_jwt_in_request()
+        return view(*args, identity=current_identity(), **kwargs)
+
+    return wrapper
+
+
+def admin_only(view):
+    """Admins only: everyone else gets 403."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any):
+        verify_jwt_in_request()
+        identity = current_identity()
+        if not identity.is_admin:
+            raise Forbidden("Admin role required")
+        return view(*args, identity=identity, **kwargs)
+
+    return wrapper
+
+
+def json_body(schema: Schema) -> dict[str, Any]:
+    """The request's JSON body validated by ``schema``; 400 with details otherwise."""
+    body = request.get_json(silent=True)
+    if body is None:
+        raise InvalidPayload("Request body must be a JSON object")
+    return load_or_raise(schema, body)
+
+
+def query_args(schema: Schema) -> dict[str, Any]:
+    return load_or_raise(schema, request.args.to_dict())
+
+
+def idempotency_key() -> str | None:
+    return request.headers.get("Idempotency-Key")

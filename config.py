@@ -1,0 +1,182 @@
+"""Settings for every environment, read from the environment in this one place.
+
+Nothing else in the project reads ``os.environ``: services get their settings
+from ``current_app.config`` so that tests and benchmarks can override them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def _env_list(name: str) -> list[str]:
+    value = os.environ.get(name, "")
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _normalise_database_url(url: str) -> str:
+    """Let operators paste the usual ``postgres://`` URL; SQLAlchemy wants a driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+class Config:
+    """Defaults shared by every environment."""
+
+    ENV_NAME = "base"
+    TESTING = False
+    DEBUG = False
+
+    HOST = os.environ.get("HOST", "127.0.0.1")
+    PORT = _env_int("PORT", 5000)
+
+    SQLALCHEMY_DATABASE_URI = _normalise_database_url(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'hub.db'}"
+    )
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+    JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY") or ""
+    JWT_ALGORITHM = "HS256"
+    JWT_DECODE_ALGORITHMS = ["HS256"]
+    JWT_DECODE_LEEWAY = _env_int("JWT_DECODE_LEEWAY", 10)
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=_env_int("JWT_ACCESS_TOKEN_SECONDS", 900))
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(seconds=_env_int("JWT_REFRESH_TOKEN_SECONDS", 30 * 86400))
+    JWT_TOKEN_LOCATION = ["headers"]
+    JWT_ERROR_MESSAGE_KEY = "message"
+
+    SOCKETIO_MESSAGE_QUEUE = os.environ.get("SOCKETIO_MESSAGE_QUEUE") or None
+    CORS_ALLOWED_ORIGINS = _env_list("CORS_ALLOWED_ORIGINS")
+    SOCKETIO_PING_INTERVAL = _env_int("SOCKETIO_PING_INTERVAL", 25)
+    SOCKETIO_PING_TIMEOUT = _env_int("SOCKETIO_PING_TIMEOUT", 20)
+    MAX_MESSAGE_SIZE = _env_int("MAX_MESSAGE_SIZE", 16 * 1024)
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+
+    REGISTRATION_ENABLED = _env_bool("REGISTRATION_ENABLED", True)
+    NODE_TTL = _env_float("NODE_TTL", 15.0)
+    NODE_HEARTBEAT_INTERVAL = _env_float("NODE_HEARTBEAT_INTERVAL", 3.0)
+    CONNECTION_FLUSH_INTERVAL = _env_float("CONNECTION_FLUSH_INTERVAL", 0.2)
+    AUTH_EXPIRY_WARNING_SECONDS = _env_float("AUTH_EXPIRY_WARNING_SECONDS", 60.0)
+    AUTH_EXPIRED_GRACE_SECONDS = _env_float("AUTH_EXPIRED_GRACE_SECONDS", 10.0)
+    USER_CACHE_SECONDS = _env_float("USER_CACHE_SECONDS", 30.0)
+    MAX_ROOMS_PER_CONNECTION = _env_int("MAX_ROOMS_PER_CONNECTION", 128)
+    NOTIFICATION_PAGE_MAX = 100
+
+    ANALYTICS_INTERVAL = _env_float("ANALYTICS_INTERVAL", 1.0)
+    SMS_PRICE_PER_SEGMENT = Decimal(os.environ.get("SMS_PRICE_PER_SEGMENT", "0.0075"))
+    SMS_PROVIDER = os.environ.get("SMS_PROVIDER", "simulated")
+    WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET") or ""
+
+    ARGON2_TIME_COST = 2
+    ARGON2_MEMORY_COST = 19456
+    IDEMPOTENCY_TTL = 86400
+    TRUST_PROXY_HEADERS = _env_bool("TRUST_PROXY_HEADERS", False)
+    NODE_ID = os.environ.get("NODE_ID") or None
+
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
+
+    @classmethod
+    def validate(cls) -> None:
+        """Refuse settings that are unsafe for this environment."""
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+    DEBUG = False
+
+    @classmethod
+    def validate(cls) -> None:
+        if not cls.JWT_SECRET_KEY:
+            cls.JWT_SECRET_KEY = _development_secret("jwt")
+            warnings.warn(
+                "JWT_SECRET_KEY is not set: using a development key kept in instance/. "
+                "Set JWT_SECRET_KEY in production.",
+                stacklevel=2,
+            )
+        if not cls.WEBHOOK_SECRET:
+            cls.WEBHOOK_SECRET = _development_secret("webhook")
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = _normalise_database_url(
+        os.environ.get("DATABASE_URL") or "sqlite:///:memory:"
+    )
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_COST = 1024
+    JWT_SECRET_KEY = "testing-secret-key-with-enough-bytes-0123456789"
+    WEBHOOK_SECRET = "testing-webhook-secret"
+    CONNECTION_FLUSH_INTERVAL = 0.05
+    ANALYTICS_INTERVAL = 0.5
+    NODE_HEARTBEAT_INTERVAL = 0.5
+    NODE_TTL = 3.0
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+
+    @classmethod
+    def validate(cls) -> None:
+        if len(cls.JWT_SECRET_KEY) < 32:
+            raise RuntimeError("JWT_SECRET_KEY must be set to at least 32 characters in production")
+        if not cls.WEBHOOK_SECRET:
+            raise RuntimeError("WEBHOOK_SECRET must be set in production")
+        if "*" in cls.CORS_ALLOWED_ORIGINS:
+            raise RuntimeError("CORS_ALLOWED_ORIGINS must list origins, never '*'")
+
+
+def _development_secret(name: str) -> str:
+    """A stable random key per checkout, so tokens survive a restart of ``make run``."""
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE_DIR / f".{name}-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def get_config(name: str | None = None) -> type[Config]:
+    """The settings class for ``name``, or for ``HUB_ENV`` (default development)."""
+    name = name or os.environ.get("HUB_ENV", "development")
+    try:
+        config = CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(f"unknown HUB_ENV {name!r}; use one of {sorted(CONFIGS)}") from None
+    config.validate()
+    return config

@@ -1,0 +1,22 @@
+"""gunicorn settings: one gevent WebSocket worker per process, each a node of the hub."""
+
+worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+workers = 1
+graceful_timeout = 10
+
+
+def post_worker_init(worker):
+    """Start this worker's node once the worker owns its event loop."""
+    from services.node import NodeRuntime, default_node_id
+
+    app = worker.wsgi
+    port = worker.address[0][1] if worker.address and isinstance(worker.address[0], tuple) \
+        else None
+    worker.hub_node = NodeRuntime(app, app.config.get("NODE_ID") or default_node_id(port))
+    worker.hub_node.start()
+
+
+def worker_exit(server, worker):
+    node = getattr(worker, "hub_node", None)
+    if node is not None:
+        node.stop()

@@ -1,0 +1,20 @@
+"""SQLAlchemy models, one module per aggregate; imported here so Alembic sees them all."""
+
+from models.connection import Connection, Node
+from models.idempotency import IdempotencyRecord
+from models.message import Message, Recipient
+from models.notification import Notification, NotificationRead
+from models.token import RevokedToken
+from models.user import User
+
+__all__ = [
+    "Connection",
+    "IdempotencyRecord",
+    "Message",
+    "Node",
+    "Notification",
+    "NotificationRead",
+    "Recipient",
+    "RevokedToken",
+    "User",
+]

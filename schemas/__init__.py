@@ -1,0 +1,1 @@
+"""marshmallow schemas: every REST body, every event payload and every outgoing shape."""

@@ -1,0 +1,24 @@
+"""Bodies of the authentication routes and the user shape they return."""
+
+from marshmallow import Schema, fields, validate
+
+from schemas.common import Id, Timestamp
+
+
+class RegisterSchema(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = fields.String(required=True, validate=validate.Length(min=8, max=256))
+    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
+
+
+class LoginSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+class UserSchema(Schema):
+    id = Id()
+    email = fields.String()
+    name = fields.String(allow_none=True)
+    role = fields.String()
+    createdAt = Timestamp(attribute="created_at")

@@ -1,0 +1,106 @@
+"""This process as a node of the hub: registration, heartbeat and housekeeping.
+
+One background loop per process writes the connection batch, heart-beats,
+removes dead nodes, warns and drops sockets whose token expires or is revoked,
+and purges what has expired. Every step survives a database outage: it logs,
+and the next tick tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask
+
+from extensions import db, socketio
+from services import auth, connections, idempotency, sessions
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL = 3600.0
+SESSION_SWEEP_INTERVAL = 1.0
+# Revocations are looked up with this much overlap, so clock skew between nodes loses none.
+REVOCATION_OVERLAP = timedelta(seconds=30)
+
+
+def default_node_id(port: int | None = None) -> str:
+    """Stable across restarts on one host and port, so a restart clears its own stale rows."""
+    host = socket.gethostname()
+    return f"{host}:{port}" if port else f"{host}:pid{os.getpid()}"
+
+
+class NodeRuntime:
+    """The node's identity and its single maintenance loop."""
+
+    def __init__(self, app: Flask, node_id: str) -> None:
+        self.app = app
+        self.node_id = node_id
+        self.running = False
+        self._revocations_checked = datetime.now(UTC)
+        self._seen_revocations: set[str] = set()
+
+    def start(self) -> None:
+        with self.app.app_context():
+            connections.register_node(self.node_id, socket.gethostname(), os.getpid())
+        self.running = True
+        socketio.start_background_task(self._loop)
+        log.info("node %s started", self.node_id)
+
+    def stop(self) -> None:
+        self.running = False
+        with self.app.app_context():
+            try:
+                connections.registry.flush()
+                connections.unregister_node(self.node_id)
+            except Exception:
+                log.exception("node %s could not unregister cleanly", self.node_id)
+
+    def _loop(self) -> None:
+        config = self.app.config
+        schedule: list[tuple[float, Callable[[], None]]] = [
+            (config["CONNECTION_FLUSH_INTERVAL"], connections.registry.flush),
+            (config["NODE_HEARTBEAT_INTERVAL"], self._heartbeat),
+            (SESSION_SWEEP_INTERVAL, self._sweep_sessions),
+            (HOUSEKEEPING_INTERVAL, self._housekeeping),
+        ]
+        next_run = [0.0] * len(schedule)
+        tick = min(interval for interval, _ in schedule)
+        while self.running:
+            now = time.monotonic()
+            for index, (interval, step) in enumerate(schedule):
+                if now >= next_run[index]:
+                    next_run[index] = now + interval
+                    self._run_step(step)
+            socketio.sleep(tick)
+
+    def _run_step(self, step: Callable[[], None]) -> None:
+        with self.app.app_context():
+            try:
+                step()
+            except Exception:
+                db.session.rollback()
+                log.exception("node %s: %s failed; retrying on the next tick",
+                              self.node_id, getattr(step, "__name__", step))
+
+    def _heartbeat(self) -> None:
+        connections.heartbeat(self.node_id)
+        connections.reap_dead_nodes()
+
+    def _sweep_sessions(self) -> None:
+        sessions.sweep_expiring_sessions()
+        checked = datetime.now(UTC)
+        keys = set(auth.revoked_since(self._revocations_checked - REVOCATION_OVERLAP))
+        fresh = keys - self._seen_revocations
+        self._seen_revocations = keys
+        self._revocations_checked = checked
+        if fresh:
+            sessions.drop_revoked_sessions(fresh)
+
+    def _housekeeping(self) -> None:
+        auth.purge_expired_revocations()
+        idempotency.purge_expired()

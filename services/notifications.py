@@ -1,0 +1,202 @@
+"""Notifications: stored first, then announced to the user's sockets.
+
+Personal notifications are rows per user. A broadcast is a single row with no
+user, visible to every user who existed when it was sent, with per-user read
+markers, so a broadcast to any number of users is one insert and one emit.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+
+from extensions import db
+from models import Notification, NotificationRead, User
+from schemas.common import isoformat
+from services import realtime
+from services.connections import count_user_connections
+from services.errors import NotFound
+
+
+def to_payload(
+    notification: Notification, read: bool, unread_count: int | None
+) -> dict[str, Any]:
+    """The ``notification`` event shape; ``data`` only when there is some."""
+    payload: dict[str, Any] = {
+        "id": str(notification.id),
+        "type": notification.type,
+        "title": notification.title,
+        "message": notification.message,
+        "timestamp": isoformat(notification.created_at),
+        "read": read,
+        "unreadCount": unread_count,
+    }
+    if notification.data is not None:
+        payload["data"] = notification.data
+    return payload
+
+
+def _user_created_at(user_id: int) -> datetime:
+    created = db.session.scalar(select(User.created_at).where(User.id == user_id))
+    if created is None:
+        raise NotFound("User not found")
+    return created
+
+
+def _visible_broadcasts(user_created_at: datetime):
+    return and_(Notification.user_id.is_(None), Notification.created_at >= user_created_at)
+
+
+def unread_count(user_id: int) -> int:
+    personal = db.session.scalar(
+        select(func.count()).select_from(Notification).where(
+            Notification.user_id == user_id, Notification.read_at.is_(None)
+        )
+    ) or 0
+    broadcasts = db.session.scalar(
+        select(func.count()).select_from(Notification).where(
+            _visible_broadcasts(_user_created_at(user_id))
+        )
+    ) or 0
+    broadcasts_read = db.session.scalar(
+        select(func.count()).select_from(NotificationRead).where(
+            NotificationRead.user_id == user_id
+        )
+    ) or 0
+    return personal + broadcasts - broadcasts_read
+
+
+def notify_user(
+    user_id: int, title: str, message: str, type: str = "system", data: Any = None
+) -> tuple[dict[str, Any], int]:
+    """Store a notification for one user, then emit it; returns it and the sockets reached."""
+    if db.session.get(User, user_id) is None:
+        raise NotFound("User not found")
+    notification = Notification(user_id=user_id, type=type, title=title, message=message,
+                                data=data)
+    db.session.add(notification)
+    db.session.commit()
+    payload = to_payload(notification, read=False, unread_count=unread_count(user_id))
+    realtime.emit_to_user(user_id, "notification", payload)
+    return payload, count_user_connections(user_id)
+
+
+def broadcast(title: str, message: str, type: str = "system") -> tuple[dict[str, Any], int]:
+    """One stored row for everyone, one emit to every authenticated socket.
+
+    The event carries ``unreadCount: null``: it is one packet for all sockets,
+    and each user's count differs, so clients add one or refetch.
+    """
+    notification = Notification(user_id=None, type=type, title=title, message=message)
+    db.session.add(notification)
+    db.session.commit()
+    audience = db.session.scalar(
+        select(func.count()).select_from(User).where(
+            User.active.is_(True), User.created_at <= notification.created_at
+        )
+    ) or 0
+    payload = to_payload(notification, read=False, unread_count=None)
+    realtime.emit_to_authenticated("notification", payload)
+    return payload, audience
+
+
+def list_for_user(
+    user_id: int, unread_only: bool = False, limit: int = 20, before: int | None = None
+) -> dict[str, Any]:
+    """The user's notifications and broadcasts, newest first, with read state."""
+    since = _user_created_at(user_id)
+    personal = select(Notification).where(Notification.user_id == user_id)
+    if unread_only:
+        personal = personal.where(Notification.read_at.is_(None))
+    shared = (
+        select(Notification, NotificationRead.read_at)
+        .outerjoin(
+            NotificationRead,
+            and_(NotificationRead.notification_id == Notification.id,
+                 NotificationRead.user_id == user_id),
+        )
+        .where(_visible_broadcasts(since))
+    )
+    if unread_only:
+        shared = shared.where(NotificationRead.notification_id.is_(None))
+    if before is not None:
+        personal = personal.where(Notification.id < before)
+        shared = shared.where(Notification.id < before)
+    personal_rows = db.session.scalars(personal.order_by(Notification.id.desc()).limit(limit))
+    shared_rows = db.session.execute(shared.order_by(Notification.id.desc()).limit(limit))
+    merged = [(n, n.read_at is not None) for n in personal_rows]
+    merged += [(n, read_at is not None) for n, read_at in shared_rows]
+    merged.sort(key=lambda item: item[0].id, reverse=True)
+    page = merged[:limit]
+    return {
+        "notifications": [to_payload(n, read=read, unread_count=None) for n, read in page],
+        "unreadCount": unread_count(user_id),
+        "nextCursor": str(page[-1][0].id) if len(page) == limit else None,
+    }
+
+
+def _visible_notification(user_id: int, notification_id: int) -> Notification:
+    notification = db.session.get(Notification, notification_id)
+    if notification is None:
+        raise NotFound("Notification not found")
+    if notification.user_id == user_id:
+        return notification
+    if notification.user_id is None and notification.created_at >= _user_created_at(user_id):
+        return notification
+    raise NotFound("Notification not found")
+
+
+def mark_read(user_id: int, notification_id: int, origin_sid: str | None = None) -> int:
+    """Mark one notification read (idempotent); the user's other sockets are told."""
+    notification = _visible_notification(user_id, notification_id)
+    now = datetime.now(UTC)
+    if notification.user_id is None:
+        changed = db.session.get(NotificationRead, (notification.id, user_id)) is None
+        if changed:
+            db.session.add(NotificationRead(notification_id=notification.id, user_id=user_id,
+                                            read_at=now))
+    else:
+        changed = notification.read_at is None
+        if changed:
+            notification.read_at = now
+    db.session.commit()
+    count = unread_count(user_id)
+    if changed:
+        realtime.emit_to_user(user_id, "notification_read",
+                              {"id": str(notification.id), "unreadCount": count},
+                              skip_sid=origin_sid)
+    return count
+
+
+def mark_all_read(user_id: int, origin_sid: str | None = None) -> int:
+    """Mark everything read; returns how many notifications changed."""
+    now = datetime.now(UTC)
+    personal = db.session.execute(
+        update(Notification)
+        .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+        .values(read_at=now)
+    ).rowcount or 0
+    unread_broadcast_ids = list(db.session.scalars(
+        select(Notification.id)
+        .outerjoin(
+            NotificationRead,
+            and_(NotificationRead.notification_id == Notification.id,
+                 NotificationRead.user_id == user_id),
+        )
+        .where(_visible_broadcasts(_user_created_at(user_id)),
+               NotificationRead.notification_id.is_(None))
+    ))
+    if unread_broadcast_ids:
+        db.session.execute(insert(NotificationRead), [
+            {"notification_id": nid, "user_id": user_id, "read_at": now}
+            for nid in unread_broadcast_ids
+        ])
+    shared = len(unread_broadcast_ids)
+    db.session.commit()
+    changed = personal + shared
+    if changed:
+        realtime.emit_to_user(user_id, "notification_read", {"all": True, "unreadCount": 0},
+                              skip_sid=origin_sid)
+    return changed

@@ -1,0 +1,64 @@
+"""The one place that emits to sockets and moves sockets between rooms.
+
+Services call these after their transaction has committed. With
+``SOCKETIO_MESSAGE_QUEUE`` set, Flask-SocketIO carries each emit to every
+process, so the same call reaches sockets wherever they are connected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from extensions import socketio
+from services import rooms
+from services.connections import registry
+
+NAMESPACE = "/"
+
+
+def emit_to_room(room: str, event: str, payload: Any, skip_sid: str | None = None) -> None:
+    socketio.emit(event, payload, to=room, namespace=NAMESPACE, skip_sid=skip_sid)
+
+
+def emit_to_user(user_id: int, event: str, payload: Any, skip_sid: str | None = None) -> None:
+    emit_to_room(rooms.user_room(user_id), event, payload, skip_sid=skip_sid)
+
+
+def emit_to_sid(sid: str, event: str, payload: Any) -> None:
+    emit_to_room(sid, event, payload)
+
+
+def emit_to_authenticated(event: str, payload: Any) -> None:
+    """Every authenticated socket on every node; never the bare namespace."""
+    emit_to_room(rooms.AUTHENTICATED_ROOM, event, payload)
+
+
+def emit_to_admins(event: str, payload: Any) -> None:
+    emit_to_room(rooms.ADMINS_ROOM, event, payload)
+
+
+def enter_room(sid: str, room: str) -> None:
+    """Put a local socket in a room and remember it for ``get_rooms``."""
+    conn = registry.get(sid)
+    if conn is None:
+        return
+    socketio.server.enter_room(sid, room, namespace=NAMESPACE)
+    conn.rooms.add(room)
+
+
+def leave_room(sid: str, room: str) -> None:
+    conn = registry.get(sid)
+    if conn is None or room not in conn.rooms:
+        return
+    socketio.server.leave_room(sid, room, namespace=NAMESPACE)
+    conn.rooms.discard(room)
+
+
+def rooms_of(sid: str) -> set[str]:
+    """This socket's rooms, from our own map: python-socketio's lookup scans every room."""
+    conn = registry.get(sid)
+    return set(conn.rooms) if conn is not None else set()
+
+
+def disconnect_sid(sid: str) -> None:
+    socketio.server.disconnect(sid, namespace=NAMESPACE)

@@ -1,0 +1,182 @@
+"""A socket's life: authenticate on connect, renew, expire, revoke, and leave no trace.
+
+The connect path fails closed: any error while authenticating refuses the
+connection, and nothing is registered until authentication has succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+from flask import current_app
+
+from schemas.common import isoformat
+from services import auth, realtime, rooms
+from services.auth import Identity
+from services.connections import LiveConnection, registry
+from services.errors import AuthRefused, Forbidden, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+
+def token_from_handshake(environ: dict[str, Any], auth_data: Any) -> Any:
+    """The token from ``auth.token``, else an ``Authorization: Bearer`` header, else ``?token=``."""
+    if isinstance(auth_data, dict) and "token" in auth_data:
+        return auth_data["token"]
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    if header[:7].lower() == "bearer " and header[7:].strip():
+        return header[7:].strip()
+    values = parse_qs(environ.get("QUERY_STRING", "")).get("token")
+    return values[0] if values else None
+
+
+def authenticate_connect(environ: dict[str, Any], auth_data: Any) -> Identity:
+    """The identity for a new socket, or ``AuthRefused`` with the reason the client sees."""
+    return auth.authenticate_token(token_from_handshake(environ, auth_data))
+
+
+def open_session(sid: str, identity: Identity, environ: dict[str, Any]) -> None:
+    """Register an authenticated socket, put it in its rooms and tell it who it is.
+
+    Called once the CONNECT reply has gone out, so the ``session`` event and
+    anything sent to its rooms arrive after the client is connected.
+    """
+    remote = None
+    if current_app.config["TRUST_PROXY_HEADERS"]:
+        remote = (environ.get("HTTP_X_FORWARDED_FOR") or "").split(",")[0].strip()
+    registry.add(
+        LiveConnection(
+            sid=sid,
+            identity=identity,
+            connected_at=datetime.now(UTC),
+            remote_addr=(remote or environ.get("REMOTE_ADDR") or "")[:64] or None,
+            user_agent=(environ.get("HTTP_USER_AGENT") or "")[:256] or None,
+        )
+    )
+    for room in rooms.rooms_on_connect(identity):
+        realtime.enter_room(sid, room)
+    realtime.emit_to_sid(sid, "session", session_payload(identity))
+
+
+def session_payload(identity: Identity) -> dict[str, Any]:
+    return {
+        "userId": str(identity.user_id),
+        "role": identity.role,
+        "expiresAt": isoformat(identity.expires_at),
+    }
+
+
+def close_session(sid: str) -> LiveConnection | None:
+    """Forget a socket; a sid that never finished connecting is simply not there."""
+    return registry.remove(sid)
+
+
+def renew(conn: LiveConnection, token: Any) -> dict[str, Any]:
+    """Swap the socket's token for a new one of the same user, without reconnecting."""
+    try:
+        identity = auth.authenticate_token(token)
+    except AuthRefused as refused:
+        raise Unauthenticated(refused.message) from None
+    if identity.user_id != conn.identity.user_id:
+        raise Forbidden("The new token belongs to another user")
+    if identity.is_admin != conn.identity.is_admin:
+        if identity.is_admin:
+            realtime.enter_room(conn.sid, rooms.ADMINS_ROOM)
+        else:
+            realtime.leave_room(conn.sid, rooms.ADMINS_ROOM)
+            realtime.leave_room(conn.sid, rooms.ANALYTICS_GLOBAL_ROOM)
+    conn.identity = identity
+    conn.expiry_warned = False
+    conn.expired_notice_at = None
+    return {"expiresAt": isoformat(identity.expires_at)}
+
+
+def sweep_expiring_sessions(now: datetime | None = None) -> None:
+    """Warn sockets whose token is about to expire; tell and then drop expired ones."""
+    now = now or datetime.now(UTC)
+    config = current_app.config
+    warn_before = timedelta(seconds=config["AUTH_EXPIRY_WARNING_SECONDS"])
+    grace = config["AUTH_EXPIRED_GRACE_SECONDS"]
+    monotonic = time.monotonic()
+    for conn in list(registry.by_sid.values()):
+        expires_at = conn.identity.expires_at
+        if expires_at is None:
+            continue
+        if expires_at <= now:
+            if conn.expired_notice_at is None:
+                conn.expired_notice_at = monotonic
+                realtime.emit_to_sid(conn.sid, "auth_expired", {
+                    "message": "Token expired: send a new token with 'authenticate'"
+                })
+            elif monotonic - conn.expired_notice_at >= grace:
+                log.info("disconnecting %s: token expired", conn.sid)
+                realtime.disconnect_sid(conn.sid)
+        elif not conn.expiry_warned and expires_at - now <= warn_before:
+            conn.expiry_warned = True
+            realtime.emit_to_sid(conn.sid, "auth_expiring", {"expiresAt": isoformat(expires_at)})
+
+
+def drop_revoked_sessions(revoked_keys: set[str]) -> int:
+    """Disconnect this process's sockets whose token has been revoked."""
+    dropped = 0
+    for conn in list(registry.by_sid.values()):
+        if conn.identity.token_key in revoked_keys:
+            realtime.disconnect_sid(conn.sid)
+            dropped += 1
+    return dropped
+
+
+def join_room(conn: LiveConnection, room: str, message_owner) -> str:
+    """Join a room the policy allows, within the per-socket room cap."""
+    room = rooms.validate_room_name(room)
+    rooms.authorize_join(conn.identity, room, message_owner)
+    if room not in conn.rooms and len(conn.rooms) >= current_app.config[
+            "MAX_ROOMS_PER_CONNECTION"]:
+        raise Forbidden("Room limit reached for this connection")
+    realtime.enter_room(conn.sid, room)
+    return room
+
+
+def leave_room(conn: LiveConnection, room: str) -> str:
+    room = rooms.validate_room_name(room)
+    rooms.authorize_leave(conn.identity, room)
+    realtime.leave_room(conn.sid, room)
+    return room
+
+
+def record_pong(conn: LiveConnection, timestamp: Any) -> float | None:
+    """Note that the socket is alive, and the round trip when it echoes our ping's timestamp."""
+    rtt_ms = None
+    sent_at = _parse_timestamp(timestamp)
+    if sent_at is not None:
+        elapsed = (datetime.now(UTC) - sent_at).total_seconds() * 1000
+        if 0 <= elapsed < 60_000:
+            rtt_ms = round(elapsed, 3)
+    registry.record_seen(conn.sid, rtt_ms)
+    return rtt_ms
+
+
+def _parse_timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 string or epoch milliseconds, as ping sends and clients echo."""
+    try:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value / 1000, UTC)
+        if isinstance(value, str) and len(value) <= 64:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def ping_all() -> dict[str, Any]:
+    """Emit ``ping`` to every authenticated socket on every node."""
+    timestamp = isoformat(datetime.now(UTC))
+    realtime.emit_to_authenticated("ping", {"timestamp": timestamp})
+    return {"timestamp": timestamp}

@@ -1,0 +1,108 @@
+"""The Socket.IO server class: python-socketio's, with the hub's packet handling.
+
+Flask-SocketIO builds a plain ``socketio.Server``; ``install`` swaps in this
+subclass once, so that:
+
+- an event knows whether the client asked for an acknowledgement (failures
+  without one are sent as an ``error`` event, as the API promises);
+- client events never reach the reserved ``connect``/``disconnect`` handlers;
+- a socket is put in its rooms only after the CONNECT reply has gone out;
+- malformed packets are counted per connection, logged at a bounded rate, and
+  a connection that keeps sending them is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+import socketio
+from socketio import packet
+
+log = logging.getLogger(__name__)
+
+MAX_PROTOCOL_ERRORS = 5
+PROTOCOL_ERROR_LOG_INTERVAL = 10.0
+
+
+class EventDispatcher(Protocol):
+    def dispatch_event(self, sid: str, event: str, args: list[Any], wants_ack: bool) -> Any: ...
+
+    def session_ready(self, sid: str) -> None: ...
+
+
+class HubServer(socketio.Server):
+    """python-socketio's server with the hub's dispatch and protocol-error handling."""
+
+    def _hub_init(self) -> None:
+        self.protocol_errors: dict[str, int] = {}
+        self._last_protocol_log = 0.0
+        self._suppressed_protocol_logs = 0
+
+    def _dispatcher(self, namespace: str) -> EventDispatcher | None:
+        return self.namespace_handlers.get(namespace)
+
+    def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        super()._handle_connect(eio_sid, namespace, data)
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        dispatcher = self._dispatcher(namespace)
+        if sid and dispatcher is not None and self.manager.is_connected(sid, namespace):
+            dispatcher.session_ready(sid)
+
+    def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None,
+                      data: Any) -> None:
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
+            self._protocol_error(eio_sid, "event before connect")
+            return
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            self._protocol_error(eio_sid, "event without a name")
+            return
+        dispatcher = self._dispatcher(namespace)
+        if dispatcher is None:
+            return
+        result = dispatcher.dispatch_event(sid, data[0], data[1:], id is not None)
+        if id is not None:
+            self._send_packet(eio_sid, self.packet_class(
+                packet.ACK, namespace=namespace, id=id, data=[result]))
+
+    def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        try:
+            super()._handle_eio_message(eio_sid, data)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            self._protocol_error(eio_sid, f"{type(exc).__name__}: {exc}"[:200])
+
+    def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        self.protocol_errors.pop(eio_sid, None)
+        super()._handle_eio_disconnect(eio_sid, reason)
+
+    def _protocol_error(self, eio_sid: str, what: str) -> None:
+        """Count a malformed packet; past a few, close the connection. Logs are rate limited."""
+        count = self.protocol_errors.get(eio_sid, 0) + 1
+        self.protocol_errors[eio_sid] = count
+        now = time.monotonic()
+        if now - self._last_protocol_log >= PROTOCOL_ERROR_LOG_INTERVAL:
+            log.warning("protocol error from %s (%s); %d similar lines suppressed",
+                        eio_sid, what, self._suppressed_protocol_logs)
+            self._last_protocol_log = now
+            self._suppressed_protocol_logs = 0
+        else:
+            self._suppressed_protocol_logs += 1
+        if count >= MAX_PROTOCOL_ERRORS:
+            self.protocol_errors.pop(eio_sid, None)
+            self.eio.disconnect(eio_sid)
+
+
+def install(server: socketio.Server) -> HubServer:
+    """Turn the server Flask-SocketIO built into a ``HubServer``, keeping its state."""
+    server.__class__ = HubServer
+    hub = server  # type: ignore[assignment]
+    hub._hub_init()
+    # Engine.IO holds bound methods taken when the server was built: bind them again.
+    hub.eio.on("connect", hub._handle_eio_connect)
+    hub.eio.on("message", hub._handle_eio_message)
+    hub.eio.on("disconnect", hub._handle_eio_disconnect)
+    return hub
