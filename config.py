@@ -73,6 +73,9 @@ class Config:
     JWT_ERROR_MESSAGE_KEY = "message"
 
     SOCKETIO_MESSAGE_QUEUE = os.environ.get("SOCKETIO_MESSAGE_QUEUE") or None
+    RATELIMIT_STORAGE_URI = (
+        os.environ.get("RATELIMIT_STORAGE_URI") or SOCKETIO_MESSAGE_QUEUE or "memory://"
+    )
     CORS_ALLOWED_ORIGINS = _env_list("CORS_ALLOWED_ORIGINS")
     SOCKETIO_PING_INTERVAL = _env_int("SOCKETIO_PING_INTERVAL", 25)
     SOCKETIO_PING_TIMEOUT = _env_int("SOCKETIO_PING_TIMEOUT", 20)
@@ -139,6 +142,7 @@ class TestingConfig(Config):
     ANALYTICS_INTERVAL = 0.5
     NODE_HEARTBEAT_INTERVAL = 0.5
     NODE_TTL = 3.0
+    AUTH_EXPIRED_GRACE_SECONDS = 3.0
 
 
 class ProductionConfig(Config):

@@ -1,0 +1,131 @@
+"""Fixtures: real hub servers on free ports, users, and recording Socket.IO clients.
+
+The end-to-end tests talk to ``python app.py`` started as a subprocess, over a
+real websocket, against a database built by the migrations. Every hub-backed
+test runs on SQLite and, when reachable, on PostgreSQL. PostgreSQL, Redis and
+Chromium cases skip when the service is missing, and fail under
+``REQUIRE_SERVICES=1``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+
+import pytest
+import requests
+
+from tests.support import (
+    ADMIN_PASSWORD,
+    LiveServer,
+    RecordingClient,
+    TestUser,
+    fresh_postgres_database,
+    migrate_database,
+    postgres_reachable,
+    require_service,
+    seed_admin,
+)
+
+_emails = itertools.count(1)
+
+
+def pytest_configure(config):
+    os.makedirs(os.path.join(os.path.dirname(__file__), "..", "test-output"), exist_ok=True)
+
+
+def _start_hub(tmp_path_factory, backend: str):
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("hub-sqlite") / "hub.db"
+        url = f"sqlite:///{path}"
+        migrate_database(url)
+        admin_email = seed_admin(url)
+        server = LiveServer(url, name="sqlite")
+        server.start()
+        return server, admin_email, None
+    require_service("PostgreSQL", postgres_reachable())
+    database = fresh_postgres_database()
+    url = database.__enter__()
+    migrate_database(url)
+    admin_email = seed_admin(url)
+    server = LiveServer(url, name="postgresql")
+    server.start()
+    return server, admin_email, database
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def hub(request, tmp_path_factory):
+    """A running hub, once per database backend for the whole session."""
+    server, admin_email, database = _start_hub(tmp_path_factory, request.param)
+    server.admin_email = admin_email
+    yield server
+    server.stop()
+    if database is not None:
+        database.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def sqlite_hub(tmp_path_factory):
+    """A hub on SQLite, for tests whose subject does not depend on the database."""
+    server, admin_email, _ = _start_hub(tmp_path_factory, "sqlite")
+    server.admin_email = admin_email
+    yield server
+    server.stop()
+
+
+def _login(base_url: str, email: str, password: str) -> dict:
+    response = requests.post(f"{base_url}/api/auth/login",
+                             json={"email": email, "password": password}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture
+def make_user(hub):
+    """Factory: a new registered, logged-in user (``admin=True``: the seeded admin)."""
+
+    def create(admin: bool = False) -> TestUser:
+        if admin:
+            tokens = _login(hub.url, hub.admin_email, ADMIN_PASSWORD)
+            return TestUser.from_login(tokens, ADMIN_PASSWORD)
+        email = f"user{next(_emails)}-{uuid.uuid4().hex[:8]}@example.com"
+        password = "correct horse battery"
+        response = requests.post(f"{hub.url}/api/auth/register",
+                                 json={"email": email, "password": password}, timeout=10)
+        assert response.status_code == 201, response.text
+        return TestUser.from_login(_login(hub.url, email, password), password)
+
+    return create
+
+
+@pytest.fixture
+def user(make_user) -> TestUser:
+    return make_user()
+
+
+@pytest.fixture
+def admin(make_user) -> TestUser:
+    return make_user(admin=True)
+
+
+@pytest.fixture
+def connect(hub):
+    """Factory: a connected, recording Socket.IO client (websocket transport)."""
+    clients: list[RecordingClient] = []
+
+    def open_client(token: str | None = None, **kwargs) -> RecordingClient:
+        client = RecordingClient(hub.url)
+        clients.append(client)
+        client.connect(token=token, **kwargs)
+        return client
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def api(hub):
+    """REST calls against the hub: ``api.post(path, token, json=...)``."""
+    return hub.api

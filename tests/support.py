@@ -1,0 +1,308 @@
+"""Test helpers behind the fixtures: live servers, databases and recording clients."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT_DIR = ROOT / "test-output"
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+JWT_SECRET = "testing-secret-key-with-enough-bytes-0123456789"
+WEBHOOK_SECRET = "testing-webhook-secret"
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "admin password 123"
+
+
+def require_service(name: str, available: bool, reason: str = "") -> None:
+    """Skip when a service is missing, or fail when ``REQUIRE_SERVICES=1``."""
+    if available:
+        return
+    message = f"{name} is not reachable{': ' + reason if reason else ''}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} (REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
+def postgres_reachable() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, connect_timeout=2):
+            return True
+    except Exception:
+        return False
+
+
+def redis_reachable() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one server, dropped afterwards."""
+    import psycopg
+
+    name = f"hub_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _test_app(database_url: str):
+    from app import create_app
+    from config import _normalise_database_url
+
+    return create_app("testing", SQLALCHEMY_DATABASE_URI=_normalise_database_url(database_url))
+
+
+def migrate_database(database_url: str) -> None:
+    """Build the schema the way production does: the Alembic migrations."""
+    import flask_migrate
+
+    app = _test_app(database_url)
+    with app.app_context():
+        flask_migrate.upgrade()
+        from extensions import db
+
+        db.engine.dispose()
+
+
+def seed_admin(database_url: str) -> str:
+    from extensions import db
+    from services import auth
+
+    app = _test_app(database_url)
+    with app.app_context():
+        if auth.get_user_by_email(ADMIN_EMAIL) is None:
+            auth.create_user(ADMIN_EMAIL, ADMIN_PASSWORD, name="Admin", admin=True)
+        db.engine.dispose()
+    return ADMIN_EMAIL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Api:
+    """Small REST client: JSON in, ``requests.Response`` out."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def request(self, method: str, path: str, token: str | None = None,
+                headers: dict | None = None, **kwargs: Any) -> requests.Response:
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.session.request(method, self.base_url + path, headers=headers,
+                                    timeout=15, **kwargs)
+
+    def get(self, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, token, **kwargs)
+
+    def post(self, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, token, **kwargs)
+
+
+class LiveServer:
+    """``python app.py`` in a subprocess on a free port, logging to test-output/."""
+
+    def __init__(self, database_url: str, name: str = "hub", env: dict | None = None,
+                 port: int | None = None) -> None:
+        self.database_url = database_url
+        self.name = name
+        self.port = port or free_port()
+        self.extra_env = env or {}
+        self.process: subprocess.Popen | None = None
+        self.log_path = OUTPUT_DIR / f"server-{name}-{self.port}.log"
+        self.admin_email = ADMIN_EMAIL
+        self.api = Api(self.url)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        OUTPUT_DIR.mkdir(exist_ok=True)
+        env = {
+            **os.environ,
+            "HUB_ENV": "testing",
+            "DATABASE_URL": self.database_url,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        if "SOCKETIO_MESSAGE_QUEUE" not in self.extra_env:
+            env.pop("SOCKETIO_MESSAGE_QUEUE", None)
+        log = open(self.log_path, "a")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                                         stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early; see {self.log_path}:\n"
+                                   + self.log_path.read_text()[-3000:])
+            try:
+                requests.get(self.url + "/api/socket/online-count", timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        """``kill -9``: no clean-up at all, as when a machine dies."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+@dataclass
+class TestUser:
+    id: int
+    email: str
+    password: str
+    token: str
+    refresh_token: str
+    role: str
+
+    __test__ = False
+
+    @classmethod
+    def from_login(cls, body: dict, password: str) -> TestUser:
+        user = body["user"]
+        return cls(id=int(user["id"]), email=user["email"], password=password,
+                   token=body["accessToken"], refresh_token=body["refreshToken"],
+                   role=user["role"])
+
+
+class RecordingClient:
+    """A python-socketio client that records every event it receives, in order."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.sio = socketio.Client(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        self.connect_error: Any = None
+        self.disconnected = threading.Event()
+        self._changed = threading.Condition()
+        self.sio.on("*", self._record)
+        self.sio.on("connect_error", self._on_connect_error)
+        self.sio.on("disconnect", self._on_disconnect)
+
+    def _record(self, event: str, *args: Any) -> None:
+        with self._changed:
+            self.events.append((event, args[0] if len(args) == 1 else list(args)))
+            self._changed.notify_all()
+
+    def _on_connect_error(self, data: Any = None) -> None:
+        self.connect_error = data
+
+    def _on_disconnect(self, *args: Any) -> None:
+        self.disconnected.set()
+
+    def connect(self, token: str | None = None, auth: Any = None, headers: dict | None = None,
+                query: str = "", transports: tuple[str, ...] = ("websocket",)) -> None:
+        if auth is None and token is not None:
+            auth = {"token": token}
+        url = self.base_url + (f"?{query}" if query else "")
+        self.sio.connect(url, auth=auth, headers=headers or {}, transports=list(transports),
+                         wait_timeout=10)
+
+    @property
+    def sid(self) -> str | None:
+        return self.sio.get_sid()
+
+    def call(self, event: str, *args: Any, timeout: float = 10) -> Any:
+        data = args[0] if len(args) == 1 else (tuple(args) if args else None)
+        return self.sio.call(event, data, timeout=timeout)
+
+    def emit(self, event: str, *args: Any) -> None:
+        data = args[0] if len(args) == 1 else (tuple(args) if args else None)
+        self.sio.emit(event, data)
+
+    def received(self, event: str) -> list[Any]:
+        with self._changed:
+            return [payload for name, payload in self.events if name == event]
+
+    def wait_for(self, event: str, predicate: Callable[[Any], bool] = lambda _: True,
+                 timeout: float = 10) -> Any:
+        """The first payload of ``event`` matching ``predicate``, waiting up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for name, payload in self.events:
+                    if name == event and predicate(payload):
+                        return payload
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = [name for name, _ in self.events]
+                    raise AssertionError(f"no {event!r} within {timeout}s; got {seen}")
+                self._changed.wait(remaining)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sio.disconnect()
+
+
+def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05) -> Any:
+    """Poll ``check`` until it returns a truthy value; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    value = check()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = check()
+    assert value, f"condition not met within {timeout}s (last value {value!r})"
+    return value
+
+
+def mint_token(sub: Any, secret: str = JWT_SECRET, expires_in: int = 900,
+               algorithm: str = "HS256", **claims: Any) -> str:
+    """A token as another service sharing the key would mint it."""
+    import jwt
+
+    payload = {"sub": sub, "exp": int(time.time()) + expires_in, **claims}
+    return jwt.encode(payload, secret, algorithm=algorithm)

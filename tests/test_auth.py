@@ -1,0 +1,199 @@
+"""Registration, login, refresh, logout, and every way a socket connect is refused."""
+
+import time
+
+import pytest
+import socketio
+
+from tests.support import RecordingClient, mint_token
+
+
+def test_register_login_and_refresh(api):
+    response = api.post("/api/auth/register",
+                        json={"email": "Alice@Example.com", "password": "long enough pw",
+                              "name": "Alice"})
+    if response.status_code == 409:  # second backend run of the session
+        pytest.skip("already registered on this database")
+    assert response.status_code == 201
+    user = response.json()["user"]
+    assert user["email"] == "alice@example.com" and user["role"] == "user"
+    assert isinstance(user["id"], str)
+
+    login = api.post("/api/auth/login",
+                     json={"email": "alice@example.com", "password": "long enough pw"})
+    assert login.status_code == 200
+    body = login.json()
+    assert {"accessToken", "refreshToken", "user"} <= body.keys()
+
+    refreshed = api.post("/api/auth/refresh", body["refreshToken"])
+    assert refreshed.status_code == 200
+    me = api.get("/api/auth/me", refreshed.json()["accessToken"])
+    assert me.status_code == 200 and me.json()["user"]["email"] == "alice@example.com"
+
+
+def test_register_rejects_duplicates_and_bad_bodies(api, user):
+    duplicate = api.post("/api/auth/register",
+                         json={"email": user.email.upper(), "password": "another password"})
+    assert duplicate.status_code == 409
+    assert duplicate.json()["error"]["code"] == "conflict"
+    bad = api.post("/api/auth/register", json={"email": "not-an-email", "password": "x"})
+    assert bad.status_code == 400
+    assert {"email", "password"} <= bad.json()["error"]["details"].keys()
+    not_json = api.post("/api/auth/register", data="hello",
+                        headers={"Content-Type": "text/plain"})
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "invalid_payload"
+
+
+def test_login_refusal_is_the_same_for_unknown_user_and_wrong_password(api, user):
+    wrong = api.post("/api/auth/login", json={"email": user.email, "password": "nope nope"})
+    unknown = api.post("/api/auth/login",
+                       json={"email": "nobody@example.com", "password": "nope nope"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+
+
+def test_access_token_cannot_refresh_and_refresh_token_cannot_call_the_api(api, user):
+    assert api.post("/api/auth/refresh", user.token).status_code == 401
+    assert api.get("/api/socket/online-count", user.refresh_token).status_code == 401
+
+
+def test_rest_refusals_are_json(api, user):
+    missing = api.get("/api/socket/online-count")
+    assert missing.status_code == 401
+    assert missing.json()["error"] == {"code": "unauthenticated",
+                                       "message": "Authentication required"}
+    forged = api.get("/api/socket/online-count", mint_token(str(user.id), secret="x" * 40))
+    assert forged.status_code == 401 and forged.json()["error"]["message"] == "Invalid token"
+    expired = api.get("/api/socket/online-count", mint_token(str(user.id), expires_in=-60))
+    assert expired.status_code == 401 and expired.json()["error"]["message"] == "Token expired"
+    unknown_route = api.get("/api/nothing-here")
+    assert unknown_route.status_code == 404 and unknown_route.json()["error"]["code"] == \
+        "not_found"
+
+
+def test_logout_revokes_the_token_for_rest_and_sockets(api, make_user, hub):
+    someone = make_user()
+    assert api.post("/api/auth/logout", someone.token).status_code == 200
+    assert api.get("/api/socket/online-count", someone.token).status_code == 401
+    client = RecordingClient(hub.url)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(token=someone.token)
+    assert client.connect_error == {"message": "Token revoked",
+                                    "data": {"code": "token_revoked"}}
+
+
+def test_logout_disconnects_live_sockets_of_that_token(api, make_user, connect):
+    someone = make_user()
+    client = connect(someone.token)
+    assert api.post("/api/auth/logout", someone.token).status_code == 200
+    assert client.disconnected.wait(5), "revoked token's socket stayed connected"
+
+
+def test_connect_receives_session_with_user_role_and_expiry(connect, user):
+    client = connect(user.token)
+    session = client.wait_for("session")
+    assert session["userId"] == str(user.id)
+    assert session["role"] == "user"
+    assert session["expiresAt"].endswith("Z")
+
+
+def test_token_from_other_service_sharing_the_key_is_accepted(connect, user):
+    client = connect(mint_token(str(user.id)))
+    assert client.wait_for("session")["userId"] == str(user.id)
+
+
+def test_token_is_read_from_authorization_header_and_query(connect, user):
+    by_header = connect(auth={}, headers={"Authorization": f"Bearer {user.token}"})
+    assert by_header.wait_for("session")["userId"] == str(user.id)
+    by_query = connect(query=f"token={user.token}")
+    assert by_query.wait_for("session")["userId"] == str(user.id)
+
+
+REFUSALS = [
+    pytest.param(None, "Authentication required", "auth_required", id="no-auth"),
+    pytest.param({}, "Authentication required", "auth_required", id="empty-auth"),
+    pytest.param({"token": ""}, "Authentication required", "auth_required", id="empty-token"),
+    pytest.param({"token": 123}, "Invalid token", "invalid_token", id="number"),
+    pytest.param({"token": ["x"]}, "Invalid token", "invalid_token", id="list"),
+    pytest.param({"token": "not.a.jwt"}, "Invalid token", "invalid_token", id="garbage"),
+    pytest.param({"token": "x" * 10000}, "Invalid token", "invalid_token", id="huge"),
+]
+
+
+@pytest.mark.parametrize(("auth", "message", "code"), REFUSALS)
+def test_connect_refused_with_clear_reason(hub, auth, message, code):
+    client = RecordingClient(hub.url)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(auth=auth if auth is not None else None)
+    assert client.connect_error == {"message": message, "data": {"code": code}}
+
+
+def _refusal(hub, token):
+    client = RecordingClient(hub.url)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(token=token)
+    return client.connect_error
+
+
+def test_connect_refuses_expired_forged_and_unknown_user_tokens(hub, user):
+    assert _refusal(hub, mint_token(str(user.id), expires_in=-120)) == {
+        "message": "Token expired", "data": {"code": "token_expired"}}
+    assert _refusal(hub, mint_token(str(user.id), secret="another-secret-" * 3)) == {
+        "message": "Invalid token", "data": {"code": "invalid_token"}}
+    assert _refusal(hub, mint_token("987654321")) == {
+        "message": "User not found", "data": {"code": "user_not_found"}}
+    assert _refusal(hub, mint_token(user.id))["data"]["code"] == "invalid_token"
+
+
+def test_connect_refuses_refresh_tokens_and_other_algorithms(hub, user):
+    assert _refusal(hub, user.refresh_token)["message"] == "Invalid token"
+    hs512 = mint_token(str(user.id), algorithm="HS512")
+    assert _refusal(hub, hs512)["message"] == "Invalid token"
+    unsigned = mint_token(str(user.id), secret=None, algorithm="none")
+    assert _refusal(hub, unsigned)["message"] == "Invalid token"
+
+
+def test_admin_role_comes_from_the_token_claim(connect, admin):
+    client = connect(admin.token)
+    assert client.wait_for("session")["role"] == "admin"
+    assert "admins" in client.call("get_rooms")
+
+
+def test_authenticate_renews_the_token_without_reconnecting(connect, user):
+    client = connect(mint_token(str(user.id), expires_in=120))
+    first = client.wait_for("session")["expiresAt"]
+    renewed = client.call("authenticate", mint_token(str(user.id), expires_in=3600))
+    assert renewed["ok"] is True and renewed["expiresAt"] > first
+    assert client.sio.connected
+
+
+def test_authenticate_refuses_another_users_token_and_garbage(connect, make_user):
+    first, second = make_user(), make_user()
+    client = connect(first.token)
+    other = client.call("authenticate", second.token)
+    assert other == {"ok": False, "error": {"code": "forbidden",
+                                            "message": "The new token belongs to another user"}}
+    garbage = client.call("authenticate", "garbage")
+    assert garbage["ok"] is False and garbage["error"]["code"] == "unauthenticated"
+    assert client.call("authenticate", 42)["error"]["code"] == "invalid_payload"
+
+
+def test_expiring_token_is_warned_then_expired_then_dropped(connect, user):
+    # The testing server warns 60 s ahead and drops after a 3 s grace: a token
+    # with a few seconds left exercises every step quickly.
+    client = connect(mint_token(str(user.id), expires_in=3))
+    warning = client.wait_for("auth_expiring", timeout=5)
+    assert warning["expiresAt"].endswith("Z")
+    expired = client.wait_for("auth_expired", timeout=8)
+    assert "authenticate" in expired["message"]
+    started = time.monotonic()
+    assert client.disconnected.wait(20), "expired socket was not dropped"
+    assert time.monotonic() - started > 2
+
+
+def test_renewing_after_auth_expired_keeps_the_socket(connect, user):
+    client = connect(mint_token(str(user.id), expires_in=2))
+    client.wait_for("auth_expired", timeout=8)
+    assert client.call("authenticate", mint_token(str(user.id), expires_in=600))["ok"]
+    assert not client.disconnected.wait(5)
+
