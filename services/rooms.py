@@ -92,6 +92,11 @@ def authorize_leave(identity: Identity, room: str) -> None:
         raise Forbidden("You may not leave this room")
 
 
+def client_room_count(rooms: set[str]) -> int:
+    """Rooms that count against the per-socket cap: all but the server's internal ones."""
+    return len(rooms - _INTERNAL_ROOMS)
+
+
 def visible_rooms(rooms: set[str]) -> list[str]:
     """What ``get_rooms`` shows: the socket's rooms without the server's internal ones."""
     return sorted(room for room in rooms if room not in _INTERNAL_ROOMS)

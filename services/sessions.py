@@ -134,8 +134,8 @@ def join_room(conn: LiveConnection, room: str, message_owner) -> str:
     """Join a room the policy allows, within the per-socket room cap."""
     room = rooms.validate_room_name(room)
     rooms.authorize_join(conn.identity, room, message_owner)
-    if room not in conn.rooms and len(conn.rooms) >= current_app.config[
-            "MAX_ROOMS_PER_CONNECTION"]:
+    limit = current_app.config["MAX_ROOMS_PER_CONNECTION"]
+    if room not in conn.rooms and rooms.client_room_count(conn.rooms) >= limit:
         raise Forbidden("Room limit reached for this connection")
     realtime.enter_room(conn.sid, room)
     return room
