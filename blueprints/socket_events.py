@@ -38,6 +38,8 @@ EVENT_PAYLOADS: dict[str, str] = {
     "get_notifications": OPTIONAL,
     "pong": OPTIONAL,
     "authenticate": REQUIRED,
+    "track_message": REQUIRED,
+    "untrack_message": REQUIRED,
 }
 
 
@@ -173,6 +175,15 @@ class HubNamespace(socketio.Namespace):
     def on_pong(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         timestamp = load_or_raise(PongPayload(), _payload_or_empty(payload))["timestamp"]
         return {"ok": True, "rttMs": sessions.record_pong(conn, timestamp)}
+
+    def on_track_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
+        message_id = load_or_raise(IdPayload(), {"id": payload})["id"]
+        return {"ok": True, **messages.track(conn.identity, conn.sid, message_id)}
+
+    def on_untrack_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
+        message_id = load_or_raise(IdPayload(), {"id": payload})["id"]
+        messages.untrack(conn.sid, message_id)
+        return {"ok": True, "messageId": str(message_id)}
 
     def on_authenticate(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         token = payload.get("token") if isinstance(payload, dict) else payload

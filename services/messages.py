@@ -1,13 +1,189 @@
-"""Bulk messages: who owns them, and what their owner and trackers see."""
+"""Bulk messages: accept them, show them to their owner, and let them be tracked live.
+
+``create`` validates every number, stores the message and all its recipients
+in one transaction and returns at once; the delivery dispatcher does the
+sending. Another user's message is always ``not_found``, never ``forbidden``,
+so ids cannot be probed.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from decimal import Decimal
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import insert, select
 
 from extensions import db
-from models import Message
+from models import Message, Recipient
+from models.message import MESSAGE_SENDING, RECIPIENT_PENDING
+from schemas.common import isoformat
+from services import delivery, realtime, rooms
+from services.auth import Identity
+from services.errors import InvalidPayload, NotFound
+from services.phones import normalise_recipients
+from services.sms_encoding import analyse_body
+
+MAX_RECIPIENTS = 10_000
+TRACK_SNAPSHOT_LIMIT = 1_000
 
 
 def owner_of(message_id: int) -> int | None:
     """The owner's user id, or None when there is no such message."""
     return db.session.scalar(select(Message.user_id).where(Message.id == message_id))
+
+
+def money(value: Decimal | None) -> float:
+    return float(value or 0)
+
+
+def message_update_payload(message: Message) -> dict[str, Any]:
+    """The ``message_update`` event shape."""
+    return {
+        "messageId": str(message.id),
+        "status": message.status,
+        "successCount": message.success_count,
+        "failedCount": message.failed_count,
+        "deliveredCount": message.delivered_count,
+        "recipientCount": message.recipient_count,
+        "cost": money(message.cost),
+        "version": message.version,
+    }
+
+
+def message_payload(message: Message) -> dict[str, Any]:
+    """A message as REST returns it: the live figures plus what was sent and when."""
+    return {
+        "id": str(message.id),
+        **{k: v for k, v in message_update_payload(message).items() if k != "messageId"},
+        "body": message.body,
+        "encoding": message.encoding,
+        "segments": message.segments,
+        "createdAt": isoformat(message.created_at),
+        "completedAt": isoformat(message.completed_at),
+    }
+
+
+def recipient_update_payload(recipient: Recipient) -> dict[str, Any]:
+    """The ``recipient_update`` event shape; error fields only when there is an error."""
+    payload: dict[str, Any] = {
+        "messageId": str(recipient.message_id),
+        "recipientId": str(recipient.id),
+        "phone": recipient.phone,
+        "status": recipient.status,
+        "version": recipient.version,
+    }
+    if recipient.error_message:
+        payload["errorMessage"] = recipient.error_message
+    if recipient.error_code:
+        payload["errorCode"] = recipient.error_code
+    return payload
+
+
+def recipient_payload(recipient: Recipient) -> dict[str, Any]:
+    return {
+        **recipient_update_payload(recipient),
+        "id": str(recipient.id),
+        "providerMessageId": recipient.provider_message_id,
+        "cost": money(recipient.cost),
+        "sentAt": isoformat(recipient.sent_at),
+        "deliveredAt": isoformat(recipient.delivered_at),
+    }
+
+
+def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]:
+    """Store a message and its recipients as ``PENDING``; sending starts in the background."""
+    if len(raw_recipients) > MAX_RECIPIENTS:
+        raise InvalidPayload(f"At most {MAX_RECIPIENTS} recipients per message")
+    phones, invalid = normalise_recipients(raw_recipients)
+    if invalid:
+        raise InvalidPayload(
+            f"{len(invalid)} invalid phone number(s)",
+            details={"recipients": [
+                {"index": bad.index, "value": bad.value, "reason": bad.reason}
+                for bad in invalid[:100]
+            ]},
+        )
+    if not phones:
+        raise InvalidPayload("At least one recipient is required")
+    shape = analyse_body(body)
+    message = Message(user_id=user_id, body=body, encoding=shape.encoding,
+                      segments=shape.segments, status=MESSAGE_SENDING,
+                      recipient_count=len(phones), cost=Decimal("0"), version=1)
+    db.session.add(message)
+    db.session.flush()
+    db.session.execute(insert(Recipient), [
+        {"message_id": message.id, "phone": phone, "status": RECIPIENT_PENDING,
+         "cost": Decimal("0"), "version": 1, "attempts": 0}
+        for phone in phones
+    ])
+    db.session.commit()
+    update = message_update_payload(message)
+    realtime.emit_to_user(user_id, "message_update", update)
+    delivery.wake_dispatcher()
+    return {**message_payload(message), "duplicatesRemoved": len(raw_recipients) - len(phones),
+            "pricePerSegment": float(current_app.config["SMS_PRICE_PER_SEGMENT"])}
+
+
+def get_visible(identity: Identity, message_id: int) -> Message:
+    """The message if this identity may see it (owner or admin), else ``NotFound``."""
+    message = db.session.get(Message, message_id)
+    if message is None or (message.user_id != identity.user_id and not identity.is_admin):
+        raise NotFound("Message not found")
+    return message
+
+
+def list_for_user(user_id: int, limit: int, before: int | None) -> dict[str, Any]:
+    query = select(Message).where(Message.user_id == user_id)
+    if before is not None:
+        query = query.where(Message.id < before)
+    page = list(db.session.scalars(query.order_by(Message.id.desc()).limit(limit)))
+    return {
+        "messages": [message_payload(m) for m in page],
+        "nextCursor": str(page[-1].id) if len(page) == limit else None,
+    }
+
+
+def list_recipients(message: Message, limit: int, after: int | None,
+                    status: str | None = None) -> dict[str, Any]:
+    query = select(Recipient).where(Recipient.message_id == message.id)
+    if after is not None:
+        query = query.where(Recipient.id > after)
+    if status is not None:
+        query = query.where(Recipient.status == status)
+    page = list(db.session.scalars(query.order_by(Recipient.id).limit(limit)))
+    return {
+        "recipients": [recipient_payload(r) for r in page],
+        "nextCursor": str(page[-1].id) if len(page) == limit else None,
+    }
+
+
+def track(identity: Identity, sid: str, message_id: int) -> dict[str, Any]:
+    """Join the message's room, then send the current state so a late tracker misses nothing.
+
+    The room is joined first: a change racing the snapshot arrives with a
+    higher ``version``, so the client keeps it and drops the older snapshot.
+    """
+    message = get_visible(identity, message_id)
+    realtime.enter_room(sid, rooms.message_room(message.id))
+    realtime.emit_to_sid(sid, "message_update", message_update_payload(message))
+    recipients = list(db.session.scalars(
+        select(Recipient).where(Recipient.message_id == message.id)
+        .order_by(Recipient.id).limit(TRACK_SNAPSHOT_LIMIT + 1)
+    ))
+    truncated = len(recipients) > TRACK_SNAPSHOT_LIMIT
+    recipients = recipients[:TRACK_SNAPSHOT_LIMIT]
+    for recipient in recipients:
+        realtime.emit_to_sid(sid, "recipient_update", recipient_update_payload(recipient))
+    return {
+        "messageId": str(message.id),
+        "status": message.status,
+        "recipientCount": message.recipient_count,
+        "snapshotRecipients": len(recipients),
+        "truncated": truncated,
+        "nextCursor": str(recipients[-1].id) if truncated else None,
+    }
+
+
+def untrack(sid: str, message_id: int) -> None:
+    realtime.leave_room(sid, rooms.message_room(message_id))

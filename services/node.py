@@ -19,6 +19,7 @@ from flask import Flask
 
 from extensions import db, socketio
 from services import auth, connections, idempotency, sessions
+from services.delivery import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,19 @@ class NodeRuntime:
         self.running = False
         self._revocations_checked = datetime.now(UTC)
         self._seen_revocations: set[str] = set()
+        self.dispatcher = Dispatcher(app, node_id)
 
     def start(self) -> None:
         with self.app.app_context():
             connections.register_node(self.node_id, socket.gethostname(), os.getpid())
         self.running = True
         socketio.start_background_task(self._loop)
+        self.dispatcher.start()
         log.info("node %s started", self.node_id)
 
     def stop(self) -> None:
         self.running = False
+        self.dispatcher.stop()
         with self.app.app_context():
             try:
                 connections.registry.flush()

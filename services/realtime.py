@@ -20,6 +20,11 @@ def emit_to_room(room: str, event: str, payload: Any, skip_sid: str | None = Non
     socketio.emit(event, payload, to=room, namespace=NAMESPACE, skip_sid=skip_sid)
 
 
+def emit_to_rooms(room_list: list[str], event: str, payload: Any) -> None:
+    """One packet to the union of several rooms: a socket in two of them gets it once."""
+    socketio.emit(event, payload, to=room_list, namespace=NAMESPACE)
+
+
 def emit_to_user(user_id: int, event: str, payload: Any, skip_sid: str | None = None) -> None:
     emit_to_room(rooms.user_room(user_id), event, payload, skip_sid=skip_sid)
 

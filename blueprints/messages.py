@@ -1,0 +1,40 @@
+"""``/api/messages``: send to many phones, list messages, page recipients."""
+
+from flask import Blueprint
+
+from blueprints.common import authenticated, idempotency_key, json_body, query_args
+from schemas.messages import MessageCreateSchema, MessageListQuerySchema, RecipientListQuerySchema
+from services import idempotency, messages
+
+messages_bp = Blueprint("messages", __name__, url_prefix="/api/messages")
+
+
+@messages_bp.post("")
+@authenticated
+def create_message(identity):
+    body = json_body(MessageCreateSchema())
+    return idempotency.run_once(
+        identity.user_id, idempotency_key(), "messages", body,
+        lambda: (messages.create(identity.user_id, body["body"], body["recipients"]), 202),
+    )
+
+
+@messages_bp.get("")
+@authenticated
+def list_messages(identity):
+    query = query_args(MessageListQuerySchema())
+    return messages.list_for_user(identity.user_id, query["limit"], query["before"])
+
+
+@messages_bp.get("/<int:message_id>")
+@authenticated
+def get_message(message_id: int, identity):
+    return messages.message_payload(messages.get_visible(identity, message_id))
+
+
+@messages_bp.get("/<int:message_id>/recipients")
+@authenticated
+def list_recipients(message_id: int, identity):
+    query = query_args(RecipientListQuerySchema())
+    message = messages.get_visible(identity, message_id)
+    return messages.list_recipients(message, query["limit"], query["after"], query["status"])

@@ -1,0 +1,29 @@
+"""``/api/webhooks/delivery``: signed delivery receipts from the SMS provider."""
+
+from flask import Blueprint, current_app, request
+
+from schemas.common import load_or_raise
+from schemas.messages import DeliveryReceiptSchema
+from services import delivery
+from services.errors import InvalidPayload, Unauthenticated
+from services.providers import DeliveryReceipt
+from services.webhook_signing import verify_webhook_signature
+
+webhooks_bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks")
+
+
+@webhooks_bp.post("/delivery")
+def delivery_receipts():
+    """One receipt object or a list of them, signed as a whole in ``X-Signature``."""
+    raw = request.get_data(cache=True)
+    if not verify_webhook_signature(raw, request.headers.get("X-Signature"),
+                                    current_app.config["WEBHOOK_SECRET"]):
+        raise Unauthenticated("Invalid webhook signature")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict | list):
+        raise InvalidPayload("Body must be a receipt object or a list of receipts")
+    items = load_or_raise(DeliveryReceiptSchema(many=True), body if isinstance(body, list)
+                          else [body])
+    receipts = [DeliveryReceipt(item["providerMessageId"], item["status"], item["errorCode"],
+                                item["errorMessage"]) for item in items]
+    return {"received": len(receipts), "applied": delivery.apply_receipts(receipts)}
