@@ -1,0 +1,235 @@
+"""The messaging core end to end: send, watch recipient by recipient, receipts, tracking."""
+
+import json
+
+import pytest
+
+from services.webhook_signing import sign_webhook_body
+from tests.support import WEBHOOK_SECRET, eventually
+
+PRICE = 0.0075
+THREE = ["+15551230001", "+15005550001", "+1 555 123 0002"]
+
+
+def _send(api, user, recipients=THREE, body="Hello there", headers=None):
+    return api.post("/api/messages", user.token, json={"body": body, "recipients": recipients},
+                    headers=headers)
+
+
+def _final_message(api, user, message_id):
+    def done():
+        message = api.get(f"/api/messages/{message_id}", user.token).json()
+        return message if message["status"] != "SENDING" else None
+    return eventually(done, timeout=10)
+
+
+def _webhook(api, payload, secret=WEBHOOK_SECRET, signature=None):
+    raw = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json",
+               "X-Signature": signature if signature is not None else
+               sign_webhook_body(raw, secret)}
+    return api.post("/api/webhooks/delivery", data=raw, headers=headers)
+
+
+def test_message_to_three_numbers_is_watched_recipient_by_recipient(api, user, connect):
+    owner_socket = connect(user.token)
+    response = _send(api, user)
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["status"] == "SENDING" and accepted["recipientCount"] == 3
+    assert accepted["segments"] == 1 and accepted["encoding"] == "GSM-7"
+    message_id = accepted["id"]
+    tracker = connect(user.token)
+    assert tracker.call("track_message", message_id)["ok"] is True
+
+    final = owner_socket.wait_for("message_update", lambda m: m["status"] != "SENDING")
+    assert final == {"messageId": message_id, "status": "SENT", "successCount": 2,
+                     "failedCount": 1, "deliveredCount": final["deliveredCount"],
+                     "recipientCount": 3, "cost": pytest.approx(2 * PRICE),
+                     "version": final["version"]}
+
+    def latest_states():
+        best = {}
+        for update in tracker.received("recipient_update"):
+            known = best.get(update["recipientId"])
+            if known is None or update["version"] > known["version"]:
+                best[update["recipientId"]] = update
+        return best
+    states = eventually(lambda: (s := latest_states()) and len(s) == 3 and all(
+        u["status"] in ("DELIVERED", "FAILED") for u in s.values()) and s, timeout=10)
+    by_phone = {u["phone"]: u for u in states.values()}
+    assert by_phone["+15551230001"]["status"] == "DELIVERED"
+    assert by_phone["+15551230002"]["status"] == "DELIVERED"
+    failed = by_phone["+15005550001"]
+    assert failed["status"] == "FAILED" and failed["errorCode"] == "invalid_number"
+    assert failed["errorMessage"] == "Invalid phone number"
+
+    note = owner_socket.wait_for("notification", lambda n: n["type"] == "message_sent")
+    assert note["data"]["messageId"] == message_id
+    stored = _final_message(api, user, message_id)
+    assert stored["cost"] == pytest.approx(2 * PRICE) and stored["completedAt"].endswith("Z")
+
+
+def test_all_refused_message_ends_failed_and_costs_nothing(api, user, connect):
+    client = connect(user.token)
+    message_id = _send(api, user, ["+15005550001", "+15005550009"]).json()["id"]
+    final = _final_message(api, user, message_id)
+    assert final["status"] == "FAILED" and final["failedCount"] == 2 and final["cost"] == 0
+    note = client.wait_for("notification", lambda n: n["type"] == "message_failed")
+    assert note["data"]["messageId"] == message_id
+    recipients = api.get(f"/api/messages/{message_id}/recipients", user.token).json()
+    codes = {r["phone"]: r["errorCode"] for r in recipients["recipients"]}
+    assert codes == {"+15005550001": "invalid_number", "+15005550009": "unroutable"}
+
+
+def test_late_tracker_gets_the_final_state(api, user, connect):
+    message_id = _send(api, user).json()["id"]
+    final = _final_message(api, user, message_id)
+    eventually(lambda: api.get(f"/api/messages/{message_id}", user.token).json()
+               ["deliveredCount"] == 2)
+    tracker = connect(user.token)
+    ack = tracker.call("track_message", message_id)
+    assert ack == {"ok": True, "messageId": message_id, "status": final["status"],
+                   "recipientCount": 3, "snapshotRecipients": 3, "truncated": False,
+                   "nextCursor": None}
+    update = tracker.wait_for("message_update")
+    assert update["status"] == "SENT" and update["deliveredCount"] == 2
+    tracker.call("get_rooms")
+    statuses = sorted(u["status"] for u in tracker.received("recipient_update"))
+    assert statuses == ["DELIVERED", "DELIVERED", "FAILED"]
+    assert f"message:{message_id}" in tracker.call("get_rooms")
+    assert tracker.call("untrack_message", message_id) == {"ok": True, "messageId": message_id}
+    assert f"message:{message_id}" not in tracker.call("get_rooms")
+
+
+def test_another_user_cannot_track_or_read_a_message(api, make_user, admin, connect):
+    owner, other = make_user(), make_user()
+    message_id = _send(api, owner).json()["id"]
+    other_socket = connect(other.token)
+    expected = {"ok": False, "error": {"code": "not_found", "message": "Message not found"}}
+    assert other_socket.call("track_message", message_id) == expected
+    assert other_socket.call("track_message", "987654321") == expected
+    assert other_socket.call("join_room", f"message:{message_id}")["error"]["code"] == \
+        "forbidden"
+    assert api.get(f"/api/messages/{message_id}", other.token).status_code == 404
+    assert api.get(f"/api/messages/{message_id}/recipients", other.token).status_code == 404
+    other_socket.call("get_rooms")
+    assert other_socket.received("recipient_update") == []
+    admin_socket = connect(admin.token)
+    assert admin_socket.call("track_message", message_id)["ok"] is True
+    owner_socket = connect(owner.token)
+    assert owner_socket.call("join_room", f"message:{message_id}")["ok"] is True
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"body": "hi", "recipients": []}, "recipients"),
+    ({"body": "", "recipients": ["+15551234567"]}, "body"),
+    ({"body": "hi"}, "recipients"),
+    ({"body": "hi", "recipients": "+15551234567"}, "recipients"),
+    ({"body": "x" * 1601, "recipients": ["+15551234567"]}, "body"),
+    ({"body": "hi", "recipients": ["+15551234567"] * 10001}, "recipients"),
+])
+def test_invalid_message_bodies_are_400(api, user, body, field):
+    response = api.post("/api/messages", user.token, json=body)
+    assert response.status_code == 400
+    assert field in response.json()["error"]["details"]
+
+
+def test_invalid_numbers_are_named_and_nothing_is_stored(api, user):
+    before = api.get("/api/messages", user.token).json()["messages"]
+    response = _send(api, user, ["+15551234567", "12345", "+1555abc", "+15551234568"])
+    assert response.status_code == 400
+    details = response.json()["error"]["details"]["recipients"]
+    assert [(d["index"], d["value"]) for d in details] == [(1, "12345"), (2, "+1555abc")]
+    assert api.get("/api/messages", user.token).json()["messages"] == before
+
+
+def test_duplicates_are_removed(api, user):
+    response = _send(api, user, ["+15551234567", "+1 555 123 4567", "+15551234567"])
+    assert response.status_code == 202
+    assert response.json()["recipientCount"] == 1 and response.json()["duplicatesRemoved"] == 2
+
+
+def test_unicode_body_segments_and_cost(api, user):
+    body = "Olá 😀 " * 12
+    accepted = _send(api, user, ["+15551239999"], body=body).json()
+    assert accepted["encoding"] == "UCS-2" and accepted["segments"] == 2
+    final = _final_message(api, user, accepted["id"])
+    assert final["cost"] == pytest.approx(2 * PRICE)
+
+
+def test_messages_list_and_recipients_are_paged(api, user):
+    ids = [_send(api, user, [f"+1555000{i:04d}" for i in range(5)]).json()["id"]
+           for _ in range(3)]
+    page = api.get("/api/messages?limit=2", user.token).json()
+    assert [m["id"] for m in page["messages"]] == [ids[2], ids[1]]
+    rest = api.get(f"/api/messages?limit=2&before={page['nextCursor']}", user.token).json()
+    assert [m["id"] for m in rest["messages"]] == [ids[0]]
+    first = api.get(f"/api/messages/{ids[0]}/recipients?limit=3", user.token).json()
+    second = api.get(f"/api/messages/{ids[0]}/recipients?limit=3&after={first['nextCursor']}",
+                     user.token).json()
+    phones = [r["phone"] for r in first["recipients"] + second["recipients"]]
+    assert phones == [f"+1555000{i:04d}" for i in range(5)]
+    assert api.get("/api/messages?limit=0", user.token).status_code == 400
+
+
+def test_idempotency_key_sends_a_message_once(api, user):
+    headers = {"Idempotency-Key": f"msg-{user.id}"}
+    first = _send(api, user, headers=headers)
+    second = _send(api, user, headers=headers)
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    assert len(api.get("/api/messages", user.token).json()["messages"]) == 1
+
+
+def test_owner_gets_coalesced_message_updates_and_the_final_one(api, user, connect):
+    client = connect(user.token)
+    phones = [f"+1555111{i:04d}" for i in range(300)]
+    message_id = _send(api, user, phones).json()["id"]
+    final = client.wait_for("message_update",
+                            lambda m: m["messageId"] == message_id and m["status"] == "SENT",
+                            timeout=20)
+    assert final["successCount"] == 300 and final["cost"] == pytest.approx(300 * PRICE)
+    updates = [m for m in client.received("message_update") if m["messageId"] == message_id]
+    assert len(updates) <= 30, f"{len(updates)} message_update events for one message"
+    versions = [m["version"] for m in updates]
+    assert max(versions) == final["version"]
+
+
+def test_signed_receipts_are_applied_once_and_never_backwards(api, user, connect):
+    message_id = _send(api, user, ["+15551237777"]).json()["id"]
+    eventually(lambda: api.get(f"/api/messages/{message_id}", user.token).json()
+               ["deliveredCount"] == 1)
+    recipient = api.get(f"/api/messages/{message_id}/recipients", user.token).json()[
+        "recipients"][0]
+    tracker = connect(user.token)
+    tracker.call("track_message", message_id)
+    receipt = {"providerMessageId": recipient["providerMessageId"], "status": "DELIVERED"}
+    repeated = _webhook(api, receipt)
+    assert repeated.status_code == 200 and repeated.json() == {"received": 1, "applied": 0}
+    backwards = _webhook(api, {**receipt, "status": "SENT"})
+    assert backwards.json()["applied"] == 0
+    late_failure = _webhook(api, {**receipt, "status": "FAILED", "errorCode": "x"})
+    assert late_failure.json()["applied"] == 0
+    after = api.get(f"/api/messages/{message_id}/recipients", user.token).json()["recipients"]
+    assert after[0]["status"] == "DELIVERED" and after[0]["version"] == recipient["version"]
+
+
+def test_badly_signed_or_malformed_webhooks_are_refused(api):
+    receipt = {"providerMessageId": "sim_x", "status": "DELIVERED"}
+    assert _webhook(api, receipt, secret="wrong").status_code == 401
+    assert _webhook(api, receipt, signature="").status_code == 401
+    unsigned = api.post("/api/webhooks/delivery", json=receipt)
+    assert unsigned.status_code == 401
+    assert unsigned.json()["error"]["code"] == "unauthenticated"
+    bad = _webhook(api, {"providerMessageId": "sim_x", "status": "EXPLODED"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_payload"
+    unknown = _webhook(api, receipt)
+    assert unknown.status_code == 200 and unknown.json()["applied"] == 0
+
+
+@pytest.mark.parametrize("payload", [None, "abc", -1, 0, 1.5, [], {"id": 1}, True])
+def test_track_message_rejects_invalid_ids(connect, user, payload):
+    client = connect(user.token)
+    answer = client.call("track_message", payload)
+    assert answer["ok"] is False and answer["error"]["code"] == "invalid_payload"
