@@ -77,6 +77,7 @@ def _init_socketio(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from blueprints.analytics import analytics_bp
     from blueprints.auth import auth_bp
     from blueprints.cli import cli_bp
     from blueprints.errors import register_error_handlers, register_jwt_handlers
@@ -86,7 +87,7 @@ def _register_blueprints(app: Flask) -> None:
     from blueprints.webhooks import webhooks_bp
 
     for blueprint in (auth_bp, socket_api_bp, notifications_bp, messages_bp, webhooks_bp,
-                      cli_bp):
+                      analytics_bp, cli_bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     register_jwt_handlers()

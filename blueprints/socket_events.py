@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from schemas.common import load_or_raise
 from schemas.events import IdPayload, PongPayload, RoomPayload, TokenPayload
 from schemas.notifications import NotificationQuerySchema
-from services import messages, notifications, realtime, rooms, sessions
+from services import analytics, messages, notifications, realtime, rooms, sessions
 from services.auth import Identity
 from services.connections import LiveConnection, registry
 from services.errors import AppError, AuthRefused, InvalidPayload, Unauthenticated, Unavailable
@@ -38,6 +38,8 @@ EVENT_PAYLOADS: dict[str, str] = {
     "get_notifications": OPTIONAL,
     "pong": OPTIONAL,
     "authenticate": REQUIRED,
+    "subscribe_analytics": NONE,
+    "unsubscribe_analytics": NONE,
     "track_message": REQUIRED,
     "untrack_message": REQUIRED,
 }
@@ -175,6 +177,14 @@ class HubNamespace(socketio.Namespace):
     def on_pong(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         timestamp = load_or_raise(PongPayload(), _payload_or_empty(payload))["timestamp"]
         return {"ok": True, "rttMs": sessions.record_pong(conn, timestamp)}
+
+    def on_subscribe_analytics(self, conn: LiveConnection) -> dict[str, Any]:
+        analytics.subscribe(conn)
+        return {"ok": True}
+
+    def on_unsubscribe_analytics(self, conn: LiveConnection) -> dict[str, Any]:
+        analytics.unsubscribe(conn)
+        return {"ok": True}
 
     def on_track_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         message_id = load_or_raise(IdPayload(), {"id": payload})["id"]

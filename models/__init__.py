@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate; imported here so Alembic sees them all."""
 
+from models.analytics import AnalyticsMark
 from models.connection import Connection, Node
 from models.idempotency import IdempotencyRecord
 from models.message import Message, Recipient
@@ -8,6 +9,7 @@ from models.token import RevokedToken
 from models.user import User
 
 __all__ = [
+    "AnalyticsMark",
     "Connection",
     "IdempotencyRecord",
     "Message",

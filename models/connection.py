@@ -25,6 +25,13 @@ class Node(db.Model):
     )
     # Rooms with members on this node at the last heartbeat, for ``stats``.
     room_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Socket.IO events received from and sent to clients per second, over the last heartbeat.
+    events_in_per_second: Mapped[float] = mapped_column(
+        Float, nullable=False, default=0.0, server_default="0"
+    )
+    events_out_per_second: Mapped[float] = mapped_column(
+        Float, nullable=False, default=0.0, server_default="0"
+    )
 
 
 class Connection(db.Model):

@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, insert, select, update
 from extensions import db
 from models import Connection, Node
 from services.auth import Identity
+from services.traffic import traffic
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +185,13 @@ def register_node(node_id: str, hostname: str, pid: int) -> None:
 
 
 def heartbeat(node_id: str) -> None:
+    events_in, events_out = traffic.rates()
     db.session.execute(
         update(Node)
         .where(Node.id == node_id)
-        .values(heartbeat_at=db_now(), room_count=registry.room_count())
+        .values(heartbeat_at=db_now(), room_count=registry.room_count(),
+                events_in_per_second=round(events_in, 2),
+                events_out_per_second=round(events_out, 2))
     )
     db.session.commit()
 
@@ -247,15 +251,18 @@ def connection_stats() -> dict[str, Any]:
     _flush_own_writes()
     cutoff = _alive_cutoff(db_now())
     per_node = db.session.execute(
-        select(Node.id, Node.heartbeat_at, Node.room_count, func.count(Connection.sid))
+        select(Node.id, Node.heartbeat_at, Node.room_count, Node.events_in_per_second,
+               Node.events_out_per_second, func.count(Connection.sid))
         .outerjoin(Connection, Connection.node_id == Node.id)
         .where(Node.heartbeat_at >= cutoff)
-        .group_by(Node.id, Node.heartbeat_at, Node.room_count)
+        .group_by(Node.id, Node.heartbeat_at, Node.room_count, Node.events_in_per_second,
+                  Node.events_out_per_second)
         .order_by(Node.id)
     ).all()
     nodes = [
-        {"id": node_id, "connections": count, "lastHeartbeat": heartbeat_at, "rooms": rooms}
-        for node_id, heartbeat_at, rooms, count in per_node
+        {"id": node_id, "connections": count, "lastHeartbeat": heartbeat_at, "rooms": rooms,
+         "eventsInPerSecond": events_in, "eventsOutPerSecond": events_out}
+        for node_id, heartbeat_at, rooms, events_in, events_out, count in per_node
     ]
     return {
         "totalConnections": sum(node["connections"] for node in nodes),

@@ -37,7 +37,7 @@ from models.message import (
     RECIPIENT_SENDING,
     RECIPIENT_SENT,
 )
-from services import messages, notifications, realtime, rooms
+from services import analytics, messages, notifications, realtime, rooms
 from services.providers import DeliveryReceipt, SendResult, SimulatedProvider, SmsProvider
 from services.sms_encoding import segment_cost
 
@@ -124,9 +124,11 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
         return []
     price = current_app.config["SMS_PRICE_PER_SEGMENT"]
     message_ids = {row.message_id for row, _ in outcomes}
-    segments = dict(db.session.execute(
-        select(Message.id, Message.segments).where(Message.id.in_(message_ids))
-    ).all())
+    owners, segments = {}, {}
+    for message_id, user_id, count in db.session.execute(
+            select(Message.id, Message.user_id, Message.segments)
+            .where(Message.id.in_(message_ids))).all():
+        owners[message_id], segments[message_id] = user_id, count
     now = _now()
     by_id = {row.id: (row, result) for row, result in outcomes}
 
@@ -151,6 +153,7 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
         .execution_options(synchronize_session=False)
     ).all()
     completed = _count_into_messages(recorded, now)
+    analytics.mark_changed({owners[row.message_id] for row in recorded})
     db.session.commit()
     _announce(recorded, completed)
     return completed
@@ -265,6 +268,10 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> int:
                     version=Message.version + 1, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+    if changed:
+        analytics.mark_changed(set(db.session.scalars(
+            select(Message.user_id).where(Message.id.in_({row.message_id for row in changed}))
+        )))
     db.session.commit()
     for row in changed:
         realtime.emit_to_room(rooms.message_room(row.message_id), "recipient_update",

@@ -18,7 +18,7 @@ from extensions import db
 from models import Message, Recipient
 from models.message import MESSAGE_SENDING, RECIPIENT_PENDING
 from schemas.common import isoformat
-from services import delivery, realtime, rooms
+from services import analytics, delivery, realtime, rooms
 from services.auth import Identity
 from services.errors import InvalidPayload, NotFound
 from services.phones import normalise_recipients
@@ -117,6 +117,7 @@ def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]
          "cost": Decimal("0"), "version": 1, "attempts": 0}
         for phone in phones
     ])
+    analytics.mark_changed({user_id})
     db.session.commit()
     update = message_update_payload(message)
     realtime.emit_to_user(user_id, "message_update", update)

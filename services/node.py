@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask
 
 from extensions import db, socketio
-from services import auth, connections, idempotency, sessions
+from services import analytics, auth, connections, idempotency, sessions
 from services.delivery import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class NodeRuntime:
             (config["CONNECTION_FLUSH_INTERVAL"], connections.registry.flush),
             (config["NODE_HEARTBEAT_INTERVAL"], self._heartbeat),
             (SESSION_SWEEP_INTERVAL, self._sweep_sessions),
+            (config["ANALYTICS_INTERVAL"], analytics.publisher.publish),
             (HOUSEKEEPING_INTERVAL, self._housekeeping),
         ]
         next_run = [0.0] * len(schedule)

@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, insert, select, update
 from extensions import db
 from models import Notification, NotificationRead, User
 from schemas.common import isoformat
-from services import realtime
+from services import analytics, realtime
 from services.connections import count_user_connections
 from services.errors import NotFound
 
@@ -77,6 +77,7 @@ def notify_user(
     notification = Notification(user_id=user_id, type=type, title=title, message=message,
                                 data=data)
     db.session.add(notification)
+    analytics.mark_changed({user_id})
     db.session.commit()
     payload = to_payload(notification, read=False, unread_count=unread_count(user_id))
     realtime.emit_to_user(user_id, "notification", payload)
@@ -91,6 +92,7 @@ def broadcast(title: str, message: str, type: str = "system") -> tuple[dict[str,
     """
     notification = Notification(user_id=None, type=type, title=title, message=message)
     db.session.add(notification)
+    analytics.mark_everyone_changed()
     db.session.commit()
     audience = db.session.scalar(
         select(func.count()).select_from(User).where(
@@ -161,6 +163,8 @@ def mark_read(user_id: int, notification_id: int, origin_sid: str | None = None)
         changed = notification.read_at is None
         if changed:
             notification.read_at = now
+    if changed:
+        analytics.mark_changed({user_id})
     db.session.commit()
     count = unread_count(user_id)
     if changed:
@@ -194,6 +198,8 @@ def mark_all_read(user_id: int, origin_sid: str | None = None) -> int:
             for nid in unread_broadcast_ids
         ])
     shared = len(unread_broadcast_ids)
+    if personal or shared:
+        analytics.mark_changed({user_id})
     db.session.commit()
     changed = personal + shared
     if changed:

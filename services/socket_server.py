@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import socketio
 from socketio import packet
 
+from services.traffic import traffic
+
 log = logging.getLogger(__name__)
 
 MAX_PROTOCOL_ERRORS = 5
@@ -64,6 +66,7 @@ class HubServer(socketio.Server):
         dispatcher = self._dispatcher(namespace)
         if dispatcher is None:
             return
+        traffic.events_in += 1
         result = dispatcher.dispatch_event(sid, data[0], data[1:], id is not None)
         if id is not None:
             self._send_packet(eio_sid, self.packet_class(

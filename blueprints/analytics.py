@@ -1,0 +1,32 @@
+"""``/api/analytics``: the REST twins of the live analytics figures."""
+
+from flask import Blueprint
+
+from blueprints.common import admin_only, authenticated
+from services import analytics
+
+analytics_bp = Blueprint("analytics", __name__, url_prefix="/api/analytics")
+
+
+@analytics_bp.get("/dashboard")
+@authenticated
+def dashboard(identity):
+    return analytics.figures_for(identity.user_id, analytics.DASHBOARD)
+
+
+@analytics_bp.get("/messages")
+@authenticated
+def message_figures(identity):
+    return analytics.figures_for(identity.user_id, analytics.MESSAGES)
+
+
+@analytics_bp.get("/usage")
+@authenticated
+def usage(identity):
+    return analytics.figures_for(identity.user_id, analytics.USAGE)
+
+
+@analytics_bp.get("/global")
+@admin_only
+def global_figures(identity):
+    return analytics.global_stats()
