@@ -28,6 +28,10 @@ test: $(STAMP)
 	@$(PY) -m ruff check .
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
+## assets: refresh the vendored browser libraries in static/vendor from npm
+assets:
+	@scripts/vendor_assets.sh
+
 lint: $(STAMP)
 	@$(PY) -m ruff check .
 

@@ -1,0 +1,152 @@
+"""The pages in a real browser: Debian's Chromium driven by Playwright, headless.
+
+Screenshots go to test-output/. Any console error or uncaught page error fails
+the test.
+"""
+
+import os
+import shutil
+
+import pytest
+
+from tests.support import OUTPUT_DIR, REQUIRE_SERVICES, eventually
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run",
+               "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM) or shutil.which("chromium") is None:
+        if REQUIRE_SERVICES:
+            pytest.fail("Chromium is not installed (REQUIRE_SERVICES=1)")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, sqlite_hub):
+    context = browser.new_context(base_url=sqlite_hub.url, viewport={"width": 1400,
+                                                                    "height": 1000})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+            if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.problems = problems
+    yield page
+    context.close()
+    assert problems == [], problems
+
+
+def _sign_in(page, user):
+    page.fill("#email", user.email)
+    page.fill("#password", user.password)
+    page.click("#login-btn")
+    page.wait_for_function("document.getElementById('whoami').textContent.startsWith('user')")
+
+
+@pytest.fixture
+def browser_user(sqlite_hub):
+    import requests
+
+    from tests.support import TestUser
+
+    email = f"browser-{os.urandom(4).hex()}@example.com"
+    password = "browser password 1"
+    requests.post(f"{sqlite_hub.url}/api/auth/register",
+                  json={"email": email, "password": password}, timeout=10).raise_for_status()
+    body = requests.post(f"{sqlite_hub.url}/api/auth/login",
+                         json={"email": email, "password": password}, timeout=10).json()
+    return TestUser.from_login(body, password)
+
+
+@pytest.fixture
+def hub_admin(sqlite_hub):
+    import requests
+
+    from tests.support import ADMIN_PASSWORD, TestUser
+
+    body = requests.post(f"{sqlite_hub.url}/api/auth/login",
+                         json={"email": sqlite_hub.admin_email, "password": ADMIN_PASSWORD},
+                         timeout=10).json()
+    return TestUser.from_login(body, ADMIN_PASSWORD)
+
+
+def test_test_socket_page_end_to_end(page, sqlite_hub, browser_user, hub_admin):
+    page.goto("/testSocket")
+    _sign_in(page, browser_user)
+    page.click("#connect-btn")
+    page.wait_for_selector("#conn-state[data-state='connected']")
+
+    page.fill("#room-input", "room:browser")
+    page.click("#join-btn")
+    page.wait_for_selector("#rooms-list li:has-text('room:browser')")
+    page.fill("#room-input", "admins")
+    page.click("#join-btn")
+    page.wait_for_selector("#event-log tr.failed:has-text('forbidden')")
+
+    page.fill("#send-phones", "+15551234567\n+15005550001\n+15551234568")
+    page.click("#send-btn")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#recipients-table tbody tr')].length === 3 && "
+        "[...document.querySelectorAll('#recipients-table tbody tr')].every("
+        "r => ['DELIVERED', 'FAILED'].includes(r.dataset.status))", timeout=15000)
+    failed = page.locator("#recipients-table tr[data-status='FAILED']")
+    assert "+15005550001" in failed.inner_text() and "Invalid phone number" in \
+        failed.inner_text()
+    page.wait_for_selector("#message-summary[data-status='SENT']")
+
+    page.click("#subscribe-analytics-btn")
+    page.wait_for_selector("#analytics-figures [data-figure='messages']")
+    eventually(lambda: page.inner_text("#analytics-figures [data-figure='delivered'] strong")
+               == "2", timeout=10)
+
+    response = sqlite_hub.api.post(f"/api/socket/notify/{browser_user.id}", hub_admin.token,
+                                   json={"title": "<img src=x onerror=alert(1)>",
+                                         "message": "from the REST API"})
+    note_id = response.json()["notification"]["id"]
+    item = page.wait_for_selector(f"#notifications-list li[data-notification-id='{note_id}']")
+    assert "<img src=x onerror=alert(1)>" in item.inner_text()
+    unread_before = int(page.inner_text("#unread-badge"))
+    assert unread_before >= 1
+    item.query_selector(".mark-read-btn").click()
+    page.wait_for_selector(f"#notifications-list li[data-notification-id='{note_id}']"
+                           "[data-read='true']")
+    assert int(page.inner_text("#unread-badge")) == unread_before - 1
+
+    page.fill("#log-filter", "recipient_update")
+    visible = page.locator("#event-log tbody tr:visible")
+    assert visible.count() > 0
+    assert all("recipient_update" in text for text in visible.all_inner_texts())
+    page.screenshot(path=str(OUTPUT_DIR / "testSocket.png"), full_page=True)
+
+
+def test_dashboard_charts_update_after_a_message_completes(page, sqlite_hub, hub_admin):
+    page.goto("/dashboard")
+    _sign_in(page, hub_admin)
+    page.wait_for_selector("#conn-state[data-state='connected']")
+    page.wait_for_function("Number(document.getElementById('chart-hourly')"
+                           ".dataset.updatedCount) >= 1")
+    before = int(page.get_attribute("#chart-hourly", "data-updated-count"))
+    total_before = page.inner_text("#stat-messages-total")
+    response = sqlite_hub.api.post("/api/messages", hub_admin.token,
+                                   json={"body": "dashboard", "recipients": ["+15550001111"]})
+    message_id = response.json()["id"]
+    page.wait_for_function(
+        f"Number(document.getElementById('chart-hourly').dataset.updatedCount) > {before}",
+        timeout=10000)
+    page.wait_for_selector(f"#recent-messages tr[data-message-id='{message_id}']"
+                           "[data-status='SENT']", timeout=10000)
+    eventually(lambda: page.inner_text("#stat-messages-total") != total_before, timeout=10)
+    page.wait_for_selector("#global-panel:not([hidden])")
+    page.wait_for_selector("#nodes-table tbody tr")
+    page.screenshot(path=str(OUTPUT_DIR / "dashboard.png"), full_page=True)
