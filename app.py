@@ -108,14 +108,15 @@ def _configure_logging(app: Flask) -> None:
 def serve(app: Flask) -> None:
     """Run the gevent WebSocket server until interrupted, as one node of the hub."""
     from gevent.pywsgi import WSGIServer
-    from geventwebsocket.handler import WebSocketHandler
 
     from services.node import NodeRuntime, default_node_id
+    from services.transport import make_handler_class
 
     host, port = app.config["HOST"], app.config["PORT"]
     node = NodeRuntime(app, app.config.get("NODE_ID") or default_node_id(port))
     node.start()
-    server = WSGIServer((host, port), app, handler_class=WebSocketHandler, log=None)
+    handler = make_handler_class(app.config["MAX_MESSAGE_SIZE"])
+    server = WSGIServer((host, port), app, handler_class=handler, log=None)
     print(f"Hub serving on http://{host}:{port} (node {node.node_id})", flush=True)
     try:
         server.serve_forever()

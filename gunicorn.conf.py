@@ -1,6 +1,6 @@
 """gunicorn settings: one gevent WebSocket worker per process, each a node of the hub."""
 
-worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+worker_class = "services.transport.HubWebSocketWorker"
 workers = 1
 graceful_timeout = 10
 

@@ -1,7 +1,8 @@
 """The gunicorn entry point.
 
-``gunicorn -c gunicorn.conf.py -k geventwebsocket.gunicorn.workers.GeventWebSocketWorker
--w 1 wsgi:app``; the config file starts this worker's node (heartbeat, housekeeping).
+``gunicorn -c gunicorn.conf.py wsgi:app``: one gevent WebSocket worker per process
+(``services.transport.HubWebSocketWorker``, gevent-websocket with the frame limit);
+the config file starts each worker's node (heartbeat, dispatcher, housekeeping).
 """
 
 from gevent import monkey

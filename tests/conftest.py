@@ -9,26 +9,21 @@ Chromium cases skip when the service is missing, and fail under
 
 from __future__ import annotations
 
-import itertools
 import os
-import uuid
 
 import pytest
-import requests
 
 from tests.support import (
-    ADMIN_PASSWORD,
     LiveServer,
     RecordingClient,
     TestUser,
     fresh_postgres_database,
     migrate_database,
     postgres_reachable,
+    register_user,
     require_service,
     seed_admin,
 )
-
-_emails = itertools.count(1)
 
 
 def pytest_configure(config):
@@ -74,29 +69,20 @@ def sqlite_hub(tmp_path_factory):
     server.stop()
 
 
-def _login(base_url: str, email: str, password: str) -> dict:
-    response = requests.post(f"{base_url}/api/auth/login",
-                             json={"email": email, "password": password}, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 @pytest.fixture
 def make_user(hub):
     """Factory: a new registered, logged-in user (``admin=True``: the seeded admin)."""
+    return lambda admin=False: register_user(hub, admin)
 
-    def create(admin: bool = False) -> TestUser:
-        if admin:
-            tokens = _login(hub.url, hub.admin_email, ADMIN_PASSWORD)
-            return TestUser.from_login(tokens, ADMIN_PASSWORD)
-        email = f"user{next(_emails)}-{uuid.uuid4().hex[:8]}@example.com"
-        password = "correct horse battery"
-        response = requests.post(f"{hub.url}/api/auth/register",
-                                 json={"email": email, "password": password}, timeout=10)
-        assert response.status_code == 201, response.text
-        return TestUser.from_login(_login(hub.url, email, password), password)
 
-    return create
+@pytest.fixture
+def sqlite_user(sqlite_hub) -> TestUser:
+    return register_user(sqlite_hub)
+
+
+@pytest.fixture
+def sqlite_admin(sqlite_hub) -> TestUser:
+    return register_user(sqlite_hub, admin=True)
 
 
 @pytest.fixture

@@ -219,6 +219,22 @@ class TestUser:
                    role=user["role"])
 
 
+def register_user(server: LiveServer, admin: bool = False) -> TestUser:
+    """A new registered, logged-in user of ``server`` (``admin=True``: its seeded admin)."""
+    if admin:
+        email, password = server.admin_email, ADMIN_PASSWORD
+    else:
+        email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+        password = "correct horse battery"
+        response = requests.post(f"{server.url}/api/auth/register",
+                                 json={"email": email, "password": password}, timeout=10)
+        assert response.status_code == 201, response.text
+    response = requests.post(f"{server.url}/api/auth/login",
+                             json={"email": email, "password": password}, timeout=10)
+    assert response.status_code == 200, response.text
+    return TestUser.from_login(response.json(), password)
+
+
 class RecordingClient:
     """A python-socketio client that records every event it receives, in order."""
 

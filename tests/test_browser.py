@@ -54,34 +54,8 @@ def _sign_in(page, user):
     page.wait_for_function("document.getElementById('whoami').textContent.startsWith('user')")
 
 
-@pytest.fixture
-def browser_user(sqlite_hub):
-    import requests
-
-    from tests.support import TestUser
-
-    email = f"browser-{os.urandom(4).hex()}@example.com"
-    password = "browser password 1"
-    requests.post(f"{sqlite_hub.url}/api/auth/register",
-                  json={"email": email, "password": password}, timeout=10).raise_for_status()
-    body = requests.post(f"{sqlite_hub.url}/api/auth/login",
-                         json={"email": email, "password": password}, timeout=10).json()
-    return TestUser.from_login(body, password)
-
-
-@pytest.fixture
-def hub_admin(sqlite_hub):
-    import requests
-
-    from tests.support import ADMIN_PASSWORD, TestUser
-
-    body = requests.post(f"{sqlite_hub.url}/api/auth/login",
-                         json={"email": sqlite_hub.admin_email, "password": ADMIN_PASSWORD},
-                         timeout=10).json()
-    return TestUser.from_login(body, ADMIN_PASSWORD)
-
-
-def test_test_socket_page_end_to_end(page, sqlite_hub, browser_user, hub_admin):
+def test_test_socket_page_end_to_end(page, sqlite_hub, sqlite_user, sqlite_admin):
+    browser_user, hub_admin = sqlite_user, sqlite_admin
     page.goto("/testSocket")
     _sign_in(page, browser_user)
     page.click("#connect-btn")
@@ -130,7 +104,8 @@ def test_test_socket_page_end_to_end(page, sqlite_hub, browser_user, hub_admin):
     page.screenshot(path=str(OUTPUT_DIR / "testSocket.png"), full_page=True)
 
 
-def test_dashboard_charts_update_after_a_message_completes(page, sqlite_hub, hub_admin):
+def test_dashboard_charts_update_after_a_message_completes(page, sqlite_hub, sqlite_admin):
+    hub_admin = sqlite_admin
     page.goto("/dashboard")
     _sign_in(page, hub_admin)
     page.wait_for_selector("#conn-state[data-state='connected']")

@@ -1,0 +1,119 @@
+"""WebSocket frames under a size limit, checked before a byte of payload is read.
+
+gevent-websocket reads whatever length a client declares, then unmasks it one
+byte at a time in Python; python-engineio checks its size limit only after
+that. One 10 MB frame stalls every other client for seconds. Here the
+declared length of each frame, and of a fragmented message so far, is checked
+against ``max_message_size`` from the header alone: an oversized frame closes
+the connection with 1009 (message too big) and its payload is never read.
+Accepted payloads are unmasked with a big-integer XOR, at C speed.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from geventwebsocket.exceptions import ProtocolError, WebSocketError
+from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
+from geventwebsocket.handler import WebSocketHandler
+from geventwebsocket.websocket import Header, WebSocket
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+class MessageTooBig(Exception):
+    """Not a ``WebSocketError``: that is a socket error, which ``receive`` closes without a code."""
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR ``payload`` with the 4-byte ``mask`` repeated; the same operation masks."""
+    length = len(payload)
+    if not length:
+        return b""
+    key = (mask * (length // 4 + 1))[:length]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
+        length, "little")
+
+
+class LimitedWebSocket(WebSocket):
+    """gevent-websocket's socket with a size check before each payload read.
+
+    It takes the place of the socket the handler built (same slots, no new
+    ones), so the per-message byte count lives on the handler.
+    """
+
+    __slots__ = ()
+
+    def read_frame(self):
+        header = Header.decode_header(self.stream)
+        if header.flags:
+            raise ProtocolError
+        opcode, handler = header.opcode, self.handler
+        if opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY):
+            handler.message_bytes = 0
+        if opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY, self.OPCODE_CONTINUATION):
+            handler.message_bytes += header.length
+            if handler.message_bytes > handler.max_message_size:
+                raise MessageTooBig(f"message of {handler.message_bytes}+ bytes")
+        elif header.length > 125:
+            raise ProtocolError("control frame too long")
+        if not header.length:
+            return header, b""
+        payload = self.raw_read(header.length)
+        if len(payload) != header.length:
+            raise WebSocketError("Unexpected EOF reading frame payload")
+        if header.mask:
+            payload = unmask(payload, header.mask)
+        return header, payload
+
+    def receive(self):
+        try:
+            return super().receive()
+        except MessageTooBig:
+            self.close(CLOSE_MESSAGE_TOO_BIG, b"message too big")
+            return None
+
+    def close(self, code: int = 1000, message: bytes | str = b"") -> None:
+        """As gevent-websocket's, but the close frame carries ``code``, which it leaves out."""
+        if self.closed:
+            return super().close(code, message)
+        reason = message.encode() if isinstance(message, str) else bytes(message or b"")
+        try:
+            self.send_frame(struct.pack("!H", code) + reason[:123], self.OPCODE_CLOSE)
+        except WebSocketError:
+            pass
+        finally:
+            self.closed = True
+            self.stream = self.raw_write = self.raw_read = self.environ = None
+
+
+class LimitedWebSocketHandler(WebSocketHandler):
+    """Upgrades to a ``LimitedWebSocket`` bound to the handler's ``max_message_size``."""
+
+    max_message_size = DEFAULT_MAX_MESSAGE_SIZE
+    message_bytes = 0
+
+    def upgrade_connection(self):
+        result = super().upgrade_connection()
+        websocket = getattr(self, "websocket", None)
+        if websocket is not None:
+            websocket.__class__ = LimitedWebSocket
+        return result
+
+
+def make_handler_class(max_message_size: int) -> type[LimitedWebSocketHandler]:
+    """A handler class for ``WSGIServer(handler_class=...)`` with this frame limit."""
+    return type("HubWebSocketHandler", (LimitedWebSocketHandler,),
+                {"max_message_size": max_message_size})
+
+
+class HubWebSocketWorker(GeventWebSocketWorker):
+    """gunicorn worker with the limited handler; the limit comes from ``MAX_MESSAGE_SIZE``."""
+
+    wsgi_handler = LimitedWebSocketHandler
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        limit = self.wsgi.config["MAX_MESSAGE_SIZE"]
+        self.wsgi_handler = make_handler_class(limit)
