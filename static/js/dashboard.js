@@ -12,7 +12,7 @@
     charts[id] = new Chart($(id), {
       type,
       data: { labels: [], datasets: [{ label, data: [], backgroundColor: color, borderColor: color }] },
-      options: { animation: false, responsive: true, plugins: { legend: { display: false } } },
+      options: { animation: false, responsive: true, aspectRatio: 1.6, plugins: { legend: { display: false } } },
     });
   }
 
@@ -93,6 +93,9 @@
     if (known && known.version > update.version) return;
     messages.set(id, { ...known, ...update, id });
     renderMessages();
+    if (!known && update.body === undefined) {
+      Hub.api('GET', `/api/messages/${encodeURIComponent(id)}`).then(mergeMessage).catch(() => {});
+    }
   }
 
   async function loadMessages() {
