@@ -63,6 +63,7 @@ def _init_socketio(app: Flask) -> None:
         app,
         async_mode="gevent",
         message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+        channel=app.config["SOCKETIO_CHANNEL"],
         cors_allowed_origins=origins,
         async_handlers=False,
         manage_session=False,
@@ -79,8 +80,9 @@ def _init_socketio(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from blueprints.analytics import analytics_bp
     from blueprints.auth import auth_bp
-    from blueprints.cli import cli_bp
+    from blueprints.cli import cli_bp, notify_cli_bp
     from blueprints.errors import register_error_handlers, register_jwt_handlers
+    from blueprints.health import health_bp
     from blueprints.messages import messages_bp
     from blueprints.notifications import notifications_bp
     from blueprints.pages import pages_bp
@@ -88,7 +90,7 @@ def _register_blueprints(app: Flask) -> None:
     from blueprints.webhooks import webhooks_bp
 
     for blueprint in (auth_bp, socket_api_bp, notifications_bp, messages_bp, webhooks_bp,
-                      analytics_bp, pages_bp, cli_bp):
+                      analytics_bp, pages_bp, health_bp, cli_bp, notify_cli_bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     register_jwt_handlers()

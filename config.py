@@ -73,6 +73,7 @@ class Config:
     JWT_ERROR_MESSAGE_KEY = "message"
 
     SOCKETIO_MESSAGE_QUEUE = os.environ.get("SOCKETIO_MESSAGE_QUEUE") or None
+    SOCKETIO_CHANNEL = os.environ.get("SOCKETIO_CHANNEL", "flask-socketio")
     RATELIMIT_STORAGE_URI = (
         os.environ.get("RATELIMIT_STORAGE_URI") or SOCKETIO_MESSAGE_QUEUE or "memory://"
     )

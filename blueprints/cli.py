@@ -1,4 +1,5 @@
-"""Command-line tools: ``flask users create EMAIL [--admin] [--password P]``."""
+"""Command-line tools: ``flask users create EMAIL [--admin]``, ``flask users demo`` and
+``flask notify USER_ID --title ... --message ...`` (emits through the message queue)."""
 
 import click
 from flask import Blueprint, current_app
@@ -6,6 +7,7 @@ from flask import Blueprint, current_app
 from services import auth
 
 cli_bp = Blueprint("users", __name__, cli_group="users")
+notify_cli_bp = Blueprint("notify_cli", __name__, cli_group=None)
 
 
 @cli_bp.cli.command("create")
@@ -32,3 +34,21 @@ def demo_admin() -> None:
     else:
         click.echo(f"  (password in {credentials['file']}, or create a user with "
                    f"`flask users create EMAIL --admin`)\n")
+
+
+@notify_cli_bp.cli.command("notify")
+@click.argument("user_id", type=int)
+@click.option("--title", required=True)
+@click.option("--message", required=True)
+@click.option("--type", "kind", default="system",
+              type=click.Choice(["message_sent", "message_failed", "delivery_update", "system",
+                                 "warning"]))
+@click.option("--data", default=None, help="JSON attached to the notification.")
+def notify(user_id: int, title: str, message: str, kind: str, data: str | None) -> None:
+    """Store a notification for USER_ID and emit it through the message queue."""
+    import json
+
+    from services.notifications import notify_user
+
+    payload, _ = notify_user(user_id, title, message, kind, json.loads(data) if data else None)
+    click.echo(json.dumps(payload))

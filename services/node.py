@@ -20,6 +20,7 @@ from flask import Flask
 from extensions import db, socketio
 from services import analytics, auth, connections, idempotency, sessions
 from services.delivery import Dispatcher
+from services.queue_health import canary
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,24 @@ class NodeRuntime:
         self.dispatcher = Dispatcher(app, node_id)
 
     def start(self) -> None:
+        self.app.config["NODE_ID"] = self.node_id
         with self.app.app_context():
             connections.register_node(self.node_id, socket.gethostname(), os.getpid())
+        self._listen_to_queue()
         self.running = True
         socketio.start_background_task(self._loop)
         self.dispatcher.start()
         log.info("node %s started", self.node_id)
+
+    def _listen_to_queue(self) -> None:
+        """With a message queue, subscribe now (not at the first socket) and watch it."""
+        server = socketio.server
+        if not self.app.config["SOCKETIO_MESSAGE_QUEUE"]:
+            return
+        canary.install(server.manager)
+        if not server.manager_initialized:
+            server.manager_initialized = True
+            server.manager.initialize()
 
     def stop(self) -> None:
         self.running = False
@@ -95,6 +108,9 @@ class NodeRuntime:
     def _heartbeat(self) -> None:
         connections.heartbeat(self.node_id)
         connections.reap_dead_nodes()
+        if canary.enabled:
+            canary.publish()
+            canary.check(3 * self.app.config["NODE_HEARTBEAT_INTERVAL"] + 2.0)
 
     def _sweep_sessions(self) -> None:
         sessions.sweep_expiring_sessions()

@@ -1,0 +1,170 @@
+"""Two processes sharing PostgreSQL and Redis: emits, state and failures across nodes."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import redis
+
+from tests.support import (
+    REDIS_URL,
+    ROOT,
+    LiveServer,
+    RecordingClient,
+    eventually,
+    fresh_postgres_database,
+    migrate_database,
+    postgres_reachable,
+    redis_reachable,
+    register_user,
+    require_service,
+    seed_admin,
+)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Nodes A and B on one fresh PostgreSQL database and one Redis channel."""
+    require_service("PostgreSQL", postgres_reachable())
+    require_service("Redis", redis_reachable())
+    channel = f"hub-test-{uuid.uuid4().hex[:8]}"
+    with fresh_postgres_database() as url:
+        migrate_database(url)
+        seed_admin(url)
+        env = {"SOCKETIO_MESSAGE_QUEUE": REDIS_URL, "SOCKETIO_CHANNEL": channel}
+        a = LiveServer(url, name="node-a", env={**env, "NODE_ID": "node-a"})
+        b = LiveServer(url, name="node-b", env={**env, "NODE_ID": "node-b"})
+        a.start()
+        b.start()
+        a.channel = b.channel = channel
+        try:
+            yield a, b
+        finally:
+            a.stop()
+            b.stop()
+
+
+def _client(server, token):
+    client = RecordingClient(server.url)
+    client.connect(token=token)
+    return client
+
+
+def test_notification_posted_to_b_reaches_a_socket_on_a(cluster):
+    a, b = cluster
+    user, admin = register_user(a), register_user(b, admin=True)
+    on_a = _client(a, user.token)
+    response = b.api.post(f"/api/socket/notify/{user.id}", admin.token,
+                          json={"title": "cross-node", "message": "via redis"})
+    assert response.status_code == 201 and response.json()["delivered"] == 1
+    assert on_a.wait_for("notification")["title"] == "cross-node"
+    on_a.close()
+
+
+def test_broadcast_and_ping_reach_clients_on_both_nodes(cluster):
+    a, b = cluster
+    admin = register_user(a, admin=True)
+    clients = [_client(a, register_user(a).token), _client(b, register_user(b).token)]
+    note = a.api.post("/api/socket/broadcast", admin.token,
+                      json={"title": "everyone", "message": "m"}).json()["notification"]
+    for client in clients:
+        assert client.wait_for("notification", lambda n: n["id"] == note["id"])
+    ping = b.api.post("/api/socket/ping", admin.token).json()
+    assert ping["sent"] >= 2
+    for client in clients:
+        assert client.wait_for("ping")["timestamp"] == ping["timestamp"]
+        client.close()
+
+
+def test_online_and_stats_agree_across_nodes(cluster):
+    a, b = cluster
+    user, admin = register_user(a), register_user(a, admin=True)
+    on_a = _client(a, user.token)
+    online = eventually(lambda: (r := b.api.get(f"/api/socket/user/{user.id}/online",
+                                                admin.token).json())["online"] and r)
+    assert online["connections"] == 1
+    stats = b.api.get("/api/socket/stats", admin.token).json()
+    assert {node["id"] for node in stats["nodes"]} >= {"node-a", "node-b"}
+    by_node = {node["id"]: node["connections"] for node in stats["nodes"]}
+    assert by_node["node-a"] >= 1
+    assert stats["totalConnections"] == sum(by_node.values())
+    on_a.close()
+    eventually(lambda: not b.api.get(f"/api/socket/user/{user.id}/online",
+                                     admin.token).json()["online"])
+
+
+def test_logout_on_b_drops_the_socket_on_a(cluster):
+    a, b = cluster
+    user = register_user(a)
+    on_a = _client(a, user.token)
+    assert b.api.post("/api/auth/logout", user.token).status_code == 200
+    assert on_a.disconnected.wait(5)
+
+
+def test_flask_notify_cli_reaches_a_socket(cluster):
+    a, _ = cluster
+    user = register_user(a)
+    on_a = _client(a, user.token)
+    env = {**os.environ, "HUB_ENV": "testing", "DATABASE_URL": a.database_url,
+           "SOCKETIO_MESSAGE_QUEUE": REDIS_URL, "SOCKETIO_CHANNEL": a.channel}
+    run = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "notify", str(user.id),
+                          "--title", "from cron", "--message", "hello", "--data", '{"k": 1}'],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    note = on_a.wait_for("notification")
+    assert note["title"] == "from cron" and note["data"] == {"k": 1}
+    on_a.close()
+
+
+def test_readyz_checks_database_and_redis(cluster):
+    a, _ = cluster
+    ready = a.api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["messageQueue"] == "ok"
+    assert a.api.get("/healthz").json()["status"] == "ok"
+
+
+def test_killing_the_listener_connection_is_survived(cluster):
+    a, b = cluster
+    client = redis.Redis.from_url(REDIS_URL)
+    killed = client.client_kill_filter(_type="pubsub")
+    assert killed >= 2
+    user, admin = register_user(a), register_user(b, admin=True)
+    on_a = _client(a, user.token)
+
+    def delivered():
+        b.api.post(f"/api/socket/notify/{user.id}", admin.token,
+                   json={"title": "after kill", "message": "m"})
+        time.sleep(0.3)
+        return on_a.received("notification")
+    eventually(delivered, timeout=20, interval=0.5)
+    eventually(lambda: a.api.get("/readyz").status_code == 200, timeout=20)
+    on_a.close()
+
+
+def test_kill_9_node_a_and_b_reports_its_users_offline_then_a_rejoins(cluster):
+    a, b = cluster
+    user, admin = register_user(a), register_user(b, admin=True)
+    sockets = [_client(a, user.token) for _ in range(3)]
+    eventually(lambda: b.api.get(f"/api/socket/user/{user.id}/online",
+                                 admin.token).json()["connections"] == 3)
+    a.kill()
+    killed_at = time.monotonic()
+    eventually(lambda: not b.api.get(f"/api/socket/user/{user.id}/online",
+                                     admin.token).json()["online"], timeout=10)
+    assert time.monotonic() - killed_at < 3.0 + 4.0  # NODE_TTL of the testing config + margin
+    stats = eventually(lambda: (s := b.api.get("/api/socket/stats", admin.token).json()) and
+                       "node-a" not in {n["id"] for n in s["nodes"]} and s, timeout=10)
+    assert stats["totalConnections"] == sum(n["connections"] for n in stats["nodes"])
+    for client in sockets:
+        client.close()
+    a.start()
+    again = _client(a, user.token)
+    online = eventually(lambda: (r := b.api.get(f"/api/socket/user/{user.id}/online",
+                                                admin.token).json())["online"] and r)
+    assert online["connections"] == 1
+    again.close()
