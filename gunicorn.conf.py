@@ -10,8 +10,8 @@ def post_worker_init(worker):
     from services.node import NodeRuntime, default_node_id
 
     app = worker.wsgi
-    port = worker.address[0][1] if worker.address and isinstance(worker.address[0], tuple) \
-        else None
+    addresses = [sock.getsockname() for sock in worker.sockets]
+    port = addresses[0][1] if addresses and isinstance(addresses[0], tuple) else None
     worker.hub_node = NodeRuntime(app, app.config.get("NODE_ID") or default_node_id(port))
     worker.hub_node.start()
 
