@@ -9,11 +9,10 @@ if __name__ == "__main__":
 
     monkey.patch_all()
 
-import logging
-import sys
 from pathlib import Path
 
 from flask import Flask
+from flask_cors import CORS
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -49,6 +48,8 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     jwt.init_app(app)
     limiter.init_app(app)
+    if app.config["CORS_ALLOWED_ORIGINS"]:
+        CORS(app, resources={r"/api/*": {"origins": app.config["CORS_ALLOWED_ORIGINS"]}})
     _init_socketio(app)
     _register_blueprints(app)
     return app
@@ -56,9 +57,11 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
 
 def _init_socketio(app: Flask) -> None:
     from blueprints.socket_events import HubNamespace
+    from services import rate_limits
+    from services.origins import origin_policy
     from services.socket_server import install
 
-    origins = app.config["CORS_ALLOWED_ORIGINS"] or None
+    origins = origin_policy(app.config["CORS_ALLOWED_ORIGINS"], app.config["TRUST_PROXY_HEADERS"])
     socketio.init_app(
         app,
         async_mode="gevent",
@@ -75,6 +78,9 @@ def _init_socketio(app: Flask) -> None:
     )
     server = install(socketio.server)
     server.register_namespace(HubNamespace(app))
+    rate_limits.limiter.configure(app.config["EVENT_RATE"], app.config["EVENT_BURST"],
+                                  app.config["EVENT_BYTES_PER_SECOND"],
+                                  app.config["EVENT_BYTES_BURST"])
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -97,14 +103,9 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _configure_logging(app: Flask) -> None:
-    from services.log_redaction import install_redaction
+    from services.log_context import configure
 
-    logging.basicConfig(
-        level=app.config["LOG_LEVEL"],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    install_redaction()
+    configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
 
 def serve(app: Flask) -> None:

@@ -91,6 +91,16 @@ class Config:
     AUTH_EXPIRED_GRACE_SECONDS = _env_float("AUTH_EXPIRED_GRACE_SECONDS", 10.0)
     USER_CACHE_SECONDS = _env_float("USER_CACHE_SECONDS", 30.0)
     MAX_ROOMS_PER_CONNECTION = _env_int("MAX_ROOMS_PER_CONNECTION", 128)
+    MAX_CONNECTIONS_PER_USER = _env_int("MAX_CONNECTIONS_PER_USER", 20)
+    MAX_CONNECTIONS_PER_ADDRESS = _env_int("MAX_CONNECTIONS_PER_ADDRESS", 200)
+    EVENT_RATE = _env_float("EVENT_RATE", 20.0)
+    EVENT_BURST = _env_float("EVENT_BURST", 40.0)
+    EVENT_BYTES_PER_SECOND = _env_float("EVENT_BYTES_PER_SECOND", 64 * 1024)
+    EVENT_BYTES_BURST = _env_float("EVENT_BYTES_BURST", 256 * 1024)
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10/minute")
+    REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT", "20/hour")
+    MESSAGES_RATE_LIMIT = os.environ.get("MESSAGES_RATE_LIMIT", "120/minute")
+    RATELIMIT_HEADERS_ENABLED = True
     NOTIFICATION_PAGE_MAX = 100
 
     ANALYTICS_INTERVAL = _env_float("ANALYTICS_INTERVAL", 1.0)
@@ -111,6 +121,8 @@ class Config:
     IDEMPOTENCY_TTL = 86400
     TRUST_PROXY_HEADERS = _env_bool("TRUST_PROXY_HEADERS", False)
     NODE_ID = os.environ.get("NODE_ID") or None
+
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or ""
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
@@ -152,6 +164,13 @@ class TestingConfig(Config):
     NODE_HEARTBEAT_INTERVAL = 0.5
     NODE_TTL = 3.0
     AUTH_EXPIRED_GRACE_SECONDS = 3.0
+    MAX_CONNECTIONS_PER_ADDRESS = _env_int("MAX_CONNECTIONS_PER_ADDRESS", 100_000)
+    MAX_CONNECTIONS_PER_USER = _env_int("MAX_CONNECTIONS_PER_USER", 20)
+    EVENT_RATE = _env_float("EVENT_RATE", 200.0)
+    EVENT_BURST = _env_float("EVENT_BURST", 400.0)
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "100000/minute")
+    REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT", "100000/minute")
+    MESSAGES_RATE_LIMIT = os.environ.get("MESSAGES_RATE_LIMIT", "100000/minute")
     SIMULATED_RECEIPT_DELAY = _env_float("SIMULATED_RECEIPT_DELAY", 0.3)
     DISPATCH_CLAIM_TIMEOUT = _env_float("DISPATCH_CLAIM_TIMEOUT", 3.0)
 
@@ -165,8 +184,8 @@ class ProductionConfig(Config):
             raise RuntimeError("JWT_SECRET_KEY must be set to at least 32 characters in production")
         if not cls.WEBHOOK_SECRET:
             raise RuntimeError("WEBHOOK_SECRET must be set in production")
-        if "*" in cls.CORS_ALLOWED_ORIGINS:
-            raise RuntimeError("CORS_ALLOWED_ORIGINS must list origins, never '*'")
+        if "*" in cls.CORS_ALLOWED_ORIGINS or "null" in cls.CORS_ALLOWED_ORIGINS:
+            raise RuntimeError("CORS_ALLOWED_ORIGINS must list exact origins, never '*'")
 
 
 def _development_secret(name: str) -> str:

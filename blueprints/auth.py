@@ -1,9 +1,11 @@
 """``/api/auth``: register, log in, refresh, log out."""
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 from flask_jwt_extended import get_jwt, jwt_required
+from flask_limiter.util import get_remote_address
 
 from blueprints.common import authenticated, current_identity, json_body
+from extensions import limiter
 from schemas.auth import LoginSchema, RegisterSchema, UserSchema
 from services import auth
 from services.errors import Forbidden
@@ -11,7 +13,16 @@ from services.errors import Forbidden
 auth_bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
 
+def _login_key() -> str:
+    """Failed logins are limited per address and account: guessing one password, or many."""
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    account = email.strip().lower()[:254] if isinstance(email, str) else ""
+    return f"{get_remote_address()}:{account}"
+
+
 @auth_bp.post("/register")
+@limiter.limit(lambda: current_app.config["REGISTER_RATE_LIMIT"])
 def register():
     if not current_app.config["REGISTRATION_ENABLED"]:
         raise Forbidden("Registration is disabled")
@@ -21,6 +32,7 @@ def register():
 
 
 @auth_bp.post("/login")
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], key_func=_login_key)
 def login():
     body = json_body(LoginSchema())
     user = auth.verify_credentials(body["email"], body["password"])

@@ -1,16 +1,29 @@
 """``/api/messages``: send to many phones, list messages, page recipients."""
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 
-from blueprints.common import authenticated, idempotency_key, json_body, query_args
+from blueprints.common import (
+    authenticated,
+    current_identity,
+    idempotency_key,
+    json_body,
+    query_args,
+)
+from extensions import limiter
 from schemas.messages import MessageCreateSchema, MessageListQuerySchema, RecipientListQuerySchema
 from services import idempotency, messages
 
 messages_bp = Blueprint("messages", __name__, url_prefix="/api/messages")
 
 
+def _per_caller() -> str:
+    """Rate-limit key: the caller's user id (REST tokens are verified before this runs)."""
+    return f"user:{current_identity().user_id}"
+
+
 @messages_bp.post("")
 @authenticated
+@limiter.limit(lambda: current_app.config["MESSAGES_RATE_LIMIT"], key_func=_per_caller)
 def create_message(identity):
     body = json_body(MessageCreateSchema())
     return idempotency.run_once(

@@ -18,10 +18,27 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from schemas.common import load_or_raise
 from schemas.events import IdPayload, PongPayload, RoomPayload, TokenPayload
 from schemas.notifications import NotificationQuerySchema
-from services import analytics, messages, notifications, realtime, rooms, sessions
+from services import (
+    analytics,
+    messages,
+    metrics,
+    notifications,
+    rate_limits,
+    realtime,
+    rooms,
+    sessions,
+)
 from services.auth import Identity
 from services.connections import LiveConnection, registry
-from services.errors import AppError, AuthRefused, InvalidPayload, Unauthenticated, Unavailable
+from services.errors import (
+    AppError,
+    AuthRefused,
+    InvalidPayload,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+)
+from services.log_context import about_connection
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +102,11 @@ class HubNamespace(socketio.Namespace):
             try:
                 identity = sessions.authenticate_connect(environ, auth)
             except AuthRefused as refused:
+                metrics.connect_refusals.labels(refused.code).inc()
                 raise socketio.exceptions.ConnectionRefusedError(
                     refused.message, {"code": refused.code}) from None
             except Exception:
+                metrics.connect_refusals.labels("unavailable").inc()
                 log.exception("refusing %s: authentication could not be checked", sid)
                 raise socketio.exceptions.ConnectionRefusedError(
                     "Service unavailable", {"code": "unavailable"}) from None
@@ -104,6 +123,7 @@ class HubNamespace(socketio.Namespace):
 
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._authenticated.pop(sid, None)
+        rate_limits.limiter.forget(sid)
         with self.app.app_context():
             sessions.close_session(sid)
 
@@ -111,8 +131,10 @@ class HubNamespace(socketio.Namespace):
 
     def dispatch_event(self, sid: str, event: str, args: list[Any], wants_ack: bool) -> Any:
         """Run one client event; always returns an ack value, never raises."""
+        conn = registry.get(sid)
         try:
-            result = self._run(sid, event, args)
+            with about_connection(sid, conn.identity.user_id if conn else None):
+                result = self._run(sid, event, args)
         except AppError as error:
             result = _failure(error)
         except (OperationalError, DBAPIError):
@@ -121,6 +143,18 @@ class HubNamespace(socketio.Namespace):
         except Exception:
             log.exception("unexpected error in %r from %s", event, sid)
             result = _failure(AppError())
+        return self._answer(sid, event, result, wants_ack)
+
+    def refuse_event(self, sid: str, event: str, wants_ack: bool) -> dict[str, Any]:
+        """Over the socket's rate limit: answered, not run."""
+        metrics.rate_limited.inc()
+        return self._answer(sid, event, _failure(RateLimited(
+            "Too many events: slow down")), wants_ack)
+
+    def _answer(self, sid: str, event: str, result: Any, wants_ack: bool) -> Any:
+        metrics.events_in.labels(event if event in EVENT_PAYLOADS else "unknown").inc()
+        failed = isinstance(result, dict) and result.get("ok") is False
+        metrics.acks.labels(result["error"]["code"] if failed else "ok").inc()
         if not wants_ack and isinstance(result, dict) and result.get("ok") is False:
             realtime.emit_to_sid(sid, "error", {"event": event[:64], **result["error"]})
         return result

@@ -23,7 +23,7 @@ import gevent
 from flask import Flask, current_app
 from gevent.event import Event
 from gevent.pool import Pool
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
 from extensions import db
 from models import Message, Recipient
@@ -37,7 +37,7 @@ from models.message import (
     RECIPIENT_SENDING,
     RECIPIENT_SENT,
 )
-from services import analytics, messages, notifications, realtime, rooms
+from services import analytics, messages, metrics, notifications, realtime, rooms
 from services.providers import DeliveryReceipt, SendResult, SimulatedProvider, SmsProvider
 from services.sms_encoding import segment_cost
 
@@ -102,6 +102,14 @@ def claim_batch(node_id: str, limit: int) -> list[Any]:
     return sorted(claimed, key=lambda row: row.id)
 
 
+def backlog() -> int:
+    """Recipients not yet sent, on every node."""
+    return db.session.scalar(
+        select(func.count()).select_from(Recipient)
+        .where(Recipient.status.in_((RECIPIENT_PENDING, RECIPIENT_SENDING)))
+    ) or 0
+
+
 def release_own_claims(node_id: str) -> int:
     """At start: what a previous run of this node claimed but never recorded goes back."""
     released = db.session.execute(
@@ -153,6 +161,8 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
         .execution_options(synchronize_session=False)
     ).all()
     completed = _count_into_messages(recorded, now)
+    for row in recorded:
+        metrics.recipients_sent.labels(row.status.lower()).inc()
     analytics.mark_changed({owners[row.message_id] for row in recorded})
     db.session.commit()
     _announce(recorded, completed)
@@ -273,6 +283,7 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> int:
             select(Message.user_id).where(Message.id.in_({row.message_id for row in changed}))
         )))
     db.session.commit()
+    metrics.receipts_applied.inc(len(changed))
     for row in changed:
         realtime.emit_to_room(rooms.message_room(row.message_id), "recipient_update",
                               messages.recipient_update_payload(row))

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask
 
 from extensions import db, socketio
-from services import analytics, auth, connections, idempotency, sessions
+from services import analytics, auth, connections, delivery, idempotency, metrics, sessions
 from services.delivery import Dispatcher
 from services.queue_health import canary
 
@@ -108,6 +108,7 @@ class NodeRuntime:
     def _heartbeat(self) -> None:
         connections.heartbeat(self.node_id)
         connections.reap_dead_nodes()
+        metrics.dispatch_backlog.set(delivery.backlog())
         if canary.enabled:
             canary.publish()
             canary.check(3 * self.app.config["NODE_HEARTBEAT_INTERVAL"] + 2.0)

@@ -10,16 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from extensions import socketio
-from services import rooms
+from services import metrics, rooms
 from services.connections import registry
 from services.traffic import traffic
 
 NAMESPACE = "/"
 
 
-def emit_to_room(room: str, event: str, payload: Any, skip_sid: str | None = None) -> None:
+def _count(event: str) -> None:
     traffic.events_out += 1
-    socketio.emit(event, payload, to=room, namespace=NAMESPACE, skip_sid=skip_sid)
+    metrics.events_out.labels(event).inc()
+
+
+def emit_to_room(room: str, event: str, payload: Any, skip_sid: str | None = None) -> None:
+    _count(event)
+    with metrics.emit_seconds.time():
+        socketio.emit(event, payload, to=room, namespace=NAMESPACE, skip_sid=skip_sid)
 
 
 def emit_to_local_room(room: str, event: str, payload: Any) -> None:
@@ -28,15 +34,16 @@ def emit_to_local_room(room: str, event: str, payload: Any) -> None:
     For figures every node computes for its own subscribers, which would
     otherwise arrive once per node.
     """
-    traffic.events_out += 1
+    _count(event)
     socketio.server.manager.emit(event, payload, namespace=NAMESPACE, room=room,
                                  ignore_queue=True)
 
 
 def emit_to_rooms(room_list: list[str], event: str, payload: Any) -> None:
     """One packet to the union of several rooms: a socket in two of them gets it once."""
-    traffic.events_out += 1
-    socketio.emit(event, payload, to=room_list, namespace=NAMESPACE)
+    _count(event)
+    with metrics.emit_seconds.time():
+        socketio.emit(event, payload, to=room_list, namespace=NAMESPACE)
 
 
 def emit_to_user(user_id: int, event: str, payload: Any, skip_sid: str | None = None) -> None:

@@ -15,10 +15,11 @@ from urllib.parse import parse_qs
 from flask import current_app
 
 from schemas.common import isoformat
-from services import auth, realtime, rooms
+from services import auth, metrics, realtime, rooms
 from services.auth import Identity
 from services.connections import LiveConnection, registry
 from services.errors import AuthRefused, Forbidden, Unauthenticated
+from services.log_context import about_connection
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,28 @@ def token_from_handshake(environ: dict[str, Any], auth_data: Any) -> Any:
 
 
 def authenticate_connect(environ: dict[str, Any], auth_data: Any) -> Identity:
-    """The identity for a new socket, or ``AuthRefused`` with the reason the client sees."""
-    return auth.authenticate_token(token_from_handshake(environ, auth_data))
+    """The identity for a new socket, or ``AuthRefused`` with the reason the client sees.
+
+    Besides the token, the per-node caps on connections per user and per
+    address are enforced here.
+    """
+    identity = auth.authenticate_token(token_from_handshake(environ, auth_data))
+    config = current_app.config
+    if len(registry.sids_of_user(identity.user_id)) >= config["MAX_CONNECTIONS_PER_USER"]:
+        raise AuthRefused("Too many connections for this user", "too_many_connections")
+    address = remote_address(environ) or ""
+    if registry.count_by_address.get(address, 0) >= config["MAX_CONNECTIONS_PER_ADDRESS"]:
+        raise AuthRefused("Too many connections from this address", "too_many_connections")
+    return identity
+
+
+def remote_address(environ: dict[str, Any]) -> str | None:
+    """The client's address; ``X-Forwarded-For`` only when behind a trusted proxy."""
+    if current_app.config["TRUST_PROXY_HEADERS"]:
+        forwarded = (environ.get("HTTP_X_FORWARDED_FOR") or "").split(",")[0].strip()
+        if forwarded:
+            return forwarded[:64]
+    return (environ.get("REMOTE_ADDR") or "")[:64] or None
 
 
 def open_session(sid: str, identity: Identity, environ: dict[str, Any]) -> None:
@@ -45,18 +66,20 @@ def open_session(sid: str, identity: Identity, environ: dict[str, Any]) -> None:
     Called once the CONNECT reply has gone out, so the ``session`` event and
     anything sent to its rooms arrive after the client is connected.
     """
-    remote = None
-    if current_app.config["TRUST_PROXY_HEADERS"]:
-        remote = (environ.get("HTTP_X_FORWARDED_FOR") or "").split(",")[0].strip()
     registry.add(
         LiveConnection(
             sid=sid,
             identity=identity,
             connected_at=datetime.now(UTC),
-            remote_addr=(remote or environ.get("REMOTE_ADDR") or "")[:64] or None,
+            remote_addr=remote_address(environ),
             user_agent=(environ.get("HTTP_USER_AGENT") or "")[:256] or None,
         )
     )
+    metrics.connects.inc()
+    metrics.live_connections.set(len(registry.by_sid))
+    with about_connection(sid, identity.user_id):
+        log.info("socket connected from %s (origin %s)", remote_address(environ),
+                 environ.get("HTTP_ORIGIN", "-"))
     for room in rooms.rooms_on_connect(identity):
         realtime.enter_room(sid, room)
     realtime.emit_to_sid(sid, "session", session_payload(identity))
@@ -72,7 +95,13 @@ def session_payload(identity: Identity) -> dict[str, Any]:
 
 def close_session(sid: str) -> LiveConnection | None:
     """Forget a socket; a sid that never finished connecting is simply not there."""
-    return registry.remove(sid)
+    conn = registry.remove(sid)
+    if conn is not None:
+        with about_connection(sid, conn.identity.user_id):
+            log.info("socket disconnected")
+        metrics.disconnects.inc()
+        metrics.live_connections.set(len(registry.by_sid))
+    return conn
 
 
 def renew(conn: LiveConnection, token: Any) -> dict[str, Any]:

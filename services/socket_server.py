@@ -8,7 +8,9 @@ subclass once, so that:
 - client events never reach the reserved ``connect``/``disconnect`` handlers;
 - a socket is put in its rooms only after the CONNECT reply has gone out;
 - malformed packets are counted per connection, logged at a bounded rate, and
-  a connection that keeps sending them is closed.
+  a connection that keeps sending them is closed;
+- every event is charged to its socket's rate limits (events and bytes), and
+  a socket that keeps flooding is disconnected.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 import socketio
 from socketio import packet
 
+from services.rate_limits import limiter
 from services.traffic import traffic
 
 log = logging.getLogger(__name__)
@@ -33,12 +36,15 @@ class EventDispatcher(Protocol):
 
     def session_ready(self, sid: str) -> None: ...
 
+    def refuse_event(self, sid: str, event: str, wants_ack: bool) -> Any: ...
+
 
 class HubServer(socketio.Server):
     """python-socketio's server with the hub's dispatch and protocol-error handling."""
 
     def _hub_init(self) -> None:
         self.protocol_errors: dict[str, int] = {}
+        self._packet_size = 0
         self._last_protocol_log = 0.0
         self._suppressed_protocol_logs = 0
 
@@ -67,12 +73,19 @@ class HubServer(socketio.Server):
         if dispatcher is None:
             return
         traffic.events_in += 1
-        result = dispatcher.dispatch_event(sid, data[0], data[1:], id is not None)
+        if limiter.allow_event(sid, self._packet_size):
+            result = dispatcher.dispatch_event(sid, data[0], data[1:], id is not None)
+        else:
+            result = dispatcher.refuse_event(sid, data[0], id is not None)
+            if limiter.is_flooding(sid):
+                log.warning("disconnecting %s: event flood", sid)
+                self.disconnect(sid, namespace=namespace)
         if id is not None:
             self._send_packet(eio_sid, self.packet_class(
                 packet.ACK, namespace=namespace, id=id, data=[result]))
 
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        self._packet_size = len(data) if isinstance(data, str | bytes) else 0
         try:
             super()._handle_eio_message(eio_sid, data)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:

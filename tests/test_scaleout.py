@@ -57,6 +57,9 @@ def test_notification_posted_to_b_reaches_a_socket_on_a(cluster):
     a, b = cluster
     user, admin = register_user(a), register_user(b, admin=True)
     on_a = _client(a, user.token)
+    # Connection rows are written behind, within one flush interval: wait until B sees it.
+    eventually(lambda: b.api.get(f"/api/socket/user/{user.id}/online",
+                                 admin.token).json()["online"])
     response = b.api.post(f"/api/socket/notify/{user.id}", admin.token,
                           json={"title": "cross-node", "message": "via redis"})
     assert response.status_code == 201 and response.json()["delivered"] == 1

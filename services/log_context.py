@@ -1,0 +1,68 @@
+"""Log lines that say which socket and user they are about, as text or JSON.
+
+Socket handlers set the current socket id and user in a context variable; a
+filter adds them to every record, so every line about a connection carries
+``sid`` and ``user`` without each call passing them. ``LOG_FORMAT=json``
+writes one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+_connection: contextvars.ContextVar[tuple[str, int | None] | None] = contextvars.ContextVar(
+    "hub_connection", default=None)
+
+
+@contextmanager
+def about_connection(sid: str, user_id: int | None) -> Iterator[None]:
+    token = _connection.set((sid, user_id))
+    try:
+        yield
+    finally:
+        _connection.reset(token)
+
+
+class ConnectionContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = _connection.get()
+        record.sid, record.user = current if current else ("-", None)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if getattr(record, "sid", "-") != "-":
+            entry["sid"], entry["user"] = record.sid, record.user
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [sid=%(sid)s user=%(user)s]: %(message)s"
+
+
+def configure(level: str, fmt: str) -> None:
+    """Root logging for this process: level, format, connection context, redaction."""
+    from services.log_redaction import install_redaction
+
+    root = logging.getLogger()
+    root.setLevel(level)
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+    for handler in root.handlers:
+        handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+        if not any(isinstance(f, ConnectionContextFilter) for f in handler.filters):
+            handler.addFilter(ConnectionContextFilter())
+    install_redaction()

@@ -1,0 +1,152 @@
+"""Abuse: floods, connection caps, REST limits, oversized bodies, foreign origins."""
+
+import statistics
+import threading
+import time
+
+import pytest
+import requests
+import socketio
+import websocket
+
+from tests.support import LiveServer, RecordingClient, migrate_database, register_user, seed_admin
+
+LIMITS = {"EVENT_RATE": "20", "EVENT_BURST": "40", "MAX_CONNECTIONS_PER_USER": "20",
+          "MAX_CONNECTIONS_PER_ADDRESS": "1000", "LOGIN_RATE_LIMIT": "5/minute",
+          "MAX_CONTENT_LENGTH": "65536",
+          "CORS_ALLOWED_ORIGINS": "https://app.example.com,http://localhost:3000"}
+
+
+@pytest.fixture(scope="module")
+def limited_hub(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('limited') / 'hub.db'}"
+    migrate_database(url)
+    seed_admin(url)
+    server = LiveServer(url, name="limited", env=LIMITS)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _ack_latency(client, count=20):
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        client.call("get_rooms")
+        samples.append(time.perf_counter() - started)
+        time.sleep(0.05)
+    return samples
+
+
+def test_event_flood_is_rate_limited_and_the_flooder_dropped(limited_hub):
+    flooder_user, calm_user = register_user(limited_hub), register_user(limited_hub)
+    calm = RecordingClient(limited_hub.url)
+    calm.connect(token=calm_user.token)
+    baseline = statistics.median(_ack_latency(calm))
+    flooder = RecordingClient(limited_hub.url)
+    flooder.connect(token=flooder_user.token)
+    during: list[float] = []
+    probe = threading.Thread(target=lambda: during.extend(_ack_latency(calm, 30)))
+    probe.start()
+    for _ in range(1000):
+        if not flooder.sio.connected:
+            break
+        flooder.emit("get_notifications", {"limit": 1})
+    probe.join()
+    errors = flooder.received("error")
+    assert any(e["code"] == "rate_limited" for e in errors)
+    assert len([e for e in errors if e["code"] == "rate_limited"]) <= 1000
+    assert flooder.disconnected.wait(10), "a persistent flooder stays connected"
+    during.sort()
+    p99 = during[int(len(during) * 0.99) - 1]
+    assert p99 < max(0.1, 3 * baseline), (p99, baseline)
+    assert calm.sio.connected
+    calm.close()
+
+
+def test_rate_limited_ack_has_the_error_shape(limited_hub):
+    user = register_user(limited_hub)
+    client = RecordingClient(limited_hub.url)
+    client.connect(token=user.token)
+    answers = [client.sio.call("get_rooms", timeout=5) for _ in range(45)]
+    limited = [a for a in answers if isinstance(a, dict)]
+    assert limited and limited[0] == {"ok": False, "error": {
+        "code": "rate_limited", "message": "Too many events: slow down"}}
+    time.sleep(0.2)
+    assert isinstance(client.call("get_rooms"), list)  # the bucket refills
+    client.close()
+
+
+def test_connections_per_user_are_capped_with_a_clear_error(limited_hub):
+    user = register_user(limited_hub)
+    clients, refused = [], None
+    try:
+        for _ in range(25):
+            client = RecordingClient(limited_hub.url)
+            try:
+                client.connect(token=user.token)
+                clients.append(client)
+            except socketio.exceptions.ConnectionError:
+                refused = client.connect_error
+                break
+        assert len(clients) == 20
+        assert refused == {"message": "Too many connections for this user",
+                           "data": {"code": "too_many_connections"}}
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_login_brute_force_gets_429_json_with_retry_after(limited_hub):
+    statuses = []
+    for _ in range(8):
+        response = limited_hub.api.post("/api/auth/login",
+                                        json={"email": "x@example.com", "password": "guess"})
+        statuses.append(response.status_code)
+    assert statuses[:5] == [401] * 5 and statuses[-1] == 429
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert int(response.headers["Retry-After"]) > 0
+    other = register_user(limited_hub)  # another account from the same address still logs in
+    assert other.token
+
+
+def test_oversized_rest_body_is_413_json(limited_hub):
+    user = register_user(limited_hub)
+    response = limited_hub.api.post("/api/messages", user.token, json={
+        "body": "x", "recipients": ["+15551234567"] * 20000})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def _handshake(hub, origin):
+    headers = [f"Origin: {origin}"] if origin else []
+    ws = websocket.create_connection(
+        hub.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
+        header=headers, timeout=5, suppress_origin=True)
+    try:
+        return ws.recv()
+    except (websocket.WebSocketConnectionClosedException, ConnectionError):
+        return None
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "https://app.example.com.evil.com",
+                                    "https://evil-app.example.com", "null",
+                                    "http://app.example.com", "https://app.example.com:8443"])
+def test_foreign_origins_get_no_engineio_session(limited_hub, origin):
+    assert not (_handshake(limited_hub, origin) or "").startswith("0{")
+
+
+@pytest.mark.parametrize("origin", ["https://app.example.com", "http://localhost:3000", None])
+def test_allowed_origins_and_non_browser_clients_connect(limited_hub, origin):
+    assert _handshake(limited_hub, origin).startswith("0{")
+
+
+def test_rest_cors_allows_only_listed_origins(limited_hub):
+    allowed = requests.options(limited_hub.url + "/api/auth/login", headers={
+        "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}, timeout=5)
+    assert allowed.headers.get("Access-Control-Allow-Origin") == "https://app.example.com"
+    foreign = requests.options(limited_hub.url + "/api/auth/login", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}, timeout=5)
+    assert "Access-Control-Allow-Origin" not in foreign.headers
