@@ -76,7 +76,7 @@ def _init_socketio(app: Flask) -> None:
         logger=False,
         engineio_logger=False,
     )
-    server = install(socketio.server)
+    server = install(socketio.server, app.config["MAX_OUTBOUND_PACKETS"])
     server.register_namespace(HubNamespace(app))
     rate_limits.limiter.configure(app.config["EVENT_RATE"], app.config["EVENT_BURST"],
                                   app.config["EVENT_BYTES_PER_SECOND"],
@@ -110,6 +110,7 @@ def _configure_logging(app: Flask) -> None:
 
 def serve(app: Flask) -> None:
     """Run the gevent WebSocket server until interrupted, as one node of the hub."""
+    import gevent.socket
     from gevent.pywsgi import WSGIServer
 
     from services.node import NodeRuntime, default_node_id
@@ -119,7 +120,14 @@ def serve(app: Flask) -> None:
     node = NodeRuntime(app, app.config.get("NODE_ID") or default_node_id(port))
     node.start()
     handler = make_handler_class(app.config["MAX_MESSAGE_SIZE"])
-    server = WSGIServer((host, port), app, handler_class=handler, log=None)
+    listener = gevent.socket.socket(gevent.socket.AF_INET, gevent.socket.SOCK_STREAM)
+    listener.setsockopt(gevent.socket.SOL_SOCKET, gevent.socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit TCP_NODELAY: without it, a response written in two
+    # parts waits for the client's delayed ACK (40 ms per keep-alive request).
+    listener.setsockopt(gevent.socket.IPPROTO_TCP, gevent.socket.TCP_NODELAY, 1)
+    listener.bind((host, port))
+    listener.listen(1024)
+    server = WSGIServer(listener, app, handler_class=handler, log=None)
     print(f"Hub serving on http://{host}:{port} (node {node.node_id})", flush=True)
     try:
         server.serve_forever()

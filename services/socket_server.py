@@ -10,7 +10,8 @@ subclass once, so that:
 - malformed packets are counted per connection, logged at a bounded rate, and
   a connection that keeps sending them is closed;
 - every event is charged to its socket's rate limits (events and bytes), and
-  a socket that keeps flooding is disconnected.
+  a socket that keeps flooding is disconnected;
+- a client whose outbound queue passes ``MAX_OUTBOUND_PACKETS`` is dropped.
 """
 
 from __future__ import annotations
@@ -42,11 +43,35 @@ class EventDispatcher(Protocol):
 class HubServer(socketio.Server):
     """python-socketio's server with the hub's dispatch and protocol-error handling."""
 
-    def _hub_init(self) -> None:
+    def _hub_init(self, max_outbound_packets: int) -> None:
         self.protocol_errors: dict[str, int] = {}
         self._packet_size = 0
+        self.max_outbound_packets = max_outbound_packets
         self._last_protocol_log = 0.0
         self._suppressed_protocol_logs = 0
+
+    def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        if not self._drop_if_backlogged(eio_sid):
+            super()._send_packet(eio_sid, pkt)
+
+    def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+        if not self._drop_if_backlogged(eio_sid):
+            super()._send_eio_packet(eio_sid, eio_pkt)
+
+    def _drop_if_backlogged(self, eio_sid: str) -> bool:
+        """A client that stops reading is dropped once its outbound queue is full.
+
+        python-engineio's per-socket queue has no bound: without this, every
+        emit to a stalled client grows the server's memory.
+        """
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is None or sock.queue.qsize() < self.max_outbound_packets:
+            return False
+        log.warning("dropping %s: %d packets unread (slow consumer)", eio_sid,
+                    sock.queue.qsize())
+        self.eio.sockets.pop(eio_sid, None)
+        sock.close(wait=False, abort=True, reason=self.reason.SERVER_DISCONNECT)
+        return True
 
     def _dispatcher(self, namespace: str) -> EventDispatcher | None:
         return self.namespace_handlers.get(namespace)
@@ -112,11 +137,11 @@ class HubServer(socketio.Server):
             self.eio.disconnect(eio_sid)
 
 
-def install(server: socketio.Server) -> HubServer:
+def install(server: socketio.Server, max_outbound_packets: int) -> HubServer:
     """Turn the server Flask-SocketIO built into a ``HubServer``, keeping its state."""
     server.__class__ = HubServer
     hub = server  # type: ignore[assignment]
-    hub._hub_init()
+    hub._hub_init(max_outbound_packets)
     # Engine.IO holds bound methods taken when the server was built: bind them again.
     hub.eio.on("connect", hub._handle_eio_connect)
     hub.eio.on("message", hub._handle_eio_message)
