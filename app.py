@@ -108,6 +108,16 @@ def _configure_logging(app: Flask) -> None:
     configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
 
+def raise_file_limit() -> int:
+    """Every socket is a file descriptor: lift the soft limit to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 def serve(app: Flask) -> None:
     """Run the gevent WebSocket server until interrupted, as one node of the hub."""
     import gevent.socket
@@ -117,6 +127,7 @@ def serve(app: Flask) -> None:
     from services.transport import make_handler_class
 
     host, port = app.config["HOST"], app.config["PORT"]
+    raise_file_limit()
     node = NodeRuntime(app, app.config.get("NODE_ID") or default_node_id(port))
     node.start()
     handler = make_handler_class(app.config["MAX_MESSAGE_SIZE"])

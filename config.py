@@ -124,6 +124,7 @@ class Config:
     NODE_ID = os.environ.get("NODE_ID") or None
 
     METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or ""
+    HUB_DEBUG_INTERNALS = _env_bool("HUB_DEBUG_INTERNALS", False)
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
@@ -165,6 +166,7 @@ class TestingConfig(Config):
     NODE_HEARTBEAT_INTERVAL = 0.5
     NODE_TTL = 3.0
     AUTH_EXPIRED_GRACE_SECONDS = 3.0
+    HUB_DEBUG_INTERNALS = _env_bool("HUB_DEBUG_INTERNALS", True)
     MAX_CONNECTIONS_PER_ADDRESS = _env_int("MAX_CONNECTIONS_PER_ADDRESS", 100_000)
     MAX_CONNECTIONS_PER_USER = _env_int("MAX_CONNECTIONS_PER_USER", 20)
     EVENT_RATE = _env_float("EVENT_RATE", 200.0)

@@ -2,13 +2,13 @@
 
 import time
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 
 from blueprints.common import admin_only, authenticated, idempotency_key, json_body
 from schemas.common import isoformat
 from schemas.notifications import BroadcastSchema, NotifySchema
-from services import connections, idempotency, notifications, sessions
-from services.errors import Forbidden
+from services import connections, diagnostics, idempotency, notifications, sessions
+from services.errors import Forbidden, NotFound
 
 socket_api_bp = Blueprint("socket_api", __name__, url_prefix="/api/socket")
 STARTED_AT = time.monotonic()
@@ -75,3 +75,12 @@ def broadcast(identity):
 def ping(identity):
     sent = sessions.ping_all()
     return {"sent": connections.count_all_connections(), "timestamp": sent["timestamp"]}
+
+
+@socket_api_bp.get("/debug/internals")
+@admin_only
+def internals(identity):
+    """Per-connection structures of this process; only with ``HUB_DEBUG_INTERNALS``."""
+    if not current_app.config["HUB_DEBUG_INTERNALS"]:
+        raise NotFound()
+    return diagnostics.internals()

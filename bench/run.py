@@ -1,0 +1,235 @@
+"""Side-by-side benchmark: the hub against the Node socket.io peer, in one run.
+
+Uses the measuring kit in ``../shared/bench`` (the official socket.io client
+as load generator, and the Node peer). For each size it starts the hub with
+its real configuration (SQLite, then PostgreSQL when reachable), then the
+Node peer, each pinned to CPU 0 with the load on CPU 1, and writes a table of
+figures and hub/Node ratios to BENCHMARKS.md.
+
+    python bench/run.py [--sizes 1000,5000,10000] [--backends sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+KIT = Path(os.environ.get("BENCH_KIT", ROOT.parent / "shared" / "bench"))
+WORK = ROOT / "bench" / "out"
+SECRET = "bench-secret-0123456789abcdef0123456789"
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+RESULTS_MARKER = "<!-- bench/run.py results -->"
+
+# The hub's production settings, except the per-address and per-user caps and the
+# per-socket event rate, which a load generator on one address must exceed.
+HUB_ENV = {
+    "HUB_ENV": "production", "WEBHOOK_SECRET": "bench-webhook-secret", "LOG_LEVEL": "WARNING",
+    "MAX_CONNECTIONS_PER_ADDRESS": "1000000", "MAX_CONNECTIONS_PER_USER": "100000",
+    "EVENT_RATE": "100000", "EVENT_BURST": "100000", "EVENT_BYTES_PER_SECOND": "100000000",
+    "EVENT_BYTES_BURST": "100000000",
+}
+
+
+def prepare_kit() -> Path:
+    """A writable copy of the kit with its npm dependencies installed."""
+    kit = WORK / "kit"
+    for part in ("load", "node-peer"):
+        target = kit / part
+        target.mkdir(parents=True, exist_ok=True)
+        for name in os.listdir(KIT / part):
+            if name != "node_modules":
+                shutil.copy(KIT / part / name, target / name)
+        if not (target / "node_modules").exists():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=target, check=True,
+                           capture_output=True)
+    shutil.copy(KIT / "compare.sh", kit / "compare.sh")
+    return kit
+
+
+def prepare_hub_database(url: str, users: int = 100) -> dict:
+    """Migrate a fresh database, create the users, and return the kit's tokens file."""
+    os.environ["JWT_SECRET_KEY"] = SECRET
+    import flask_migrate
+    from flask_jwt_extended import create_access_token
+
+    from app import create_app
+    from config import _normalise_database_url
+    from extensions import db
+    from models import User
+
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=_normalise_database_url(url),
+                     JWT_SECRET_KEY=SECRET)
+    with app.app_context():
+        flask_migrate.upgrade()
+        from services import auth
+
+        password_hash = auth.hash_password("bench password")
+        rows = [User(email=f"bench{i}@example.com", password_hash=password_hash,
+                     role="user") for i in range(users)]
+        admin = User(email="bench-admin@example.com", password_hash=password_hash,
+                     role="admin")
+        db.session.add_all([*rows, admin])
+        db.session.commit()
+        from datetime import timedelta
+
+        def token(user):
+            return create_access_token(identity=str(user.id), additional_claims={
+                "role": user.role}, expires_delta=timedelta(hours=3))
+        tokens = {"admin": token(admin),
+                  "users": [{"id": str(u.id), "token": token(u)} for u in rows]}
+        db.engine.dispose()
+    return tokens
+
+
+def fresh_postgres() -> str | None:
+    try:
+        import psycopg
+
+        name = f"hub_bench_{int(time.time())}"
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    except Exception as exc:
+        print(f"PostgreSQL not reachable ({exc}); skipping it", file=sys.stderr)
+        return None
+
+
+def run_compare(kit: Path, name: str, port: int, size: int, command: list[str],
+                env: dict, load_args: str) -> dict | None:
+    started = time.monotonic()
+    result = subprocess.run([str(kit / "compare.sh"), name, str(port), str(size), "--", *command],
+                            cwd=ROOT, env={**os.environ, **env, "SECRET": SECRET,
+                                           "LOAD_ARGS": load_args},
+                            capture_output=True, text=True, timeout=900)
+    if result.returncode != 0 or not result.stdout.strip():
+        print(f"{name} at {size} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
+        return None
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"{name} n={size}: {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return line["result"]
+
+
+FIGURES = [
+    ("connect_server_cpu_ms_per_conn", "server CPU per connect (ms)", lambda r: r.get(
+        "connect_server_cpu_ms_per_conn")),
+    ("connect_fail", "connect failures", lambda r: r.get("connect_fail")),
+    ("kb_per_conn", "memory per connection (KB)", lambda r: r.get("kb_per_conn")),
+    ("broadcast", "server CPU per broadcast delivery (µs)",
+     lambda r: r.get("broadcast_server_cpu_us_per_delivery")),
+    ("broadcast_all", "broadcast: last client has it (ms, median)",
+     lambda r: r.get("broadcast_median_all_ms")),
+    ("broadcast_missed", "broadcast deliveries missed", lambda r: r.get("broadcast_missed")),
+    ("notify_p50", "notify latency p50 (ms)", lambda r: r.get("notify", {}).get("p50")),
+    ("notify_p99", "notify latency p99 (ms)", lambda r: r.get("notify", {}).get("p99")),
+    ("notify_rate", "notify achieved rate (/s)",
+     lambda r: r.get("notify", {}).get("achieved_rate")),
+    ("ack_cpu", "server CPU per ack round trip (µs)", lambda r: r.get("ack_server_cpu_us_per_ack")),
+    ("ack_rate", "acks per second (100 clients)", lambda r: r.get("ack", {}).get("per_s")),
+    ("ack_p99", "ack latency p99 (ms)", lambda r: r.get("ack", {}).get("p99")),
+]
+
+
+def table(size: int, results: dict[str, dict]) -> str:
+    names = list(results)
+    header = "| figure | " + " | ".join(names) + " | " + " | ".join(
+        f"{n} / node" for n in names if n != "node") + " |"
+    lines = [f"### {size:,} connections", "", header,
+             "|" + " --- |" * (1 + len(names) + len([n for n in names if n != "node"]))]
+    for _key, label, pick in FIGURES:
+        values = {name: pick(result) for name, result in results.items()}
+        ratios = []
+        for name in names:
+            if name == "node":
+                continue
+            hub, node = values.get(name), values.get("node")
+            ratios.append(f"{hub / node:.2f}" if isinstance(hub, int | float) and
+                          isinstance(node, int | float) and node else "–")
+        cells = [str(values[n]) if values[n] is not None else "–" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as handle:
+        memory_kb = int(handle.readline().split()[1])
+    return f"{os.cpu_count()} × {model}, {memory_kb // 1024 // 1024} GiB, {platform.platform()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default=os.environ.get("SIZES", "1000,5000,10000"))
+    parser.add_argument("--backends", default=os.environ.get("BACKENDS", "sqlite,postgresql"))
+    parser.add_argument("--load-args", default=os.environ.get(
+        "LOAD_ARGS", "--k 5 --m 1000 --rate 200 --ackc 100 --ackt 5"))
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    WORK.mkdir(parents=True, exist_ok=True)
+    kit = prepare_kit()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    sections = []
+    for size in sizes:
+        results: dict[str, dict] = {}
+        for backend in args.backends.split(","):
+            url = (f"sqlite:///{tempfile.mkdtemp(dir=WORK)}/hub.db" if backend == "sqlite"
+                   else fresh_postgres())
+            if url is None:
+                continue
+            tokens = prepare_hub_database(url)
+            tokens_file = WORK / f"tokens-{backend}.json"
+            tokens_file.write_text(json.dumps(tokens))
+            result = run_compare(kit, f"hub-{backend}", 7102, size,
+                                 [sys.executable, str(ROOT / "app.py")],
+                                 {**HUB_ENV, "DATABASE_URL": url, "TOKENS": str(tokens_file),
+                                  "JWT_SECRET_KEY": SECRET}, args.load_args)
+            if result:
+                results[f"hub-{backend}"] = result
+        node = run_compare(kit, "node", 7101, size,
+                           ["node", str(kit / "node-peer" / "server.js")], {}, args.load_args)
+        if node:
+            results["node"] = node
+        (WORK / f"results-{size}.json").write_text(json.dumps(results, indent=2))
+        sections.append(table(size, results))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    report = "\n".join([
+        RESULTS_MARKER,
+        f"## Hub vs Node socket.io peer ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"commit {commit})", "",
+        f"Machine: {machine()}. Server pinned to CPU 0, load generator to CPU 1.",
+        f"Command: `make bench SIZES={args.sizes}` (load: `{args.load_args}`).", "",
+        *[section + "\n" for section in sections],
+        RESULTS_MARKER,
+    ])
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if RESULTS_MARKER in text:
+        before, _, rest = text.partition(RESULTS_MARKER)
+        _, _, after = rest.partition(RESULTS_MARKER)
+        text = before + report + after
+    else:
+        text = text.rstrip() + "\n\n" + report + "\n"
+    path.write_text(text)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""What this process holds per connection, to prove that departed sockets leave nothing.
+
+Read by the churn soak and its test through an admin-only route that exists
+only when ``HUB_DEBUG_INTERNALS`` is on (testing), never in production.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import greenlet
+
+from extensions import socketio
+from services import analytics, rate_limits
+from services.connections import registry
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def internals() -> dict[str, Any]:
+    server = socketio.server
+    manager = server.manager
+    namespace_rooms = manager.rooms.get("/", {})
+    sids = set()
+    memberships = 0
+    for members in namespace_rooms.values():
+        memberships += len(members)
+        sids.update(members.keys())
+    namespace = server.namespace_handlers.get("/")
+    return {
+        "engineioSockets": len(server.eio.sockets),
+        "socketioRooms": len(namespace_rooms),
+        "socketioMemberships": memberships,
+        "socketioSids": len(sids),
+        "pendingConnect": sum(len(v) for v in manager.pending_connect.values()),
+        "pendingDisconnect": sum(len(v) for v in manager.pending_disconnect.values()),
+        "callbacks": sum(len(v) for v in manager.callbacks.values()),
+        "binaryPackets": len(server._binary_packet),
+        "environ": len(server.environ),
+        "protocolErrors": len(server.protocol_errors),
+        "registryConnections": len(registry.by_sid),
+        "registryUsers": len(registry.sids_by_user),
+        "registryAddresses": len(registry.count_by_address),
+        "authenticating": len(getattr(namespace, "_authenticated", {})),
+        "rateLimitBuckets": len(rate_limits.limiter.budgets),
+        "analyticsSubscribers": len(analytics.publisher.sent_versions),
+        "greenlets": sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet)),
+        "rssKb": _rss_kb(),
+    }
