@@ -19,7 +19,9 @@ metadata = MetaData(
     }
 )
 
-db = SQLAlchemy(metadata=metadata)
+# Objects keep their values after commit: services emit what they just stored, and
+# re-reading every row after each commit would double the queries on hot paths.
+db = SQLAlchemy(metadata=metadata, session_options={"expire_on_commit": False})
 migrate = Migrate()
 jwt = JWTManager()
 socketio = SocketIO()

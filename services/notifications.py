@@ -49,37 +49,33 @@ def _visible_broadcasts(user_created_at: datetime):
     return and_(Notification.user_id.is_(None), Notification.created_at >= user_created_at)
 
 
-def unread_count(user_id: int) -> int:
-    personal = db.session.scalar(
-        select(func.count()).select_from(Notification).where(
-            Notification.user_id == user_id, Notification.read_at.is_(None)
-        )
-    ) or 0
-    broadcasts = db.session.scalar(
-        select(func.count()).select_from(Notification).where(
-            _visible_broadcasts(_user_created_at(user_id))
-        )
-    ) or 0
-    broadcasts_read = db.session.scalar(
-        select(func.count()).select_from(NotificationRead).where(
-            NotificationRead.user_id == user_id
-        )
-    ) or 0
-    return personal + broadcasts - broadcasts_read
+def unread_count(user_id: int, user_created_at: datetime | None = None) -> int:
+    """Unread personal notifications plus visible broadcasts without a read marker."""
+    since = user_created_at or _user_created_at(user_id)
+    personal = (select(func.count()).select_from(Notification)
+                .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+                .scalar_subquery())
+    broadcasts = (select(func.count()).select_from(Notification)
+                  .where(_visible_broadcasts(since)).scalar_subquery())
+    read = (select(func.count()).select_from(NotificationRead)
+            .where(NotificationRead.user_id == user_id).scalar_subquery())
+    return db.session.scalar(select(personal + broadcasts - read)) or 0
 
 
 def notify_user(
     user_id: int, title: str, message: str, type: str = "system", data: Any = None
 ) -> tuple[dict[str, Any], int]:
     """Store a notification for one user, then emit it; returns it and the sockets reached."""
-    if db.session.get(User, user_id) is None:
+    user = db.session.get(User, user_id)
+    if user is None:
         raise NotFound("User not found")
     notification = Notification(user_id=user_id, type=type, title=title, message=message,
-                                data=data)
+                                data=data, created_at=datetime.now(UTC))
     db.session.add(notification)
     analytics.mark_changed({user_id})
     db.session.commit()
-    payload = to_payload(notification, read=False, unread_count=unread_count(user_id))
+    payload = to_payload(notification, read=False,
+                         unread_count=unread_count(user_id, user.created_at))
     realtime.emit_to_user(user_id, "notification", payload)
     return payload, count_user_connections(user_id)
 
