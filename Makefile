@@ -41,3 +41,7 @@ clean:
 ## bench: the hub against the Node socket.io peer (SIZES=1000,5000,10000 BACKENDS=sqlite,postgresql)
 bench: $(STAMP)
 	@$(PY) bench/run.py $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS))
+
+## soak: connection churn for SOAK_SECONDS (default 300) against the hub and the Node peer
+soak: $(STAMP)
+	@$(PY) bench/soak.py $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
