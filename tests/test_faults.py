@@ -1,0 +1,71 @@
+"""The database goes away and comes back: clear errors meanwhile, recovery without restart."""
+
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import socketio
+
+from tests.support import (
+    CuttableProxy,
+    LiveServer,
+    RecordingClient,
+    eventually,
+    fresh_postgres_database,
+    migrate_database,
+    postgres_reachable,
+    register_user,
+    require_service,
+    seed_admin,
+)
+
+
+@pytest.fixture
+def hub_behind_proxy():
+    require_service("PostgreSQL", postgres_reachable())
+    with fresh_postgres_database() as url:
+        migrate_database(url)
+        seed_admin(url)
+        parts = urlsplit(url)
+        proxy = CuttableProxy(parts.hostname, parts.port or 5432)
+        proxy.start()
+        proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+        server = LiveServer(proxied, name="faults", env={"USER_CACHE_SECONDS": "0"})
+        server.start()
+        try:
+            yield server, proxy
+        finally:
+            server.stop()
+            proxy.cut()
+
+
+def test_database_outage_gives_clear_errors_and_recovers(hub_behind_proxy):
+    server, proxy = hub_behind_proxy
+    user = register_user(server)
+    client = RecordingClient(server.url)
+    client.connect(token=user.token)
+    assert client.call("get_notifications")["ok"] is True
+
+    proxy.cut()
+    response = server.api.get("/api/notifications", user.token)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+    answer = client.call("get_notifications")
+    assert answer == {"ok": False, "error": {"code": "unavailable",
+                                             "message": "Service temporarily unavailable"}}
+    assert client.sio.connected
+    refused = RecordingClient(server.url)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        refused.connect(token=user.token)
+    assert refused.connect_error["data"]["code"] == "unavailable"
+    assert server.api.get("/readyz").status_code == 503
+
+    proxy.restore()
+    eventually(lambda: server.api.get("/api/notifications", user.token).status_code == 200,
+               timeout=15, interval=0.3)
+    assert client.call("get_notifications")["ok"] is True
+    again = RecordingClient(server.url)
+    again.connect(token=user.token)
+    assert again.call("get_rooms") == [f"user:{user.id}"]
+    assert server.api.get("/readyz").status_code == 200
+    again.close()
+    client.close()
