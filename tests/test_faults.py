@@ -12,6 +12,7 @@ from tests.support import (
     eventually,
     fresh_postgres_database,
     migrate_database,
+    mint_token,
     postgres_reachable,
     register_user,
     require_service,
@@ -58,6 +59,7 @@ def test_database_outage_gives_clear_errors_and_recovers(hub_behind_proxy):
         refused.connect(token=user.token)
     assert refused.connect_error["data"]["code"] == "unavailable"
     assert server.api.get("/readyz").status_code == 503
+    admin_token = mint_token("1", role="admin")
 
     proxy.restore()
     eventually(lambda: server.api.get("/api/notifications", user.token).status_code == 200,
@@ -69,3 +71,8 @@ def test_database_outage_gives_clear_errors_and_recovers(hub_behind_proxy):
     assert server.api.get("/readyz").status_code == 200
     again.close()
     client.close()
+    # The refused connect left nothing behind: no sid, no half-registered socket.
+    internals = eventually(lambda: (i := server.api.get(
+        "/api/socket/debug/internals", admin_token).json()) and i["engineioSockets"] == 0 and i)
+    assert internals["socketioSids"] == internals["authenticating"] == 0
+    assert internals["registryConnections"] == internals["pendingConnect"] == 0
