@@ -62,6 +62,11 @@ EVENT_PAYLOADS: dict[str, str] = {
 }
 
 
+# Events that touch neither the database nor Flask: run without pushing an app context.
+NO_APP_CONTEXT = frozenset({"get_rooms", "pong", "leave_room", "untrack_message",
+                            "unsubscribe_analytics"})
+
+
 def _failure(error: AppError) -> dict[str, Any]:
     return {"ok": False, "error": {"code": error.code, "message": _describe(error)}}
 
@@ -174,10 +179,11 @@ class HubNamespace(socketio.Namespace):
         if mode == NONE and payload not in (_MISSING, None, {}):
             raise InvalidPayload("This event takes no payload")
         handler = getattr(self, f"on_{event}")
+        arguments = (conn,) if mode == NONE else (conn, payload)
+        if event in NO_APP_CONTEXT:
+            return handler(*arguments)
         with self.app.app_context():
-            if mode == NONE:
-                return handler(conn)
-            return handler(conn, payload)
+            return handler(*arguments)
 
     # Client events ----------------------------------------------------------
 

@@ -142,6 +142,9 @@ def install(server: socketio.Server, max_outbound_packets: int) -> HubServer:
     server.__class__ = HubServer
     hub = server  # type: ignore[assignment]
     hub._hub_init(max_outbound_packets)
+    # Handle each socket's packets in its own reader greenlet, in order, rather than
+    # spawning a greenlet per packet (python-socketio's handlers are already inline).
+    hub.eio.async_handlers = False
     # Engine.IO holds bound methods taken when the server was built: bind them again.
     hub.eio.on("connect", hub._handle_eio_connect)
     hub.eio.on("message", hub._handle_eio_message)
