@@ -26,4 +26,5 @@ def delivery_receipts():
                           else [body])
     receipts = [DeliveryReceipt(item["providerMessageId"], item["status"], item["errorCode"],
                                 item["errorMessage"]) for item in items]
-    return {"received": len(receipts), "applied": delivery.apply_receipts(receipts)}
+    applied, unknown = delivery.apply_receipts(receipts)
+    return {"received": len(receipts), "applied": applied, "unknown": len(unknown)}

@@ -129,3 +129,4 @@ class RecipientPageSchema(Schema):
 class ReceiptResultSchema(Schema):
     received = fields.Integer(required=True)
     applied = fields.Integer(required=True)
+    unknown = fields.Integer(required=True)

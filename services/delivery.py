@@ -45,12 +45,16 @@ log = logging.getLogger(__name__)
 
 _RECIPIENT_EVENT_COLUMNS = (Recipient.id, Recipient.message_id, Recipient.phone,
                             Recipient.status, Recipient.version, Recipient.error_code,
-                            Recipient.error_message, Recipient.cost)
+                            Recipient.error_message, Recipient.cost,
+                            Recipient.provider_message_id)
 # A receipt may move a recipient only forwards: from these states to its own.
 _RECEIPT_FROM = {
     RECIPIENT_DELIVERED: (RECIPIENT_SENT,),
     RECIPIENT_FAILED: (RECIPIENT_SENT,),
 }
+
+RECEIPT_RETRY_INTERVAL = 0.5
+RECEIPT_RETRY_WINDOW = 60.0
 
 _dispatcher: Dispatcher | None = None
 
@@ -202,10 +206,14 @@ def _count_into_messages(recorded: list[Any], now: datetime) -> list[int]:
     return completed
 
 
+def emit_recipient_updates(rows: list[Any]) -> None:
+    realtime.emit_each(((rooms.message_room(row.message_id),
+                         messages.recipient_update_payload(row)) for row in rows),
+                       "recipient_update")
+
+
 def _announce(recorded: list[Any], completed: list[int]) -> None:
-    for row in recorded:
-        realtime.emit_to_room(rooms.message_room(row.message_id), "recipient_update",
-                              messages.recipient_update_payload(row))
+    emit_recipient_updates(recorded)
     if _dispatcher is not None:
         _dispatcher.message_changed({row.message_id for row in recorded})
     for message_id in completed:
@@ -234,11 +242,13 @@ def emit_message_update(message: Message) -> None:
                            "message_update", messages.message_update_payload(message))
 
 
-def apply_receipts(receipts: list[DeliveryReceipt]) -> int:
-    """Apply delivery receipts, from the webhook or the simulator; returns how many changed.
+def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
+    """Apply delivery receipts, from the webhook or the simulator.
 
-    Idempotent: a repeated receipt, or one that would move a recipient
-    backwards, changes nothing.
+    Returns how many recipients changed, and the provider ids no recipient has
+    yet: a receipt can overtake the commit that records its send, so those are
+    worth trying again shortly. Idempotent: a repeated receipt, or one that
+    would move a recipient backwards, changes nothing.
     """
     now = _now()
     changed: list[Any] = []
@@ -284,12 +294,14 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> int:
         )))
     db.session.commit()
     metrics.receipts_applied.inc(len(changed))
-    for row in changed:
-        realtime.emit_to_room(rooms.message_room(row.message_id), "recipient_update",
-                              messages.recipient_update_payload(row))
+    emit_recipient_updates(changed)
     if _dispatcher is not None:
         _dispatcher.message_changed(set(delivered))
-    return len(changed)
+    unmatched = {r.provider_message_id for r in receipts} - {
+        row.provider_message_id for row in changed}
+    known = set(db.session.scalars(select(Recipient.provider_message_id).where(
+        Recipient.provider_message_id.in_(unmatched)))) if unmatched else set()
+    return len(changed), unmatched - known
 
 
 class Dispatcher:
@@ -308,6 +320,7 @@ class Dispatcher:
         self._receipts: list[DeliveryReceipt] = []
         self._receipts_ready = Event()
         self._dirty_messages: set[int] = set()
+        self._early_since: dict[str, float] = {}
         self.provider = build_provider(app, self._queue_receipt)
 
     def start(self) -> None:
@@ -359,9 +372,7 @@ class Dispatcher:
                 .where(Message.id.in_({row.message_id for row in claimed}))
             ).all())
             db.session.close()
-            for row in claimed:
-                realtime.emit_to_room(rooms.message_room(row.message_id), "recipient_update",
-                                      messages.recipient_update_payload(row))
+            emit_recipient_updates(claimed)
             outcomes = list(self.pool.imap_unordered(
                 lambda row, bodies=bodies: (row, self._send(row, bodies[row.message_id])),
                 claimed))
@@ -378,17 +389,34 @@ class Dispatcher:
 
     def _receipt_loop(self) -> None:
         while self.running:
-            self._receipts_ready.wait()
+            self._receipts_ready.wait(RECEIPT_RETRY_INTERVAL)
             self._receipts_ready.clear()
             batch, self._receipts = self._receipts, []
-            if batch:
-                try:
-                    apply_receipts(batch)
-                except Exception:
-                    self._receipts = batch + self._receipts
-                    raise
-                finally:
-                    db.session.close()
+            if not batch:
+                continue
+            try:
+                _, early = apply_receipts(batch)
+            except Exception:
+                self._receipts = batch + self._receipts
+                raise
+            finally:
+                db.session.close()
+            self._retry_early(batch, early)
+
+    def _retry_early(self, batch: list[DeliveryReceipt], early: set[str]) -> None:
+        """Receipts that overtook their send's commit go round again, for a while."""
+        now = time.monotonic()
+        for receipt in batch:
+            if receipt.provider_message_id not in early:
+                self._early_since.pop(receipt.provider_message_id, None)
+                continue
+            first_seen = self._early_since.setdefault(receipt.provider_message_id, now)
+            if now - first_seen < RECEIPT_RETRY_WINDOW:
+                self._receipts.append(receipt)
+            else:
+                del self._early_since[receipt.provider_message_id]
+                log.warning("dropping a receipt for unknown provider id %s",
+                            receipt.provider_message_id)
 
     def _update_loop(self) -> None:
         while self.running:

@@ -174,8 +174,8 @@ def track(identity: Identity, sid: str, message_id: int) -> dict[str, Any]:
     ))
     truncated = len(recipients) > TRACK_SNAPSHOT_LIMIT
     recipients = recipients[:TRACK_SNAPSHOT_LIMIT]
-    for recipient in recipients:
-        realtime.emit_to_sid(sid, "recipient_update", recipient_update_payload(recipient))
+    realtime.emit_each(((sid, recipient_update_payload(r)) for r in recipients),
+                       "recipient_update")
     return {
         "messageId": str(message.id),
         "status": message.status,

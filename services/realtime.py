@@ -46,6 +46,22 @@ def emit_to_rooms(room_list: list[str], event: str, payload: Any) -> None:
         socketio.emit(event, payload, to=room_list, namespace=NAMESPACE)
 
 
+EMITS_BETWEEN_YIELDS = 200
+
+
+def emit_each(targets_and_payloads, event: str) -> None:
+    """Many emits in a row (a snapshot, a batch of recipients), yielding now and then.
+
+    Each socket's packets are written by its own greenlet; yielding every few
+    hundred emits lets those writers drain, so a burst never looks like a
+    client that stopped reading.
+    """
+    for count, (room, payload) in enumerate(targets_and_payloads, start=1):
+        emit_to_room(room, event, payload)
+        if count % EMITS_BETWEEN_YIELDS == 0:
+            socketio.sleep(0)
+
+
 def emit_to_user(user_id: int, event: str, payload: Any, skip_sid: str | None = None) -> None:
     emit_to_room(rooms.user_room(user_id), event, payload, skip_sid=skip_sid)
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,8 +296,9 @@ class RecordingClient:
                         return payload
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    seen = [name for name, _ in self.events]
-                    raise AssertionError(f"no {event!r} within {timeout}s; got {seen}")
+                    seen = Counter(name for name, _ in self.events)
+                    raise AssertionError(f"no matching {event!r} within {timeout}s; "
+                                         f"received {dict(seen)}")
                 self._changed.wait(remaining)
 
     def close(self) -> None:

@@ -97,7 +97,7 @@ def test_failure_receipt_moves_a_sent_recipient_forward_only(sqlite_database):
 
         failed = post({"providerMessageId": first["providerMessageId"], "status": "FAILED",
                        "errorCode": "carrier_rejected", "errorMessage": "Carrier rejected"})
-        assert failed.json() == {"received": 1, "applied": 1}
+        assert failed.json() == {"received": 1, "applied": 1, "unknown": 0}
         delivered = post([{"providerMessageId": second["providerMessageId"],
                            "status": "DELIVERED"}])
         assert delivered.json()["applied"] == 1

@@ -206,7 +206,8 @@ def test_signed_receipts_are_applied_once_and_never_backwards(api, user, connect
     tracker.call("track_message", message_id)
     receipt = {"providerMessageId": recipient["providerMessageId"], "status": "DELIVERED"}
     repeated = _webhook(api, receipt)
-    assert repeated.status_code == 200 and repeated.json() == {"received": 1, "applied": 0}
+    assert repeated.status_code == 200
+    assert repeated.json() == {"received": 1, "applied": 0, "unknown": 0}
     backwards = _webhook(api, {**receipt, "status": "SENT"})
     assert backwards.json()["applied"] == 0
     late_failure = _webhook(api, {**receipt, "status": "FAILED", "errorCode": "x"})
@@ -225,7 +226,8 @@ def test_badly_signed_or_malformed_webhooks_are_refused(api):
     bad = _webhook(api, {"providerMessageId": "sim_x", "status": "EXPLODED"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_payload"
     unknown = _webhook(api, receipt)
-    assert unknown.status_code == 200 and unknown.json()["applied"] == 0
+    assert unknown.status_code == 200
+    assert unknown.json() == {"received": 1, "applied": 0, "unknown": 1}
 
 
 @pytest.mark.parametrize("payload", [None, "abc", -1, 0, 1.5, [], {"id": 1}, True])
@@ -233,3 +235,19 @@ def test_track_message_rejects_invalid_ids(connect, user, payload):
     client = connect(user.token)
     answer = client.call("track_message", payload)
     assert answer["ok"] is False and answer["error"]["code"] == "invalid_payload"
+
+
+def test_a_tracker_keeps_up_with_a_large_message(api, user, connect):
+    phones = [f"+1555444{i:04d}" for i in range(1500)]
+    message_id = _send(api, user, phones).json()["id"]
+    tracker = connect(user.token)
+    ack = tracker.call("track_message", message_id)
+    assert ack["snapshotRecipients"] == 1000 and ack["truncated"] is True
+    final = tracker.wait_for("message_update",
+                             lambda m: m["status"] == "SENT" and m["deliveredCount"] == 1500,
+                             timeout=60)
+    assert final["successCount"] == 1500
+    assert tracker.sio.connected
+    delivered = {u["recipientId"] for u in tracker.received("recipient_update")
+                 if u["status"] == "DELIVERED"}
+    assert len(delivered) == 1500
