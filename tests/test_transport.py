@@ -119,3 +119,13 @@ def test_masked_payloads_of_every_length_arrive_intact(sqlite_hub, sqlite_user, 
     else:
         assert answer["error"]["code"] == "invalid_payload"
     client.close()
+
+
+def test_invalid_utf8_text_closes_with_1007(sqlite_hub):
+    ws = _engineio_socket(sqlite_hub)
+    ws.send_frame(websocket.ABNF.create_frame(b"42[\"x\",\"\xff\xfe\"]",
+                                              websocket.ABNF.OPCODE_TEXT))
+    frame = ws.recv_frame()
+    while frame.opcode != websocket.ABNF.OPCODE_CLOSE:
+        frame = ws.recv_frame()
+    assert struct.unpack("!H", frame.data[:2])[0] == 1007
