@@ -243,7 +243,13 @@ def _flush_own_writes() -> None:
 
 
 def count_user_connections(user_id: int) -> int:
-    """Live connections of one user on every node."""
+    """Live connections of one user on every node.
+
+    A single process (no message queue) is the only node: its own registry is
+    the exact answer, without a flush and a query on every notify.
+    """
+    if not current_app.config["SOCKETIO_MESSAGE_QUEUE"]:
+        return len(registry.sids_of_user(user_id))
     _flush_own_writes()
     query = _live_connections().where(Connection.user_id == user_id).subquery()
     return db.session.scalar(select(func.count()).select_from(query)) or 0

@@ -245,10 +245,10 @@ def emit_message_update(message: Message) -> None:
 def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
     """Apply delivery receipts, from the webhook or the simulator.
 
-    Returns how many recipients changed, and the provider ids no recipient has
-    yet: a receipt can overtake the commit that records its send, so those are
-    worth trying again shortly. Idempotent: a repeated receipt, or one that
-    would move a recipient backwards, changes nothing.
+    Returns how many recipients changed, and the provider ids of receipts that
+    may apply later: a receipt can overtake the commit that records its send.
+    Idempotent: a repeated receipt, or one that would move a recipient
+    backwards, changes nothing.
     """
     now = _now()
     changed: list[Any] = []
@@ -299,9 +299,14 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
         _dispatcher.message_changed(set(delivered))
     unmatched = {r.provider_message_id for r in receipts} - {
         row.provider_message_id for row in changed}
-    known = set(db.session.scalars(select(Recipient.provider_message_id).where(
-        Recipient.provider_message_id.in_(unmatched)))) if unmatched else set()
-    return len(changed), unmatched - known
+    # Settled: already DELIVERED or FAILED, so the receipt is a repeat or would go
+    # backwards. Anything else (no such id yet, or a send committed after the update
+    # above looked) is worth another try.
+    settled = set(db.session.scalars(select(Recipient.provider_message_id).where(
+        Recipient.provider_message_id.in_(unmatched),
+        Recipient.status.in_((RECIPIENT_DELIVERED, RECIPIENT_FAILED))))) if unmatched else set()
+    db.session.commit()
+    return len(changed), unmatched - settled
 
 
 class Dispatcher:
