@@ -59,7 +59,7 @@ def churn(server: LiveServer, users: list[TestUser], admin: TestUser, message_id
             try:
                 client.connect(token=user.token)
             except Exception as exc:
-                report.client_errors.append(f"connect: {exc}")
+                report.client_errors.append(f"connect: {exc} {client.connect_error!r}")
                 continue
             report.connects += 1
             open_clients.append((index, client))
