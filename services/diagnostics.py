@@ -39,6 +39,7 @@ def internals() -> dict[str, Any]:
         "socketioRooms": len(namespace_rooms),
         "socketioMemberships": memberships,
         "socketioSids": len(sids),
+        "socketioRoomIndex": len(manager.sid_rooms),
         "pendingConnect": sum(len(v) for v in manager.pending_connect.values()),
         "pendingDisconnect": sum(len(v) for v in manager.pending_disconnect.values()),
         "callbacks": sum(len(v) for v in manager.callbacks.values()),

@@ -5,8 +5,8 @@ import pytest
 from tests.churn import churn, internals
 from tests.support import LiveServer, eventually, migrate_database, register_user, seed_admin
 
-PER_CONNECTION = ("engineioSockets", "socketioSids", "socketioMemberships", "pendingConnect",
-                  "pendingDisconnect", "callbacks", "binaryPackets", "environ",
+PER_CONNECTION = ("engineioSockets", "socketioSids", "socketioRoomIndex", "socketioMemberships",
+                  "pendingConnect", "pendingDisconnect", "callbacks", "binaryPackets", "environ",
                   "protocolErrors", "registryConnections", "registryUsers",
                   "registryAddresses", "authenticating", "rateLimitBuckets")
 

@@ -74,5 +74,6 @@ def test_database_outage_gives_clear_errors_and_recovers(hub_behind_proxy):
     # The refused connect left nothing behind: no sid, no half-registered socket.
     internals = eventually(lambda: (i := server.api.get(
         "/api/socket/debug/internals", admin_token).json()) and i["engineioSockets"] == 0 and i)
-    assert internals["socketioSids"] == internals["authenticating"] == 0
+    assert internals["socketioSids"] == internals["socketioRoomIndex"] == 0
+    assert internals["authenticating"] == 0
     assert internals["registryConnections"] == internals["pendingConnect"] == 0
