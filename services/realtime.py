@@ -52,9 +52,9 @@ EMITS_BETWEEN_YIELDS = 200
 def emit_each(targets_and_payloads, event: str) -> None:
     """Many emits in a row (a snapshot, a batch of recipients), yielding now and then.
 
-    Each socket's packets are written by its own greenlet; yielding every few
-    hundred emits lets those writers drain, so a burst never looks like a
-    client that stopped reading.
+    Yielding every few hundred emits lets the sockets' readers and any
+    flushing writers run, so a long burst neither starves other clients nor
+    makes a reader look like one that stopped reading.
     """
     for count, (room, payload) in enumerate(targets_and_payloads, start=1):
         emit_to_room(room, event, payload)

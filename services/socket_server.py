@@ -24,6 +24,7 @@ import time
 from typing import Any, Protocol
 
 import socketio
+from engineio import packet as eio_packet
 from socketio import packet
 
 from services.rate_limits import limiter
@@ -54,27 +55,35 @@ class HubServer(socketio.Server):
         self._suppressed_protocol_logs = 0
 
     def _send_packet(self, eio_sid: str, pkt: Any) -> None:
-        if not self._drop_if_backlogged(eio_sid):
-            super()._send_packet(eio_sid, pkt)
+        sock = self._writable_socket(eio_sid)
+        if sock is None:
+            return
+        encoded = pkt.encode()
+        for part in encoded if isinstance(encoded, list) else (encoded,):
+            sock.send(eio_packet.Packet(eio_packet.MESSAGE, data=part))
 
     def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
-        if not self._drop_if_backlogged(eio_sid):
-            super()._send_eio_packet(eio_sid, eio_pkt)
+        sock = self._writable_socket(eio_sid)
+        if sock is not None:
+            sock.send(eio_pkt)
 
-    def _drop_if_backlogged(self, eio_sid: str) -> bool:
-        """A client that stops reading is dropped once its outbound queue is full.
+    def _writable_socket(self, eio_sid: str) -> Any:
+        """The live Engine.IO socket to write to, or None.
 
-        python-engineio's per-socket queue has no bound: without this, every
-        emit to a stalled client grows the server's memory.
+        A direct WebSocket bounds its own backlog. python-engineio's socket
+        queues without bound: a client that stops reading is dropped here
+        once its queue is full, before it grows the server's memory.
         """
         sock = self.eio.sockets.get(eio_sid)
-        if sock is None or sock.queue.qsize() < self.max_outbound_packets:
-            return False
-        log.warning("dropping %s: %d packets unread (slow consumer)", eio_sid,
-                    sock.queue.qsize())
+        if sock is None or sock.closed:
+            return None
+        queue = sock.queue
+        if queue is None or queue.qsize() < self.max_outbound_packets:
+            return sock
+        log.warning("dropping %s: %d packets unread (slow consumer)", eio_sid, queue.qsize())
         self.eio.sockets.pop(eio_sid, None)
         sock.close(wait=False, abort=True, reason=self.reason.SERVER_DISCONNECT)
-        return True
+        return None
 
     def _dispatcher(self, namespace: str) -> EventDispatcher | None:
         return self.namespace_handlers.get(namespace)

@@ -100,10 +100,22 @@ class LimitedWebSocket(WebSocket):
 
 
 class LimitedWebSocketHandler(WebSocketHandler):
-    """Upgrades to a ``LimitedWebSocket`` bound to the handler's ``max_message_size``."""
+    """Serves direct Engine.IO WebSockets itself; upgrades others to a ``LimitedWebSocket``.
+
+    A new WebSocket session is served by ``services.engine_socket``; a
+    long-polling session upgrading to WebSocket keeps python-engineio's path,
+    on a ``LimitedWebSocket`` bound to the handler's ``max_message_size``.
+    """
 
     max_message_size = DEFAULT_MAX_MESSAGE_SIZE
     message_bytes = 0
+
+    def run_application(self):
+        from services.engine_socket import serve_direct_websocket
+
+        if serve_direct_websocket(self):
+            return None
+        return super().run_application()
 
     def upgrade_connection(self):
         result = super().upgrade_connection()

@@ -1,5 +1,7 @@
 """Transport defences on the real server: oversized frames never stall anyone."""
 
+import contextlib
+import json
 import os
 import socket
 import struct
@@ -9,7 +11,14 @@ import time
 import pytest
 import websocket
 
-from tests.support import RecordingClient
+from tests.support import (
+    LiveServer,
+    RecordingClient,
+    eventually,
+    migrate_database,
+    register_user,
+    seed_admin,
+)
 
 
 def _rss_kb(pid: int) -> int:
@@ -129,3 +138,124 @@ def test_invalid_utf8_text_closes_with_1007(sqlite_hub):
     while frame.opcode != websocket.ABNF.OPCODE_CLOSE:
         frame = ws.recv_frame()
     assert struct.unpack("!H", frame.data[:2])[0] == 1007
+
+
+def _close_code(ws: websocket.WebSocket) -> int:
+    frame = ws.recv_frame()
+    while frame.opcode != websocket.ABNF.OPCODE_CLOSE:
+        frame = ws.recv_frame()
+    return struct.unpack("!H", frame.data[:2])[0]
+
+
+def _raw_frame(first_byte: int, payload: bytes, masked: bool = True) -> bytes:
+    mask = os.urandom(4) if masked else b""
+    header = bytes([first_byte, (0x80 if masked else 0) | len(payload)]) + mask
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if masked else payload
+    return header + body
+
+
+@pytest.mark.parametrize(("first_byte", "masked", "why"), [
+    (0x81, False, "unmasked client frame"),
+    (0xC1, True, "reserved bit without an extension"),
+    (0x83, True, "unknown opcode"),
+    (0x09, True, "fragmented control frame"),
+])
+def test_frames_breaking_rfc_6455_close_with_1002(sqlite_hub, first_byte, masked, why):
+    ws = _engineio_socket(sqlite_hub)
+    ws.sock.sendall(_raw_frame(first_byte, b"40", masked=masked))
+    assert _close_code(ws) == 1002, why
+
+
+def test_unknown_engineio_packet_closes_with_1002(sqlite_hub):
+    ws = _engineio_socket(sqlite_hub)
+    ws.send("9nonsense")
+    assert _close_code(ws) == 1002
+
+
+def test_websocket_ping_is_answered_and_close_is_echoed(sqlite_hub):
+    ws = _engineio_socket(sqlite_hub)
+    ws.ping(b"are you there")
+    frame = ws.recv_frame()
+    assert (frame.opcode, frame.data) == (websocket.ABNF.OPCODE_PONG, b"are you there")
+    ws.send_close(status=1001)
+    assert _close_code(ws) == 1001
+
+
+def test_fragmented_messages_are_reassembled(sqlite_hub, sqlite_user):
+    ws = _engineio_socket(sqlite_hub)
+    connect = ("40" + json.dumps({"token": sqlite_user.token})).encode()
+    half = len(connect) // 2
+    ws.send_frame(websocket.ABNF.create_frame(connect[:half], websocket.ABNF.OPCODE_TEXT,
+                                              fin=0))
+    ws.ping(b"between fragments")
+    ws.send_frame(websocket.ABNF.create_frame(connect[half:], websocket.ABNF.OPCODE_CONT))
+    replies = [ws.recv_frame() for _ in range(2)]
+    assert replies[0].opcode == websocket.ABNF.OPCODE_PONG
+    assert replies[1].data.startswith(b"40{")
+    ws.send('421["get_rooms"]')
+    answer = ws.recv()
+    while not answer.startswith("431"):
+        answer = ws.recv()
+    assert json.loads(answer[3:]) == [[f"user:{sqlite_user.id}"]]
+    ws.close()
+
+
+def test_binary_payload_gets_a_clear_error(sqlite_hub, sqlite_user):
+    client = RecordingClient(sqlite_hub.url)
+    client.connect(token=sqlite_user.token)
+    answer = client.call("join_room", b"\x00\x01binary")
+    assert answer["ok"] is False and answer["error"]["code"] == "invalid_payload"
+    assert client.call("get_rooms") == [f"user:{sqlite_user.id}"]
+    client.close()
+
+
+@pytest.mark.parametrize("transports", [("polling",), ("polling", "websocket")])
+def test_long_polling_and_its_upgrade_still_work(sqlite_hub, sqlite_user, sqlite_admin,
+                                                 transports):
+    client = RecordingClient(sqlite_hub.url)
+    client.connect(token=sqlite_user.token, transports=transports)
+    assert client.wait_for("session")["userId"] == str(sqlite_user.id)
+    assert client.call("get_rooms") == [f"user:{sqlite_user.id}"]
+    response = sqlite_hub.api.post(f"/api/socket/notify/{sqlite_user.id}", sqlite_admin.token,
+                                   json={"title": "over " + "/".join(transports),
+                                         "message": "m"})
+    assert response.status_code == 201
+    assert client.wait_for("notification")["title"] == "over " + "/".join(transports)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def quick_ping_hub(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('ping') / 'hub.db'}"
+    migrate_database(url)
+    seed_admin(url)
+    server = LiveServer(url, name="ping", env={"SOCKETIO_PING_INTERVAL": "1",
+                                               "SOCKETIO_PING_TIMEOUT": "1"})
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_client_that_stops_answering_pings_is_dropped(quick_ping_hub):
+    user, admin = register_user(quick_ping_hub), register_user(quick_ping_hub, admin=True)
+    ws = _engineio_socket(quick_ping_hub)
+    ws.send("40" + json.dumps({"token": user.token}))
+    pings = 0
+    started = time.monotonic()
+    while time.monotonic() - started < 3.5:
+        message = ws.recv()
+        if message == "2":
+            pings += 1
+            ws.send("3")
+    assert pings >= 2, "the server stopped pinging a client that answers"
+
+    def offline():
+        return not quick_ping_hub.api.get(f"/api/socket/user/{user.id}/online",
+                                          admin.token).json()["online"]
+    assert not offline()
+    eventually(offline, timeout=5)
+    after_silence = []
+    with contextlib.suppress(websocket.WebSocketConnectionClosedException, OSError):
+        while message := ws.recv():
+            after_silence.append(message)
+    assert after_silence[-1] == "1", "no Engine.IO close packet before the socket ended"

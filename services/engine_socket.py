@@ -1,0 +1,472 @@
+"""Engine.IO over a WebSocket, with no greenlet of its own besides the one reading it.
+
+python-engineio gives every WebSocket three greenlets: the WSGI greenlet that
+reads, a writer fed by a queue, and a ping task spawned anew every interval;
+gevent-websocket reads each frame in several buffered calls and builds each
+outgoing frame again for every recipient. Each idle greenlet keeps a copy of
+its stack (8-30 KB), and every packet crosses a queue and a greenlet switch.
+
+Here the connection's WSGI greenlet reads whatever has arrived and parses the
+frames in it; packets are written straight to the non-blocking socket by
+whichever greenlet sends them, and a flusher greenlet exists only while the
+kernel's send buffer is full; a frame sent to many sockets (a broadcast) is
+built once; pings run on a libev timer, not a greenlet.
+
+Everything that can end a connection (a close frame, EOF, a reset, a ping
+timeout, a slow consumer, a protocol error) ends up in the reader, which
+closes the Engine.IO socket once. Direct WebSocket connections (the official
+clients with ``transports: ['websocket']``) take this path; long-polling, and
+upgrades from it, keep python-engineio's socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import struct
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import parse_qs
+
+import gevent
+from engineio import packet as eio_packet
+from engineio.socket import Socket
+
+from services.transport import CLOSE_MESSAGE_TOO_BIG, unmask
+
+log = logging.getLogger(__name__)
+
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+READ_SIZE = 65536
+
+OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
+OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
+DATA_OPCODES = (OP_CONTINUATION, OP_TEXT, OP_BINARY)
+
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_INVALID_DATA = 1007
+
+# Engine.IO packet types as the first character of a text frame.
+ENGINE_CLOSE, ENGINE_PING, ENGINE_PONG, ENGINE_MESSAGE = "1", "2", "3", "4"
+ENGINE_UPGRADE, ENGINE_NOOP = "5", "6"
+
+
+class ProtocolViolation(Exception):
+    """The peer broke RFC 6455: the connection closes with ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+def frame(opcode: int, payload: bytes) -> bytes:
+    """One final, unmasked frame, as a server sends it."""
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x80 | opcode, length))
+    elif length < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 127, length)
+    return header + payload
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    return frame(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:123])
+
+
+def accept_key(client_key: str) -> str:
+    return base64.b64encode(hashlib.sha1(client_key.encode("latin-1") + WEBSOCKET_GUID)
+                            .digest()).decode("ascii")
+
+
+def packet_frame(pkt: eio_packet.Packet) -> bytes:
+    """The frame of an Engine.IO packet, built once and kept on the packet.
+
+    python-socketio hands the same packet object to every recipient of a room
+    emit, so a broadcast to thousands of sockets encodes and frames it once.
+    """
+    cached = pkt.__dict__.get("ws_frame")
+    if cached is None:
+        encoded = pkt.encode()
+        if isinstance(encoded, str):
+            cached = frame(OP_TEXT, encoded.encode())
+        else:
+            cached = frame(OP_BINARY, bytes(encoded))
+        pkt.ws_frame = cached
+    return cached
+
+
+PING_FRAME = frame(OP_TEXT, ENGINE_PING.encode())
+CLOSE_PACKET_FRAME = frame(OP_TEXT, ENGINE_CLOSE.encode())
+
+
+class EngineWebSocket(Socket):
+    """An Engine.IO socket whose transport is this WebSocket, from its first packet.
+
+    Stands in python-engineio's server's ``sockets`` map like its own sockets,
+    so python-socketio sends, disconnects and counts it the same way.
+    """
+
+    def __init__(self, server: Any, sid: str, sock: Any, max_message_size: int,
+                 max_backlog: int) -> None:
+        self.server = server
+        self.sid = sid
+        self.queue = None
+        self.last_ping = None
+        self.connected = True
+        self.upgraded = True
+        self.upgrading = False
+        self.closing = False
+        self.closed = False
+        self.session = {}
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.max_message_size = max_message_size
+        self.max_backlog = max_backlog
+        self.backlog: deque[bytes] | None = None
+        self.dropped = False
+        self.close_reason: Any = None
+        self.fragments: list[bytes] = []
+        self.fragments_opcode = 0
+        self.fragments_size = 0
+        self.ping_timer: Any = None
+        self.close_sent = False
+
+    # Sending -----------------------------------------------------------------
+
+    def send(self, pkt: eio_packet.Packet) -> None:
+        if not self.closed:
+            self.write(packet_frame(pkt))
+
+    def write(self, data: bytes) -> None:
+        """Write now if the kernel takes it; otherwise queue it behind a flusher greenlet."""
+        if self.dropped:
+            return
+        if self.backlog is not None:
+            if len(self.backlog) >= self.max_backlog:
+                log.warning("dropping %s: %d packets unread (slow consumer)", self.sid,
+                            len(self.backlog))
+                self.abort(self.server.reason.SERVER_DISCONNECT)
+                return
+            self.backlog.append(data)
+            return
+        try:
+            sent = os.write(self.fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.abort(self.server.reason.TRANSPORT_ERROR)
+            return
+        if sent < len(data):
+            self.backlog = deque((data[sent:],))
+            gevent.spawn(self._flush)
+
+    def _flush(self) -> None:
+        backlog = self.backlog
+        try:
+            while backlog:
+                self.sock.sendall(backlog.popleft())
+        except OSError:
+            self.abort(self.server.reason.TRANSPORT_ERROR)
+        finally:
+            if self.backlog is backlog:
+                self.backlog = None
+
+    def backlog_size(self) -> int:
+        return len(self.backlog) if self.backlog is not None else 0
+
+    def abort(self, reason: Any) -> None:
+        """End the connection from any greenlet: the reader wakes up and closes it."""
+        if not self.dropped:
+            self.close_reason = reason
+            self._stop_writing()
+
+    def _stop_writing(self) -> None:
+        """No more writes; shutting the socket down wakes the reader, which closes."""
+        self.dropped = True
+        self.backlog = None
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    # Pings -------------------------------------------------------------------
+
+    def schedule_ping(self) -> None:
+        """Ping after the interval; the pong, or its absence, decides what comes next."""
+        self._arm_timer(self.server.ping_interval, self._send_ping)
+
+    def _arm_timer(self, seconds: float, callback) -> None:
+        if self.ping_timer is not None:
+            self.ping_timer.close()
+        self.ping_timer = gevent.get_hub().loop.timer(seconds)
+        self.ping_timer.start(callback)
+
+    def _send_ping(self) -> None:
+        if self.closed or self.dropped:
+            return
+        self.last_ping = time.time()
+        self.write(PING_FRAME)
+        self._arm_timer(self.server.ping_timeout, self._ping_timed_out)
+
+    def _ping_timed_out(self) -> None:
+        if not self.closed:
+            self.write(CLOSE_PACKET_FRAME)
+            self.abort(self.server.reason.PING_TIMEOUT)
+
+    def check_ping_timeout(self) -> bool:
+        """python-engineio's service task asks every socket; the timer already answers."""
+        return not self.closed
+
+    # Receiving -----------------------------------------------------------------
+
+    def run(self) -> None:
+        """Read and dispatch until the connection ends, then close the Engine.IO socket."""
+        reason = self.server.reason.TRANSPORT_CLOSE
+        pending = b""
+        try:
+            while not self.closed and not self.dropped:
+                data = self.sock.recv(READ_SIZE)
+                if not data:
+                    break
+                pending = self._consume(pending + data if pending else data)
+                if pending is None:
+                    break
+        except ProtocolViolation as violation:
+            self.send_close(violation.code, str(violation))
+            reason = self.server.reason.TRANSPORT_ERROR
+        except OSError:
+            reason = self.server.reason.TRANSPORT_ERROR
+        finally:
+            if self.ping_timer is not None:
+                self.ping_timer.close()
+                self.ping_timer = None
+            self.close(wait=False, abort=True, reason=self.close_reason or reason)
+
+    def _consume(self, buffer: bytes) -> bytes | None:
+        """Handle every complete frame in ``buffer``; the rest is returned for later.
+
+        A frame's declared length is checked as soon as its header is in, so
+        an oversized message is refused before its payload is read. ``None``
+        means the peer closed the WebSocket.
+        """
+        position, size = 0, len(buffer)
+        while size - position >= 2:
+            first, second = buffer[position], buffer[position + 1]
+            opcode, length = first & 0x0F, second & 0x7F
+            header = 2
+            if length == 126:
+                if size - position < 4:
+                    break
+                length = int.from_bytes(buffer[position + 2:position + 4], "big")
+                header = 4
+            elif length == 127:
+                if size - position < 10:
+                    break
+                length = int.from_bytes(buffer[position + 2:position + 10], "big")
+                header = 10
+            self._check_header(first, second, opcode, length)
+            end = position + header + 4 + length
+            if end > size:
+                break
+            mask_at = position + header
+            payload = unmask(buffer[mask_at + 4:end], buffer[mask_at:mask_at + 4])
+            position = end
+            if not self._on_frame(first & 0x80, opcode, payload):
+                return None
+            if self.closed or self.dropped:
+                return None
+        return buffer[position:]
+
+    def _check_header(self, first: int, second: int, opcode: int, length: int) -> None:
+        if first & 0x70:
+            raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "no extension was negotiated")
+        if not second & 0x80:
+            raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
+        if opcode in DATA_OPCODES:
+            total = length + (self.fragments_size if opcode == OP_CONTINUATION else 0)
+            if total > self.max_message_size:
+                raise ProtocolViolation(CLOSE_MESSAGE_TOO_BIG, "message too big")
+        elif opcode in (OP_CLOSE, OP_PING, OP_PONG):
+            if length > 125 or not first & 0x80:
+                raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "bad control frame")
+        else:
+            raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "unknown opcode")
+
+    def _on_frame(self, final: int, opcode: int, payload: bytes) -> bool:
+        if opcode in (OP_TEXT, OP_BINARY):
+            if self.fragments_opcode:
+                raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "message interrupted")
+            if final:
+                self._on_message(opcode, payload)
+            else:
+                self.fragments, self.fragments_opcode = [payload], opcode
+                self.fragments_size = len(payload)
+        elif opcode == OP_CONTINUATION:
+            if not self.fragments_opcode:
+                raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "nothing to continue")
+            self.fragments.append(payload)
+            self.fragments_size += len(payload)
+            if final:
+                message, opcode = b"".join(self.fragments), self.fragments_opcode
+                self.fragments, self.fragments_opcode, self.fragments_size = [], 0, 0
+                self._on_message(opcode, message)
+        elif opcode == OP_PING:
+            self.write(frame(OP_PONG, payload))
+        elif opcode == OP_CLOSE:
+            self.send_close(int.from_bytes(payload[:2], "big") if len(payload) >= 2
+                            else CLOSE_NORMAL)
+            return False
+        return True
+
+    def _on_message(self, opcode: int, payload: bytes) -> None:
+        if opcode == OP_BINARY:
+            self._dispatch(payload)
+            return
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolViolation(CLOSE_INVALID_DATA, "invalid UTF-8") from None
+        kind = text[:1]
+        if kind == ENGINE_MESSAGE:
+            self._dispatch(text[1:])
+        elif kind == ENGINE_PONG:
+            self.last_ping = None
+            self.schedule_ping()
+        elif kind == ENGINE_CLOSE:
+            self.close_reason = self.server.reason.CLIENT_DISCONNECT
+            self.dropped = True
+        elif kind != ENGINE_NOOP:
+            raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "unexpected Engine.IO packet")
+
+    def _dispatch(self, data: str | bytes) -> None:
+        try:
+            self.server.handlers["message"](self.sid, data)
+        except Exception:
+            log.exception("message handler error on %s", self.sid)
+
+    # Closing ---------------------------------------------------------------------
+
+    def send_close(self, code: int, reason: str = "") -> None:
+        """The WebSocket close frame, at most once per connection."""
+        if not self.close_sent:
+            self.close_sent = True
+            self.write(close_frame(code, reason))
+
+    def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        """Close once: the disconnect handlers run, then the WebSocket is closed.
+
+        ``wait`` has nothing to wait for: packets are written when sent.
+        """
+        if self.closed or self.closing:
+            return
+        self.closing = True
+        self.server._trigger_event("disconnect", self.sid,
+                                   reason or self.server.reason.SERVER_DISCONNECT,
+                                   run_async=False)
+        if not abort:
+            self.write(CLOSE_PACKET_FRAME)
+        self.send_close(CLOSE_NORMAL)
+        self.closed = True
+        self.server.sockets.pop(self.sid, None)
+        if not self.dropped:
+            self._stop_writing()
+
+
+def _engine_of(application: Any) -> tuple[Any, str] | None:
+    """The Socket.IO server and its Engine.IO path, when ``application`` is the hub's app."""
+    extensions = getattr(application, "extensions", None)
+    flask_socketio = extensions.get("socketio") if isinstance(extensions, dict) else None
+    middleware = getattr(flask_socketio, "sockio_mw", None)
+    if middleware is None or flask_socketio.server is None:
+        return None
+    return flask_socketio.server, middleware.engineio_path
+
+
+def _handshake_key(environ: dict[str, Any]) -> str | None:
+    """The client's key when this is a well-formed RFC 6455 opening handshake."""
+    if environ.get("REQUEST_METHOD") != "GET" or environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
+        return None
+    if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
+        return None
+    if "upgrade" not in environ.get("HTTP_CONNECTION", "").lower():
+        return None
+    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":
+        return None
+    key = environ.get("HTTP_SEC_WEBSOCKET_KEY", "").strip()
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            return None
+    except ValueError:
+        return None
+    return key
+
+
+def _is_direct_connect(environ: dict[str, Any], path: str) -> bool:
+    """A new Engine.IO v4 session asking for the WebSocket transport from the start."""
+    if not (environ.get("PATH_INFO") or "").startswith(path):
+        return False
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    return (query.get("transport") == ["websocket"] and query.get("EIO") == ["4"]
+            and "sid" not in query and "j" not in query)
+
+
+def _origin_allowed(server: Any, environ: dict[str, Any]) -> bool:
+    """python-engineio's own origin check, so there is one policy for every transport."""
+    origin = environ.get("HTTP_ORIGIN")
+    if not origin or server.cors_allowed_origins == []:
+        return True
+    allowed = server._cors_allowed_origins(environ)
+    return allowed is None or origin in allowed
+
+
+def serve_direct_websocket(handler: Any) -> bool:
+    """Serve this request as an ``EngineWebSocket`` if it opens one; False otherwise.
+
+    Anything else, including a refused origin or a malformed handshake, is
+    left to python-engineio, which answers it as it always does.
+    """
+    environ = handler.environ
+    engine = _engine_of(handler.application)
+    if engine is None:
+        return False
+    hub, path = engine
+    server = hub.eio
+    if not _is_direct_connect(environ, path) or "websocket" not in server.transports:
+        return False
+    key = _handshake_key(environ)
+    if key is None or not _origin_allowed(server, environ):
+        return False
+    sid = server.generate_id()
+    sock = handler.socket
+    engine_socket = EngineWebSocket(server, sid, sock, server.max_http_buffer_size,
+                                    hub.max_outbound_packets)
+    server.sockets[sid] = engine_socket
+    handler.close_connection = True
+    accepted = server._trigger_event("connect", sid, environ, run_async=False)
+    if accepted is not None and accepted is not True:
+        server.sockets.pop(sid, None)
+        handler.status = "401 UNAUTHORIZED"
+        sock.sendall(b"HTTP/1.1 401 UNAUTHORIZED\r\nContent-Type: text/plain\r\n"
+                     b"Content-Length: 12\r\nConnection: close\r\n\r\nUnauthorized")
+        return True
+    handler.status = "101 Switching Protocols"
+    opening = eio_packet.Packet(eio_packet.OPEN, {
+        "sid": sid,
+        "upgrades": [],
+        "pingTimeout": int(server.ping_timeout * 1000),
+        "pingInterval": int(server.ping_interval + server.ping_interval_grace_period) * 1000,
+        "maxPayload": server.max_http_buffer_size,
+    })
+    sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                 + accept_key(key).encode() + b"\r\n\r\n" + packet_frame(opening))
+    sock.settimeout(server.ping_interval + server.ping_timeout + 5)
+    engine_socket.schedule_ping()
+    engine_socket.run()
+    return True
