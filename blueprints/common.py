@@ -6,16 +6,28 @@ from functools import wraps
 from typing import Any
 
 from flask import request
-from flask_jwt_extended import get_jwt, verify_jwt_in_request
+from flask_jwt_extended import get_jwt
 from marshmallow import Schema
 
 from schemas.common import load_or_raise
+from services import auth
 from services.auth import Identity, identity_from_jwt
-from services.errors import Forbidden, InvalidPayload
+from services.errors import AuthRefused, Forbidden, InvalidPayload, Unauthenticated
 
 
 def current_identity() -> Identity:
+    """The caller of a route guarded by flask-jwt-extended (refresh and logout)."""
     return identity_from_jwt(get_jwt())
+
+
+def bearer_identity() -> Identity:
+    """The caller's access token, checked exactly as a socket's is (``auth.authenticate_token``)."""
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else None
+    try:
+        return auth.authenticate_token(token)
+    except AuthRefused as refused:
+        raise Unauthenticated(refused.message) from None
 
 
 def authenticated(view):
@@ -23,8 +35,7 @@ def authenticated(view):
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any):
-        verify_jwt_in_request()
-        return view(*args, identity=current_identity(), **kwargs)
+        return view(*args, identity=bearer_identity(), **kwargs)
 
     return wrapper
 
@@ -34,8 +45,7 @@ def admin_only(view):
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any):
-        verify_jwt_in_request()
-        identity = current_identity()
+        identity = bearer_identity()
         if not identity.is_admin:
             raise Forbidden("Admin role required")
         return view(*args, identity=identity, **kwargs)

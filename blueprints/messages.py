@@ -4,7 +4,7 @@ from flask import Blueprint, current_app
 
 from blueprints.common import (
     authenticated,
-    current_identity,
+    bearer_identity,
     idempotency_key,
     json_body,
     query_args,
@@ -18,7 +18,7 @@ messages_bp = Blueprint("messages", __name__, url_prefix="/api/messages")
 
 def _per_caller() -> str:
     """Rate-limit key: the caller's user id (REST tokens are verified before this runs)."""
-    return f"user:{current_identity().user_id}"
+    return f"user:{bearer_identity().user_id}"
 
 
 @messages_bp.post("")

@@ -38,7 +38,7 @@ from services.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.log_context import about_connection
+from services.log_context import connection_context, leave_connection_context
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +137,9 @@ class HubNamespace(socketio.Namespace):
     def dispatch_event(self, sid: str, event: str, args: list[Any], wants_ack: bool) -> Any:
         """Run one client event; always returns an ack value, never raises."""
         conn = registry.get(sid)
+        context = connection_context(sid, conn.identity.user_id if conn else None)
         try:
-            with about_connection(sid, conn.identity.user_id if conn else None):
-                result = self._run(sid, event, args)
+            result = self._run(conn, event, args)
         except AppError as error:
             result = _failure(error)
         except (OperationalError, DBAPIError):
@@ -148,6 +148,8 @@ class HubNamespace(socketio.Namespace):
         except Exception:
             log.exception("unexpected error in %r from %s", event, sid)
             result = _failure(AppError())
+        finally:
+            leave_connection_context(context)
         return self._answer(sid, event, result, wants_ack)
 
     def refuse_event(self, sid: str, event: str, wants_ack: bool) -> dict[str, Any]:
@@ -157,18 +159,17 @@ class HubNamespace(socketio.Namespace):
             "Too many events: slow down")), wants_ack)
 
     def _answer(self, sid: str, event: str, result: Any, wants_ack: bool) -> Any:
-        metrics.events_in.labels(event if event in EVENT_PAYLOADS else "unknown").inc()
+        metrics.events_in.inc(event if event in EVENT_PAYLOADS else "unknown")
         failed = isinstance(result, dict) and result.get("ok") is False
-        metrics.acks.labels(result["error"]["code"] if failed else "ok").inc()
+        metrics.acks.inc(result["error"]["code"] if failed else "ok")
         if not wants_ack and isinstance(result, dict) and result.get("ok") is False:
             realtime.emit_to_sid(sid, "error", {"event": event[:64], **result["error"]})
         return result
 
-    def _run(self, sid: str, event: str, args: list[Any]) -> Any:
+    def _run(self, conn: LiveConnection | None, event: str, args: list[Any]) -> Any:
         mode = EVENT_PAYLOADS.get(event)
         if mode is None:
             raise InvalidPayload(f"Unknown event {event[:64]!r}")
-        conn = registry.get(sid)
         if conn is None:
             raise Unauthenticated()
         if len(args) > 1:

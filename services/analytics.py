@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, bindparam, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from extensions import db
@@ -54,18 +54,35 @@ FIGURE_TYPES = (DASHBOARD, MESSAGES, USAGE)
 HOURS, DAYS = 24, 30
 
 
+_MARK_STATEMENTS: dict[str, Any] = {}
+
+
+def _mark_statement(dialect: str) -> Any:
+    """The upsert that bumps one mark, built once per dialect (it is on every write path)."""
+    statement = _MARK_STATEMENTS.get(dialect)
+    if statement is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(AnalyticsMark).values(
+            user_id=bindparam("user_id"), version=1, changed_at=bindparam("changed_at"))
+        statement = statement.on_conflict_do_update(
+            index_elements=[AnalyticsMark.user_id],
+            set_={"version": AnalyticsMark.version + 1,
+                  "changed_at": statement.excluded.changed_at},
+        )
+        _MARK_STATEMENTS[dialect] = statement
+    return statement
+
+
 def mark_changed(user_ids: set[int] | list[int]) -> None:
-    """Note, inside the caller's transaction, that these users' figures changed."""
-    keys = sorted({*user_ids, ANY_CHANGE})
-    dialect = db.engine.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    """Note, inside the caller's transaction, that these users' figures changed.
+
+    Keys are bumped in sorted order, so concurrent writers on PostgreSQL
+    never wait on each other's rows in opposite orders.
+    """
+    connection = db.session.connection()
     now = datetime.now(UTC)
-    statement = insert(AnalyticsMark).values(
-        [{"user_id": key, "version": 1, "changed_at": now} for key in keys])
-    db.session.execute(statement.on_conflict_do_update(
-        index_elements=[AnalyticsMark.user_id],
-        set_={"version": AnalyticsMark.version + 1, "changed_at": now},
-    ))
+    connection.execute(_mark_statement(connection.dialect.name), [
+        {"user_id": key, "changed_at": now} for key in sorted({*user_ids, ANY_CHANGE})])
 
 
 def mark_everyone_changed() -> None:

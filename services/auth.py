@@ -19,7 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from extensions import db
@@ -50,10 +50,20 @@ class Identity:
 class _CachedUser:
     exists: bool
     active: bool
+    created_at: datetime | None
     checked_at: float
 
 
+@dataclass(slots=True)
+class _VerifiedToken:
+    identity: Identity
+    good_until: float
+    expires: float
+
+
 _user_cache: dict[int, _CachedUser] = {}
+_verified_tokens: dict[str, _VerifiedToken] = {}
+VERIFIED_TOKENS_MAX = 10_000
 
 
 def _hasher() -> PasswordHasher:
@@ -152,6 +162,7 @@ def revoke(claims: dict[str, Any]) -> str:
     expires_at = (
         datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else datetime.now(UTC)
     )
+    forget_verified_tokens()
     if db.session.get(RevokedToken, key) is None:
         user_id = parse_subject(claims.get("sub"))
         db.session.add(RevokedToken(token_key=key, user_id=user_id, expires_at=expires_at))
@@ -187,24 +198,40 @@ def parse_subject(sub: Any) -> int | None:
     return None
 
 
-def user_is_active(user_id: int) -> bool:
-    """Whether the user exists and may sign in, cached for ``USER_CACHE_SECONDS``.
+_USER_FACTS = select(User.active, User.created_at).where(User.id == bindparam("user_id"))
 
-    Every connect asks this; a short cache keeps connect storms off the database.
-    A disabled or deleted user is refused within the cache lifetime.
+
+def _cached_user(user_id: int) -> _CachedUser:
+    """What every connect and notification asks of a user, cached for ``USER_CACHE_SECONDS``.
+
+    A short cache keeps connect storms and notification bursts off the
+    database; a disabled or deleted user is refused within its lifetime.
     """
     now = time.monotonic()
     cached = _user_cache.get(user_id)
     if cached is not None and now - cached.checked_at < current_app.config["USER_CACHE_SECONDS"]:
-        return cached.exists and cached.active
-    row = db.session.execute(select(User.active).where(User.id == user_id)).first()
-    _user_cache[user_id] = _CachedUser(exists=row is not None, active=bool(row and row[0]),
-                                       checked_at=now)
-    return row is not None and bool(row[0])
+        return cached
+    row = db.session.execute(_USER_FACTS, {"user_id": user_id}).first()
+    cached = _CachedUser(exists=row is not None, active=bool(row and row.active),
+                         created_at=row.created_at if row is not None else None, checked_at=now)
+    _user_cache[user_id] = cached
+    return cached
+
+
+def user_is_active(user_id: int) -> bool:
+    """Whether the user exists and may sign in (cached, see ``_cached_user``)."""
+    cached = _cached_user(user_id)
+    return cached.exists and cached.active
+
+
+def user_created_at(user_id: int) -> datetime | None:
+    """When the user was created (it never changes), or None when there is no such user."""
+    return _cached_user(user_id).created_at
 
 
 def forget_cached_user(user_id: int) -> None:
     _user_cache.pop(user_id, None)
+    forget_verified_tokens()
 
 
 def decode_access_token(token: Any) -> dict[str, Any]:
@@ -232,11 +259,35 @@ def decode_access_token(token: Any) -> dict[str, Any]:
 
 
 def authenticate_token(token: Any) -> Identity:
-    """The identity behind an access token, checked like a REST call is, and more.
+    """The identity behind an access token, for a socket or a REST call.
 
     Refuses refresh tokens, revoked tokens, malformed subjects and users that
-    do not exist or are disabled.
+    do not exist or are disabled. A token that passed is trusted again for
+    ``TOKEN_CACHE_SECONDS`` (never past its expiry) without decoding it or
+    asking the blocklist: a revocation made on another node takes effect here
+    within that time, as it does for that token's live sockets.
     """
+    if isinstance(token, str):
+        verified = _verified_tokens.get(token)
+        if verified is not None:
+            if time.monotonic() < verified.good_until and time.time() < verified.expires:
+                return verified.identity
+            del _verified_tokens[token]
+    identity = _verify_token(token)
+    if len(_verified_tokens) >= VERIFIED_TOKENS_MAX:
+        _verified_tokens.clear()
+    _verified_tokens[token] = _VerifiedToken(
+        identity, time.monotonic() + current_app.config["TOKEN_CACHE_SECONDS"],
+        identity.claims["exp"] + current_app.config["JWT_DECODE_LEEWAY"])
+    return identity
+
+
+def forget_verified_tokens() -> None:
+    """After a revocation or a user change, every token is checked afresh."""
+    _verified_tokens.clear()
+
+
+def _verify_token(token: Any) -> Identity:
     claims = decode_access_token(token)
     user_id = parse_subject(claims.get("sub"))
     if user_id is None:

@@ -466,7 +466,6 @@ def serve_direct_websocket(handler: Any) -> bool:
     sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
                  + accept_key(key).encode() + b"\r\n\r\n" + packet_frame(opening))
-    sock.settimeout(server.ping_interval + server.ping_timeout + 5)
     engine_socket.schedule_ping()
     engine_socket.run()
     return True

@@ -21,11 +21,20 @@ _connection: contextvars.ContextVar[tuple[str, int | None] | None] = contextvars
 
 @contextmanager
 def about_connection(sid: str, user_id: int | None) -> Iterator[None]:
-    token = _connection.set((sid, user_id))
+    token = connection_context(sid, user_id)
     try:
         yield
     finally:
-        _connection.reset(token)
+        leave_connection_context(token)
+
+
+def connection_context(sid: str, user_id: int | None) -> contextvars.Token:
+    """Lines logged from now on are about this socket; for paths too hot for ``with``."""
+    return _connection.set((sid, user_id))
+
+
+def leave_connection_context(token: contextvars.Token) -> None:
+    _connection.reset(token)
 
 
 class ConnectionContextFilter(logging.Filter):

@@ -121,6 +121,7 @@ class NodeRuntime:
         self._seen_revocations = keys
         self._revocations_checked = checked
         if fresh:
+            auth.forget_verified_tokens()
             sessions.drop_revoked_sessions(fresh)
 
     def _housekeeping(self) -> None:

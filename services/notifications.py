@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 
 from extensions import db
 from models import Notification, NotificationRead, User
 from schemas.common import isoformat
 from services import analytics, realtime
+from services.auth import user_created_at
 from services.connections import count_user_connections
 from services.errors import NotFound
 
@@ -39,7 +40,7 @@ def to_payload(
 
 
 def _user_created_at(user_id: int) -> datetime:
-    created = db.session.scalar(select(User.created_at).where(User.id == user_id))
+    created = user_created_at(user_id)
     if created is None:
         raise NotFound("User not found")
     return created
@@ -49,33 +50,40 @@ def _visible_broadcasts(user_created_at: datetime):
     return and_(Notification.user_id.is_(None), Notification.created_at >= user_created_at)
 
 
+# Statements on the notify path are built once: building and hashing a statement
+# costs more than running it on an index.
+_UNREAD_COUNT = select(
+    select(func.count()).select_from(Notification)
+    .where(Notification.user_id == bindparam("user_id"), Notification.read_at.is_(None))
+    .scalar_subquery()
+    + select(func.count()).select_from(Notification)
+    .where(_visible_broadcasts(bindparam("since"))).scalar_subquery()
+    - select(func.count()).select_from(NotificationRead)
+    .where(NotificationRead.user_id == bindparam("user_id")).scalar_subquery()
+)
+# A Core insert on the table: the ORM's bulk path compiles an entity insert anew each time.
+_INSERT_NOTIFICATION = insert(Notification.__table__).returning(Notification.__table__.c.id)
+
+
 def unread_count(user_id: int, user_created_at: datetime | None = None) -> int:
     """Unread personal notifications plus visible broadcasts without a read marker."""
     since = user_created_at or _user_created_at(user_id)
-    personal = (select(func.count()).select_from(Notification)
-                .where(Notification.user_id == user_id, Notification.read_at.is_(None))
-                .scalar_subquery())
-    broadcasts = (select(func.count()).select_from(Notification)
-                  .where(_visible_broadcasts(since)).scalar_subquery())
-    read = (select(func.count()).select_from(NotificationRead)
-            .where(NotificationRead.user_id == user_id).scalar_subquery())
-    return db.session.scalar(select(personal + broadcasts - read)) or 0
+    return db.session.scalar(_UNREAD_COUNT, {"user_id": user_id, "since": since}) or 0
 
 
 def notify_user(
     user_id: int, title: str, message: str, type: str = "system", data: Any = None
 ) -> tuple[dict[str, Any], int]:
     """Store a notification for one user, then emit it; returns it and the sockets reached."""
-    user = db.session.get(User, user_id)
-    if user is None:
-        raise NotFound("User not found")
+    since = _user_created_at(user_id)
     notification = Notification(user_id=user_id, type=type, title=title, message=message,
                                 data=data, created_at=datetime.now(UTC))
-    db.session.add(notification)
+    notification.id = db.session.connection().scalar(_INSERT_NOTIFICATION, {
+        "user_id": user_id, "type": type, "title": title, "message": message, "data": data,
+        "created_at": notification.created_at})
     analytics.mark_changed({user_id})
     db.session.commit()
-    payload = to_payload(notification, read=False,
-                         unread_count=unread_count(user_id, user.created_at))
+    payload = to_payload(notification, read=False, unread_count=unread_count(user_id, since))
     realtime.emit_to_user(user_id, "notification", payload)
     return payload, count_user_connections(user_id)
 

@@ -23,7 +23,9 @@ import logging
 import time
 from typing import Any, Protocol
 
+import orjson
 import socketio
+from engineio import json as engineio_json
 from engineio import packet as eio_packet
 from socketio import packet
 
@@ -42,6 +44,55 @@ class EventDispatcher(Protocol):
     def session_ready(self, sid: str) -> None: ...
 
     def refuse_event(self, sid: str, event: str, wants_ack: bool) -> Any: ...
+
+
+class PacketJson:
+    """JSON for Socket.IO packets: orjson, falling back to the standard module.
+
+    orjson is several times faster both ways. What it refuses (integers past
+    64 bits, NaN literals from a client) goes to python-engineio's own JSON,
+    so nothing decodes or encodes differently from before, only faster.
+    """
+
+    @staticmethod
+    def dumps(data: Any, **_options: Any) -> str:
+        try:
+            return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:
+            return engineio_json.dumps(data, separators=(",", ":"))
+
+    @staticmethod
+    def loads(text: str | bytes) -> Any:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return engineio_json.loads(text)
+
+
+class HubPacket(packet.Packet):
+    """python-socketio's packet with faster JSON and a binary check that stops early.
+
+    Every packet built for sending is scanned for ``bytes`` to decide whether
+    it needs binary attachments; the library's scan visits every value with
+    ``functools.reduce`` even after a hit.
+    """
+
+    json = PacketJson
+
+    @classmethod
+    def data_is_binary(cls, data: Any) -> bool:
+        if isinstance(data, bytes | bytearray):
+            return True
+        if isinstance(data, list):
+            values = data
+        elif isinstance(data, dict):
+            values = data.values()
+        else:
+            return False
+        for value in values:
+            if isinstance(value, list | dict | bytes | bytearray) and cls.data_is_binary(value):
+                return True
+        return False
 
 
 class HubServer(socketio.Server):
@@ -202,6 +253,7 @@ def install(server: socketio.Server, max_outbound_packets: int) -> HubServer:
     _index_rooms(server.manager)
     hub = server  # type: ignore[assignment]
     hub._hub_init(max_outbound_packets)
+    hub.packet_class = HubPacket
     # Handle each socket's packets in its own reader greenlet, in order, rather than
     # spawning a greenlet per packet (python-socketio's handlers are already inline).
     hub.eio.async_handlers = False

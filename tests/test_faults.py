@@ -30,7 +30,9 @@ def hub_behind_proxy():
         proxy = CuttableProxy(parts.hostname, parts.port or 5432)
         proxy.start()
         proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-        server = LiveServer(proxied, name="faults", env={"USER_CACHE_SECONDS": "0"})
+        # No caches: every connect and call asks the database, which is what is cut.
+        server = LiveServer(proxied, name="faults", env={"USER_CACHE_SECONDS": "0",
+                                                         "TOKEN_CACHE_SECONDS": "0"})
         server.start()
         try:
             yield server, proxy
