@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +58,27 @@ ARRANGEMENTS = {
     "two-one-core": Arrangement("two-one-core", "two processes, one core", ("0", "0"), "1"),
     "two": Arrangement("two", "two processes, two cores", ("0", "1"), "0,1"),
 }
+WHY = {
+    "one": "the baseline",
+    "two-one-core": "the same CPU budget as one process: what splitting and Redis cost",
+    "two": "what the second core buys; the load generator has no core of its own and shares "
+           "both with the servers, so its latencies are pessimistic",
+}
+
+
+def pinning(names: list[str]) -> str:
+    parts = []
+    for name in names:
+        arrangement = ARRANGEMENTS[name]
+        cpus = arrangement.server_cpus
+        servers = (f"server on CPU {cpus[0]}" if len(cpus) == 1 else
+                   f"both servers on CPU {cpus[0]}" if len(set(cpus)) == 1 else
+                   "servers on " + " and ".join(f"CPU {cpu}" for cpu in cpus))
+        load = arrangement.load_cpus.split(",")
+        load_text = f"CPU {load[0]}" if len(load) == 1 else "CPUs " + " and ".join(load)
+        parts.append(f"*{arrangement.label}*: {servers}, load generator on {load_text} "
+                     f"({WHY[name]})")
+    return "Pinning (`taskset`): " + "; ".join(parts) + ". PostgreSQL and Redis are not pinned."
 
 
 def cpu_ms(pid: int) -> int:
@@ -66,42 +88,70 @@ def cpu_ms(pid: int) -> int:
     return (int(fields[11]) + int(fields[12])) * 10
 
 
+class QueueTally:
+    """What the processes publish on the queue, counted by event (emits) or method."""
+
+    def __init__(self, queue_url: str, channel: str) -> None:
+        import redis
+
+        self.counts: Counter[str] = Counter()
+        self.pubsub = redis.Redis.from_url(queue_url).pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(**{channel: self._count})
+        self.thread = self.pubsub.run_in_thread(sleep_time=0.1, daemon=True)
+
+    def _count(self, message: dict) -> None:
+        data = json.loads(message["data"])
+        self.counts[data.get("event") or data.get("method")] += 1
+
+    def stop(self) -> dict[str, int]:
+        self.thread.stop()
+        self.thread.join(timeout=5)
+        self.pubsub.close()
+        return dict(self.counts.most_common())
+
+
 def queue_receive_cost(pids: list[int], queue_url: str, channel: str, emits: int,
-                       rate: float) -> dict:
+                       rate: float, windows: int = 3) -> dict:
     """CPU each process spends on an emit for which it holds no socket.
 
     Every emit through the queue reaches every process, which decodes it and
     looks up the room before finding nothing to send. The emits here go to a
-    room nobody is in, at ``rate``; an idle period of the same length, just
-    before, is subtracted (pings and pongs of the open sockets, the node's
-    own loop).
+    room nobody is in, at ``rate``, in a few windows; each follows an idle
+    window of the same length, whose CPU (pings and pongs of the open
+    sockets, the node's own loop) is subtracted. Alternating keeps the
+    background's drift out of the difference.
     """
     import socketio
 
-    seconds = emits / rate
-    before = [cpu_ms(pid) for pid in pids]
-    time.sleep(seconds + 1.0)
-    idle = [cpu_ms(pid) - b for pid, b in zip(pids, before, strict=True)]
     publisher = socketio.RedisManager(queue_url, channel=channel, write_only=True)
     payload = {"id": "0", "type": "system", "title": "nobody", "message": "x",
                "timestamp": datetime.now(UTC).isoformat(), "read": False, "unreadCount": 1}
-    before = [cpu_ms(pid) for pid in pids]
-    started, own_cpu = time.monotonic(), time.process_time()
-    for index in range(emits):
-        publisher.emit("notification", payload, namespace="/", room="user:0")
-        wait = started + (index + 1) / rate - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-    publish_cpu = time.process_time() - own_cpu
-    elapsed = time.monotonic() - started
-    time.sleep(seconds + 1.0 - elapsed if elapsed < seconds + 1.0 else 0)
-    busy = [cpu_ms(pid) - b for pid, b in zip(pids, before, strict=True)]
+    per_window = emits // windows
+    window = per_window / rate + 0.5
+    idle, busy = [0] * len(pids), [0] * len(pids)
+    publish_cpu = publish_seconds = 0.0
+    for _ in range(windows):
+        before = [cpu_ms(pid) for pid in pids]
+        time.sleep(window)
+        idle = [total + cpu_ms(pid) - b for total, pid, b in zip(idle, pids, before, strict=True)]
+        before = [cpu_ms(pid) for pid in pids]
+        started, own_cpu = time.monotonic(), time.process_time()
+        for index in range(per_window):
+            publisher.emit("notification", payload, namespace="/", room="user:0")
+            wait = started + (index + 1) / rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        publish_cpu += time.process_time() - own_cpu
+        publish_seconds += time.monotonic() - started
+        time.sleep(max(0.0, started + window - time.monotonic()))
+        busy = [total + cpu_ms(pid) - b for total, pid, b in zip(busy, pids, before, strict=True)]
+    sent = per_window * windows
     return {
-        "emits": emits, "achieved_rate": round(emits / elapsed),
+        "emits": sent, "achieved_rate": round(sent / publish_seconds),
         "idle_ms_by_process": idle, "busy_ms_by_process": busy,
         "receive_cpu_us_per_emit_by_process": [
-            round((b - i) * 1000 / emits, 1) for b, i in zip(busy, idle, strict=True)],
-        "publisher_cpu_us_per_emit": round(publish_cpu * 1e6 / emits, 1),
+            round((b - i) * 1000 / sent) for b, i in zip(busy, idle, strict=True)],
+        "publisher_cpu_us_per_emit": round(publish_cpu * 1e6 / sent),
     }
 
 
@@ -117,6 +167,7 @@ def run_arrangement(arrangement: Arrangement, kit: Path, connections: int, load_
             env.update({"SOCKETIO_MESSAGE_QUEUE": queue_url, "SOCKETIO_CHANNEL": channel})
         servers: list[subprocess.Popen] = []
         logs = []
+        tally = QueueTally(queue_url, channel) if arrangement.processes > 1 else None
         ports = [FIRST_PORT + index for index in range(arrangement.processes)]
         try:
             for index, (port, cpus) in enumerate(zip(ports, arrangement.server_cpus,
@@ -141,6 +192,7 @@ def run_arrangement(arrangement: Arrangement, kit: Path, connections: int, load_
             held = load.stdout.readline()
             if not held.strip():
                 raise RuntimeError(f"{arrangement.name}: the load generator stopped early")
+            published = tally.stop() if tally else None
             queue = (queue_receive_cost(pids, queue_url, channel, queue_emits, queue_rate)
                      if arrangement.processes > 1 else None)
             load.stdin.write("done\n")
@@ -148,8 +200,11 @@ def run_arrangement(arrangement: Arrangement, kit: Path, connections: int, load_
             result = json.loads(load.stdout.read().strip().splitlines()[-1])
             load.wait(timeout=60)
             result["queue"] = queue
+            result["published"] = published
             return result
         finally:
+            if tally is not None:
+                tally.stop()
             for server in servers:
                 server.send_signal(2)
             for server in servers:
@@ -200,6 +255,9 @@ def table(results: dict[str, dict]) -> list[str]:
          lambda r: r["notify"]["same"]["emit_call_us_mean"]),
         ("notify's emit call, user on the other process (µs, mean wall time)",
          lambda r: (r["notify"].get("other") or {}).get("emit_call_us_mean")),
+        ("messages on the queue while connecting, broadcasting and notifying",
+         lambda r: r["published"] and ", ".join(
+             f"{kind} {count:,}" for kind, count in r["published"].items())),
         ("queue: CPU per emit received for no local socket, by process (µs)",
          lambda r: r["queue"] and " / ".join(
              map(str, r["queue"]["receive_cpu_us_per_emit_by_process"]))),
@@ -213,6 +271,21 @@ def table(results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def method(args: argparse.Namespace) -> str:
+    return (
+        "A fresh PostgreSQL database per arrangement and the production settings of "
+        "`bench/run.py`; two processes share Redis on a channel of their own. "
+        f"{args.connections:,} sockets of the official client over 100 users; with two "
+        "processes the first 50 users' sockets are on the first and the others' on the "
+        f"second, and every REST call goes to the first. {args.broadcasts} broadcasts; "
+        f"{args.notifies} notifies at {args.notify_rate:g}/s to users on each process "
+        "(latency to the user's first socket); "
+        f"{args.queue_emits:,} emits to a room nobody is in, published on the queue at "
+        f"{args.queue_rate:g}/s from outside the hub, for the receiving CPU. Server CPU from "
+        "`/proc/<pid>/stat`, summed over the processes, background included."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, default=10000)
@@ -220,7 +293,7 @@ def main() -> None:
     parser.add_argument("--broadcasts", type=int, default=10)
     parser.add_argument("--notifies", type=int, default=200)
     parser.add_argument("--notify-rate", type=float, default=20)
-    parser.add_argument("--queue-emits", type=int, default=5000)
+    parser.add_argument("--queue-emits", type=int, default=6000)
     parser.add_argument("--queue-rate", type=float, default=1000)
     parser.add_argument("--redis-db", type=int, default=9)
     args = parser.parse_args()
@@ -245,6 +318,8 @@ def main() -> None:
              f"Machine: {machine()}.",
              f"Command: `make bench-scaleout` (`python bench/scaleout.py --connections "
              f"{args.connections} --arrangements {args.arrangements}`).", "",
+             pinning(list(results)), "",
+             method(args), "",
              *table(results), MARKER]
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
