@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 export FLASK_APP := app
 
-.PHONY: run test db lint soak bench assets clean
+.PHONY: run test db lint soak bench bench-scaleout assets clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,3 +45,8 @@ bench: $(STAMP)
 ## soak: connection churn for SOAK_SECONDS (default 300) against the hub and the Node peer
 soak: $(STAMP)
 	@$(PY) bench/soak.py $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
+
+## bench-scaleout: 10,000 connections on one process, then on two sharing PostgreSQL and Redis
+## (CONNECTIONS=10000 ARRANGEMENTS=one,two-one-core,two)
+bench-scaleout: $(STAMP)
+	@$(PY) bench/scaleout.py $(if $(CONNECTIONS),--connections $(CONNECTIONS)) $(if $(ARRANGEMENTS),--arrangements $(ARRANGEMENTS))

@@ -20,6 +20,7 @@ from flask import Flask
 from extensions import db, socketio
 from services import analytics, auth, connections, delivery, idempotency, metrics, sessions
 from services.delivery import Dispatcher
+from services.local_emits import install as keep_local_emits_off_the_queue
 from services.queue_health import canary
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,14 @@ class NodeRuntime:
         log.info("node %s started", self.node_id)
 
     def _listen_to_queue(self) -> None:
-        """With a message queue, subscribe now (not at the first socket) and watch it."""
+        """With a message queue, subscribe now (not at the first socket) and watch it.
+
+        Emits to this node's own sockets are kept off the queue from now on.
+        """
         server = socketio.server
         if not self.app.config["SOCKETIO_MESSAGE_QUEUE"]:
             return
+        keep_local_emits_off_the_queue(server.manager)
         canary.install(server.manager)
         if not server.manager_initialized:
             server.manager_initialized = True

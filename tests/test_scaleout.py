@@ -1,5 +1,6 @@
 """Two processes sharing PostgreSQL and Redis: emits, state and failures across nodes."""
 
+import json
 import os
 import subprocess
 import sys
@@ -171,3 +172,33 @@ def test_kill_9_node_a_and_b_reports_its_users_offline_then_a_rejoins(cluster):
                                                 admin.token).json())["online"] and r)
     assert online["connections"] == 1
     again.close()
+
+
+def test_emits_to_one_local_socket_stay_off_the_queue(cluster):
+    """A sid names one socket of one process: only room emits need the other nodes."""
+    a, b = cluster
+    listener = redis.Redis.from_url(REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(a.channel)
+    listener.get_message(timeout=1)
+    user, admin = register_user(a), register_user(b, admin=True)
+    on_a = _client(a, user.token)
+    assert on_a.wait_for("session")["userId"] == str(user.id)
+    on_a.emit("no_such_event", {})
+    assert on_a.wait_for("error")["code"] == "invalid_payload"
+    assert b.api.post(f"/api/socket/notify/{user.id}", admin.token,
+                      json={"title": "through the queue", "message": "m"}).status_code == 201
+    assert on_a.wait_for("notification")["title"] == "through the queue"
+    # Read up to a marker of our own (nodes ignore an unknown method): canaries never stop.
+    marker = {"method": "test_marker", "id": uuid.uuid4().hex}
+    redis.Redis.from_url(REDIS_URL).publish(a.channel, json.dumps(marker))
+    published = []
+    while (message := listener.get_message(timeout=5)) is not None:
+        published.append(json.loads(message["data"]))
+        if published[-1] == marker:
+            break
+    listener.close()
+    assert published[-1] == marker
+    emits = [m for m in published if m.get("method") == "emit"]
+    assert any(m["room"] == f"user:{user.id}" and m["event"] == "notification" for m in emits)
+    assert not [m for m in emits if m["room"] == on_a.sid], emits
+    on_a.close()
