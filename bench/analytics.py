@@ -263,15 +263,26 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
         f"## Live analytics ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit})", "",
         f"Machine: {machine()}. Hub with its production settings (`ANALYTICS_INTERVAL` 1 s) "
         "on CPU 0; the official client and the message driver on CPU 1.",
-        f"{args.users} users, {args.per_user} sockets each; `POST /api/messages` with one "
-        f"recipient at {args.rate}/s spread over the users (1 in 20 to a refused number; "
-        f"simulated provider, no latency, receipts after {RECEIPT_DELAY} s). Phases of "
-        f"{args.seconds} s (after {args.warmup} s of warm-up) in the order "
+        f"{args.users} users, {args.per_user} sockets each; {args.rate:g} one-recipient "
+        "messages per second spread over the users, 1 in 20 to a refused number, "
+        + ("made by `bench/analytics_writer.py` on CPU 1: the rows and `analytics_marks` "
+           "the delivery pipeline writes (created, sent on the next 50 ms tick with the "
+           "owner's notification, delivered 0.2 s later), as another node of the hub would, "
+           "so that the measured core carries the analytics work and not the pipeline "
+           "(about 18 ms of CPU per message: 100/s would saturate it alone)"
+           if args.driver == "rows" else
+           "by `POST /api/messages` to the measured hub (simulated provider, no latency, "
+           f"receipts after {RECEIPT_DELAY} s): its own pipeline shares the measured core")
+        + f". Phases of "
+        f"{args.seconds:g} s (after {args.warmup:g} s of warm-up) in the order "
         f"{', '.join(args.phases.split(','))}: `off` with the sockets connected but not "
         "subscribed, `on` with every socket subscribed to analytics. Server CPU from "
         "`/proc/<pid>/stat` over each window, averaged per kind of phase.",
-        f"Command: `make bench-analytics` (`python bench/analytics.py --seconds {args.seconds} "
-        f"--phases {args.phases}`).", "",
+        "On PostgreSQL the CPU counted inside the rounds also holds other greenlets' work "
+        "(they run while a round waits for the database), so only the total is meaningful "
+        "there; on SQLite a round never yields.",
+        f"Command: `make bench-analytics` (`python bench/analytics.py --seconds {args.seconds:g} "
+        f"--phases {args.phases} --driver {args.driver}`).", "",
         "| figure | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     for label, pick in rows:
         lines.append(f"| {label} | " + " | ".join(

@@ -20,7 +20,9 @@ Delivery is batched: a change bumps the user's mark in ``analytics_marks`` in
 its own transaction; once per ``ANALYTICS_INTERVAL`` each node compares the
 marks of the users it has subscribers for with what it last sent, recomputes
 only those, and emits one ``analytics_update`` per type to its own sockets
-(latest state wins). Users with no subscriber cost nothing.
+(latest state wins). Users with no subscriber cost nothing. The changed users
+of a round are computed together, a handful of grouped statements for all of
+them (``bench/analytics.py`` measures what a round costs).
 """
 
 from __future__ import annotations
