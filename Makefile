@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 export FLASK_APP := app
 
-.PHONY: run test db lint soak bench bench-scaleout assets clean
+.PHONY: run test db lint soak bench bench-scaleout bench-analytics assets clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,3 +50,8 @@ soak: $(STAMP)
 ## (CONNECTIONS=10000 ARRANGEMENTS=one,two-one-core,two)
 bench-scaleout: $(STAMP)
 	@$(PY) bench/scaleout.py $(if $(CONNECTIONS),--connections $(CONNECTIONS)) $(if $(ARRANGEMENTS),--arrangements $(ARRANGEMENTS))
+
+## bench-analytics: 1,000 analytics subscribers, messages completing at 100/s; the
+## analytics work's share of one core (BACKENDS=sqlite,postgresql BENCH_SECONDS=20)
+bench-analytics: $(STAMP)
+	@$(PY) bench/analytics.py $(if $(BACKENDS),--backends $(BACKENDS)) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))

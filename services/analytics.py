@@ -20,16 +20,19 @@ Delivery is batched: a change bumps the user's mark in ``analytics_marks`` in
 its own transaction; once per ``ANALYTICS_INTERVAL`` each node compares the
 marks of the users it has subscribers for with what it last sent, recomputes
 only those, and emits one ``analytics_update`` per type to its own sockets
-(latest state wins). Users with no subscriber cost nothing.
+(latest state wins). Users with no subscriber cost nothing. The changed users
+of a round are computed together, a handful of grouped statements for all of
+them (``bench/analytics.py`` measures what a round costs).
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, select
+from sqlalchemy import bindparam, case, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
 from extensions import db
@@ -45,7 +48,7 @@ from models.message import (
     RECIPIENT_SENDING,
     RECIPIENT_SENT,
 )
-from services import connections, notifications, realtime, rooms
+from services import connections, metrics, notifications, realtime, rooms
 from services.auth import Identity
 from services.connections import LiveConnection, registry
 
@@ -93,53 +96,122 @@ def _money(value: Any) -> float:
     return round(float(value or Decimal("0")), 4)
 
 
-def _scope(user_id: int | None):
-    return Message.user_id == user_id if user_id is not None else True
+# Figures are computed for many users at once: each query groups by owner over
+# ``user_id IN (...)`` (the ``(user_id, id)`` index), so a round costs a handful
+# of statements however many users changed. ``None`` instead of a list of users
+# means everyone together (the admins' global view).
+Owners = list[int] | None
+CHUNK = 500
 
 
-def dashboard_stats(user_id: int | None) -> dict[str, Any]:
-    """The headline figures of one user, or of everyone with ``None``."""
-    now = datetime.now(UTC)
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    month = today.replace(day=1)
+def _grouping(user_ids: Owners) -> tuple[list[Any], Any]:
+    """The owner column to group by (none for everyone) and the rows it covers."""
+    if user_ids is None:
+        return [], true()
+    return [Message.user_id], Message.user_id.in_(user_ids)
 
+
+def _by_owner(user_ids: Owners, rows) -> dict[int | None, list[tuple]]:
+    """Rows split by owner (the first column when grouped), the owner column removed."""
+    split: dict[int | None, list[tuple]] = {}
+    for row in rows:
+        if user_ids is None:
+            split.setdefault(None, []).append(tuple(row))
+        else:
+            split.setdefault(row[0], []).append(tuple(row[1:]))
+    return split
+
+
+def _keys(user_ids: Owners) -> list[int | None]:
+    return list(user_ids) if user_ids is not None else [None]
+
+
+class _Clock:
+    """One reading of the time for a whole batch, and the labels derived from it."""
+
+    def __init__(self) -> None:
+        now = datetime.now(UTC)
+        self.today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        self.month = self.today.replace(day=1)
+        self.first_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(
+            hours=HOURS - 1)
+        self.hours = [(self.first_hour + timedelta(hours=i)).strftime("%Y-%m-%dT%H")
+                      for i in range(HOURS)]
+        self.first_day = now.date() - timedelta(days=DAYS - 1)
+        self.days = [(self.first_day + timedelta(days=i)).isoformat() for i in range(DAYS)]
+
+
+def _id_floor(since: datetime) -> int | None:
+    """The first message id created at ``since`` or later (one step of the ``created_at`` index).
+
+    Ids grow with creation time, so ``id >= floor`` lets a query of recent
+    messages walk only the recent end of the ``(user_id, id)`` index instead of
+    all of a user's history; the ``created_at`` condition stays beside it, exact.
+    An hour's margin covers ids and clocks disagreeing slightly.
+    """
+    return db.session.scalar(select(func.min(Message.id)).where(
+        Message.created_at >= since - timedelta(hours=1)))
+
+
+def _totals(user_ids: Owners, clock: _Clock) -> dict[int | None, tuple]:
+    """One pass over the owners' messages for the headline figures and the status counts."""
     def since(start: datetime, column):
         return func.coalesce(func.sum(case((Message.created_at >= start, column), else_=0)), 0)
 
-    row = db.session.execute(
-        select(
-            func.count(Message.id),
-            since(today, 1),
-            func.coalesce(func.sum(Message.recipient_count), 0),
-            since(today, Message.recipient_count),
-            func.coalesce(func.sum(Message.success_count), 0),
-            func.coalesce(func.sum(Message.delivered_count), 0),
-            func.coalesce(func.sum(Message.failed_count), 0),
-            func.coalesce(func.sum(Message.cost), 0),
-            since(today, Message.cost),
-            since(month, Message.cost),
-            func.coalesce(func.sum(case((Message.status == MESSAGE_SENDING, 1), else_=0)), 0),
-        ).where(_scope(user_id))
-    ).one()
-    (total, today_count, recipients, recipients_today, sent, delivered, failed,
-     cost, cost_today, cost_month, in_flight) = row
-    figures = {
-        "messagesToday": int(today_count),
-        "messagesTotal": int(total),
-        "recipientsToday": int(recipients_today),
-        "recipientsTotal": int(recipients),
-        "sent": int(sent),
-        "delivered": int(delivered),
-        "failed": int(failed),
-        "deliveryRate": round(int(delivered) / int(sent), 4) if sent else 0.0,
-        "costToday": _money(cost_today),
-        "costMonth": _money(cost_month),
-        "costTotal": _money(cost),
-        "inFlight": int(in_flight),
-    }
-    if user_id is not None:
-        figures["unreadNotifications"] = notifications.unread_count(user_id)
-    return figures
+    def where(condition, column):
+        return func.coalesce(func.sum(case((condition, column), else_=0)), 0)
+
+    finished = Message.status != MESSAGE_SENDING
+    owner, scope = _grouping(user_ids)
+    statement = select(
+        *owner,
+        func.count(Message.id),
+        since(clock.today, 1),
+        func.coalesce(func.sum(Message.recipient_count), 0),
+        since(clock.today, Message.recipient_count),
+        func.coalesce(func.sum(Message.success_count), 0),
+        func.coalesce(func.sum(Message.delivered_count), 0),
+        func.coalesce(func.sum(Message.failed_count), 0),
+        func.coalesce(func.sum(Message.cost), 0),
+        since(clock.today, Message.cost),
+        since(clock.month, Message.cost),
+        where(Message.status == MESSAGE_SENDING, 1),
+        where(Message.status == MESSAGE_SENT, 1),
+        where(Message.status == MESSAGE_FAILED, 1),
+        where(finished, Message.success_count - Message.delivered_count),
+        where(finished, Message.delivered_count),
+        where(finished, Message.failed_count),
+    ).where(scope).group_by(*owner)
+    rows = _by_owner(user_ids, db.session.execute(statement))
+    return {key: rows.get(key, [(0,) * 16])[0] for key in _keys(user_ids)}
+
+
+def _dashboards(user_ids: Owners, clock: _Clock,
+                totals: dict[int | None, tuple]) -> dict[int | None, dict[str, Any]]:
+    """The headline figures of each user, or of everyone with ``None``."""
+    unread = notifications.unread_counts(user_ids) if user_ids is not None else {}
+    result = {}
+    for key in _keys(user_ids):
+        (total, today_count, recipients, recipients_today, sent, delivered, failed,
+         cost, cost_today, cost_month, in_flight) = totals[key][:11]
+        figures = {
+            "messagesToday": int(today_count),
+            "messagesTotal": int(total),
+            "recipientsToday": int(recipients_today),
+            "recipientsTotal": int(recipients),
+            "sent": int(sent),
+            "delivered": int(delivered),
+            "failed": int(failed),
+            "deliveryRate": round(int(delivered) / int(sent), 4) if sent else 0.0,
+            "costToday": _money(cost_today),
+            "costMonth": _money(cost_month),
+            "costTotal": _money(cost),
+            "inFlight": int(in_flight),
+        }
+        if key is not None:
+            figures["unreadNotifications"] = unread.get(key, 0)
+        result[key] = figures
+    return result
 
 
 def _hour_bucket(column):
@@ -155,83 +227,130 @@ def _day_bucket(column):
     return func.strftime("%Y-%m-%d", column)
 
 
+def _message_stats(user_ids: Owners, clock: _Clock,
+                   totals: dict[int | None, tuple]) -> dict[int | None, dict[str, Any]]:
+    """Messages and recipients by status, and the last 24 hours hour by hour.
+
+    Recipients of finished messages are counted from the messages' counters;
+    recipient rows are read only for messages in flight and for the last day's
+    hourly series.
+    """
+    owner, scope = _grouping(user_ids)
+    # In flight: from the status index (few rows), not from each owner's history.
+    # (``+ 0`` keeps SQLite's planner off the owner index, which it would otherwise
+    # prefer for ``user_id IN (...)`` and then filter every message by status.)
+    flying = (Message.user_id + 0).in_(user_ids) if user_ids is not None else true()
+    live = _by_owner(user_ids, db.session.execute(
+        select(*owner, Recipient.status, func.count())
+        .join(Message, Message.id == Recipient.message_id)
+        .where(flying, Message.status == MESSAGE_SENDING)
+        .group_by(*owner, Recipient.status)))
+    # The hourly series: recipients sent (or refused) and delivered per hour, read
+    # from the last two days' messages in one pass.
+    hourly: dict[int | None, list[tuple]] = {}
+    floor = _id_floor(clock.first_hour - timedelta(days=1))
+    if floor is not None:
+        sent_bucket, delivered_bucket = (_hour_bucket(Recipient.sent_at),
+                                         _hour_bucket(Recipient.delivered_at))
+        hourly = _by_owner(user_ids, db.session.execute(
+            select(*owner, sent_bucket, delivered_bucket, Recipient.status, func.count())
+            .join(Message, Message.id == Recipient.message_id)
+            .where(scope, Message.id >= floor,
+                   Message.created_at >= clock.first_hour - timedelta(days=1),
+                   or_(Recipient.sent_at >= clock.first_hour,
+                       Recipient.delivered_at >= clock.first_hour))
+            .group_by(*owner, sent_bucket, delivered_bucket, Recipient.status)))
+    result = {}
+    for key in _keys(user_ids):
+        row = totals[key]
+        in_flight = dict(live.get(key, ()))
+        recipients = {status: int(in_flight.get(status, 0)) for status in (
+            RECIPIENT_PENDING, RECIPIENT_SENDING, RECIPIENT_SENT, RECIPIENT_DELIVERED,
+            RECIPIENT_FAILED)}
+        recipients[RECIPIENT_SENT] += int(row[13])
+        recipients[RECIPIENT_DELIVERED] += int(row[14])
+        recipients[RECIPIENT_FAILED] += int(row[15])
+        series = {hour: [0, 0, 0] for hour in clock.hours}
+        for sent_hour, delivered_hour, status, count in hourly.get(key, ()):
+            if sent_hour in series:
+                series[sent_hour][2 if status == RECIPIENT_FAILED else 0] += int(count)
+            if delivered_hour in series:
+                series[delivered_hour][1] += int(count)
+        result[key] = {
+            "messagesByStatus": {MESSAGE_SENDING: int(row[10]), MESSAGE_SENT: int(row[11]),
+                                 MESSAGE_FAILED: int(row[12])},
+            "recipientsByStatus": recipients,
+            "hourly": [{"hour": f"{hour}:00:00.000Z", "sent": sent,
+                        "delivered": delivered, "failed": failed}
+                       for hour, (sent, delivered, failed) in series.items()],
+        }
+    return result
+
+
+def _usage_stats(user_ids: Owners, clock: _Clock) -> dict[int | None, dict[str, Any]]:
+    """Segments and cost per day over the last 30 days (days in UTC)."""
+    owner, scope = _grouping(user_ids)
+    start = datetime.combine(clock.first_day, datetime.min.time(), UTC)
+    rows: dict[int | None, list[tuple]] = {}
+    floor = _id_floor(start)
+    if floor is not None:
+        bucket = _day_bucket(Message.created_at)
+        rows = _by_owner(user_ids, db.session.execute(
+            select(*owner, bucket, func.sum(Message.segments * Message.success_count),
+                   func.sum(Message.cost))
+            .where(scope, Message.id >= floor, Message.created_at >= start)
+            .group_by(*owner, bucket)))
+    result = {}
+    for key in _keys(user_ids):
+        by_day = {day: (int(segments or 0), _money(cost))
+                  for day, segments, cost in rows.get(key, ())}
+        result[key] = {"daily": [
+            {"day": day, "segments": by_day.get(day, (0, 0.0))[0],
+             "cost": by_day.get(day, (0, 0.0))[1]} for day in clock.days]}
+    return result
+
+
+def _compute(user_ids: Owners, kinds: tuple[str, ...]) -> dict[int | None, dict[str, Any]]:
+    """These figure types for these owners: ``{owner: {type: figures}}``."""
+    clock = _Clock()
+    result: dict[int | None, dict[str, Any]] = {key: {} for key in _keys(user_ids)}
+    totals = _totals(user_ids, clock) if DASHBOARD in kinds or MESSAGES in kinds else {}
+    for kind in kinds:
+        if kind == DASHBOARD:
+            computed = _dashboards(user_ids, clock, totals)
+        elif kind == MESSAGES:
+            computed = _message_stats(user_ids, clock, totals)
+        else:
+            computed = _usage_stats(user_ids, clock)
+        for key, figures in computed.items():
+            result[key][kind] = figures
+    return result
+
+
+def figures_for_many(user_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+    """Every figure type of each of these users: ``{user_id: {type: figures}}``."""
+    result: dict[int, dict[str, dict[str, Any]]] = {}
+    ordered = sorted(user_ids)
+    for start in range(0, len(ordered), CHUNK):
+        result.update(_compute(ordered[start:start + CHUNK], FIGURE_TYPES))
+    return result
+
+
+def figures_for(user_id: int | None, kind: str) -> dict[str, Any]:
+    """One type of figures of one user, or of everyone with ``None``."""
+    return _compute([user_id] if user_id is not None else None, (kind,))[user_id][kind]
+
+
+def dashboard_stats(user_id: int | None) -> dict[str, Any]:
+    return figures_for(user_id, DASHBOARD)
+
+
 def message_stats(user_id: int | None) -> dict[str, Any]:
-    """Messages and recipients by status, and the last 24 hours hour by hour."""
-    by_status = dict(db.session.execute(
-        select(Message.status, func.count()).where(_scope(user_id)).group_by(Message.status)
-    ).all())
-    finished = db.session.execute(
-        select(func.coalesce(func.sum(Message.success_count - Message.delivered_count), 0),
-               func.coalesce(func.sum(Message.delivered_count), 0),
-               func.coalesce(func.sum(Message.failed_count), 0))
-        .where(_scope(user_id), Message.status != MESSAGE_SENDING)
-    ).one()
-    live = dict(db.session.execute(
-        select(Recipient.status, func.count())
-        .join(Message, Message.id == Recipient.message_id)
-        .where(_scope(user_id), Message.status == MESSAGE_SENDING)
-        .group_by(Recipient.status)
-    ).all())
-    recipients = {status: int(live.get(status, 0)) for status in (
-        RECIPIENT_PENDING, RECIPIENT_SENDING, RECIPIENT_SENT, RECIPIENT_DELIVERED,
-        RECIPIENT_FAILED)}
-    recipients[RECIPIENT_SENT] += int(finished[0])
-    recipients[RECIPIENT_DELIVERED] += int(finished[1])
-    recipients[RECIPIENT_FAILED] += int(finished[2])
-    return {
-        "messagesByStatus": {status: int(by_status.get(status, 0))
-                             for status in (MESSAGE_SENDING, MESSAGE_SENT, MESSAGE_FAILED)},
-        "recipientsByStatus": recipients,
-        "hourly": _hourly_series(user_id),
-    }
-
-
-def _hourly_series(user_id: int | None) -> list[dict[str, Any]]:
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    first_hour = now - timedelta(hours=HOURS - 1)
-    hours = [(first_hour + timedelta(hours=i)).strftime("%Y-%m-%dT%H") for i in range(HOURS)]
-    series = {hour: {"sent": 0, "delivered": 0, "failed": 0} for hour in hours}
-    recent = and_(_scope(user_id), Message.created_at >= first_hour - timedelta(days=1))
-    sent_bucket = _hour_bucket(Recipient.sent_at)
-    for hour, status, count in db.session.execute(
-        select(sent_bucket, Recipient.status, func.count())
-        .join(Message, Message.id == Recipient.message_id)
-        .where(recent, Recipient.sent_at >= first_hour)
-        .group_by(sent_bucket, Recipient.status)
-    ).all():
-        if hour in series:
-            series[hour]["failed" if status == RECIPIENT_FAILED else "sent"] += int(count)
-    delivered_bucket = _hour_bucket(Recipient.delivered_at)
-    for hour, count in db.session.execute(
-        select(delivered_bucket, func.count())
-        .join(Message, Message.id == Recipient.message_id)
-        .where(recent, Recipient.delivered_at >= first_hour)
-        .group_by(delivered_bucket)
-    ).all():
-        if hour in series:
-            series[hour]["delivered"] += int(count)
-    return [{"hour": f"{hour}:00:00.000Z", **counts} for hour, counts in series.items()]
+    return figures_for(user_id, MESSAGES)
 
 
 def usage_stats(user_id: int | None) -> dict[str, Any]:
-    """Segments and cost per day over the last 30 days (days in UTC)."""
-    today = datetime.now(UTC).date()
-    first_day = today - timedelta(days=DAYS - 1)
-    start = datetime.combine(first_day, datetime.min.time(), UTC)
-    bucket = _day_bucket(Message.created_at)
-    rows = db.session.execute(
-        select(bucket, func.sum(Message.segments * Message.success_count),
-               func.sum(Message.cost))
-        .where(_scope(user_id), Message.created_at >= start)
-        .group_by(bucket)
-    ).all()
-    by_day = {day: (int(segments or 0), _money(cost)) for day, segments, cost in rows}
-    daily = []
-    for offset in range(DAYS):
-        day = (first_day + timedelta(days=offset)).isoformat()
-        segments, cost = by_day.get(day, (0, 0.0))
-        daily.append({"day": day, "segments": segments, "cost": cost})
-    return {"daily": daily}
+    return figures_for(user_id, USAGE)
 
 
 def global_stats() -> dict[str, Any]:
@@ -248,21 +367,15 @@ def global_stats() -> dict[str, Any]:
     return figures
 
 
-_COMPUTE = {DASHBOARD: dashboard_stats, MESSAGES: message_stats, USAGE: usage_stats}
-
-
-def figures_for(user_id: int | None, kind: str) -> dict[str, Any]:
-    return _COMPUTE[kind](user_id)
-
-
 def subscribe(conn: LiveConnection) -> None:
     """Join the analytics rooms and send the current figures at once."""
     identity: Identity = conn.identity
     publisher.note_snapshot(identity.user_id)
     realtime.enter_room(conn.sid, rooms.analytics_user_room(identity.user_id))
+    metrics.analytics_figures.inc(len(FIGURE_TYPES))
+    figures = figures_for_many([identity.user_id])[identity.user_id]
     for kind in FIGURE_TYPES:
-        realtime.emit_to_sid(conn.sid, "analytics_update",
-                             {"type": kind, "data": figures_for(identity.user_id, kind)})
+        realtime.emit_to_sid(conn.sid, "analytics_update", {"type": kind, "data": figures[kind]})
     if identity.is_admin:
         realtime.enter_room(conn.sid, rooms.ANALYTICS_GLOBAL_ROOM)
         realtime.emit_to_sid(conn.sid, "global_analytics_update",
@@ -280,6 +393,7 @@ class AnalyticsPublisher:
     def __init__(self) -> None:
         self.sent_versions: dict[int, int] = {}
         self.last_global: dict[str, Any] | None = None
+        self.emit_seconds = 0.0
 
     def note_snapshot(self, user_id: int) -> None:
         """A subscriber got fresh figures: later rounds compare against the marks read now.
@@ -296,6 +410,17 @@ class AnalyticsPublisher:
 
     def publish(self) -> None:
         """One round: recompute and emit what changed for this node's subscribers."""
+        started = time.thread_time()
+        self.emit_seconds = 0.0
+        try:
+            self._round()
+        finally:
+            metrics.analytics_rounds.inc()
+            metrics.analytics_round_cpu.labels("emit").inc(self.emit_seconds)
+            metrics.analytics_round_cpu.labels("compute").inc(
+                time.thread_time() - started - self.emit_seconds)
+
+    def _round(self) -> None:
         subscribed, admins_subscribed = self._local_subscribers()
         for user_id in list(self.sent_versions):
             if user_id not in subscribed:
@@ -319,28 +444,42 @@ class AnalyticsPublisher:
         return users, admins
 
     def _publish_users(self, subscribed: set[int]) -> None:
-        marks = dict(db.session.execute(
-            select(AnalyticsMark.user_id, AnalyticsMark.version)
-            .where(AnalyticsMark.user_id.in_(subscribed | {ALL_USERS}))
-        ).all())
+        ordered = sorted(subscribed)
+        marks: dict[int, int] = {}
+        for start in range(0, len(ordered), CHUNK):
+            marks.update(db.session.execute(
+                select(AnalyticsMark.user_id, AnalyticsMark.version)
+                .where(AnalyticsMark.user_id.in_([ALL_USERS, *ordered[start:start + CHUNK]]))
+            ).all())
         everyone = marks.get(ALL_USERS, 0)
-        for user_id in subscribed:
+        changed = []
+        for user_id in ordered:
             version = marks.get(user_id, 0) + everyone
-            if self.sent_versions.get(user_id) == version:
-                continue
-            self.sent_versions[user_id] = version
+            if self.sent_versions.get(user_id) != version:
+                # Marks are read before the figures: a change racing them is sent next round.
+                self.sent_versions[user_id] = version
+                changed.append(user_id)
+        if not changed:
+            return
+        metrics.analytics_figures.inc(len(FIGURE_TYPES) * len(changed))
+        computed = figures_for_many(changed)
+        started = time.thread_time()
+        for user_id, figures in computed.items():
             room = rooms.analytics_user_room(user_id)
             for kind in FIGURE_TYPES:
                 realtime.emit_to_local_room(room, "analytics_update",
-                                            {"type": kind, "data": figures_for(user_id, kind)})
+                                            {"type": kind, "data": figures[kind]})
+        self.emit_seconds += time.thread_time() - started
 
     def _publish_global(self) -> None:
         figures = global_stats()
         if figures == self.last_global:
             return
         self.last_global = figures
+        started = time.thread_time()
         realtime.emit_to_local_room(rooms.ANALYTICS_GLOBAL_ROOM, "global_analytics_update",
                                     {"type": DASHBOARD, "data": figures})
+        self.emit_seconds += time.thread_time() - started
 
 
 publisher = AnalyticsPublisher()

@@ -57,6 +57,16 @@ recipients_sent = Counter("hub_recipients_processed_total", "Recipients sent or 
                           ["outcome"], registry=registry)
 receipts_applied = Counter("hub_receipts_applied_total", "Delivery receipts that changed state",
                            registry=registry)
+analytics_rounds = Counter("hub_analytics_rounds_total", "Analytics scheduler rounds",
+                           registry=registry)
+analytics_round_cpu = Counter(
+    "hub_analytics_round_cpu_seconds_total",
+    "CPU time of this process inside analytics rounds, by part: computing the figures "
+    "(compute) and handing the updates to Socket.IO (emit); the sockets' own writes come "
+    "after, in their writers", ["part"], registry=registry)
+analytics_figures = Counter("hub_analytics_figures_computed_total",
+                            "Figure sets computed for subscribers (snapshots and rounds)",
+                            registry=registry)
 dispatch_backlog = Gauge("hub_dispatch_backlog", "Recipients waiting to be sent (all nodes)",
                          registry=registry)
 

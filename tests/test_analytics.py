@@ -141,3 +141,37 @@ def test_analytics_events_take_no_payload(connect, user):
     client = connect(user.token)
     assert client.call("subscribe_analytics", "global")["error"]["code"] == "invalid_payload"
     assert client.call("subscribe_analytics", {}) == {"ok": True}
+
+
+def test_one_round_for_several_users_gives_each_their_own_figures(api, admin, make_user,
+                                                                   connect):
+    """The scheduler computes all changed users together; each must get exactly their REST twins."""
+    users = [make_user() for _ in range(3)]
+    sockets = [connect(u.token) for u in users]
+    for socket in sockets:
+        socket.call("subscribe_analytics")
+        socket.wait_for("analytics_update")
+    ids = {u.id: [_send(api, u, [f"+155580{n}{i:04d}" for i in range(n + 1)])
+                  for _ in range(n + 1)] for n, u in enumerate(users)}
+    api.post("/api/socket/broadcast", admin.token,
+             json={"title": "Figures", "message": "everyone", "type": "system"})
+    for user in users:
+        for message_id in ids[user.id]:
+            eventually(lambda m=message_id, u=user: api.get(f"/api/messages/{m}", u.token)
+                       .json()["deliveredCount"] > 0, timeout=15)
+
+    def settled(user, socket):
+        twins = {kind: api.get(f"/api/analytics/{path}", user.token).json() for kind, path in
+                 (("dashboard_stats", "dashboard"), ("message_stats", "messages"),
+                  ("usage_stats", "usage"))}
+        return all(_latest(socket, kind) == twin for kind, twin in twins.items()) and twins
+    for n, (user, socket) in enumerate(zip(users, sockets, strict=True)):
+        twins = eventually(lambda u=user, s=socket: settled(u, s), timeout=10)
+        dashboard = twins["dashboard_stats"]
+        assert dashboard["messagesTotal"] == n + 1
+        assert dashboard["recipientsTotal"] == (n + 1) ** 2
+        assert dashboard["delivered"] == (n + 1) ** 2
+        # One "message sent" per message, and the broadcast.
+        assert dashboard["unreadNotifications"] == n + 2
+        assert twins["message_stats"]["hourly"][-1]["delivered"] == (n + 1) ** 2
+        assert twins["usage_stats"]["daily"][-1]["segments"] == (n + 1) ** 2

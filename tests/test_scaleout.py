@@ -76,6 +76,8 @@ def test_broadcast_and_ping_reach_clients_on_both_nodes(cluster):
                       json={"title": "everyone", "message": "m"}).json()["notification"]
     for client in clients:
         assert client.wait_for("notification", lambda n: n["id"] == note["id"])
+    # ``sent`` counts connection rows, which each node writes within a flush interval.
+    eventually(lambda: b.api.get("/api/socket/online-count", admin.token).json()["count"] >= 2)
     ping = b.api.post("/api/socket/ping", admin.token).json()
     assert ping["sent"] >= 2
     for client in clients:
