@@ -7,6 +7,7 @@ from flask_limiter.util import get_remote_address
 from blueprints.common import authenticated, current_identity, json_body
 from extensions import limiter
 from schemas.auth import LoginSchema, RegisterSchema, UserSchema
+from schemas.common import schema_instance
 from services import auth
 from services.errors import Forbidden
 
@@ -26,17 +27,17 @@ def _login_key() -> str:
 def register():
     if not current_app.config["REGISTRATION_ENABLED"]:
         raise Forbidden("Registration is disabled")
-    body = json_body(RegisterSchema())
+    body = json_body(RegisterSchema)
     user = auth.create_user(body["email"], body["password"], body["name"])
-    return {"user": UserSchema().dump(user)}, 201
+    return {"user": schema_instance(UserSchema).dump(user)}, 201
 
 
 @auth_bp.post("/login")
 @limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], key_func=_login_key)
 def login():
-    body = json_body(LoginSchema())
+    body = json_body(LoginSchema)
     user = auth.verify_credentials(body["email"], body["password"])
-    return {**auth.issue_tokens(user), "user": UserSchema().dump(user)}
+    return {**auth.issue_tokens(user), "user": schema_instance(UserSchema).dump(user)}
 
 
 @auth_bp.post("/refresh")
@@ -57,4 +58,5 @@ def logout():
 @auth_bp.get("/me")
 @authenticated
 def me(identity):
-    return {"user": UserSchema().dump(auth.get_user(identity.user_id)), "role": identity.role}
+    user = auth.get_user(identity.user_id)
+    return {"user": schema_instance(UserSchema).dump(user), "role": identity.role}

@@ -53,7 +53,7 @@ def admin_only(view):
     return wrapper
 
 
-def json_body(schema: Schema) -> dict[str, Any]:
+def json_body(schema: type[Schema]) -> dict[str, Any]:
     """The request's JSON body validated by ``schema``; 400 with details otherwise."""
     body = request.get_json(silent=True)
     if body is None:
@@ -61,7 +61,7 @@ def json_body(schema: Schema) -> dict[str, Any]:
     return load_or_raise(schema, body)
 
 
-def query_args(schema: Schema) -> dict[str, Any]:
+def query_args(schema: type[Schema]) -> dict[str, Any]:
     return load_or_raise(schema, request.args.to_dict())
 
 

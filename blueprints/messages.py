@@ -25,7 +25,7 @@ def _per_caller() -> str:
 @authenticated
 @limiter.limit(lambda: current_app.config["MESSAGES_RATE_LIMIT"], key_func=_per_caller)
 def create_message(identity):
-    body = json_body(MessageCreateSchema())
+    body = json_body(MessageCreateSchema)
     return idempotency.run_once(
         identity.user_id, idempotency_key(), "messages", body,
         lambda: (messages.create(identity.user_id, body["body"], body["recipients"]), 202),
@@ -35,7 +35,7 @@ def create_message(identity):
 @messages_bp.get("")
 @authenticated
 def list_messages(identity):
-    query = query_args(MessageListQuerySchema())
+    query = query_args(MessageListQuerySchema)
     return messages.list_for_user(identity.user_id, query["limit"], query["before"])
 
 
@@ -48,6 +48,6 @@ def get_message(message_id: int, identity):
 @messages_bp.get("/<int:message_id>/recipients")
 @authenticated
 def list_recipients(message_id: int, identity):
-    query = query_args(RecipientListQuerySchema())
+    query = query_args(RecipientListQuerySchema)
     message = messages.get_visible(identity, message_id)
     return messages.list_recipients(message, query["limit"], query["after"], query["status"])

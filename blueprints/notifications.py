@@ -12,7 +12,7 @@ notifications_bp = Blueprint("notifications", __name__, url_prefix="/api/notific
 @notifications_bp.get("")
 @authenticated
 def list_notifications(identity):
-    query = query_args(NotificationQuerySchema())
+    query = query_args(NotificationQuerySchema)
     return notifications.list_for_user(
         identity.user_id, query["unreadOnly"], query["limit"], query["before"]
     )

@@ -44,7 +44,7 @@ def online_count(identity):
 @socket_api_bp.post("/notify/<int:user_id>")
 @admin_only
 def notify(user_id: int, identity):
-    body = json_body(NotifySchema())
+    body = json_body(NotifySchema)
 
     def send():
         notification, delivered = notifications.notify_user(
@@ -59,7 +59,7 @@ def notify(user_id: int, identity):
 @socket_api_bp.post("/broadcast")
 @admin_only
 def broadcast(identity):
-    body = json_body(BroadcastSchema())
+    body = json_body(BroadcastSchema)
 
     def send():
         notification, audience = notifications.broadcast(

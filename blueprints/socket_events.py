@@ -189,18 +189,18 @@ class HubNamespace(socketio.Namespace):
     # Client events ----------------------------------------------------------
 
     def on_join_room(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
-        room = load_or_raise(RoomPayload(), {"room": payload})["room"]
+        room = load_or_raise(RoomPayload, {"room": payload})["room"]
         return {"ok": True, "room": sessions.join_room(conn, room, messages.owner_of)}
 
     def on_leave_room(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
-        room = load_or_raise(RoomPayload(), {"room": payload})["room"]
+        room = load_or_raise(RoomPayload, {"room": payload})["room"]
         return {"ok": True, "room": sessions.leave_room(conn, room)}
 
     def on_get_rooms(self, conn: LiveConnection) -> list[str]:
         return rooms.visible_rooms(conn.rooms)
 
     def on_mark_notification_read(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
-        notification_id = load_or_raise(IdPayload(), {"id": payload})["id"]
+        notification_id = load_or_raise(IdPayload, {"id": payload})["id"]
         unread = notifications.mark_read(conn.identity.user_id, notification_id, conn.sid)
         return {"ok": True, "id": str(notification_id), "unreadCount": unread}
 
@@ -209,14 +209,14 @@ class HubNamespace(socketio.Namespace):
         return {"ok": True, "count": count}
 
     def on_get_notifications(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
-        query = load_or_raise(NotificationQuerySchema(), _payload_or_empty(payload))
+        query = load_or_raise(NotificationQuerySchema, _payload_or_empty(payload))
         page = notifications.list_for_user(
             conn.identity.user_id, query["unreadOnly"], query["limit"], query["before"]
         )
         return {"ok": True, **page}
 
     def on_pong(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
-        timestamp = load_or_raise(PongPayload(), _payload_or_empty(payload))["timestamp"]
+        timestamp = load_or_raise(PongPayload, _payload_or_empty(payload))["timestamp"]
         return {"ok": True, "rttMs": sessions.record_pong(conn, timestamp)}
 
     def on_subscribe_analytics(self, conn: LiveConnection) -> dict[str, Any]:
@@ -228,15 +228,15 @@ class HubNamespace(socketio.Namespace):
         return {"ok": True}
 
     def on_track_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
-        message_id = load_or_raise(IdPayload(), {"id": payload})["id"]
+        message_id = load_or_raise(IdPayload, {"id": payload})["id"]
         return {"ok": True, **messages.track(conn.identity, conn.sid, message_id)}
 
     def on_untrack_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
-        message_id = load_or_raise(IdPayload(), {"id": payload})["id"]
+        message_id = load_or_raise(IdPayload, {"id": payload})["id"]
         messages.untrack(conn.sid, message_id)
         return {"ok": True, "messageId": str(message_id)}
 
     def on_authenticate(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         token = payload.get("token") if isinstance(payload, dict) else payload
-        token = load_or_raise(TokenPayload(), {"token": token})["token"]
+        token = load_or_raise(TokenPayload, {"token": token})["token"]
         return {"ok": True, **sessions.renew(conn, token)}

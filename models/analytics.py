@@ -3,7 +3,8 @@
 A change to a user's data bumps that user's row in the same transaction;
 each node compares the versions of the users it has subscribers for with what
 it last sent, and recomputes only those. Row ``ALL_USERS`` marks a change to
-everyone's figures (a broadcast), row ``ANY_CHANGE`` moves with every mark.
+everyone's figures (a broadcast). There is deliberately no row that every
+write bumps: on PostgreSQL it would serialise all writers on one row lock.
 """
 
 from datetime import datetime
@@ -14,7 +15,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from extensions import db
 from models.base import UTCDateTime, utcnow
 
-ANY_CHANGE = 0
 ALL_USERS = -1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,11 +56,22 @@ class StrictBoolean(fields.Boolean):
     falsy = {False, "false", "False", "0"}
 
 
-def load_or_raise(schema: Schema, data: Any) -> Any:
-    """Validate with ``schema``; ``InvalidPayload`` carries marshmallow's messages."""
+@functools.cache
+def schema_instance(schema_class: type[Schema]) -> Schema:
+    """One shared instance per schema class: building one deep-copies all its fields.
+
+    Schemas hold no per-call state, so handlers on every request and event can
+    share them.
+    """
+    return schema_class()
+
+
+def load_or_raise(schema: Schema | type[Schema], data: Any) -> Any:
+    """Validate with ``schema`` (a class or an instance); ``InvalidPayload`` carries
+    marshmallow's messages."""
     from services.errors import InvalidPayload
 
     try:
-        return schema.load(data)
+        return (schema_instance(schema) if isinstance(schema, type) else schema).load(data)
     except ValidationError as exc:
         raise InvalidPayload("Invalid payload", details=exc.messages) from None

@@ -32,12 +32,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, or_, select, true
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Integer, bindparam, case, func, or_, select, text, true
 
 from extensions import db
 from models import AnalyticsMark, Message, Recipient
-from models.analytics import ALL_USERS, ANY_CHANGE
+from models.analytics import ALL_USERS
+from models.base import UTCDateTime
 from models.message import (
     MESSAGE_FAILED,
     MESSAGE_SENDING,
@@ -57,23 +57,13 @@ FIGURE_TYPES = (DASHBOARD, MESSAGES, USAGE)
 HOURS, DAYS = 24, 30
 
 
-_MARK_STATEMENTS: dict[str, Any] = {}
-
-
-def _mark_statement(dialect: str) -> Any:
-    """The upsert that bumps one mark, built once per dialect (it is on every write path)."""
-    statement = _MARK_STATEMENTS.get(dialect)
-    if statement is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(AnalyticsMark).values(
-            user_id=bindparam("user_id"), version=1, changed_at=bindparam("changed_at"))
-        statement = statement.on_conflict_do_update(
-            index_elements=[AnalyticsMark.user_id],
-            set_={"version": AnalyticsMark.version + 1,
-                  "changed_at": statement.excluded.changed_at},
-        )
-        _MARK_STATEMENTS[dialect] = statement
-    return statement
+# The upsert on every write path, as one fixed text for SQLite and PostgreSQL: the
+# dialects' ``on_conflict_do_update`` constructs are compiled anew for every call.
+_BUMP_MARK = text(
+    "INSERT INTO analytics_marks (user_id, version, changed_at) VALUES (:user_id, 1, :changed_at)"
+    " ON CONFLICT (user_id) DO UPDATE"
+    " SET version = analytics_marks.version + 1, changed_at = excluded.changed_at"
+).bindparams(bindparam("user_id", type_=Integer()), bindparam("changed_at", type_=UTCDateTime()))
 
 
 def mark_changed(user_ids: set[int] | list[int]) -> None:
@@ -82,10 +72,9 @@ def mark_changed(user_ids: set[int] | list[int]) -> None:
     Keys are bumped in sorted order, so concurrent writers on PostgreSQL
     never wait on each other's rows in opposite orders.
     """
-    connection = db.session.connection()
     now = datetime.now(UTC)
-    connection.execute(_mark_statement(connection.dialect.name), [
-        {"user_id": key, "changed_at": now} for key in sorted({*user_ids, ANY_CHANGE})])
+    db.session.connection().execute(_BUMP_MARK, [
+        {"user_id": key, "changed_at": now} for key in sorted(set(user_ids))])
 
 
 def mark_everyone_changed() -> None:

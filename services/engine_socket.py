@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import gevent
+import orjson
 from engineio import packet as eio_packet
 from engineio.socket import Socket
 
@@ -425,11 +426,23 @@ def _origin_allowed(server: Any, environ: dict[str, Any]) -> bool:
     return allowed is None or origin in allowed
 
 
+def _refuse(handler: Any, status: str, code: str, message: str) -> bool:
+    """An HTTP error in the API's JSON shape instead of the upgrade."""
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    handler.status = status
+    handler.socket.sendall(
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    return True
+
+
 def serve_direct_websocket(handler: Any) -> bool:
     """Serve this request as an ``EngineWebSocket`` if it opens one; False otherwise.
 
-    Anything else, including a refused origin or a malformed handshake, is
-    left to python-engineio, which answers it as it always does.
+    A browser page of a foreign origin is refused with 403 before the
+    upgrade, so it never gets a WebSocket at all. Other requests, malformed
+    handshakes included, are left to python-engineio, which answers them as
+    it always does.
     """
     environ = handler.environ
     engine = _engine_of(handler.application)
@@ -440,21 +453,21 @@ def serve_direct_websocket(handler: Any) -> bool:
     if not _is_direct_connect(environ, path) or "websocket" not in server.transports:
         return False
     key = _handshake_key(environ)
-    if key is None or not _origin_allowed(server, environ):
+    if key is None:
         return False
+    handler.close_connection = True
+    if not _origin_allowed(server, environ):
+        log.warning("refusing a WebSocket from origin %r", environ.get("HTTP_ORIGIN", "")[:200])
+        return _refuse(handler, "403 Forbidden", "forbidden", "Not an accepted origin")
     sid = server.generate_id()
     sock = handler.socket
     engine_socket = EngineWebSocket(server, sid, sock, server.max_http_buffer_size,
                                     hub.max_outbound_packets)
     server.sockets[sid] = engine_socket
-    handler.close_connection = True
     accepted = server._trigger_event("connect", sid, environ, run_async=False)
     if accepted is not None and accepted is not True:
         server.sockets.pop(sid, None)
-        handler.status = "401 UNAUTHORIZED"
-        sock.sendall(b"HTTP/1.1 401 UNAUTHORIZED\r\nContent-Type: text/plain\r\n"
-                     b"Content-Length: 12\r\nConnection: close\r\n\r\nUnauthorized")
-        return True
+        return _refuse(handler, "401 Unauthorized", "unauthenticated", "Connection refused")
     handler.status = "101 Switching Protocols"
     opening = eio_packet.Packet(eio_packet.OPEN, {
         "sid": sid,

@@ -97,8 +97,10 @@ def notify_user(
         "user_id": user_id, "type": type, "title": title, "message": message, "data": data,
         "created_at": notification.created_at})
     analytics.mark_changed({user_id})
+    # Counted inside the transaction, so it includes this one and needs no second transaction.
+    unread = unread_count(user_id, since)
     db.session.commit()
-    payload = to_payload(notification, read=False, unread_count=unread_count(user_id, since))
+    payload = to_payload(notification, read=False, unread_count=unread)
     realtime.emit_to_user(user_id, "notification", payload)
     return payload, count_user_connections(user_id)
 
