@@ -22,7 +22,7 @@ from typing import Any
 import gevent
 from flask import Flask, current_app
 from gevent.event import Event
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 
 from extensions import db
 from models import Message, Recipient
@@ -88,9 +88,15 @@ def claim_batch(node_id: str, limit: int) -> list[Any]:
     """Claim up to ``limit`` recipients for this node; returns their event columns."""
     now = _now()
     stale = now - timedelta(seconds=current_app.config["DISPATCH_CLAIM_TIMEOUT"])
+    # The first condition repeats the queue index's own, values written out: without
+    # it SQLite does not see that the partial index applies and walks every recipient
+    # ever stored.
+    queued = bindparam("queued", (RECIPIENT_PENDING, RECIPIENT_SENDING), expanding=True,
+                       literal_execute=True)
     candidates = (
         select(Recipient.id)
-        .where(or_(Recipient.status == RECIPIENT_PENDING,
+        .where(Recipient.status.in_(queued),
+               or_(Recipient.status == RECIPIENT_PENDING,
                    and_(Recipient.status == RECIPIENT_SENDING, Recipient.claimed_at < stale)))
         .order_by(Recipient.id)
         .limit(limit)
