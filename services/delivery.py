@@ -152,7 +152,6 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
             .where(Message.id.in_(message_ids))).all():
         owners[message_id], costs[message_id] = user_id, segment_cost(count, price)
     now = _now()
-    table = _recipients
     results = json_rows("result", _RESULT_COLUMNS, [
         {"id": row.id,
          "status": RECIPIENT_SENT if result.accepted else RECIPIENT_FAILED,
@@ -162,12 +161,12 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
         for row, result in outcomes
     ])
     recorded = db.session.execute(
-        update(table)
-        .where(table.c.id == results.c.id, table.c.status == RECIPIENT_SENDING,
-               table.c.claimed_by == node_id)
+        update(_recipients)
+        .where(_recipients.c.id == results.c.id, _recipients.c.status == RECIPIENT_SENDING,
+               _recipients.c.claimed_by == node_id)
         .values(status=results.c.status, provider_message_id=results.c.provider_message_id,
                 error_code=results.c.error_code, error_message=results.c.error_message,
-                cost=results.c.cost, sent_at=now, updated_at=now, version=table.c.version + 1)
+                cost=results.c.cost, sent_at=now, updated_at=now, version=_recipients.c.version + 1)
         .returning(*_EVENT_COLUMNS)
     ).all()
     completed = _count_into_messages(recorded, now)
@@ -270,18 +269,17 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
             }
     changed: list[Any] = []
     if first:
-        table = _recipients
         batch = json_rows("receipt", _RECEIPT_COLUMNS, list(first.values()))
         changed = db.session.execute(
-            update(table)
-            .where(table.c.provider_message_id == batch.c.provider_message_id,
-                   table.c.status == RECIPIENT_SENT)
+            update(_recipients)
+            .where(_recipients.c.provider_message_id == batch.c.provider_message_id,
+                   _recipients.c.status == RECIPIENT_SENT)
             .values(status=batch.c.status,
-                    error_code=func.coalesce(batch.c.error_code, table.c.error_code),
-                    error_message=func.coalesce(batch.c.error_message, table.c.error_message),
+                    error_code=func.coalesce(batch.c.error_code, _recipients.c.error_code),
+                    error_message=func.coalesce(batch.c.error_message, _recipients.c.error_message),
                     delivered_at=case((batch.c.status == RECIPIENT_DELIVERED, now),
-                                      else_=table.c.delivered_at),
-                    updated_at=now, version=table.c.version + 1)
+                                      else_=_recipients.c.delivered_at),
+                    updated_at=now, version=_recipients.c.version + 1)
             .returning(*_EVENT_COLUMNS)
         ).all()
     delivered: dict[int, int] = defaultdict(int)
