@@ -15,11 +15,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 import socketio
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = ROOT / "test-output"
@@ -77,7 +80,7 @@ def fresh_postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def make_app(database_url: str, **overrides: Any):
+def make_app(database_url: str, **overrides: Any) -> Flask:
     """The hub's app on this database (testing settings), for work done in process."""
     from app import create_app
     from config import _normalise_database_url
