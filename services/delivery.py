@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,8 +22,7 @@ from typing import Any
 import gevent
 from flask import Flask, current_app
 from gevent.event import Event
-from gevent.pool import Pool
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 
 from extensions import db
 from models import Message, Recipient
@@ -38,20 +37,24 @@ from models.message import (
     RECIPIENT_SENT,
 )
 from services import analytics, messages, metrics, notifications, realtime, rooms
+from services.json_rows import json_rows
 from services.providers import DeliveryReceipt, SendResult, SimulatedProvider, SmsProvider
 from services.sms_encoding import segment_cost
 
 log = logging.getLogger(__name__)
 
-_RECIPIENT_EVENT_COLUMNS = (Recipient.id, Recipient.message_id, Recipient.phone,
-                            Recipient.status, Recipient.version, Recipient.error_code,
-                            Recipient.error_message, Recipient.cost,
-                            Recipient.provider_message_id)
-# A receipt may move a recipient only forwards: from these states to its own.
-_RECEIPT_FROM = {
-    RECIPIENT_DELIVERED: (RECIPIENT_SENT,),
-    RECIPIENT_FAILED: (RECIPIENT_SENT,),
-}
+_recipients = Recipient.__table__
+# What a ``recipient_update`` is made of; Core statements on the table return them
+# without the ORM's bookkeeping.
+_EVENT_COLUMNS = tuple(_recipients.c[name] for name in (
+    "id", "message_id", "phone", "status", "version", "error_code", "error_message", "cost",
+    "provider_message_id"))
+_RESULT_COLUMNS = {name: _recipients.c[name].type for name in (
+    "id", "status", "provider_message_id", "error_code", "error_message", "cost")}
+_RECEIPT_COLUMNS = {name: _recipients.c[name].type for name in (
+    "provider_message_id", "status", "error_code", "error_message")}
+# A receipt moves a recipient only forwards: from SENT to one of these.
+_RECEIPT_STATUSES = (RECIPIENT_DELIVERED, RECIPIENT_FAILED)
 
 RECEIPT_RETRY_INTERVAL = 0.5
 RECEIPT_RETRY_WINDOW = 60.0
@@ -85,9 +88,15 @@ def claim_batch(node_id: str, limit: int) -> list[Any]:
     """Claim up to ``limit`` recipients for this node; returns their event columns."""
     now = _now()
     stale = now - timedelta(seconds=current_app.config["DISPATCH_CLAIM_TIMEOUT"])
+    # The first condition repeats the queue index's own, values written out: without
+    # it SQLite does not see that the partial index applies and walks every recipient
+    # ever stored.
+    queued = bindparam("queued", (RECIPIENT_PENDING, RECIPIENT_SENDING), expanding=True,
+                       literal_execute=True)
     candidates = (
         select(Recipient.id)
-        .where(or_(Recipient.status == RECIPIENT_PENDING,
+        .where(Recipient.status.in_(queued),
+               or_(Recipient.status == RECIPIENT_PENDING,
                    and_(Recipient.status == RECIPIENT_SENDING, Recipient.claimed_at < stale)))
         .order_by(Recipient.id)
         .limit(limit)
@@ -95,12 +104,12 @@ def claim_batch(node_id: str, limit: int) -> list[Any]:
     if db.engine.dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
     claimed = db.session.execute(
-        update(Recipient)
-        .where(Recipient.id.in_(candidates.scalar_subquery()))
+        update(_recipients)
+        .where(_recipients.c.id.in_(candidates.scalar_subquery()))
         .values(status=RECIPIENT_SENDING, claimed_by=node_id, claimed_at=now,
-                attempts=Recipient.attempts + 1, version=Recipient.version + 1, updated_at=now)
-        .returning(*_RECIPIENT_EVENT_COLUMNS)
-        .execution_options(synchronize_session=False)
+                attempts=_recipients.c.attempts + 1, version=_recipients.c.version + 1,
+                updated_at=now)
+        .returning(*_EVENT_COLUMNS)
     ).all()
     db.session.commit()
     return sorted(claimed, key=lambda row: row.id)
@@ -130,43 +139,40 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
     """Store a batch of send results; returns the ids of messages that just completed.
 
     Only rows still ``SENDING`` under this node's claim move, so a claim that went
-    stale and was taken over elsewhere is never counted twice.
+    stale and was taken over elsewhere is never counted twice. The whole batch is
+    one ``UPDATE ... FROM`` its results, and ``RETURNING`` says which rows moved.
     """
     if not outcomes:
         return []
     price = current_app.config["SMS_PRICE_PER_SEGMENT"]
     message_ids = {row.message_id for row, _ in outcomes}
-    owners, segments = {}, {}
+    owners, costs = {}, {}
     for message_id, user_id, count in db.session.execute(
             select(Message.id, Message.user_id, Message.segments)
             .where(Message.id.in_(message_ids))).all():
-        owners[message_id], segments[message_id] = user_id, count
+        owners[message_id], costs[message_id] = user_id, segment_cost(count, price)
     now = _now()
-    by_id = {row.id: (row, result) for row, result in outcomes}
-
-    def per_row(value_of) -> Any:
-        return case({rid: value_of(row, result) for rid, (row, result) in by_id.items()},
-                    value=Recipient.id)
-
+    results = json_rows("result", _RESULT_COLUMNS, [
+        {"id": row.id,
+         "status": RECIPIENT_SENT if result.accepted else RECIPIENT_FAILED,
+         "provider_message_id": result.provider_message_id,
+         "error_code": result.error_code, "error_message": result.error_message,
+         "cost": costs[row.message_id] if result.accepted else Decimal("0")}
+        for row, result in outcomes
+    ])
     recorded = db.session.execute(
-        update(Recipient)
-        .where(Recipient.id.in_(by_id), Recipient.status == RECIPIENT_SENDING,
-               Recipient.claimed_by == node_id)
-        .values(
-            status=per_row(lambda row, r: RECIPIENT_SENT if r.accepted else RECIPIENT_FAILED),
-            provider_message_id=per_row(lambda row, r: r.provider_message_id),
-            error_code=per_row(lambda row, r: r.error_code),
-            error_message=per_row(lambda row, r: r.error_message),
-            cost=per_row(lambda row, r: segment_cost(segments[row.message_id], price)
-                         if r.accepted else Decimal("0")),
-            sent_at=now, updated_at=now, version=Recipient.version + 1,
-        )
-        .returning(*_RECIPIENT_EVENT_COLUMNS)
-        .execution_options(synchronize_session=False)
+        update(_recipients)
+        .where(_recipients.c.id == results.c.id, _recipients.c.status == RECIPIENT_SENDING,
+               _recipients.c.claimed_by == node_id)
+        .values(status=results.c.status, provider_message_id=results.c.provider_message_id,
+                error_code=results.c.error_code, error_message=results.c.error_message,
+                cost=results.c.cost, sent_at=now, updated_at=now, version=_recipients.c.version + 1)
+        .returning(*_EVENT_COLUMNS)
     ).all()
     completed = _count_into_messages(recorded, now)
-    for row in recorded:
-        metrics.recipients_sent.labels(row.status.lower()).inc()
+    outcomes_by_status = Counter(row.status for row in recorded)
+    for status, count in outcomes_by_status.items():
+        metrics.recipients_sent.labels(status.lower()).inc(count)
     analytics.mark_changed({owners[row.message_id] for row in recorded})
     db.session.commit()
     _announce(recorded, completed)
@@ -243,39 +249,38 @@ def emit_message_update(message: Message) -> None:
 
 
 def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
-    """Apply delivery receipts, from the webhook or the simulator.
+    """Apply delivery receipts, from the webhook or the simulator, in one statement.
 
     Returns how many recipients changed, and the provider ids of receipts that
     may apply later: a receipt can overtake the commit that records its send.
     Idempotent: a repeated receipt, or one that would move a recipient
-    backwards, changes nothing.
+    backwards, changes nothing. Within a batch the first receipt for a provider
+    id is the one that counts, as if the receipts were applied one by one.
     """
     now = _now()
-    changed: list[Any] = []
-    by_status: dict[str, list[DeliveryReceipt]] = defaultdict(list)
+    first: dict[str, dict[str, Any]] = {}
     for receipt in receipts:
-        if receipt.status in _RECEIPT_FROM:
-            by_status[receipt.status].append(receipt)
-    for status, group in by_status.items():
-        errors = {r.provider_message_id: r for r in group}
-        values: dict[str, Any] = {"status": status, "updated_at": now,
-                                  "version": Recipient.version + 1}
-        if status == RECIPIENT_DELIVERED:
-            values["delivered_at"] = now
-        else:
-            values["error_code"] = case(
-                {pid: r.error_code or "delivery_failed" for pid, r in errors.items()},
-                value=Recipient.provider_message_id)
-            values["error_message"] = case(
-                {pid: r.error_message or "Delivery failed" for pid, r in errors.items()},
-                value=Recipient.provider_message_id)
-        changed += db.session.execute(
-            update(Recipient)
-            .where(Recipient.provider_message_id.in_(errors),
-                   Recipient.status.in_(_RECEIPT_FROM[status]))
-            .values(**values)
-            .returning(*_RECIPIENT_EVENT_COLUMNS)
-            .execution_options(synchronize_session=False)
+        if receipt.status in _RECEIPT_STATUSES and receipt.provider_message_id not in first:
+            failed = receipt.status == RECIPIENT_FAILED
+            first[receipt.provider_message_id] = {
+                "provider_message_id": receipt.provider_message_id, "status": receipt.status,
+                "error_code": (receipt.error_code or "delivery_failed") if failed else None,
+                "error_message": (receipt.error_message or "Delivery failed") if failed else None,
+            }
+    changed: list[Any] = []
+    if first:
+        batch = json_rows("receipt", _RECEIPT_COLUMNS, list(first.values()))
+        changed = db.session.execute(
+            update(_recipients)
+            .where(_recipients.c.provider_message_id == batch.c.provider_message_id,
+                   _recipients.c.status == RECIPIENT_SENT)
+            .values(status=batch.c.status,
+                    error_code=func.coalesce(batch.c.error_code, _recipients.c.error_code),
+                    error_message=func.coalesce(batch.c.error_message, _recipients.c.error_message),
+                    delivered_at=case((batch.c.status == RECIPIENT_DELIVERED, now),
+                                      else_=_recipients.c.delivered_at),
+                    updated_at=now, version=_recipients.c.version + 1)
+            .returning(*_EVENT_COLUMNS)
         ).all()
     delivered: dict[int, int] = defaultdict(int)
     for row in changed:
@@ -319,7 +324,7 @@ class Dispatcher:
         self.running = False
         config = app.config
         self.batch_size = config["DISPATCH_BATCH_SIZE"]
-        self.pool = Pool(config["DISPATCH_CONCURRENCY"])
+        self.concurrency = config["DISPATCH_CONCURRENCY"]
         self.poll_interval = config["DISPATCH_POLL_INTERVAL"]
         self.update_interval = config["MESSAGE_UPDATE_INTERVAL"]
         self._receipts: list[DeliveryReceipt] = []
@@ -378,11 +383,26 @@ class Dispatcher:
             ).all())
             db.session.close()
             emit_recipient_updates(claimed)
-            outcomes = list(self.pool.imap_unordered(
-                lambda row, bodies=bodies: (row, self._send(row, bodies[row.message_id])),
-                claimed))
-            record_outcomes(self.node_id, outcomes)
+            record_outcomes(self.node_id, self._send_all(claimed, bodies))
             db.session.close()
+
+    def _send_all(self, claimed: list[Any], bodies: dict[int, str]
+                  ) -> list[tuple[Any, SendResult]]:
+        """Send a batch with at most ``concurrency`` sends in flight.
+
+        A fixed set of workers takes the rows in turn, rather than a greenlet
+        spawned per recipient.
+        """
+        rows = iter(claimed)
+        outcomes: list[tuple[Any, SendResult]] = []
+
+        def work() -> None:
+            for row in rows:
+                outcomes.append((row, self._send(row, bodies[row.message_id])))
+
+        gevent.joinall([gevent.spawn(work) for _ in range(min(self.concurrency, len(claimed)))],
+                       raise_error=True)
+        return outcomes
 
     def _send(self, row: Any, body: str) -> SendResult:
         try:

@@ -8,11 +8,12 @@ so ids cannot be probed.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import insert, literal, select
 
 from extensions import db
 from models import Message, Recipient
@@ -21,6 +22,7 @@ from schemas.common import isoformat
 from services import analytics, delivery, realtime, rooms
 from services.auth import Identity
 from services.errors import InvalidPayload, NotFound
+from services.json_rows import json_rows
 from services.phones import normalise_recipients
 from services.sms_encoding import analyse_body
 
@@ -112,11 +114,7 @@ def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]
                       recipient_count=len(phones), cost=Decimal("0"), version=1)
     db.session.add(message)
     db.session.flush()
-    db.session.execute(insert(Recipient), [
-        {"message_id": message.id, "phone": phone, "status": RECIPIENT_PENDING,
-         "cost": Decimal("0"), "version": 1, "attempts": 0}
-        for phone in phones
-    ])
+    _insert_recipients(message.id, phones, message.created_at)
     analytics.mark_changed({user_id})
     db.session.commit()
     update = message_update_payload(message)
@@ -124,6 +122,23 @@ def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]
     delivery.wake_dispatcher()
     return {**message_payload(message), "duplicatesRemoved": len(raw_recipients) - len(phones),
             "pricePerSegment": float(current_app.config["SMS_PRICE_PER_SEGMENT"])}
+
+
+def _insert_recipients(message_id: int, phones: list[str], now: datetime) -> None:
+    """Every recipient in one ``INSERT ... SELECT`` from the phones as a JSON table.
+
+    10,000 rows through ``executemany`` took about half a second on PostgreSQL
+    (one protocol message per row, each waited on through gevent's poll).
+    """
+    table = Recipient.__table__
+    batch = json_rows("batch", {"phone": table.c.phone.type}, [{"phone": p} for p in phones])
+    db.session.execute(insert(table).from_select(
+        ["message_id", "phone", "status", "cost", "version", "attempts", "updated_at"],
+        select(literal(message_id, table.c.message_id.type), batch.c.phone,
+               literal(RECIPIENT_PENDING, table.c.status.type),
+               literal(Decimal("0"), table.c.cost.type), literal(1, table.c.version.type),
+               literal(0, table.c.attempts.type), literal(now, table.c.updated_at.type)),
+    ))
 
 
 def get_visible(identity: Identity, message_id: int) -> Message:

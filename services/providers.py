@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,7 +65,9 @@ class SimulatedProvider:
 
     ``+15005550001`` is refused as an invalid number and ``+15005550009`` as
     unroutable; every other number is accepted and, after
-    ``receipt_delay`` seconds, reported delivered to ``on_receipt``.
+    ``receipt_delay`` seconds, reported delivered to ``on_receipt``. Receipts
+    wait in one queue drained by one greenlet (the delay is the same for all,
+    so the queue is in due order), not in a greenlet and timer each.
     Sends are idempotent by key, and with ``send_log`` set every accepted send
     is appended to that file (one JSON line), which also makes the key memory
     survive a restart, as a real provider's would.
@@ -79,6 +83,8 @@ class SimulatedProvider:
         self.on_receipt = on_receipt
         self.send_log = send_log
         self._accepted_by_key: dict[str, str] = {}
+        self._due: deque[tuple[float, DeliveryReceipt]] = deque()
+        self._courier: gevent.Greenlet | None = None
         self._log_lock = threading.Lock()
         if send_log and os.path.exists(send_log):
             with open(send_log) as handle:
@@ -105,6 +111,18 @@ class SimulatedProvider:
                 handle.write(json.dumps({"key": idempotency_key, "phone": phone,
                                          "providerMessageId": provider_id}) + "\n")
         if self.on_receipt is not None:
-            receipt = DeliveryReceipt(provider_id, "DELIVERED", occurred_at=None)
-            gevent.spawn_later(self.receipt_delay, self.on_receipt, receipt)
+            self._due.append((time.monotonic() + self.receipt_delay,
+                              DeliveryReceipt(provider_id, "DELIVERED", occurred_at=None)))
+            if self._courier is None or self._courier.dead:
+                self._courier = gevent.spawn(self._deliver_receipts)
         return SendResult(True, provider_message_id=provider_id)
+
+    def _deliver_receipts(self) -> None:
+        while self._due:
+            due, receipt = self._due[0]
+            wait = due - time.monotonic()
+            if wait > 0:
+                gevent.sleep(wait)
+                continue
+            self._due.popleft()
+            self.on_receipt(receipt)

@@ -15,11 +15,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 import socketio
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = ROOT / "test-output"
@@ -77,18 +80,20 @@ def fresh_postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _test_app(database_url: str):
+def make_app(database_url: str, **overrides: Any) -> Flask:
+    """The hub's app on this database (testing settings), for work done in process."""
     from app import create_app
     from config import _normalise_database_url
 
-    return create_app("testing", SQLALCHEMY_DATABASE_URI=_normalise_database_url(database_url))
+    return create_app("testing", SQLALCHEMY_DATABASE_URI=_normalise_database_url(database_url),
+                      **overrides)
 
 
 def migrate_database(database_url: str) -> None:
     """Build the schema the way production does: the Alembic migrations."""
     import flask_migrate
 
-    app = _test_app(database_url)
+    app = make_app(database_url)
     with app.app_context():
         flask_migrate.upgrade()
         from extensions import db
@@ -100,7 +105,7 @@ def seed_admin(database_url: str) -> str:
     from extensions import db
     from services import auth
 
-    app = _test_app(database_url)
+    app = make_app(database_url)
     with app.app_context():
         if auth.get_user_by_email(ADMIN_EMAIL) is None:
             auth.create_user(ADMIN_EMAIL, ADMIN_PASSWORD, name="Admin", admin=True)

@@ -1,0 +1,139 @@
+"""The pipeline's batch statements, called in process on a real database (both backends).
+
+A batch of send results or receipts is one statement: these tests hold it to
+what applying the rows one by one would do, including claims that changed
+hands and receipts that repeat, conflict or would move a recipient backwards.
+"""
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from extensions import db
+from models import Message, Recipient
+from services import delivery, messages
+from services.providers import DeliveryReceipt, SendResult
+from tests.support import (
+    fresh_postgres_database,
+    make_app,
+    migrate_database,
+    postgres_reachable,
+    require_service,
+    seed_admin,
+)
+
+PRICE = Decimal("0.0075")
+ADMIN_ID = 1
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_context(request, tmp_path):
+    """An app context on a migrated database; every claim is stale at once (timeout 0)."""
+    if request.param == "sqlite":
+        database = None
+        url = f"sqlite:///{tmp_path / 'hub.db'}"
+    else:
+        require_service("PostgreSQL", postgres_reachable())
+        database = fresh_postgres_database()
+        url = database.__enter__()
+    migrate_database(url)
+    seed_admin(url)
+    app = make_app(url, DISPATCH_CLAIM_TIMEOUT=0.0)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+    if database is not None:
+        database.__exit__(None, None, None)
+
+
+def _recipients(message_id: int) -> list[Recipient]:
+    db.session.expire_all()
+    return list(db.session.scalars(
+        select(Recipient).where(Recipient.message_id == message_id).order_by(Recipient.id)))
+
+
+def _message(message_id: int) -> Message:
+    db.session.expire_all()
+    return db.session.get(Message, message_id)
+
+
+def _sent_message(count: int, tag: str) -> tuple[int, list[str]]:
+    """A message whose recipients are all SENT (version 3); returns it and their provider ids."""
+    message_id = int(messages.create(ADMIN_ID, f"batch {tag}",
+                                     [f"+1555700{i:04d}" for i in range(count)])["id"])
+    claimed = delivery.claim_batch("node-a", count)
+    delivery.record_outcomes("node-a", [(row, SendResult(True, f"sim-{tag}-{row.id}"))
+                                        for row in claimed])
+    return message_id, [f"sim-{tag}-{row.id}" for row in claimed]
+
+
+def _state(message_id: int) -> list[tuple]:
+    return [(r.status, r.version, r.error_code, r.error_message, r.delivered_at is not None)
+            for r in _recipients(message_id)]
+
+
+def _receipts(ids: list[str]) -> list[DeliveryReceipt]:
+    return [
+        DeliveryReceipt(ids[0], "FAILED", "carrier_rejected", 'Opérateur: "refusé"'),
+        DeliveryReceipt(ids[0], "DELIVERED"),
+        DeliveryReceipt(ids[1], "DELIVERED"),
+        DeliveryReceipt(ids[1], "DELIVERED"),
+        DeliveryReceipt(ids[2], "FAILED"),
+        DeliveryReceipt(ids[1], "SENT"),
+        DeliveryReceipt("sim-nobody", "DELIVERED"),
+    ]
+
+
+def test_a_claim_taken_over_is_recorded_by_its_new_holder_only(app_context):
+    phones = [f"+1555600{i:04d}" for i in range(5)] + ["+15005550001"]
+    message_id = int(messages.create(ADMIN_ID, "takeover", phones)["id"])
+    first = delivery.claim_batch("node-a", 10)
+    taken = delivery.claim_batch("node-b", 10)
+    assert [row.id for row in taken] == [row.id for row in first]
+    assert {row.version for row in taken} == {3}
+
+    def results(rows, node):
+        return [(row, SendResult(True, f"{node}-{row.id}") if row.phone != "+15005550001"
+                 else SendResult(False, error_code="invalid_number",
+                                 error_message="Invalid phone number")) for row in rows]
+
+    assert delivery.record_outcomes("node-a", results(first, "a")) == []
+    assert {(r.status, r.claimed_by, r.version) for r in _recipients(message_id)} == {
+        ("SENDING", "node-b", 3)}
+    assert _message(message_id).success_count == 0
+
+    assert delivery.record_outcomes("node-b", results(taken, "b")) == [message_id]
+    stored = _recipients(message_id)
+    assert [(r.status, r.version, r.provider_message_id) for r in stored] == [
+        ("SENT", 4, f"b-{r.id}") for r in stored[:5]] + [("FAILED", 4, None)]
+    assert stored[-1].error_code == "invalid_number" and stored[-1].cost == 0
+    assert {r.cost for r in stored[:5]} == {PRICE}
+    message = _message(message_id)
+    assert (message.status, message.success_count, message.failed_count) == ("SENT", 5, 1)
+    assert message.cost == 5 * PRICE
+
+
+def test_a_receipt_batch_does_what_the_receipts_one_by_one_would(app_context):
+    batched, batched_ids = _sent_message(4, "batch")
+    single, single_ids = _sent_message(4, "single")
+    assert delivery.apply_receipts(_receipts(batched_ids)) == (3, {"sim-nobody"})
+    applied = [delivery.apply_receipts([receipt])[0] for receipt in _receipts(single_ids)]
+    assert sum(applied) == 3
+    expected = [("FAILED", 4, "carrier_rejected", 'Opérateur: "refusé"', False),
+                ("DELIVERED", 4, None, None, True),
+                ("FAILED", 4, "delivery_failed", "Delivery failed", False),
+                ("SENT", 3, None, None, False)]
+    assert _state(batched) == _state(single) == expected
+    assert _message(batched).delivered_count == _message(single).delivered_count == 1
+
+
+def test_a_repeated_receipt_batch_changes_nothing(app_context):
+    message_id, ids = _sent_message(4, "again")
+    delivery.apply_receipts(_receipts(ids))
+    before, version = _state(message_id), _message(message_id).version
+    assert delivery.apply_receipts(_receipts(ids)) == (0, {"sim-nobody"})
+    assert delivery.apply_receipts([DeliveryReceipt(i, "DELIVERED") for i in ids[:3]]) == (0, set())
+    assert _state(message_id) == before
+    assert _message(message_id).version == version
