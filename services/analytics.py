@@ -72,6 +72,8 @@ def mark_changed(user_ids: set[int] | list[int]) -> None:
     Keys are bumped in sorted order, so concurrent writers on PostgreSQL
     never wait on each other's rows in opposite orders.
     """
+    if not user_ids:
+        return
     now = datetime.now(UTC)
     db.session.connection().execute(_BUMP_MARK, [
         {"user_id": key, "changed_at": now} for key in sorted(set(user_ids))])
