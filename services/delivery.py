@@ -80,6 +80,9 @@ def wake_dispatcher() -> None:
         _dispatcher.wake.set()
 
 
+RELEASED_CLAIM = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -124,11 +127,16 @@ def backlog() -> int:
 
 
 def release_own_claims(node_id: str) -> int:
-    """At start: what a previous run of this node claimed but never recorded goes back."""
+    """At start: what a previous run of this node claimed but never recorded is offered again.
+
+    The recipients stay ``SENDING`` (a status never moves backwards, and no
+    event is owed), with a claim dated so long ago that the next claim, here
+    or on any node, takes them at once and announces them with a new version.
+    """
     released = db.session.execute(
         update(Recipient)
         .where(Recipient.status == RECIPIENT_SENDING, Recipient.claimed_by == node_id)
-        .values(status=RECIPIENT_PENDING, claimed_by=None, claimed_at=None)
+        .values(claimed_by=None, claimed_at=RELEASED_CLAIM)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()

@@ -115,6 +115,18 @@ def test_a_claim_taken_over_is_recorded_by_its_new_holder_only(app_context):
     assert message.cost == 5 * PRICE
 
 
+def test_a_restarted_node_offers_its_claims_again_without_moving_them_back(app_context):
+    app_context.config["DISPATCH_CLAIM_TIMEOUT"] = 30.0
+    message_id = int(messages.create(ADMIN_ID, "restart", ["+15556100001", "+15556100002"])["id"])
+    claimed = delivery.claim_batch("node-a", 10)
+    assert delivery.claim_batch("node-b", 10) == []  # a fresh claim is not taken over
+    assert delivery.release_own_claims("node-a") == 2
+    assert {(r.status, r.claimed_by) for r in _recipients(message_id)} == {("SENDING", None)}
+    again = delivery.claim_batch("node-b", 10)
+    assert [row.id for row in again] == [row.id for row in claimed]
+    assert [row.version for row in again] == [row.version + 1 for row in claimed]
+
+
 def test_a_receipt_batch_does_what_the_receipts_one_by_one_would(app_context):
     batched, batched_ids = _sent_message(4, "batch")
     single, single_ids = _sent_message(4, "single")
