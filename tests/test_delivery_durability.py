@@ -1,7 +1,7 @@
 """The pipeline survives crashes and shares work: nothing lost, nothing sent twice."""
 
 import json
-import time
+import uuid
 
 import pytest
 import requests
@@ -10,12 +10,15 @@ from services.webhook_signing import sign_webhook_body
 from tests.support import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
+    REDIS_URL,
     WEBHOOK_SECRET,
     LiveServer,
+    RecordingClient,
     eventually,
     fresh_postgres_database,
     migrate_database,
     postgres_reachable,
+    redis_reachable,
     require_service,
     seed_admin,
 )
@@ -114,31 +117,36 @@ def test_failure_receipt_moves_a_sent_recipient_forward_only(sqlite_database):
         server.stop()
 
 
-def test_two_dispatchers_on_postgresql_never_send_a_recipient_twice(tmp_path):
+def test_two_nodes_on_postgresql_and_redis_send_each_recipient_exactly_once(tmp_path):
+    """Two nodes share one 5,000-recipient message; the owner tracks it from the other node."""
     require_service("PostgreSQL", postgres_reachable())
+    require_service("Redis", redis_reachable())
     send_log = tmp_path / "sent.jsonl"
     with fresh_postgres_database() as url:
         migrate_database(url)
         seed_admin(url)
         env = {"SIMULATED_SMS_LATENCY": "0.005", "DISPATCH_BATCH_SIZE": "50",
-               "SIMULATED_SMS_SEND_LOG": str(send_log)}
+               "SIMULATED_SMS_SEND_LOG": str(send_log), "SOCKETIO_MESSAGE_QUEUE": REDIS_URL,
+               "SOCKETIO_CHANNEL": f"hub-test-{uuid.uuid4().hex[:8]}"}
         first = LiveServer(url, name="pg-a", env={**env, "NODE_ID": "node-a"})
         second = LiveServer(url, name="pg-b", env={**env, "NODE_ID": "node-b"})
         first.start()
         second.start()
+        tracker = RecordingClient(second.url)
         try:
             token = _admin_token(first)
-            phones = [f"+1555333{i:04d}" for i in range(3000)]
-            started = time.monotonic()
+            tracker.connect(token=token)
+            phones = [f"+1555333{i:04d}" for i in range(5000)]
             message_id = first.api.post("/api/messages", token, json={
                 "body": "shared", "recipients": phones}).json()["id"]
+            assert tracker.call("track_message", message_id)["ok"] is True
             second.api.post("/api/messages", token, json={"body": "poke",
                                                           "recipients": ["+15551230000"]})
-            final = _wait_final(first, token, message_id, timeout=90)
-            assert final["successCount"] == 3000, final
+            final = _wait_final(first, token, message_id, timeout=120)
+            assert final["successCount"] == 5000, final
             keys = _sent_keys(send_log)
             assert len(keys) == len(set(keys)), "a recipient was sent twice"
-            assert len(keys) == 3001
+            assert len(keys) == 5001
             import psycopg
 
             with psycopg.connect(url) as conn:
@@ -146,7 +154,10 @@ def test_two_dispatchers_on_postgresql_never_send_a_recipient_twice(tmp_path):
                     "SELECT claimed_by, count(*) FROM recipients WHERE message_id = %s "
                     "GROUP BY claimed_by", (int(message_id),)).fetchall())
             assert set(per_node) == {"node-a", "node-b"}, per_node
-            assert time.monotonic() - started < 90
+            tracker.wait_for("message_update", lambda update: update["messageId"] == message_id
+                             and update["status"] == "SENT" and update["successCount"] == 5000,
+                             timeout=20)
         finally:
+            tracker.close()
             first.stop()
             second.stop()
