@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 export FLASK_APP := app
 
-.PHONY: run test db lint soak bench bench-scaleout bench-analytics assets clean
+.PHONY: run test db lint soak bench bench-scaleout bench-analytics bench-variants assets clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,3 +55,8 @@ bench-scaleout: $(STAMP)
 ## analytics work's share of one core (BACKENDS=sqlite,postgresql BENCH_SECONDS=20)
 bench-analytics: $(STAMP)
 	@$(PY) bench/analytics.py $(if $(BACKENDS),--backends $(BACKENDS)) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
+
+## bench-variants: the shipped transport and JSON against python-engineio's own socket,
+## simple-websocket and the standard json (CONNECTIONS=5000 VARIANTS=hub,hub-json,...)
+bench-variants: $(STAMP)
+	@$(PY) bench/variants.py $(if $(CONNECTIONS),--connections $(CONNECTIONS)) $(if $(VARIANTS),--variants $(VARIANTS))

@@ -31,6 +31,7 @@ WORK = ROOT / "bench" / "out"
 SECRET = "bench-secret-0123456789abcdef0123456789"
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RESULTS_MARKER = "<!-- bench/run.py results -->"
+LOAD_ARGS = "--k 5 --m 1000 --rate 200 --ackc 100 --ackt 5"
 
 # The hub's production settings, except the per-address and per-user caps and the
 # per-socket event rate, which a load generator on one address must exceed.
@@ -106,19 +107,36 @@ def fresh_postgres() -> str | None:
         return None
 
 
-def run_compare(kit: Path, name: str, port: int, size: int, command: list[str],
-                env: dict, load_args: str) -> dict | None:
+class CompareFailed(RuntimeError):
+    """The kit's run ended without figures; the message is the tail of its output."""
+
+
+def compare(kit: Path, name: str, port: int, size: int, command: list[str], env: dict,
+            load_args: str) -> dict:
+    """One ``compare.sh`` run: the server's figures, or ``CompareFailed`` with the reason.
+
+    Callers that must report why a server could not be measured (not just
+    that it was not) need the kit's output, so the failure carries it.
+    """
     started = time.monotonic()
     result = subprocess.run([str(kit / "compare.sh"), name, str(port), str(size), "--", *command],
                             cwd=ROOT, env={**os.environ, **env, "SECRET": SECRET,
                                            "LOAD_ARGS": load_args},
                             capture_output=True, text=True, timeout=900)
     if result.returncode != 0 or not result.stdout.strip():
-        print(f"{name} at {size} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
-        return None
+        raise CompareFailed(result.stderr[-2000:].strip() or f"exit status {result.returncode}")
     line = json.loads(result.stdout.strip().splitlines()[-1])
     print(f"{name} n={size}: {time.monotonic() - started:.0f}s", file=sys.stderr)
     return line["result"]
+
+
+def run_compare(kit: Path, name: str, port: int, size: int, command: list[str],
+                env: dict, load_args: str) -> dict | None:
+    try:
+        return compare(kit, name, port, size, command, env, load_args)
+    except CompareFailed as failure:
+        print(f"{name} at {size} failed:\n{failure}", file=sys.stderr)
+        return None
 
 
 FIGURES = [
@@ -141,24 +159,26 @@ FIGURES = [
 ]
 
 
-def table(size: int, results: dict[str, dict]) -> str:
+def ratio_table(results: dict[str, dict], reference: str,
+                figures: list[tuple] = FIGURES) -> list[str]:
+    """Markdown rows: one column per run, then each other run's ratio to ``reference``."""
     names = list(results)
-    header = "| figure | " + " | ".join(names) + " | " + " | ".join(
-        f"{n} / node" for n in names if n != "node") + " |"
-    lines = [f"### {size:,} connections", "", header,
-             "|" + " --- |" * (1 + len(names) + len([n for n in names if n != "node"]))]
-    for _key, label, pick in FIGURES:
+    others = [name for name in names if name != reference]
+    lines = ["| figure | " + " | ".join(names) + " | " + " | ".join(
+        f"{name} / {reference}" for name in others) + " |",
+        "|" + " --- |" * (1 + len(names) + len(others))]
+    for _key, label, pick in figures:
         values = {name: pick(result) for name, result in results.items()}
-        ratios = []
-        for name in names:
-            if name == "node":
-                continue
-            hub, node = values.get(name), values.get("node")
-            ratios.append(f"{hub / node:.2f}" if isinstance(hub, int | float) and
-                          isinstance(node, int | float) and node else "–")
+        base = values.get(reference)
+        ratios = [f"{values[name] / base:.2f}" if isinstance(values[name], int | float) and
+                  isinstance(base, int | float) and base else "–" for name in others]
         cells = [str(values[n]) if values[n] is not None else "–" for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
-    return "\n".join(lines)
+    return lines
+
+
+def table(size: int, results: dict[str, dict]) -> str:
+    return "\n".join([f"### {size:,} connections", "", *ratio_table(results, "node")])
 
 
 def machine() -> str:
@@ -173,12 +193,31 @@ def machine() -> str:
     return f"{os.cpu_count()} × {model}, {memory_kb // 1024 // 1024} GiB, {platform.platform()}"
 
 
+def write_section(marker: str, section: str, before: str | None = None) -> None:
+    """Put ``section`` (which starts and ends with ``marker``) into BENCHMARKS.md.
+
+    A section already there is replaced in place, so reruns keep the
+    document's order; a new one goes just above the ``before`` line when
+    given and present, else at the end.
+    """
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if marker in text:
+        head, _, rest = text.partition(marker)
+        text = head + section + rest.partition(marker)[2]
+    elif before and f"\n{before}\n" in text:
+        head, _, rest = text.partition(f"\n{before}\n")
+        text = head + "\n" + section + "\n\n" + before + "\n" + rest
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default=os.environ.get("SIZES", "1000,5000,10000"))
     parser.add_argument("--backends", default=os.environ.get("BACKENDS", "sqlite,postgresql"))
-    parser.add_argument("--load-args", default=os.environ.get(
-        "LOAD_ARGS", "--k 5 --m 1000 --rate 200 --ackc 100 --ackt 5"))
+    parser.add_argument("--load-args", default=os.environ.get("LOAD_ARGS", LOAD_ARGS))
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -219,15 +258,7 @@ def main() -> None:
         *[section + "\n" for section in sections],
         RESULTS_MARKER,
     ])
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if RESULTS_MARKER in text:
-        before, _, rest = text.partition(RESULTS_MARKER)
-        _, _, after = rest.partition(RESULTS_MARKER)
-        text = before + report + after
-    else:
-        text = text.rstrip() + "\n\n" + report + "\n"
-    path.write_text(text)
+    write_section(RESULTS_MARKER, report)
     print(report)
 
 
