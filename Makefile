@@ -38,9 +38,11 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-output
 
-## bench: the hub against the Node socket.io peer (SIZES=1000,5000,10000 BACKENDS=sqlite,postgresql)
+## bench: the hub against the Node socket.io peer (SIZES=1000,5000,10000 BACKENDS=sqlite,postgresql;
+## BENCH_LABEL=capacity keeps the run in its own section instead of replacing the main table)
 bench: $(STAMP)
-	@$(PY) bench/run.py $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS))
+	@$(PY) bench/run.py $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS)) \
+		$(if $(BENCH_LABEL),--label $(BENCH_LABEL))
 
 ## soak: connection churn for SOAK_SECONDS (default 300) against the hub and the Node peer
 soak: $(STAMP)

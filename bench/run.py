@@ -218,7 +218,11 @@ def main() -> None:
     parser.add_argument("--sizes", default=os.environ.get("SIZES", "1000,5000,10000"))
     parser.add_argument("--backends", default=os.environ.get("BACKENDS", "sqlite,postgresql"))
     parser.add_argument("--load-args", default=os.environ.get("LOAD_ARGS", LOAD_ARGS))
+    parser.add_argument("--label", default="",
+                        help="keep this run in its own section of BENCHMARKS.md, beside the "
+                             "main table instead of replacing it (e.g. 'capacity')")
     args = parser.parse_args()
+    marker = f"<!-- bench/run.py results: {args.label} -->" if args.label else RESULTS_MARKER
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     WORK.mkdir(parents=True, exist_ok=True)
@@ -249,16 +253,18 @@ def main() -> None:
         sections.append(table(size, results))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
+    title = f"Hub vs Node socket.io peer{f', {args.label}' if args.label else ''}"
+    command = " ".join(["make bench", f"SIZES={args.sizes}", f"BACKENDS={args.backends}",
+                        *([f"BENCH_LABEL={args.label}"] if args.label else [])])
     report = "\n".join([
-        RESULTS_MARKER,
-        f"## Hub vs Node socket.io peer ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"commit {commit})", "",
+        marker,
+        f"## {title} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit})", "",
         f"Machine: {machine()}. Server pinned to CPU 0, load generator to CPU 1.",
-        f"Command: `make bench SIZES={args.sizes}` (load: `{args.load_args}`).", "",
+        f"Command: `{command}` (load: `{args.load_args}`).", "",
         *[section + "\n" for section in sections],
-        RESULTS_MARKER,
+        marker,
     ])
-    write_section(RESULTS_MARKER, report)
+    write_section(marker, report, before="<!-- bench/soak.py results -->")
     print(report)
 
 

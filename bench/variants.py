@@ -43,7 +43,7 @@ from bench.run import (  # noqa: E402
 )
 
 MARKER = "<!-- bench/variants.py results -->"
-BEFORE_HEADING = "## Where the hub's time goes (issue 8 goals)"
+BEFORE_HEADING = "## Where the hub's time goes"
 PORT = 7121
 REFERENCE = "hub"
 VARIANTS = {
