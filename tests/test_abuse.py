@@ -154,3 +154,21 @@ def test_rest_cors_allows_only_listed_origins(limited_hub):
     foreign = requests.options(limited_hub.url + "/api/auth/login", headers={
         "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}, timeout=5)
     assert "Access-Control-Allow-Origin" not in foreign.headers
+
+
+def test_without_a_list_only_the_hubs_own_origin_may_open_a_socket(sqlite_hub):
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        _handshake(sqlite_hub, "https://evil.example")
+    assert refused.value.status_code == 403
+    assert json.loads(refused.value.resp_body)["error"]["code"] == "forbidden"
+    assert _handshake(sqlite_hub, sqlite_hub.url).startswith("0{")
+
+
+def test_without_a_list_rest_grants_no_foreign_origin(sqlite_hub):
+    foreign = {"Origin": "https://evil.example"}
+    preflight = requests.options(sqlite_hub.url + "/api/auth/login", timeout=5, headers={
+        **foreign, "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+    answer = requests.get(sqlite_hub.url + "/api/socket/online-count", headers=foreign,
+                          timeout=5)
+    assert "Access-Control-Allow-Origin" not in answer.headers

@@ -1,11 +1,47 @@
 """Registration, login, refresh, logout, and every way a socket connect is refused."""
 
+import os
+import subprocess
+import sys
 import time
 
+import jwt
 import pytest
 import socketio
 
-from tests.support import RecordingClient, mint_token
+from tests.support import (
+    JWT_SECRET,
+    ROOT,
+    LiveServer,
+    RecordingClient,
+    migrate_database,
+    mint_token,
+)
+
+
+@pytest.fixture(scope="module")
+def closed_hub(tmp_path_factory):
+    """A hub on its own SQLite database with ``REGISTRATION_ENABLED=0``; no users yet."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('closed') / 'hub.db'}"
+    migrate_database(url)
+    server = LiveServer(url, name="closed", env={"REGISTRATION_ENABLED": "0"})
+    server.start()
+    yield server
+    server.stop()
+
+
+def _flask_users_create(database_url: str, *arguments: str, typed: str | None = None):
+    """``flask users create ...`` as an operator runs it; ``typed`` is what they type."""
+    env = {**os.environ, "HUB_ENV": "testing", "DATABASE_URL": database_url}
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create",
+                           *arguments], cwd=ROOT, env=env, input=typed, capture_output=True,
+                          text=True, timeout=60)
+
+
+def _login(server, email, password):
+    response = server.api.post("/api/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def test_register_login_and_refresh(api):
@@ -197,3 +233,42 @@ def test_renewing_after_auth_expired_keeps_the_socket(connect, user):
     assert client.call("authenticate", mint_token(str(user.id), expires_in=600))["ok"]
     assert not client.disconnected.wait(5)
 
+
+
+def test_registration_switched_off_is_refused(closed_hub):
+    response = closed_hub.api.post("/api/auth/register",
+                                   json={"email": "newcomer@example.com",
+                                         "password": "long enough pw"})
+    assert response.status_code == 403
+    assert response.json() == {"error": {"code": "forbidden",
+                                         "message": "Registration is disabled"}}
+    refused = closed_hub.api.post("/api/auth/login", json={"email": "newcomer@example.com",
+                                                          "password": "long enough pw"})
+    assert refused.status_code == 401
+
+
+def test_cli_creates_an_admin_whose_token_carries_the_role(closed_hub):
+    created = _flask_users_create(closed_hub.database_url, "Boss@Example.com", "--admin",
+                                  "--password", "boss password 123")
+    assert created.returncode == 0, created.stderr
+    body = _login(closed_hub, "boss@example.com", "boss password 123")
+    assert body["user"]["role"] == "admin"
+    claims = jwt.decode(body["accessToken"], JWT_SECRET, algorithms=["HS256"])
+    assert claims["role"] == "admin" and claims["sub"] == body["user"]["id"]
+    client = RecordingClient(closed_hub.url)
+    client.connect(token=body["accessToken"])
+    try:
+        assert client.wait_for("session")["role"] == "admin"
+        assert "admins" in client.call("get_rooms")
+    finally:
+        client.close()
+
+
+def test_cli_prompts_for_the_password_and_without_admin_creates_a_user(closed_hub):
+    created = _flask_users_create(closed_hub.database_url, "clerk@example.com",
+                                  typed="clerk password 123\nclerk password 123\n")
+    assert created.returncode == 0, created.stderr
+    body = _login(closed_hub, "clerk@example.com", "clerk password 123")
+    assert body["user"]["role"] == "user"
+    claims = jwt.decode(body["accessToken"], JWT_SECRET, algorithms=["HS256"])
+    assert claims.get("role") != "admin"

@@ -1,6 +1,36 @@
 """Connection state in SQL: online checks, counts, stats, ping and pong."""
 
-from tests.support import eventually
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from config import TestingConfig
+from extensions import db
+from models import Connection
+from tests.support import eventually, make_app
+
+# Connects, disconnects and pongs reach SQL in one batch per flush interval; the
+# second is headroom for a busy machine.
+FLUSH_BOUND = TestingConfig.CONNECTION_FLUSH_INTERVAL + 1.0
+
+
+@pytest.fixture
+def connection_row(hub):
+    """Reads one socket's row of the hub's ``connections`` table, as any node would."""
+    app = make_app(hub.database_url)
+
+    def read(sid: str) -> dict | None:
+        with app.app_context():
+            row = db.session.get(Connection, sid)
+            if row is None:
+                return None
+            return {column.key: getattr(row, column.key) for column in Connection.__table__.c}
+
+    yield read
+    with app.app_context():
+        db.engine.dispose()
 
 
 def _online(api, token, user_id):
@@ -29,11 +59,24 @@ def test_online_of_another_user_is_for_admins_only(api, make_user, admin, connec
 
 
 def test_online_count_counts_distinct_users(api, make_user, connect):
-    baseline = api.get("/api/socket/online-count", make_user().token).json()["count"]
     alice, bob = make_user(), make_user()
-    connect(alice.token), connect(alice.token), connect(bob.token)
-    eventually(lambda: api.get("/api/socket/online-count", alice.token).json()["count"]
-               >= baseline + 2)
+
+    def online_count():
+        return api.get("/api/socket/online-count", alice.token).json()["count"]
+
+    baseline = online_count()
+    sockets = [connect(alice.token), connect(alice.token), connect(bob.token)]
+    for client in sockets:
+        client.wait_for("session")  # sent once the connection is registered
+    assert online_count() == baseline + 2
+    third_of_alice = connect(alice.token)
+    third_of_alice.wait_for("session")
+    assert online_count() == baseline + 2
+    sockets[0].close()
+    eventually(lambda: _online(api, alice.token, alice.id)["connections"] == 2)
+    assert online_count() == baseline + 2
+    sockets[2].close()
+    eventually(lambda: online_count() == baseline + 1)
 
 
 def test_stats_lists_this_node_with_its_connections(api, admin, user, connect):
@@ -78,3 +121,58 @@ def test_unknown_events_and_extra_arguments_are_invalid_payload(connect, user):
     assert client.call("join_room", "room:a", "room:b")["error"]["code"] == "invalid_payload"
     assert client.call("join_room")["error"]["code"] == "invalid_payload"
     assert client.sio.connected
+
+
+def test_stats_rooms_counts_a_newly_joined_room(api, admin, user, connect):
+    client = connect(user.token)
+    client.wait_for("session")
+
+    def rooms_after_next_heartbeat():
+        """Rooms are counted at each heartbeat: wait for one that began after this call."""
+        asked = datetime.now(UTC)
+
+        def fresh_stats():
+            stats = api.get("/api/socket/stats", admin.token).json()
+            beat = datetime.fromisoformat(stats["nodes"][0]["lastHeartbeat"])
+            return stats if beat > asked else None
+        return eventually(fresh_stats)["rooms"]
+
+    baseline = rooms_after_next_heartbeat()
+    room = f"room:stats-{uuid.uuid4().hex}"
+    assert client.call("join_room", room)["ok"] is True
+    assert rooms_after_next_heartbeat() == baseline + 1
+    assert client.call("leave_room", room)["ok"] is True
+    assert rooms_after_next_heartbeat() == baseline
+
+
+def test_connection_row_records_user_node_address_agent_and_times(api, admin, user, connect,
+                                                                  connection_row):
+    opened = datetime.now(UTC)
+    client = connect(user.token, headers={"User-Agent": "rows-check/1.0"})
+    client.wait_for("session")
+    sid = client.sid
+    row = eventually(lambda: connection_row(sid), timeout=FLUSH_BOUND)
+    node_id = api.get("/api/socket/stats", admin.token).json()["nodes"][0]["id"]
+    assert row["user_id"] == user.id and row["node_id"] == node_id
+    assert row["remote_addr"] == "127.0.0.1"
+    assert row["user_agent"] == "rows-check/1.0"
+    assert opened <= row["connected_at"] <= datetime.now(UTC)
+    assert row["last_seen_at"] == row["connected_at"]
+    client.close()
+    eventually(lambda: connection_row(sid) is None, timeout=FLUSH_BOUND)
+
+
+def test_pong_records_last_seen_and_round_trip_in_sql(user, connect, connection_row):
+    client = connect(user.token)
+    client.wait_for("session")
+    connected = eventually(lambda: connection_row(client.sid), timeout=FLUSH_BOUND)
+    time.sleep(0.1)  # so that the pong's time differs from the connect's
+    before = datetime.now(UTC)
+    answer = client.call("pong", {"timestamp": time.time() * 1000})
+    after = datetime.now(UTC)
+    seen = eventually(lambda: (row := connection_row(client.sid))
+                      and row["last_seen_at"] > connected["last_seen_at"] and row,
+                      timeout=FLUSH_BOUND)
+    assert before <= seen["last_seen_at"] <= after
+    assert seen["rtt_ms"] == pytest.approx(answer["rttMs"])
+    assert seen["connected_at"] == connected["connected_at"]

@@ -1,10 +1,11 @@
 """The messaging core end to end: send, watch recipient by recipient, receipts, tracking."""
 
+import hashlib
+import hmac
 import json
 
 import pytest
 
-from services.webhook_signing import sign_webhook_body
 from tests.support import WEBHOOK_SECRET, eventually
 
 PRICE = 0.0075
@@ -23,12 +24,26 @@ def _final_message(api, user, message_id):
     return eventually(done, timeout=10)
 
 
+def _hmac_sha256(raw, secret=WEBHOOK_SECRET):
+    """The spec's signature, computed here rather than by the hub's own code."""
+    return hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
 def _webhook(api, payload, secret=WEBHOOK_SECRET, signature=None):
     raw = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json",
-               "X-Signature": signature if signature is not None else
-               sign_webhook_body(raw, secret)}
+               "X-Signature": signature if signature is not None else _hmac_sha256(raw, secret)}
     return api.post("/api/webhooks/delivery", data=raw, headers=headers)
+
+
+def _latest_by_recipient(updates):
+    """Each recipient's ``recipient_update`` with the highest version."""
+    best = {}
+    for update in updates:
+        known = best.get(update["recipientId"])
+        if known is None or update["version"] > known["version"]:
+            best[update["recipientId"]] = update
+    return best
 
 
 def test_message_to_three_numbers_is_watched_recipient_by_recipient(api, user, connect):
@@ -48,15 +63,11 @@ def test_message_to_three_numbers_is_watched_recipient_by_recipient(api, user, c
                      "recipientCount": 3, "cost": pytest.approx(2 * PRICE),
                      "version": final["version"]}
 
-    def latest_states():
-        best = {}
-        for update in tracker.received("recipient_update"):
-            known = best.get(update["recipientId"])
-            if known is None or update["version"] > known["version"]:
-                best[update["recipientId"]] = update
-        return best
-    states = eventually(lambda: (s := latest_states()) and len(s) == 3 and all(
-        u["status"] in ("DELIVERED", "FAILED") for u in s.values()) and s, timeout=10)
+    def final_states():
+        best = _latest_by_recipient(tracker.received("recipient_update"))
+        return len(best) == 3 and all(
+            u["status"] in ("DELIVERED", "FAILED") for u in best.values()) and best
+    states = eventually(final_states, timeout=10)
     by_phone = {u["phone"]: u for u in states.values()}
     assert by_phone["+15551230001"]["status"] == "DELIVERED"
     assert by_phone["+15551230002"]["status"] == "DELIVERED"
@@ -68,6 +79,8 @@ def test_message_to_three_numbers_is_watched_recipient_by_recipient(api, user, c
     assert note["data"]["messageId"] == message_id
     stored = _final_message(api, user, message_id)
     assert stored["cost"] == pytest.approx(2 * PRICE) and stored["completedAt"].endswith("Z")
+    owner_socket.call("get_rooms")  # round trip: anything in flight has arrived
+    assert owner_socket.received("recipient_update") == [], "only trackers get recipients"
 
 
 def test_all_refused_message_ends_failed_and_costs_nothing(api, user, connect):
@@ -75,6 +88,10 @@ def test_all_refused_message_ends_failed_and_costs_nothing(api, user, connect):
     message_id = _send(api, user, ["+15005550001", "+15005550009"]).json()["id"]
     final = _final_message(api, user, message_id)
     assert final["status"] == "FAILED" and final["failedCount"] == 2 and final["cost"] == 0
+    update = client.wait_for("message_update", lambda m: m["status"] != "SENDING")
+    assert update == {"messageId": message_id, "status": "FAILED", "successCount": 0,
+                      "failedCount": 2, "deliveredCount": 0, "recipientCount": 2, "cost": 0,
+                      "version": final["version"]}
     note = client.wait_for("notification", lambda n: n["type"] == "message_failed")
     assert note["data"]["messageId"] == message_id
     recipients = api.get(f"/api/messages/{message_id}/recipients", user.token).json()
@@ -111,8 +128,10 @@ def test_another_user_cannot_track_or_read_a_message(api, make_user, admin, conn
     assert other_socket.call("track_message", "987654321") == expected
     assert other_socket.call("join_room", f"message:{message_id}")["error"]["code"] == \
         "forbidden"
-    assert api.get(f"/api/messages/{message_id}", other.token).status_code == 404
-    assert api.get(f"/api/messages/{message_id}/recipients", other.token).status_code == 404
+    for path in (f"/api/messages/{message_id}", f"/api/messages/{message_id}/recipients"):
+        hidden = api.get(path, other.token)
+        assert hidden.status_code == 404
+        assert hidden.json() == {"error": {"code": "not_found", "message": "Message not found"}}
     other_socket.call("get_rooms")
     assert other_socket.received("recipient_update") == []
     admin_socket = connect(admin.token)
@@ -251,3 +270,94 @@ def test_a_tracker_keeps_up_with_a_large_message(api, user, connect):
     delivered = {u["recipientId"] for u in tracker.received("recipient_update")
                  if u["status"] == "DELIVERED"}
     assert len(delivered) == 1500
+
+
+def test_unknown_message_id_is_404_json(api, user):
+    for path in ("/api/messages/987654321", "/api/messages/987654321/recipients"):
+        response = api.get(path, user.token)
+        assert response.status_code == 404
+        assert response.json() == {"error": {"code": "not_found",
+                                             "message": "Message not found"}}
+
+
+def test_idempotency_key_with_another_body_is_409_and_keys_are_per_caller(api, make_user):
+    first_caller, second_caller = make_user(), make_user()
+    headers = {"Idempotency-Key": "same-key-for-both"}
+    first = _send(api, first_caller, headers=headers)
+    assert first.status_code == 202
+    conflict = _send(api, first_caller, body="Another body", headers=headers)
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["code"] == "conflict"
+    second = _send(api, second_caller, headers=headers)
+    assert second.status_code == 202 and second.json()["id"] != first.json()["id"]
+    for caller, message in ((first_caller, first), (second_caller, second)):
+        listed = api.get("/api/messages", caller.token).json()["messages"]
+        assert [m["id"] for m in listed] == [message.json()["id"]]
+
+
+# Every change of a recipient raises its version by one, from 1 when it is stored.
+DELIVERED_CHAIN = {1: "PENDING", 2: "SENDING", 3: "SENT", 4: "DELIVERED"}
+REFUSED_CHAIN = {1: "PENDING", 2: "SENDING", 3: "FAILED"}
+
+
+def test_a_tracker_sees_each_recipient_version_rise_by_one_per_change(api, user, connect):
+    tracker = connect(user.token)
+    message_id = _send(api, user, ["+15551236001", "+15005550001"]).json()["id"]
+    assert tracker.call("track_message", message_id)["ok"] is True
+
+    def settled():
+        latest = _latest_by_recipient(tracker.received("recipient_update"))
+        return len(latest) == 2 and {u["status"] for u in latest.values()} == {
+            "DELIVERED", "FAILED"}
+    eventually(settled, timeout=10)
+
+    seen: dict[str, dict[int, str]] = {}
+    for update in tracker.received("recipient_update"):
+        versions = seen.setdefault(update["phone"], {})
+        assert versions.setdefault(update["version"], update["status"]) == update["status"], \
+            f"version {update['version']} repeated with another status"
+    for phone, chain in (("+15551236001", DELIVERED_CHAIN), ("+15005550001", REFUSED_CHAIN)):
+        first = min(seen[phone])
+        assert seen[phone] == {v: s for v, s in chain.items() if v >= first}, phone
+
+    updates_by_version: dict[int, dict] = {}
+    for update in tracker.received("message_update"):
+        assert updates_by_version.setdefault(update["version"], update) == update
+
+
+def test_untracking_stops_the_updates_of_that_message(api, user, admin, connect):
+    phones = [f"+1555222{i:04d}" for i in range(300)]
+    message_id = _send(api, user, phones).json()["id"]
+    leaving, staying = connect(admin.token), connect(user.token)
+    # Receipts follow each send by 0.3 s (testing) and 300 sends take several rounds:
+    # the untrack is done well before the last receipt.
+    assert leaving.call("track_message", message_id)["ok"] is True
+    assert leaving.call("untrack_message", message_id) == {"ok": True, "messageId": message_id}
+    assert staying.call("track_message", message_id)["ok"] is True
+
+    def delivered(client):
+        return {u["recipientId"] for u in client.received("recipient_update")
+                if u["status"] == "DELIVERED"}
+    staying.wait_for("message_update", lambda m: m["deliveredCount"] == 300, timeout=30)
+    eventually(lambda: len(delivered(staying)) == 300, timeout=10)
+    leaving.call("get_rooms")  # round trip: anything in flight has arrived
+    assert len(delivered(leaving)) < 300
+    assert not [m for m in leaving.received("message_update") if m["deliveredCount"] == 300]
+
+
+def test_webhook_signature_is_hmac_sha256_of_the_raw_body(api):
+    receipt = {"providerMessageId": "sim_unknown_for_signing", "status": "DELIVERED"}
+    raw = json.dumps(receipt).encode()
+
+    def post(signature, body=raw):
+        return api.post("/api/webhooks/delivery", data=body, headers={
+            "Content-Type": "application/json", "X-Signature": signature})
+
+    assert post(_hmac_sha256(raw)).json() == {"received": 1, "applied": 0, "unknown": 1}
+    sha1 = hmac.new(WEBHOOK_SECRET.encode(), raw, hashlib.sha1).hexdigest()
+    unkeyed = hashlib.sha256(raw).hexdigest()
+    respaced = json.dumps(receipt, separators=(",", ":")).encode()
+    for refused in (post(sha1), post(unkeyed), post(_hmac_sha256(respaced)),
+                    post(_hmac_sha256(raw), body=respaced.replace(b'"sim', b'"sim2'))):
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "unauthenticated"

@@ -88,3 +88,25 @@ def test_failure_without_ack_arrives_as_error_event(connect, user):
     error = client.wait_for("error")
     assert error == {"event": "join_room", "code": "forbidden",
                      "message": "You may not join this room"}
+
+
+def test_room_name_of_exactly_128_characters_is_the_longest_accepted(connect, user):
+    client = connect(user.token)
+    longest = "room:" + "a" * 123
+    assert len(longest) == 128
+    assert client.call("join_room", longest) == {"ok": True, "room": longest}
+    assert longest in client.call("get_rooms")
+    too_long = longest + "a"
+    answer = client.call("join_room", too_long)
+    assert answer["ok"] is False and answer["error"]["code"] == "invalid_payload"
+    assert too_long not in client.call("get_rooms")
+
+
+def test_admin_may_join_the_room_of_another_users_message(api, connect, admin, user):
+    sent = api.post("/api/messages", user.token,
+                    json={"body": "hello", "recipients": ["+15551238001"]})
+    assert sent.status_code == 202
+    room = f"message:{sent.json()['id']}"
+    client = connect(admin.token)
+    assert client.call("join_room", room) == {"ok": True, "room": room}
+    assert room in client.call("get_rooms")
