@@ -82,7 +82,7 @@ def test_connections_per_user_are_capped_with_a_clear_error(limited_hub):
     user = register_user(limited_hub)
     clients, refused = [], None
     try:
-        for _ in range(25):
+        for _ in range(200):
             client = RecordingClient(limited_hub.url)
             try:
                 client.connect(token=user.token)
