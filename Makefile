@@ -44,7 +44,8 @@ bench: $(STAMP)
 	@$(PY) bench/run.py $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS)) \
 		$(if $(BENCH_LABEL),--label $(BENCH_LABEL))
 
-## soak: connection churn for SOAK_SECONDS (default 300) against the hub and the Node peer
+## soak: connection churn for SOAK_SECONDS (default 300) on the hub (full rounds, then basic
+## ones) and on the Node peer; prints the figures and PASS/FAIL checks, fails if one fails
 soak: $(STAMP)
 	@$(PY) bench/soak.py $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
 

@@ -15,6 +15,16 @@ from extensions import socketio
 from services import analytics, rate_limits
 from services.connections import registry
 
+# The counters of ``internals()`` that grow with each live connection (or one being
+# opened or closed): its sid room and the rooms it joined, its entries in Socket.IO's
+# and Engine.IO's tables, and in this hub's registry, handshake and rate-limit maps.
+# After churn and a settle each is back where it was before, or something kept a
+# departed socket. The churn test and the soak both check this one list.
+PER_CONNECTION = ("engineioSockets", "socketioRooms", "socketioSids", "socketioRoomIndex",
+                  "socketioMemberships", "pendingConnect", "pendingDisconnect", "callbacks",
+                  "binaryPackets", "environ", "protocolErrors", "registryConnections",
+                  "registryUsers", "registryAddresses", "authenticating", "rateLimitBuckets")
+
 
 def _rss_kb() -> int:
     with open("/proc/self/status") as handle:

@@ -2,13 +2,9 @@
 
 import pytest
 
+from services.diagnostics import PER_CONNECTION
 from tests.churn import churn, internals
 from tests.support import LiveServer, eventually, migrate_database, register_user, seed_admin
-
-PER_CONNECTION = ("engineioSockets", "socketioSids", "socketioRoomIndex", "socketioMemberships",
-                  "pendingConnect", "pendingDisconnect", "callbacks", "binaryPackets", "environ",
-                  "protocolErrors", "registryConnections", "registryUsers",
-                  "registryAddresses", "authenticating", "rateLimitBuckets")
 
 
 @pytest.fixture(scope="module")
