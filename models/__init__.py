@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per aggregate; imported here so Alembic sees them all."""
 
-from models.analytics import AnalyticsMark
+from models.analytics import AnalyticsMark, MessageDailyTotal
 from models.connection import Connection, Node
 from models.idempotency import IdempotencyRecord
 from models.message import Message, Recipient
@@ -13,6 +13,7 @@ __all__ = [
     "Connection",
     "IdempotencyRecord",
     "Message",
+    "MessageDailyTotal",
     "Node",
     "Notification",
     "NotificationRead",

@@ -11,10 +11,11 @@ Figures (README "Analytics figures" documents each):
 - global (admins): the same over every user, plus online users, live
   connections per node and events in and out per second.
 
-They are computed from counters kept on each message row (recipient,
-success, failed and delivered counts, cost), through the ``(user_id, id)``
-and ``created_at`` indexes; per-recipient rows are read only for messages
-still in flight and for the last day's hourly series.
+Totals, status counts and the daily usage are read from
+``message_daily_totals``, one row per owner and UTC day that triggers on
+``messages`` keep exact, so a round's cost does not grow with each user's
+history; per-recipient rows are read only for messages still in flight and
+for the last day's hourly series.
 
 Delivery is batched: a change bumps the user's mark in ``analytics_marks`` in
 its own transaction; once per ``ANALYTICS_INTERVAL`` each node compares the
@@ -36,6 +37,7 @@ from sqlalchemy import Integer, bindparam, case, func, or_, select, text, true
 
 from extensions import db
 from models import AnalyticsMark, Message, Recipient
+from models import MessageDailyTotal as Totals
 from models.analytics import ALL_USERS
 from models.base import UTCDateTime
 from models.message import (
@@ -88,18 +90,18 @@ def _money(value: Any) -> float:
 
 
 # Figures are computed for many users at once: each query groups by owner over
-# ``user_id IN (...)`` (the ``(user_id, id)`` index), so a round costs a handful
-# of statements however many users changed. ``None`` instead of a list of users
-# means everyone together (the admins' global view).
+# ``user_id IN (...)`` (the daily totals' key, or the ``(user_id, id)`` index), so
+# a round costs a handful of statements however many users changed. ``None``
+# instead of a list of users means everyone together (the admins' global view).
 Owners = list[int] | None
 CHUNK = 500
 
 
-def _grouping(user_ids: Owners) -> tuple[list[Any], Any]:
+def _grouping(user_ids: Owners, owner: Any = Message.user_id) -> tuple[list[Any], Any]:
     """The owner column to group by (none for everyone) and the rows it covers."""
     if user_ids is None:
         return [], true()
-    return [Message.user_id], Message.user_id.in_(user_ids)
+    return [owner], owner.in_(user_ids)
 
 
 def _by_owner(user_ids: Owners, rows) -> dict[int | None, list[tuple]]:
@@ -145,33 +147,37 @@ def _id_floor(since: datetime) -> int | None:
 
 
 def _totals(user_ids: Owners, clock: _Clock) -> dict[int | None, tuple]:
-    """One pass over the owners' messages for the headline figures and the status counts."""
+    """The headline figures and the status counts, from the owners' daily totals.
+
+    ``message_daily_totals`` is kept exact by triggers on ``messages``, so this
+    reads one row per owner and active day instead of every message ever sent;
+    today and this month start at UTC midnight, which is where its days start.
+    """
     def since(start: datetime, column):
-        return func.coalesce(func.sum(case((Message.created_at >= start, column), else_=0)), 0)
+        return func.coalesce(func.sum(case((Totals.day >= start.date(), column), else_=0)), 0)
 
-    def where(condition, column):
-        return func.coalesce(func.sum(case((condition, column), else_=0)), 0)
+    def total(column):
+        return func.coalesce(func.sum(column), 0)
 
-    finished = Message.status != MESSAGE_SENDING
-    owner, scope = _grouping(user_ids)
+    owner, scope = _grouping(user_ids, Totals.user_id)
     statement = select(
         *owner,
-        func.count(Message.id),
-        since(clock.today, 1),
-        func.coalesce(func.sum(Message.recipient_count), 0),
-        since(clock.today, Message.recipient_count),
-        func.coalesce(func.sum(Message.success_count), 0),
-        func.coalesce(func.sum(Message.delivered_count), 0),
-        func.coalesce(func.sum(Message.failed_count), 0),
-        func.coalesce(func.sum(Message.cost), 0),
-        since(clock.today, Message.cost),
-        since(clock.month, Message.cost),
-        where(Message.status == MESSAGE_SENDING, 1),
-        where(Message.status == MESSAGE_SENT, 1),
-        where(Message.status == MESSAGE_FAILED, 1),
-        where(finished, Message.success_count - Message.delivered_count),
-        where(finished, Message.delivered_count),
-        where(finished, Message.failed_count),
+        total(Totals.messages),
+        since(clock.today, Totals.messages),
+        total(Totals.recipients),
+        since(clock.today, Totals.recipients),
+        total(Totals.success),
+        total(Totals.delivered),
+        total(Totals.failed),
+        total(Totals.cost),
+        since(clock.today, Totals.cost),
+        since(clock.month, Totals.cost),
+        total(Totals.status_sending),
+        total(Totals.status_sent),
+        total(Totals.status_failed),
+        total(Totals.finished_success - Totals.finished_delivered),
+        total(Totals.finished_delivered),
+        total(Totals.finished_failed),
     ).where(scope).group_by(*owner)
     rows = _by_owner(user_ids, db.session.execute(statement))
     return {key: rows.get(key, [(0,) * 16])[0] for key in _keys(user_ids)}
@@ -210,12 +216,6 @@ def _hour_bucket(column):
         return func.to_char(func.date_trunc("hour", func.timezone("UTC", column)),
                             "YYYY-MM-DD\"T\"HH24")
     return func.strftime("%Y-%m-%dT%H", column)
-
-
-def _day_bucket(column):
-    if db.engine.dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d", column)
 
 
 def _message_stats(user_ids: Owners, clock: _Clock,
@@ -279,21 +279,15 @@ def _message_stats(user_ids: Owners, clock: _Clock,
 
 
 def _usage_stats(user_ids: Owners, clock: _Clock) -> dict[int | None, dict[str, Any]]:
-    """Segments and cost per day over the last 30 days (days in UTC)."""
-    owner, scope = _grouping(user_ids)
-    start = datetime.combine(clock.first_day, datetime.min.time(), UTC)
-    rows: dict[int | None, list[tuple]] = {}
-    floor = _id_floor(start)
-    if floor is not None:
-        bucket = _day_bucket(Message.created_at)
-        rows = _by_owner(user_ids, db.session.execute(
-            select(*owner, bucket, func.sum(Message.segments * Message.success_count),
-                   func.sum(Message.cost))
-            .where(scope, Message.id >= floor, Message.created_at >= start)
-            .group_by(*owner, bucket)))
+    """Segments and cost per day over the last 30 days (days in UTC), from the daily totals."""
+    owner, scope = _grouping(user_ids, Totals.user_id)
+    rows = _by_owner(user_ids, db.session.execute(
+        select(*owner, Totals.day, func.sum(Totals.segments_sent), func.sum(Totals.cost))
+        .where(scope, Totals.day >= clock.first_day)
+        .group_by(*owner, Totals.day)))
     result = {}
     for key in _keys(user_ids):
-        by_day = {day: (int(segments or 0), _money(cost))
+        by_day = {day.isoformat(): (int(segments or 0), _money(cost))
                   for day, segments, cost in rows.get(key, ())}
         result[key] = {"daily": [
             {"day": day, "segments": by_day.get(day, (0, 0.0))[0],

@@ -177,7 +177,7 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
                 cost=results.c.cost, sent_at=now, updated_at=now, version=_recipients.c.version + 1)
         .returning(*_EVENT_COLUMNS)
     ).all()
-    completed = _count_into_messages(recorded, now)
+    completed = _count_into_messages(recorded, owners, now)
     outcomes_by_status = Counter(row.status for row in recorded)
     for status, count in outcomes_by_status.items():
         metrics.recipients_sent.labels(status.lower()).inc(count)
@@ -187,7 +187,14 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
     return completed
 
 
-def _count_into_messages(recorded: list[Any], now: datetime) -> list[int]:
+def _count_into_messages(recorded: list[Any], owners: dict[int, int],
+                         now: datetime) -> list[int]:
+    """Add the batch to its messages' counters, in (owner, message) order.
+
+    Each message update also updates its owner's row of the day in
+    ``message_daily_totals`` (a trigger); taking those row locks in one order
+    keeps two nodes recording batches for the same users from deadlocking.
+    """
     totals: dict[int, list] = defaultdict(lambda: [0, 0, Decimal("0")])
     for row in recorded:
         total = totals[row.message_id]
@@ -197,7 +204,8 @@ def _count_into_messages(recorded: list[Any], now: datetime) -> list[int]:
         else:
             total[1] += 1
     completed = []
-    for message_id, (sent, failed, cost) in totals.items():
+    for message_id in sorted(totals, key=lambda key: (owners[key], key)):
+        sent, failed, cost = totals[message_id]
         counts = db.session.execute(
             update(Message).where(Message.id == message_id)
             .values(success_count=Message.success_count + sent,
@@ -294,17 +302,19 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
     for row in changed:
         if row.status == RECIPIENT_DELIVERED:
             delivered[row.message_id] += 1
-    for message_id, count in delivered.items():
+    owners: dict[int, int] = dict(db.session.execute(
+        select(Message.id, Message.user_id)
+        .where(Message.id.in_({row.message_id for row in changed}))).all()) if changed else {}
+    # In (owner, message) order, like ``_count_into_messages``: each update also
+    # locks the owner's row of the day in ``message_daily_totals``.
+    for message_id in sorted(delivered, key=lambda key: (owners[key], key)):
         db.session.execute(
             update(Message).where(Message.id == message_id)
-            .values(delivered_count=Message.delivered_count + count,
+            .values(delivered_count=Message.delivered_count + delivered[message_id],
                     version=Message.version + 1, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-    if changed:
-        analytics.mark_changed(set(db.session.scalars(
-            select(Message.user_id).where(Message.id.in_({row.message_id for row in changed}))
-        )))
+    analytics.mark_changed(set(owners.values()))
     db.session.commit()
     metrics.receipts_applied.inc(len(changed))
     emit_recipient_updates(changed)

@@ -1,0 +1,169 @@
+"""``message_daily_totals`` against the messages it sums, on both backends, in process.
+
+The table is kept by triggers and filled by its migration's backfill; the
+analytics figures read it instead of the messages. These tests drive the real
+pipeline (create, claim, record outcomes, receipts) and hold every row of the
+table to a sum computed here in Python from the message rows themselves.
+"""
+
+from collections import defaultdict
+from datetime import UTC, timedelta
+from decimal import Decimal
+
+import flask_migrate
+import pytest
+from sqlalchemy import delete, select
+
+from extensions import db
+from models import Message, MessageDailyTotal
+from services import analytics, auth, delivery, messages
+from services.providers import DeliveryReceipt, SendResult
+from tests.support import (
+    fresh_postgres_database,
+    make_app,
+    postgres_reachable,
+    require_service,
+)
+
+COUNTERS = ("messages", "recipients", "success", "delivered", "failed", "cost",
+            "segments_sent", "status_sending", "status_sent", "status_failed",
+            "finished_success", "finished_delivered", "finished_failed")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def before_totals(request, tmp_path):
+    """An app context on a database migrated up to just before the daily totals."""
+    if request.param == "sqlite":
+        database = None
+        url = f"sqlite:///{tmp_path / 'hub.db'}"
+    else:
+        require_service("PostgreSQL", postgres_reachable())
+        database = fresh_postgres_database()
+        url = database.__enter__()
+    app = make_app(url, DISPATCH_CLAIM_TIMEOUT=0.0)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0002")
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+    if database is not None:
+        database.__exit__(None, None, None)
+
+
+def _expected() -> dict[tuple, dict[str, object]]:
+    """Each owner's messages of each UTC day, summed here from the rows."""
+    sums: dict[tuple, dict[str, object]] = defaultdict(
+        lambda: {name: Decimal("0") if name == "cost" else 0 for name in COUNTERS})
+    db.session.expire_all()
+    for m in db.session.scalars(select(Message)):
+        row = sums[(m.user_id, m.created_at.astimezone(UTC).date())]
+        finished = m.status != "SENDING"
+        for name, value in (
+                ("messages", 1), ("recipients", m.recipient_count),
+                ("success", m.success_count), ("delivered", m.delivered_count),
+                ("failed", m.failed_count), ("cost", m.cost),
+                ("segments_sent", m.segments * m.success_count),
+                ("status_sending", m.status == "SENDING"), ("status_sent", m.status == "SENT"),
+                ("status_failed", m.status == "FAILED"),
+                ("finished_success", m.success_count if finished else 0),
+                ("finished_delivered", m.delivered_count if finished else 0),
+                ("finished_failed", m.failed_count if finished else 0)):
+            row[name] += value
+    return dict(sums)
+
+
+def _stored() -> dict[tuple, dict[str, object]]:
+    """The table's rows; a day left with no messages (moved or deleted) must be all zero."""
+    rows = {}
+    for total in db.session.scalars(select(MessageDailyTotal)):
+        values = {name: getattr(total, name) for name in COUNTERS}
+        if values["messages"] == 0:
+            assert not any(values.values()), values
+            continue
+        rows[(total.user_id, total.day)] = values
+    return rows
+
+
+def _send_round(node: str, tag: str) -> list[str]:
+    """Claim everything pending; every third recipient is refused. Returns accepted ids."""
+    claimed = delivery.claim_batch(node, 1000)
+    outcomes = [(row, SendResult(True, f"{tag}-{row.id}") if n % 3 else
+                 SendResult(False, None, "invalid_number", "Refused"))
+                for n, row in enumerate(claimed)]
+    delivery.record_outcomes(node, outcomes)
+    return [result.provider_message_id for _, result in outcomes if result.accepted]
+
+
+def _activity(users: list[int], tag: str) -> None:
+    """Messages of several users through the whole pipeline, some left in flight."""
+    for n, user_id in enumerate(users):
+        for size in (1, 3, 4):
+            messages.create(user_id, f"{tag} {'é' * n} " * (size * 20),
+                            [f"+1555{user_id:03d}{size}{i:03d}" for i in range(size)])
+    accepted = _send_round("node-a", tag)
+    delivery.apply_receipts([DeliveryReceipt(pid, "DELIVERED") for pid in accepted[::2]] +
+                            [DeliveryReceipt(pid, "FAILED", "carrier", "Lost")
+                             for pid in accepted[1::4]])
+    messages.create(users[0], f"{tag} still in flight", ["+15559990001", "+15559990002"])
+
+
+def _move_back(message_ids: list[int], days: int) -> None:
+    for message in db.session.scalars(select(Message).where(Message.id.in_(message_ids))):
+        message.created_at -= timedelta(days=days)
+    db.session.commit()
+
+
+def test_backfill_and_triggers_keep_the_totals_equal_to_the_messages(before_totals):
+    users = [auth.create_user(f"totals{n}@example.com", "a long password 1").id
+             for n in range(3)]
+    _activity(users, "before")
+    # Two messages on earlier days, and one of another day, before the table exists.
+    _move_back([1, 2], days=3)
+
+    flask_migrate.upgrade()
+    backfilled = _stored()
+    assert backfilled == _expected()
+    assert len({day for _, day in backfilled}) == 2 and len(backfilled) > 3
+
+    _activity(users, "after")
+    delivery.apply_receipts([DeliveryReceipt(f"after-{n}", "DELIVERED") for n in range(200)])
+    # A message moved to another day, and one deleted (as a cascade from its user would).
+    _move_back([4], days=40)
+    db.session.execute(delete(Message).where(Message.id == 5))
+    db.session.commit()
+    stored = _stored()
+    assert stored == _expected()
+    assert stored != backfilled
+    # The first round's message in flight was sent by the second round.
+    assert sum(row["status_sending"] for row in stored.values()) == 1
+    assert sum(row["finished_delivered"] for row in stored.values()) > 0
+
+
+def test_the_figures_read_from_the_totals_match_the_messages(before_totals):
+    flask_migrate.upgrade()
+    users = [auth.create_user(f"figures{n}@example.com", "a long password 1").id
+             for n in range(2)]
+    _activity(users, "figures")
+    figures = analytics.figures_for_many(users)
+    for user_id in users:
+        mine = [m for m in db.session.scalars(select(Message)) if m.user_id == user_id]
+        finished = [m for m in mine if m.status != "SENDING"]
+        dashboard = figures[user_id]["dashboard_stats"]
+        assert dashboard["messagesTotal"] == dashboard["messagesToday"] == len(mine) > 0
+        assert dashboard["recipientsTotal"] == sum(m.recipient_count for m in mine)
+        assert dashboard["sent"] == sum(m.success_count for m in mine)
+        assert dashboard["delivered"] == sum(m.delivered_count for m in mine) > 0
+        assert dashboard["failed"] == sum(m.failed_count for m in mine) > 0
+        assert dashboard["costTotal"] == dashboard["costMonth"] == float(
+            sum(m.cost for m in mine))
+        in_flight = len(mine) - len(finished)
+        assert dashboard["inFlight"] == in_flight == (1 if user_id == users[0] else 0)
+        by_status = figures[user_id]["message_stats"]["recipientsByStatus"]
+        assert by_status["DELIVERED"] == sum(m.delivered_count for m in mine)
+        assert by_status["FAILED"] == sum(m.failed_count for m in finished)
+        assert by_status["PENDING"] == 2 * in_flight
+        today = figures[user_id]["usage_stats"]["daily"][-1]
+        assert today["segments"] == sum(m.segments * m.success_count for m in mine)
+    everyone = analytics.dashboard_stats(None)
+    assert everyone["messagesTotal"] == sum(
+        figures[u]["dashboard_stats"]["messagesTotal"] for u in users)
