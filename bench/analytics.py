@@ -40,6 +40,7 @@ from bench.run import (  # noqa: E402
     machine,
     prepare_hub_database,
     prepare_kit,
+    write_section,
 )
 from bench.soak import wait_for_port  # noqa: E402
 
@@ -296,17 +297,6 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def write(section: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARKER in text:
-        before, _, rest = text.partition(MARKER)
-        text = before + section + rest.partition(MARKER)[2]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backends", default=os.environ.get("BACKENDS", "sqlite,postgresql"))
@@ -355,7 +345,7 @@ def main() -> None:
               f"{json.dumps(summarise(results[backend]))}", file=sys.stderr)
     section = report(results, args)
     if not args.no_write:
-        write(section)
+        write_section(MARKER, section)
     print(section)
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import POSTGRES_URL, WORK, fresh_postgres, machine  # noqa: E402
+from bench.run import POSTGRES_URL, WORK, fresh_postgres, machine, write_section  # noqa: E402
 from tests.support import (  # noqa: E402
     LiveServer,
     RecordingClient,
@@ -212,14 +212,7 @@ def main() -> None:
     print("\n".join(lines))
     if args.profile:
         return  # a sampled server runs slower: these figures are not the record
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARKER in text:
-        before, _, rest = text.partition(MARKER)
-        text = before + "\n".join(lines) + rest.partition(MARKER)[2]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
+    write_section(MARKER, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from sqlalchemy import (  # noqa: E402
     update,
 )
 
-from bench.run import POSTGRES_URL, WORK, fresh_postgres, machine  # noqa: E402
+from bench.run import POSTGRES_URL, WORK, fresh_postgres, machine, write_section  # noqa: E402
 from tests.support import make_app, migrate_database, seed_admin  # noqa: E402
 
 MARKER = "<!-- bench/pipeline_statements.py results -->"
@@ -200,14 +200,7 @@ def main() -> None:
     for label, key in labels:
         lines.append(f"| {label} | " + " | ".join(str(r[key]) for r in rows.values()) + " |")
     lines.append(MARKER)
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    if MARKER in text:
-        before, _, rest = text.partition(MARKER)
-        text = before + "\n".join(lines) + rest.partition(MARKER)[2]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
+    write_section(MARKER, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -30,7 +30,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import HUB_ENV, SECRET, WORK, machine, prepare_hub_database, prepare_kit  # noqa: E402
+from bench.run import (  # noqa: E402
+    HUB_ENV,
+    SECRET,
+    WORK,
+    machine,
+    prepare_hub_database,
+    prepare_kit,
+    write_section,
+)
 from bench.soak import wait_for_port  # noqa: E402
 from tests.support import fresh_postgres_database  # noqa: E402
 
@@ -321,14 +329,7 @@ def main() -> None:
              pinning(list(results)), "",
              method(args), "",
              *table(results), MARKER]
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARKER in text:
-        before, _, rest = text.partition(MARKER)
-        text = before + "\n".join(lines) + rest.partition(MARKER)[2]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
+    write_section(MARKER, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,15 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import HUB_ENV, SECRET, WORK, machine, prepare_hub_database, prepare_kit  # noqa: E402
+from bench.run import (  # noqa: E402
+    HUB_ENV,
+    SECRET,
+    WORK,
+    machine,
+    prepare_hub_database,
+    prepare_kit,
+    write_section,
+)
 from services.diagnostics import PER_CONNECTION  # noqa: E402
 
 MARKER = "<!-- bench/soak.py results -->"
@@ -295,17 +303,6 @@ def report(runs: list[Run], seconds: int, concurrency: int) -> list[str]:
     return lines
 
 
-def write_report(lines: list[str]) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARKER in text:
-        before, _, rest = text.partition(MARKER)
-        text = before + "\n".join(lines) + rest.partition(MARKER)[2]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("SOAK_SECONDS", 300)))
@@ -326,7 +323,7 @@ def main() -> None:
     runs.append(soak(Run("node", "basic"), ["node", str(kit / "node-peer" / "server.js")], {},
                      7112, tokens_file, args.seconds, args.concurrency, kit, None))
     lines = report(runs, args.seconds, args.concurrency)
-    write_report(lines)
+    write_section(MARKER, "\n".join(lines))
     (WORK / "soak-results.json").write_text(json.dumps(
         [{"name": r.name, "churn": r.churn, "rssSeries": r.rss_series, "rssEndKb": r.rss_end_kb,
           "baseline": r.baseline, "final": r.final, "connectionRows": r.connection_rows,
