@@ -113,6 +113,29 @@ def seed_admin(database_url: str) -> str:
     return ADMIN_EMAIL
 
 
+def sql_scalar(database_url: str, statement: str, **params: Any) -> Any:
+    """One value read straight from a hub's database, as an operator's SQL would."""
+    import sqlalchemy
+
+    from config import _normalise_database_url
+
+    engine = sqlalchemy.create_engine(_normalise_database_url(database_url))
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sqlalchemy.text(statement), params).scalar()
+    finally:
+        engine.dispose()
+
+
+def sent_phones(send_log: str | Path) -> list[str]:
+    """The phones of every send the simulated provider accepted (its ``SIMULATED_SMS_SEND_LOG``)."""
+    import json
+
+    with contextlib.suppress(FileNotFoundError), open(send_log) as handle:
+        return [json.loads(line)["phone"] for line in handle]
+    return []
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -152,6 +175,7 @@ class LiveServer:
         self.extra_env = env or {}
         self.process: subprocess.Popen | None = None
         self.log_path = OUTPUT_DIR / f"server-{name}-{self.port}.log"
+        self.send_log = self.extra_env.get("SIMULATED_SMS_SEND_LOG")
         self.admin_email = ADMIN_EMAIL
         self.api = Api(self.url)
 

@@ -3,10 +3,15 @@
 import hashlib
 import hmac
 import json
+import threading
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
-from tests.support import WEBHOOK_SECRET, eventually
+from tests.support import WEBHOOK_SECRET, eventually, sent_phones, sql_scalar
 
 PRICE = 0.0075
 THREE = ["+15551230001", "+15005550001", "+1 555 123 0002"]
@@ -199,6 +204,30 @@ def test_idempotency_key_sends_a_message_once(api, user):
     assert first.status_code == second.status_code == 202
     assert first.json()["id"] == second.json()["id"]
     assert len(api.get("/api/messages", user.token).json()["messages"]) == 1
+
+
+def test_twenty_concurrent_retries_with_one_key_store_and_send_one_message(hub, api, user):
+    """Every retry lands at once; the key's first request owns it, the others replay it."""
+    tag = uuid.uuid4().int % 10_000_000
+    phones = [f"+1556{tag:07d}", f"+1557{tag:07d}"]
+    headers = {"Authorization": f"Bearer {user.token}", "Idempotency-Key": f"race-{tag}"}
+    start = threading.Barrier(20)
+
+    def retry(_):
+        with requests.Session() as session:
+            start.wait()
+            return session.post(hub.url + "/api/messages", headers=headers, timeout=30,
+                                json={"body": "only once", "recipients": phones})
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(retry, range(20)))
+    assert Counter(a.status_code for a in answers) == {202: 20}, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    stored = sql_scalar(hub.database_url, "SELECT count(*) FROM messages WHERE user_id = :u",
+                        u=user.id)
+    assert stored == 1
+    _final_message(api, user, answers[0].json()["id"])
+    assert sorted(p for p in sent_phones(hub.send_log) if p in phones) == sorted(phones)
 
 
 def test_owner_gets_coalesced_message_updates_and_the_final_one(api, user, connect):
