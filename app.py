@@ -89,18 +89,21 @@ def _register_blueprints(app: Flask) -> None:
     from blueprints.analytics import analytics_bp
     from blueprints.auth import auth_bp
     from blueprints.cli import cli_bp, notify_cli_bp
+    from blueprints.common import ID_CONVERTERS
     from blueprints.errors import register_error_handlers, register_jwt_handlers
     from blueprints.health import health_bp
     from blueprints.messages import messages_bp
     from blueprints.notifications import notifications_bp
     from blueprints.openapi import openapi_bp
     from blueprints.pages import pages_bp
+    from blueprints.quotas import quotas_bp
     from blueprints.socket_api import socket_api_bp
     from blueprints.webhooks import webhooks_bp
 
+    app.url_map.converters.update(ID_CONVERTERS)
     for blueprint in (auth_bp, socket_api_bp, notifications_bp, messages_bp, webhooks_bp,
                       analytics_bp, pages_bp, health_bp, openapi_bp, cli_bp,
-                      notify_cli_bp):
+                      notify_cli_bp, quotas_bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     register_jwt_handlers()

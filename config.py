@@ -97,6 +97,7 @@ class Config:
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
 
     REGISTRATION_ENABLED = _env_bool("REGISTRATION_ENABLED", True)
+    DAILY_RECIPIENT_QUOTA = _env_int("DAILY_RECIPIENT_QUOTA", 10_000)
     NODE_TTL = _env_float("NODE_TTL", 15.0)
     NODE_HEARTBEAT_INTERVAL = _env_float("NODE_HEARTBEAT_INTERVAL", 3.0)
     CONNECTION_FLUSH_INTERVAL = _env_float("CONNECTION_FLUSH_INTERVAL", 0.2)
@@ -188,12 +189,15 @@ class TestingConfig(Config):
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "100000/minute")
     REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT", "100000/minute")
     MESSAGES_RATE_LIMIT = os.environ.get("MESSAGES_RATE_LIMIT", "100000/minute")
+    DAILY_RECIPIENT_QUOTA = _env_int("DAILY_RECIPIENT_QUOTA", 1_000_000)
     SIMULATED_RECEIPT_DELAY = _env_float("SIMULATED_RECEIPT_DELAY", 0.3)
     DISPATCH_CLAIM_TIMEOUT = _env_float("DISPATCH_CLAIM_TIMEOUT", 3.0)
 
 
 class ProductionConfig(Config):
     ENV_NAME = "production"
+    # Open sign-up lets anyone spend the operator's money on SMS: opt in explicitly.
+    REGISTRATION_ENABLED = _env_bool("REGISTRATION_ENABLED", False)
 
     @classmethod
     def validate(cls) -> None:

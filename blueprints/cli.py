@@ -1,10 +1,12 @@
-"""Command-line tools: ``flask users create EMAIL [--admin]``, ``flask users demo`` and
+"""Command-line tools: ``flask users create EMAIL [--admin]``, ``flask users demo``,
+``flask users quota EMAIL [--daily N | --default]`` and
 ``flask notify USER_ID --title ... --message ...`` (emits through the message queue)."""
 
 import click
 from flask import Blueprint, current_app
 
-from services import auth
+from schemas.quotas import MAX_DAILY_RECIPIENT_QUOTA
+from services import auth, quotas
 
 cli_bp = Blueprint("users", __name__, cli_group="users")
 notify_cli_bp = Blueprint("notify_cli", __name__, cli_group=None)
@@ -34,6 +36,28 @@ def demo_admin() -> None:
     else:
         click.echo(f"  (password in {credentials['file']}, or create a user with "
                    f"`flask users create EMAIL --admin`)\n")
+
+
+@cli_bp.cli.command("quota")
+@click.argument("email")
+@click.option("--daily", type=click.IntRange(0, MAX_DAILY_RECIPIENT_QUOTA), default=None,
+              help="Recipients this user may send to per UTC day.")
+@click.option("--default", "use_default", is_flag=True,
+              help="Give the user DAILY_RECIPIENT_QUOTA again.")
+def user_quota(email: str, daily: int | None, use_default: bool) -> None:
+    """Show a user's daily recipient quota, or set it with --daily N or --default."""
+    if daily is not None and use_default:
+        raise click.UsageError("use either --daily or --default")
+    user = auth.get_user_by_email(email)
+    if user is None:
+        raise click.ClickException(f"no user with email {email}")
+    if daily is not None or use_default:
+        quota = quotas.set_quota(user.id, daily)
+    else:
+        quota = quotas.describe(user.id)
+    kind = "the default" if quota["isDefault"] else "own quota"
+    click.echo(f"{user.email}: {quota['dailyRecipientQuota']} recipients per UTC day ({kind}), "
+               f"{quota['usedToday']} used today")
 
 
 @notify_cli_bp.cli.command("notify")
