@@ -114,6 +114,8 @@ class Config:
     EVENT_BYTES_PER_SECOND = _env_float("EVENT_BYTES_PER_SECOND", 64 * 1024)
     EVENT_BYTES_BURST = _env_float("EVENT_BYTES_BURST", 256 * 1024)
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10/minute")
+    LOGIN_ACCOUNT_RATE_LIMIT = os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT", "20/minute;100/hour")
+    LOGIN_ADDRESS_RATE_LIMIT = os.environ.get("LOGIN_ADDRESS_RATE_LIMIT", "20/minute;200/hour")
     REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT", "20/hour")
     MESSAGES_RATE_LIMIT = os.environ.get("MESSAGES_RATE_LIMIT", "120/minute")
     RATELIMIT_HEADERS_ENABLED = True
@@ -187,6 +189,8 @@ class TestingConfig(Config):
     EVENT_RATE = _env_float("EVENT_RATE", 200.0)
     EVENT_BURST = _env_float("EVENT_BURST", 400.0)
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "100000/minute")
+    LOGIN_ACCOUNT_RATE_LIMIT = os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT", "100000/minute")
+    LOGIN_ADDRESS_RATE_LIMIT = os.environ.get("LOGIN_ADDRESS_RATE_LIMIT", "100000/minute")
     REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT", "100000/minute")
     MESSAGES_RATE_LIMIT = os.environ.get("MESSAGES_RATE_LIMIT", "100000/minute")
     DAILY_RECIPIENT_QUOTA = _env_int("DAILY_RECIPIENT_QUOTA", 1_000_000)

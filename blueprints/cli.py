@@ -4,9 +4,13 @@
 
 import click
 from flask import Blueprint, current_app
+from sqlalchemy.exc import DBAPIError
 
+from schemas.auth import RegisterSchema
+from schemas.common import load_or_raise
 from schemas.quotas import MAX_DAILY_RECIPIENT_QUOTA
 from services import auth, quotas
+from services.errors import AppError
 
 cli_bp = Blueprint("users", __name__, cli_group="users")
 notify_cli_bp = Blueprint("notify_cli", __name__, cli_group=None)
@@ -19,9 +23,27 @@ notify_cli_bp = Blueprint("notify_cli", __name__, cli_group=None)
               help="Prompted for when omitted.")
 @click.option("--name", default=None, help="Display name.")
 def create_user(email: str, admin: bool, password: str, name: str | None) -> None:
-    """Create a user (an admin with --admin)."""
-    user = auth.create_user(email, password, name=name, admin=admin)
+    """Create a user (an admin with --admin), by the rules of ``POST /api/auth/register``."""
+    try:
+        account = load_or_raise(RegisterSchema, {"email": email, "password": password,
+                                                 "name": name})
+        user = auth.create_user(account["email"], account["password"], name=account["name"],
+                                admin=admin)
+    except AppError as refused:
+        raise click.ClickException(_explain(refused)) from None
+    except DBAPIError as failed:
+        reason = str(failed.orig).strip().splitlines()[0]
+        raise click.ClickException(f"the database refused: {reason} (is DATABASE_URL right, "
+                                   "and did `flask db upgrade` run?)") from None
     click.echo(f"created {'admin' if admin else 'user'} {user.email} (id {user.id})")
+
+
+def _explain(refused: AppError) -> str:
+    """One line per invalid field, as the API's ``details`` lists them."""
+    if not isinstance(refused.details, dict):
+        return refused.message
+    return "\n".join(f"{field}: {' '.join(map(str, problems))}"
+                     for field, problems in refused.details.items())
 
 
 @cli_bp.cli.command("demo")

@@ -164,6 +164,25 @@ class Api:
         return self.request("POST", path, token, **kwargs)
 
 
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connects from one address of 127.0.0.0/8: each is another client to a hub on 127.0.0.1."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def api_from(server: LiveServer, address: str) -> Api:
+    """REST calls to ``server`` coming from ``address`` (a loopback address)."""
+    api = Api(server.url)
+    api.session.mount("http://", SourceAddressAdapter(address))
+    return api
+
+
 class LiveServer:
     """``python app.py`` in a subprocess on a free port, logging to test-output/."""
 
