@@ -278,6 +278,16 @@ def test_badly_signed_or_malformed_webhooks_are_refused(api):
     assert unknown.json() == {"received": 1, "applied": 0, "unknown": 1}
 
 
+@pytest.mark.parametrize("signature", [b"\xff\xfe", "é".encode(), b"sha256=\xc3\xa9" * 20,
+                                       b"\x80" * 64])
+def test_webhook_signature_with_non_ascii_bytes_is_401_json(api, signature):
+    response = api.post("/api/webhooks/delivery", data=b'{"providerMessageId": "x"}',
+                        headers={"Content-Type": "application/json", "X-Signature": signature})
+    assert response.status_code == 401
+    assert response.json()["error"] == {"code": "unauthenticated",
+                                        "message": "Invalid webhook signature"}
+
+
 @pytest.mark.parametrize("payload", [None, "abc", -1, 0, 1.5, [], {"id": 1}, True])
 def test_track_message_rejects_invalid_ids(connect, user, payload):
     client = connect(user.token)
@@ -307,6 +317,32 @@ def test_unknown_message_id_is_404_json(api, user):
         assert response.status_code == 404
         assert response.json() == {"error": {"code": "not_found",
                                              "message": "Message not found"}}
+
+
+@pytest.mark.parametrize("number", [2**63, 2**64, 10**40])
+def test_ids_past_64_bits_in_paths_are_404_json(api, user, admin, number):
+    """They once reached the database: 500 on SQLite, 503 on PostgreSQL."""
+    calls = [("GET", f"/api/messages/{number}", user),
+             ("GET", f"/api/messages/{number}/recipients", user),
+             ("POST", f"/api/notifications/{number}/read", user),
+             ("GET", f"/api/socket/user/{number}/online", admin),
+             ("POST", f"/api/socket/notify/{number}", admin),
+             ("GET", f"/api/users/{number}/quota", admin)]
+    for method, path, caller in calls:
+        response = api.request(method, path, caller.token, json={"title": "t", "message": "m"})
+        assert response.status_code == 404, (path, response.status_code)
+        assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("number", [2**31, 2**63 - 1])
+def test_user_ids_past_32_bits_are_404_json(api, admin, number):
+    """``users.id`` is 32 bits on PostgreSQL: a larger one was a 503 there."""
+    for method, path in (("POST", f"/api/socket/notify/{number}"),
+                         ("GET", f"/api/socket/user/{number}/online"),
+                         ("GET", f"/api/users/{number}/quota")):
+        response = api.request(method, path, admin.token, json={"title": "t", "message": "m"})
+        assert response.status_code == 404, (path, response.status_code)
+        assert response.json()["error"]["code"] == "not_found"
 
 
 def test_idempotency_key_with_another_body_is_409_and_keys_are_per_caller(api, make_user):
