@@ -91,6 +91,7 @@ def _register_blueprints(app: Flask) -> None:
     from blueprints.cli import cli_bp, notify_cli_bp
     from blueprints.common import ID_CONVERTERS
     from blueprints.errors import register_error_handlers, register_jwt_handlers
+    from blueprints.headers import register_security_headers
     from blueprints.health import health_bp
     from blueprints.messages import messages_bp
     from blueprints.notifications import notifications_bp
@@ -107,6 +108,7 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     register_jwt_handlers()
+    register_security_headers(app)
 
 
 def _configure_logging(app: Flask) -> None:
