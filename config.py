@@ -215,7 +215,7 @@ class ProductionConfig(Config):
 
 def _development_secret(name: str) -> str:
     """A stable random key per checkout, so tokens survive a restart of ``make run``."""
-    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    INSTANCE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = INSTANCE_DIR / f".{name}-secret"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(48))
