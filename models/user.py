@@ -21,8 +21,6 @@ class User(db.Model):
     name: Mapped[str | None] = mapped_column(String(120))
     role: Mapped[str] = mapped_column(String(16), nullable=False, default=ROLE_USER)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    # Recipients per UTC day; None: the configured ``DAILY_RECIPIENT_QUOTA``.
-    daily_recipient_quota: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
     @property

@@ -4,9 +4,9 @@ Every SMS costs the operator money, so an account in the wrong hands (a sign-up
 by an attacker, a stolen token) must not be able to send to unlimited numbers
 (SMS pumping). Each user may address ``DAILY_RECIPIENT_QUOTA`` recipients per
 UTC day, duplicates removed, sent or not; an admin may give one user another
-quota (``users.daily_recipient_quota``; None is the default). The day's use is
-read from ``message_daily_totals``, which the triggers of migration 0003 keep
-exact in every writing transaction.
+quota (a ``user_quotas`` row). The day's use is read from
+``message_daily_totals``, which the triggers of migration 0003 keep exact in
+every writing transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from extensions import db
-from models import MessageDailyTotal, User
+from models import MessageDailyTotal, User, UserQuota
 from schemas.common import isoformat
 from services.errors import NotFound, QuotaExceeded
 
@@ -28,34 +28,41 @@ def _renews_at(now: datetime) -> datetime:
     return datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
 
 
-def _effective(user: User) -> int:
-    quota = user.daily_recipient_quota
-    return current_app.config["DAILY_RECIPIENT_QUOTA"] if quota is None else quota
+def _lock_user(user_id: int) -> None:
+    """Hold the user's row to the end of the transaction; ``NotFound`` if there is none.
 
-
-def _used(user_id: int, now: datetime) -> int:
-    return db.session.scalar(select(MessageDailyTotal.recipients).where(
-        MessageDailyTotal.user_id == user_id, MessageDailyTotal.day == now.date())) or 0
-
-
-def _user(user_id: int, *, for_update: bool = False) -> User:
-    query = select(User).where(User.id == user_id)
-    user = db.session.scalar(query.with_for_update() if for_update else query)
-    if user is None:
+    Two writers of one user's quota or messages then go one after the other
+    (PostgreSQL; SQLite has one writer anyway). FOR NO KEY UPDATE lets other
+    writers' foreign-key checks (FOR KEY SHARE on this row) go on: a plain
+    FOR UPDATE deadlocked with the dispatcher's trigger updates.
+    """
+    locked = db.session.scalar(
+        select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+    if locked is None:
         raise NotFound("User not found")
-    return user
+
+
+def _own(user_id: int) -> UserQuota | None:
+    return db.session.get(UserQuota, user_id)
+
+
+def _figures(user_id: int, own: UserQuota | None, now: datetime) -> tuple[int, int]:
+    """The user's quota and what today's messages have used of it."""
+    quota = current_app.config["DAILY_RECIPIENT_QUOTA"] if own is None else own.daily_recipients
+    used = db.session.scalar(select(MessageDailyTotal.recipients).where(
+        MessageDailyTotal.user_id == user_id, MessageDailyTotal.day == now.date())) or 0
+    return quota, used
 
 
 def reserve(user_id: int, recipients: int) -> None:
     """Refuse with ``QuotaExceeded`` unless ``recipients`` more fit in today's quota.
 
-    Called in the transaction that stores the message. The user's row is locked
-    first, so two messages of one user are counted one after the other
-    (PostgreSQL; SQLite has one writer anyway) and cannot both squeeze in.
+    Called in the transaction that stores the message, so two messages of one
+    user are counted one after the other and cannot both squeeze in.
     """
-    user = _user(user_id, for_update=True)
+    _lock_user(user_id)
     now = datetime.now(UTC)
-    quota, used = _effective(user), _used(user_id, now)
+    quota, used = _figures(user_id, _own(user_id), now)
     if used + recipients <= quota:
         return
     renews = _renews_at(now)
@@ -70,13 +77,14 @@ def reserve(user_id: int, recipients: int) -> None:
 
 def describe(user_id: int) -> dict[str, Any]:
     """A user's quota, today's use and when it renews (``GET /api/users/<id>/quota``)."""
-    user = _user(user_id)
-    now = datetime.now(UTC)
-    quota, used = _effective(user), _used(user_id, now)
+    if db.session.get(User, user_id) is None:
+        raise NotFound("User not found")
+    own, now = _own(user_id), datetime.now(UTC)
+    quota, used = _figures(user_id, own, now)
     return {
         "userId": str(user_id),
         "dailyRecipientQuota": quota,
-        "isDefault": user.daily_recipient_quota is None,
+        "isDefault": own is None,
         "usedToday": used,
         "remainingToday": max(0, quota - used),
         "renewsAt": isoformat(_renews_at(now)),
@@ -85,7 +93,13 @@ def describe(user_id: int) -> dict[str, Any]:
 
 def set_quota(user_id: int, quota: int | None) -> dict[str, Any]:
     """Give one user their own daily quota, or the default again with None."""
-    user = _user(user_id)
-    user.daily_recipient_quota = quota
+    _lock_user(user_id)
+    own = _own(user_id)
+    if quota is None and own is not None:
+        db.session.delete(own)
+    elif quota is not None and own is None:
+        db.session.add(UserQuota(user_id=user_id, daily_recipients=quota))
+    elif quota is not None:
+        own.daily_recipients = quota
     db.session.commit()
     return describe(user_id)
