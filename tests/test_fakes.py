@@ -450,7 +450,7 @@ class SmppSession:
                 self.client.read_once(auto_send_enquire_link=False)
 
     def close(self) -> None:
-        if self.client._socket is not None:
+        if self.client.state != smpplib.consts.SMPP_CLIENT_STATE_CLOSED:
             self.client.disconnect()
 
 

@@ -364,7 +364,8 @@ class TwilioHandler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/_fake/log":
             with self.state.lock:
-                self._send(200, {"events": list(self.state.events)})
+                events = list(self.state.events)
+            self._send(200, {"events": events})
             return
         match = MESSAGE_PATH.match(path)
         if match is None:
