@@ -29,9 +29,16 @@ from services.origins import own_origins
 
 
 def client_address(environ: dict[str, Any], trust_proxy: bool) -> str:
-    """The client's address; ``X-Forwarded-For`` only when behind a trusted proxy."""
+    """The client's address; ``X-Forwarded-For`` only when behind a trusted proxy.
+
+    Behind it, the address is the last one in ``X-Forwarded-For``: the one the
+    proxy appended (nginx's ``$proxy_add_x_forwarded_for``). Those before it
+    are whatever the client sent, so a client could claim any address with
+    them: another's, to use its session, or a new one per connection, to
+    evade the cap.
+    """
     if trust_proxy:
-        forwarded = (environ.get("HTTP_X_FORWARDED_FOR") or "").split(",")[0].strip()
+        forwarded = (environ.get("HTTP_X_FORWARDED_FOR") or "").rsplit(",", 1)[-1].strip()
         if forwarded:
             return forwarded[:64]
     return (environ.get("REMOTE_ADDR") or "")[:64]

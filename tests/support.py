@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -413,7 +414,7 @@ ENGINE_PATH = "/socket.io/"
 OTHER_ADDRESS = "127.0.0.2"
 
 
-def raw_websocket(server: LiveServer, query: str = "EIO=4&transport=websocket",
+def raw_websocket(server: LiveServer | NginxProxy, query: str = "EIO=4&transport=websocket",
                   source: str = "127.0.0.1", headers: list[str] | None = None,
                   timeout: float = 10) -> websocket.WebSocket:
     """A WebSocket to the Engine.IO path from ``source``, with exactly these headers.
@@ -462,17 +463,18 @@ class PollingClient:
 
     SEPARATOR = "\x1e"
 
-    def __init__(self, server: LiveServer, source: str = "127.0.0.1",
-                 origin: str | None = None) -> None:
+    def __init__(self, server: LiveServer | NginxProxy, source: str = "127.0.0.1",
+                 origin: str | None = None, headers: dict[str, str] | None = None) -> None:
         self.server = server
         self.source = source
         self.origin = origin
+        self.headers = headers or {}
         self.sid: str | None = None
 
     def request(self, method: str, query: str, body: str | None = None) -> HttpAnswer:
         conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=15,
                                           source_address=(self.source, 0))
-        headers = {"Origin": self.origin} if self.origin else {}
+        headers = {**self.headers, **({"Origin": self.origin} if self.origin else {})}
         if body is not None:
             headers["Content-Type"] = "text/plain;charset=UTF-8"
         try:
@@ -574,3 +576,81 @@ def assert_acks_stay_flat(baseline: AckProbe, during: AckProbe) -> None:
     limit = max(0.25, 5 * baseline.quantile(0.9))
     assert during.quantile(0.95) < limit, (during.quantile(0.95), baseline.quantile(0.9))
     assert max(during.latencies) < 2.0, max(during.latencies)
+
+
+NGINX_CONFIG = """
+daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 75s;
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+
+
+class NginxProxy:
+    """Real nginx in front of a hub, configured as docs/deployment.md says, on a free port.
+
+    ``port`` is what clients connect to; the hub sees nginx's address and
+    the ``X-Forwarded-For`` it appends to.
+    """
+
+    def __init__(self, upstream: LiveServer, root: Path) -> None:
+        self.upstream = upstream
+        self.root = root
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        binary = nginx_binary()
+        require_service("nginx", binary is not None, "no nginx binary")
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "nginx.conf"
+        config.write_text(NGINX_CONFIG.format(root=self.root, port=self.port,
+                                              upstream=self.upstream.port))
+        self.process = subprocess.Popen([binary, "-p", str(self.root), "-c", str(config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error_log = self.root / "error.log"
+                raise RuntimeError("nginx exited: " + (error_log.read_text()
+                                                       if error_log.exists() else "no log"))
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=1):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

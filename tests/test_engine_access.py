@@ -19,14 +19,17 @@ from tests.support import (
     OTHER_ADDRESS,
     AckProbe,
     LiveServer,
+    NginxProxy,
     PollingClient,
     RecordingClient,
     assert_acks_stay_flat,
     close_code,
     eventually,
     migrate_database,
+    nginx_binary,
     raw_websocket,
     register_user,
+    require_service,
     rss_kb,
     seed_admin,
 )
@@ -65,6 +68,21 @@ def impatient_hub(tmp_path_factory):
     server = _start(tmp_path_factory, "impatient", {"CONNECT_TIMEOUT": "1"})
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxied_hub(tmp_path_factory):
+    """A hub behind nginx as docs/deployment.md configures it, trusting its forwarded address."""
+    require_service("nginx", nginx_binary() is not None, "no nginx binary")
+    server = _start(tmp_path_factory, "proxied", {
+        "TRUST_PROXY_HEADERS": "1", "MAX_CONNECTIONS_PER_ADDRESS": "5", "CONNECT_TIMEOUT": "60"})
+    proxy = NginxProxy(server, tmp_path_factory.mktemp("nginx"))
+    try:
+        proxy.start()
+        yield proxy
+    finally:
+        proxy.stop()
+        server.stop()
 
 
 def _refusal(attempt) -> tuple[int, dict]:
@@ -239,3 +257,24 @@ def test_sessions_that_do_not_authenticate_in_time_are_closed(impatient_hub):
     assert calm.sio.connected and calm.call("get_rooms") == [f"user:{user.id}"]
     assert max(during.latencies) < 2.0
     calm.close()
+
+
+# Behind the proxy (items 2 and 3) -------------------------------------------------------
+
+
+def test_behind_the_proxy_a_forged_forwarded_address_neither_evades_the_cap_nor_steals(
+        proxied_hub):
+    """nginx appends the real address to whatever ``X-Forwarded-For`` the client sent."""
+    answers = [PollingClient(proxied_hub, source=OTHER_ADDRESS,
+                             headers={"X-Forwarded-For": f"198.51.100.{index}"}).open()
+               for index in range(12)]
+    assert [answer.status for answer in answers] == [200] * 5 + [429] * 7
+    victim = PollingClient(proxied_hub)
+    assert victim.open().status == 200
+    thief = PollingClient(proxied_hub, source=OTHER_ADDRESS,
+                          headers={"X-Forwarded-For": "127.0.0.1"})
+    thief.sid = victim.sid
+    answer = thief.poll()
+    assert (answer.status, answer.json()["error"]["code"]) == (403, "forbidden")
+    status, body = _refusal(lambda: thief.upgrade(headers=["X-Forwarded-For: 127.0.0.1"]))
+    assert (status, body["error"]["code"]) == (403, "forbidden")
