@@ -96,16 +96,18 @@ def _refusal(attempt) -> tuple[int, dict]:
 
 
 def test_session_ids_never_reach_the_log(guarded_hub):
-    from services.log_redaction import sid_tag
-
     user = register_user(guarded_hub)
     client = RecordingClient(guarded_hub.url)
     client.connect(token=user.token, transports=("polling",))
     client.call("get_rooms")
     engine_sid, socket_sid = client.sio.eio.sid, client.sid
     client.close()
-    text = eventually(lambda: (t := guarded_hub.log_text()) and sid_tag(engine_sid) in t and t)
+    text = eventually(lambda: (t := guarded_hub.log_text()) and "socket disconnected" in t and t)
+    assert "GET /socket.io/?transport=polling" in text, "no access log line to check"
     assert engine_sid not in text and socket_sid not in text
+    from services.log_redaction import sid_tag
+
+    assert sid_tag(engine_sid) in text, "the access log lost the tag of the session"
     assert sid_tag(socket_sid) in text, "log lines about the socket lost their sid"
 
 
