@@ -79,6 +79,7 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
 def _init_socketio(app: Flask) -> None:
     from blueprints.socket_events import HubNamespace
     from services import rate_limits
+    from services.engine_sessions import EngineSessions
     from services.origins import origin_policy
     from services.socket_server import install
 
@@ -97,7 +98,10 @@ def _init_socketio(app: Flask) -> None:
         logger=False,
         engineio_logger=False,
     )
-    server = install(socketio.server, app.config["MAX_OUTBOUND_PACKETS"])
+    engine_sessions = EngineSessions(max_per_address=app.config["MAX_CONNECTIONS_PER_ADDRESS"],
+                                     connect_timeout=app.config["CONNECT_TIMEOUT"],
+                                     trust_proxy=app.config["TRUST_PROXY_HEADERS"])
+    server = install(socketio.server, app.config["MAX_OUTBOUND_PACKETS"], engine_sessions)
     server.register_namespace(HubNamespace(app))
     rate_limits.limiter.configure(app.config["EVENT_RATE"], app.config["EVENT_BURST"],
                                   app.config["EVENT_BYTES_PER_SECOND"],

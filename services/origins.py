@@ -20,12 +20,13 @@ def origin_policy(allowed: list[str], trust_proxy: bool) -> Callable[[str, dict]
             return True
         if origin in listed:
             return True
-        return origin in _own_origins(environ, trust_proxy)
+        return origin in own_origins(environ, trust_proxy)
 
     return is_allowed
 
 
-def _own_origins(environ: dict[str, Any], trust_proxy: bool) -> set[str]:
+def own_origins(environ: dict[str, Any], trust_proxy: bool) -> set[str]:
+    """The origins of the hub itself, as this request reached it."""
     host = environ.get("HTTP_HOST")
     scheme = environ.get("wsgi.url_scheme", "http")
     if not host:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 import socketio
+import websocket
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -437,3 +441,259 @@ class CuttableProxy:
 
     def restore(self) -> None:
         self.start()
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process, from ``/proc``."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+ENGINE_PATH = "/socket.io/"
+# Another loopback address: a client the hub cannot tell from a different machine.
+OTHER_ADDRESS = "127.0.0.2"
+
+
+def raw_websocket(server: LiveServer | NginxProxy, query: str = "EIO=4&transport=websocket",
+                  source: str = "127.0.0.1", headers: list[str] | None = None,
+                  timeout: float = 10) -> websocket.WebSocket:
+    """A WebSocket to the Engine.IO path from ``source``, with exactly these headers.
+
+    Raises ``websocket.WebSocketBadStatusException`` when the hub answers
+    anything but 101.
+    """
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout,
+                                    source_address=(source, 0))
+    try:
+        return websocket.create_connection(
+            f"ws://127.0.0.1:{server.port}{ENGINE_PATH}?{query}", socket=sock,
+            header=headers or [], suppress_origin=True, timeout=timeout)
+    except Exception:
+        sock.close()
+        raise
+
+
+def close_code(ws: websocket.WebSocket) -> int | None:
+    """The code of the close frame that ends ``ws`` (None when the TCP connection just ends)."""
+    try:
+        while True:
+            frame = ws.recv_frame()
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                return int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
+    except (websocket.WebSocketConnectionClosedException, OSError):
+        return None
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+class PollingClient:
+    """Engine.IO long-polling spoken by hand, from a chosen loopback address and Origin.
+
+    Each request is one HTTP/1.1 exchange on a new connection, as a browser's
+    XHR may be; ``sid`` is the session once ``open`` has made one.
+    """
+
+    SEPARATOR = "\x1e"
+
+    def __init__(self, server: LiveServer | NginxProxy, source: str = "127.0.0.1",
+                 origin: str | None = None, headers: dict[str, str] | None = None) -> None:
+        self.server = server
+        self.source = source
+        self.origin = origin
+        self.headers = headers or {}
+        self.sid: str | None = None
+
+    def request(self, method: str, query: str, body: str | None = None) -> HttpAnswer:
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=15,
+                                          source_address=(self.source, 0))
+        headers = {**self.headers, **({"Origin": self.origin} if self.origin else {})}
+        if body is not None:
+            headers["Content-Type"] = "text/plain;charset=UTF-8"
+        try:
+            conn.request(method, f"{ENGINE_PATH}?{query}", body=body, headers=headers)
+            response = conn.getresponse()
+            text = response.read().decode("utf-8", "replace")
+            return HttpAnswer(response.status, dict(response.getheaders()), text)
+        finally:
+            conn.close()
+
+    def open(self) -> HttpAnswer:
+        answer = self.request("GET", "EIO=4&transport=polling")
+        if answer.status == 200 and answer.text.startswith("0{"):
+            self.sid = json.loads(answer.text[1:])["sid"]
+        return answer
+
+    def send(self, *packets: str) -> HttpAnswer:
+        return self.request("POST", f"EIO=4&transport=polling&sid={self.sid}",
+                            self.SEPARATOR.join(packets))
+
+    def poll(self) -> HttpAnswer:
+        return self.request("GET", f"EIO=4&transport=polling&sid={self.sid}")
+
+    def packets(self, answer: HttpAnswer) -> list[str]:
+        return answer.text.split(self.SEPARATOR) if answer.status == 200 else []
+
+    def connect(self, token: str) -> None:
+        """Socket.IO CONNECT with ``token``; returns once the hub has accepted it."""
+        assert self.send("40" + json.dumps({"token": token})).status == 200
+        received: list[str] = []
+        deadline = time.monotonic() + 10
+        while not any(p.startswith("40{") for p in received):
+            assert time.monotonic() < deadline, f"no CONNECT answer: {received}"
+            received += self.packets(self.poll())
+
+    def upgrade(self, headers: list[str] | None = None) -> websocket.WebSocket:
+        """Move this session to a WebSocket (probe, then UPGRADE), as the official clients do.
+
+        The upgrade carries this client's Origin unless ``headers`` says otherwise.
+        """
+        if headers is None:
+            headers = [f"Origin: {self.origin}"] if self.origin else []
+        ws = raw_websocket(self.server, f"EIO=4&transport=websocket&sid={self.sid}",
+                           source=self.source, headers=headers)
+        ws.send("2probe")
+        assert ws.recv() == "3probe"
+        ws.send("5")
+        return ws
+
+
+class AckProbe:
+    """Times a well-behaved client's acks, one after another, while an attack runs.
+
+    ``with AckProbe(client) as probe:`` calls ``get_rooms`` every ``interval``
+    in a thread; afterwards ``probe.latencies`` holds each round trip.
+    """
+
+    def __init__(self, client: RecordingClient, interval: float = 0.01) -> None:
+        self.client = client
+        self.interval = interval
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            self.client.call("get_rooms", timeout=10)
+            self.latencies.append(time.perf_counter() - started)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> AckProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    @classmethod
+    def baseline(cls, client: RecordingClient, samples: int = 30) -> AckProbe:
+        """The client's acks with nothing else going on."""
+        with cls(client) as probe:
+            eventually(lambda: len(probe.latencies) >= samples, timeout=30)
+        return probe
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        assert ordered, "no ack was timed"
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def assert_acks_stay_flat(baseline: AckProbe, during: AckProbe) -> None:
+    """A bystander's acks during an attack stay near what they were before it.
+
+    The floor of 250 ms keeps the check meaningful but robust on a loaded
+    2-core machine (an unharmed ack takes 1-5 ms there).
+    """
+    limit = max(0.25, 5 * baseline.quantile(0.9))
+    assert during.quantile(0.95) < limit, (during.quantile(0.95), baseline.quantile(0.9))
+    assert max(during.latencies) < 2.0, max(during.latencies)
+
+
+NGINX_CONFIG = """
+daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 75s;
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+
+
+class NginxProxy:
+    """Real nginx in front of a hub, configured as docs/deployment.md says, on a free port.
+
+    ``port`` is what clients connect to; the hub sees nginx's address and
+    the ``X-Forwarded-For`` it appends to.
+    """
+
+    def __init__(self, upstream: LiveServer, root: Path) -> None:
+        self.upstream = upstream
+        self.root = root
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        binary = nginx_binary()
+        require_service("nginx", binary is not None, "no nginx binary")
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "nginx.conf"
+        config.write_text(NGINX_CONFIG.format(root=self.root, port=self.port,
+                                              upstream=self.upstream.port))
+        self.process = subprocess.Popen([binary, "-p", str(self.root), "-c", str(config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error_log = self.root / "error.log"
+                raise RuntimeError("nginx exited: " + (error_log.read_text()
+                                                       if error_log.exists() else "no log"))
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=1):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
