@@ -53,8 +53,18 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     if app.config["CORS_ALLOWED_ORIGINS"]:
         CORS(app, resources={r"/api/*": {"origins": app.config["CORS_ALLOWED_ORIGINS"]}})
     _init_socketio(app)
+    _trust_proxies(app)
     _register_blueprints(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Outermost layer: every part of the hub sees the client behind trusted proxies."""
+    from services.proxies import ProxyPolicy
+
+    policy = ProxyPolicy(app.config["TRUST_PROXY_HEADERS"])
+    app.extensions["hub_proxies"] = policy
+    app.wsgi_app = policy.wrap(app.wsgi_app)
 
 
 def _init_socketio(app: Flask) -> None:
@@ -63,7 +73,7 @@ def _init_socketio(app: Flask) -> None:
     from services.origins import origin_policy
     from services.socket_server import install
 
-    origins = origin_policy(app.config["CORS_ALLOWED_ORIGINS"], app.config["TRUST_PROXY_HEADERS"])
+    origins = origin_policy(app.config["CORS_ALLOWED_ORIGINS"])
     socketio.init_app(
         app,
         async_mode="gevent",

@@ -38,6 +38,7 @@ import orjson
 from engineio import packet as eio_packet
 from engineio.socket import Socket
 
+from services import proxies
 from services.transport import CLOSE_MESSAGE_TOO_BIG, unmask
 
 log = logging.getLogger(__name__)
@@ -456,6 +457,7 @@ def serve_direct_websocket(handler: Any) -> bool:
     if key is None:
         return False
     handler.close_connection = True
+    proxies.policy_of(handler.application).apply(environ)
     if not _origin_allowed(server, environ):
         log.warning("refusing a WebSocket from origin %r", environ.get("HTTP_ORIGIN", "")[:200])
         return _refuse(handler, "403 Forbidden", "forbidden", "Not an accepted origin")

@@ -52,11 +52,7 @@ def authenticate_connect(environ: dict[str, Any], auth_data: Any) -> Identity:
 
 
 def remote_address(environ: dict[str, Any]) -> str | None:
-    """The client's address; ``X-Forwarded-For`` only when behind a trusted proxy."""
-    if current_app.config["TRUST_PROXY_HEADERS"]:
-        forwarded = (environ.get("HTTP_X_FORWARDED_FOR") or "").split(",")[0].strip()
-        if forwarded:
-            return forwarded[:64]
+    """The client's address, as ``services.proxies`` resolved it behind trusted proxies."""
     return (environ.get("REMOTE_ADDR") or "")[:64] or None
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+import requests.adapters
 import socketio
 
 if TYPE_CHECKING:
@@ -394,3 +398,130 @@ class CuttableProxy:
 
     def restore(self) -> None:
         self.start()
+
+
+NGINX = os.environ.get("TEST_NGINX", "/usr/sbin/nginx")
+
+
+def nginx_available() -> bool:
+    return os.access(NGINX, os.X_OK)
+
+
+class Nginx:
+    """Debian's nginx, unprivileged, with its own prefix, config and free loopback port.
+
+    ``http_config`` is what goes inside ``http {}`` (upstreams and servers);
+    ``{port}`` in it is replaced by the port nginx listens on. As root, nginx
+    runs as ``nobody`` so that it never holds privileges a test did not ask for.
+    """
+
+    def __init__(self, http_config: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.http_config = http_config.replace("{port}", str(self.port))
+        self.prefix = Path(tempfile.mkdtemp(prefix="hub-nginx-"))
+        self.log_path = OUTPUT_DIR / f"nginx-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        prefix = self.prefix
+        temp = " ".join(f"{kind}_temp_path {prefix / kind};"
+                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (prefix / "nginx.conf").write_text(
+            f"pid {prefix / 'nginx.pid'};\nworker_processes 1;\n"
+            f"events {{ worker_connections 2048; }}\n"
+            f"http {{\n  access_log {prefix / 'access.log'};\n  {temp}\n"
+            f"{self.http_config}\n}}\n")
+        unprivileged: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            for path in (prefix, *prefix.iterdir()):
+                os.chown(path, nobody.pw_uid, nobody.pw_gid)
+            unprivileged = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+        OUTPUT_DIR.mkdir(exist_ok=True)
+        error_log = open(self.log_path, "a")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+             "-e", str(prefix / "error.log"), "-g", "daemon off;"],
+            stdout=error_log, stderr=subprocess.STDOUT, **unprivileged)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("nginx exited: " + self.error_log())
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=1):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("nginx did not start: " + self.error_log())
+
+    def error_log(self) -> str:
+        path = self.prefix / "error.log"
+        return path.read_text()[-3000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        with contextlib.suppress(OSError), open(self.log_path, "a") as log:
+            log.write((self.prefix / "error.log").read_text())
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connections from one loopback address: distinct clients without leaving the machine."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def session_from(address: str) -> requests.Session:
+    """A ``requests`` session whose connections come from ``address`` (127.x.y.z)."""
+    session = requests.Session()
+    adapter = SourceAddressAdapter(address)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def raw_socketio_connect(base_url: str, token: str, source: str = "127.0.0.1",
+                         headers: dict | None = None) -> tuple[Any, str, Any]:
+    """One bare Socket.IO connect over a WebSocket from ``source``, without a thread.
+
+    Cheap enough for hundreds of sockets at once. Returns the open WebSocket,
+    the answer's packet type (``"40"`` connected, ``"44"`` refused) and its
+    payload (``{"sid"}``, or ``{"message", "data"}``).
+    """
+    from urllib.parse import urlsplit
+
+    import websocket
+
+    parts = urlsplit(base_url)
+    headers = dict(headers or {})
+    # websocket-client writes Host and Origin itself (an Origin unless told not to).
+    options = {"host": headers.pop("Host")} if "Host" in headers else {}
+    if "Origin" in headers:
+        options["origin"] = headers.pop("Origin")
+    raw = socket.create_connection((parts.hostname, parts.port), timeout=10,
+                                   source_address=(source, 0))
+    ws = websocket.create_connection(
+        f"ws://{parts.hostname}:{parts.port}/socket.io/?EIO=4&transport=websocket",
+        socket=raw, timeout=10, suppress_origin="origin" not in options,
+        header=[f"{name}: {value}" for name, value in headers.items()], **options)
+    assert ws.recv().startswith("0{")
+    ws.send("40" + json.dumps({"token": token}))
+    answer = ws.recv()
+    return ws, answer[:2], json.loads(answer[2:])
