@@ -78,7 +78,7 @@ def _init_socketio(app: Flask) -> None:
         app,
         async_mode="gevent",
         message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
-        channel=app.config["SOCKETIO_CHANNEL"],
+        channel=_message_queue_channel(app),
         cors_allowed_origins=origins,
         async_handlers=False,
         manage_session=False,
@@ -93,6 +93,27 @@ def _init_socketio(app: Flask) -> None:
     rate_limits.limiter.configure(app.config["EVENT_RATE"], app.config["EVENT_BURST"],
                                   app.config["EVENT_BYTES_PER_SECOND"],
                                   app.config["EVENT_BYTES_BURST"])
+
+
+def _message_queue_channel(app: Flask) -> str | None:
+    """``SOCKETIO_CHANNEL``, or one named after this deployment's database.
+
+    With a queue, the deployment's identity is read now (``DEPLOYMENT_ID``):
+    every process that publishes, ``flask notify`` included, must agree on it.
+    """
+    if not app.config["SOCKETIO_MESSAGE_QUEUE"]:
+        return app.config["SOCKETIO_CHANNEL"]
+    from services.deployment import channel_for, deployment_id
+
+    try:
+        with app.app_context():
+            app.config["DEPLOYMENT_ID"] = deployment_id()
+    except Exception as exc:
+        raise RuntimeError(f"cannot tell which deployment this is from its database, "
+                           f"which names the message-queue channel: {exc}") from exc
+    app.config["SOCKETIO_CHANNEL"] = (app.config["SOCKETIO_CHANNEL"]
+                                      or channel_for(app.config["DEPLOYMENT_ID"]))
+    return app.config["SOCKETIO_CHANNEL"]
 
 
 def _register_blueprints(app: Flask) -> None:

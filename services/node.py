@@ -20,6 +20,7 @@ from flask import Flask
 from extensions import db, socketio
 from services import analytics, auth, connections, delivery, idempotency, metrics, sessions
 from services.delivery import Dispatcher
+from services.deployment import SharedChannel
 from services.local_emits import install as keep_local_emits_off_the_queue
 from services.queue_health import canary
 
@@ -49,10 +50,11 @@ class NodeRuntime:
         self.dispatcher = Dispatcher(app, node_id)
 
     def start(self) -> None:
+        """Join the hub; ``SharedChannel`` when another deployment is on the queue's channel."""
         self.app.config["NODE_ID"] = self.node_id
+        self._listen_to_queue()
         with self.app.app_context():
             connections.register_node(self.node_id, socket.gethostname(), os.getpid())
-        self._listen_to_queue()
         self.running = True
         socketio.start_background_task(self._loop)
         self.dispatcher.start()
@@ -62,15 +64,25 @@ class NodeRuntime:
         """With a message queue, subscribe now (not at the first socket) and watch it.
 
         Emits to this node's own sockets are kept off the queue from now on.
+        Before serving anyone, the channel is probed for other deployments.
         """
         server = socketio.server
-        if not self.app.config["SOCKETIO_MESSAGE_QUEUE"]:
+        config = self.app.config
+        if not config["SOCKETIO_MESSAGE_QUEUE"]:
             return
         keep_local_emits_off_the_queue(server.manager)
-        canary.install(server.manager)
+        canary.install(server.manager, config["DEPLOYMENT_ID"], self.node_id)
         if not server.manager_initialized:
             server.manager_initialized = True
             server.manager.initialize()
+        others = canary.probe()
+        if others:
+            deployment, node = next(iter(others.items()))
+            raise SharedChannel(
+                f"refusing to start node {self.node_id}: node {node} of another deployment "
+                f"({deployment}) uses the message queue channel {config['SOCKETIO_CHANNEL']!r}; "
+                f"give each deployment its own SOCKETIO_CHANNEL, or leave it unset to name it "
+                f"after the database")
 
     def stop(self) -> None:
         self.running = False
