@@ -155,6 +155,9 @@ def raise_file_limit() -> int:
 
 def serve(app: Flask) -> None:
     """Run the gevent WebSocket server until interrupted, as one node of the hub."""
+    import signal
+
+    import gevent
     import gevent.socket
     from gevent.pywsgi import WSGIServer
 
@@ -174,6 +177,8 @@ def serve(app: Flask) -> None:
     listener.bind((host, port))
     listener.listen(1024)
     server = WSGIServer(listener, app, handler_class=handler, log=None)
+    # SIGTERM stops accepting and ends serve_forever; the node then leaves (node.stop).
+    gevent.signal_handler(signal.SIGTERM, server.close)
     print(f"Hub serving on http://{host}:{port} (node {node.node_id})", flush=True)
     try:
         server.serve_forever()

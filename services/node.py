@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,8 @@ class NodeRuntime:
         self.app = app
         self.node_id = node_id
         self.running = False
+        self.stopped = False
+        self._stopping = threading.Lock()
         self._revocations_checked = datetime.now(UTC)
         self._seen_revocations: set[str] = set()
         self.dispatcher = Dispatcher(app, node_id)
@@ -85,14 +88,26 @@ class NodeRuntime:
                 f"after the database")
 
     def stop(self) -> None:
-        self.running = False
-        self.dispatcher.stop()
-        with self.app.app_context():
-            try:
-                connections.registry.flush()
-                connections.unregister_node(self.node_id)
-            except Exception:
-                log.exception("node %s could not unregister cleanly", self.node_id)
+        """Leave the hub at once: no new sockets, ours closed so that their clients reconnect
+        to another node, and this node's rows deleted rather than left for ``NODE_TTL``.
+
+        A second call (gunicorn's ``worker_exit`` after SIGTERM) waits for the
+        first to finish, so that the process never exits halfway through.
+        """
+        with self._stopping:
+            if self.stopped:
+                return
+            self.running = False
+            self.dispatcher.stop()
+            with self.app.app_context():
+                closed = sessions.close_all_sessions()
+                try:
+                    connections.registry.flush()
+                    connections.unregister_node(self.node_id)
+                except Exception:
+                    log.exception("node %s could not unregister cleanly", self.node_id)
+            self.stopped = True
+            log.info("node %s stopped; %d sockets closed", self.node_id, closed)
 
     def _loop(self) -> None:
         config = self.app.config

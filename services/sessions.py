@@ -41,6 +41,8 @@ def authenticate_connect(environ: dict[str, Any], auth_data: Any) -> Identity:
     Besides the token, the per-node caps on connections per user and per
     address are enforced here.
     """
+    if not registry.accepting:
+        raise AuthRefused("This node is stopping: connect again", "unavailable")
     identity = auth.authenticate_token(token_from_handshake(environ, auth_data))
     config = current_app.config
     if len(registry.sids_of_user(identity.user_id)) >= config["MAX_CONNECTIONS_PER_USER"]:
@@ -143,6 +145,13 @@ def sweep_expiring_sessions(now: datetime | None = None) -> None:
         elif not conn.expiry_warned and expires_at - now <= warn_before:
             conn.expiry_warned = True
             realtime.emit_to_sid(conn.sid, "auth_expiring", {"expiresAt": isoformat(expires_at)})
+
+
+def close_all_sessions() -> int:
+    """This node is stopping: refuse new sockets and close the open ones, so that their
+    clients reconnect to another node."""
+    registry.accepting = False
+    return realtime.close_transports()
 
 
 def drop_revoked_sessions(revoked_keys: set[str]) -> int:

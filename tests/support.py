@@ -145,15 +145,22 @@ class Api:
         return self.request("POST", path, token, **kwargs)
 
 
+GUNICORN = [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
+            "-b", "127.0.0.1:{port}", "wsgi:app"]
+
+
 class LiveServer:
-    """``python app.py`` in a subprocess on a free port, logging to test-output/."""
+    """``python app.py`` (or ``command``, e.g. ``GUNICORN``) in a subprocess on a free port,
+    logging to test-output/."""
 
     def __init__(self, database_url: str, name: str = "hub", env: dict | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, command: list[str] | None = None) -> None:
         self.database_url = database_url
         self.name = name
         self.port = port or free_port()
         self.extra_env = env or {}
+        self.command = [part.replace("{port}", str(self.port))
+                        for part in command or [sys.executable, "app.py"]]
         self.process: subprocess.Popen | None = None
         self.log_path = OUTPUT_DIR / f"server-{name}-{self.port}.log"
         self.admin_email = ADMIN_EMAIL
@@ -177,7 +184,7 @@ class LiveServer:
         if "SOCKETIO_MESSAGE_QUEUE" not in self.extra_env:
             env.pop("SOCKETIO_MESSAGE_QUEUE", None)
         log = open(self.log_path, "a")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=env,
                                          stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
