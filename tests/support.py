@@ -487,6 +487,33 @@ class Nginx:
         shutil.rmtree(self.prefix, ignore_errors=True)
 
 
+def nginx_proxy_config(upstream: str) -> str:
+    """nginx in front of hub nodes as ``docs/deployment.md`` sets it up, minus TLS.
+
+    ``upstream`` is the body of the ``upstream hub`` block (its ``server`` lines).
+    """
+    headers = """
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;"""
+    return f"""
+upstream hub {{ {upstream} }}
+server {{
+    listen 127.0.0.1:{{port}};
+    location /socket.io/ {{
+        proxy_pass http://hub;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";{headers}
+        proxy_buffering off;
+    }}
+    location / {{
+        proxy_pass http://hub;{headers}
+    }}
+}}
+"""
+
+
 class SourceAddressAdapter(requests.adapters.HTTPAdapter):
     """Connections from one loopback address: distinct clients without leaving the machine."""
 

@@ -2,7 +2,8 @@
 what the client wrote into ``X-Forwarded-For``.
 
 The hub runs with the production settings and ``TRUST_PROXY_HEADERS=1``
-behind Debian's nginx, configured as ``docs/deployment.md`` shows. Clients
+behind Debian's nginx, configured as ``docs/deployment.md`` shows (without
+TLS; ``test_deployment_guide.py`` runs the guide's own configuration). Clients
 connect from distinct loopback addresses (127.0.0.x), so nginx reports a
 different real address for each, as it would for machines on the internet.
 """
@@ -26,34 +27,12 @@ from tests.support import (
     make_app,
     migrate_database,
     nginx_available,
+    nginx_proxy_config,
     raw_socketio_connect,
     require_service,
     seed_admin,
     session_from,
 )
-
-PROXY_CONFIG = """
-upstream hub { server 127.0.0.1:{hub}; }
-server {
-    listen 127.0.0.1:{port};
-    location /socket.io/ {
-        proxy_pass http://hub;
-        proxy_http_version 1.1;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection "upgrade";
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_buffering off;
-    }
-    location / {
-        proxy_pass http://hub;
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-    }
-}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +46,7 @@ def proxied(tmp_path_factory):
         "HUB_ENV": "production", "JWT_SECRET_KEY": JWT_SECRET, "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "TRUST_PROXY_HEADERS": "1", "MAX_CONNECTIONS_PER_USER": "1000"})
     hub.start()
-    nginx = Nginx(PROXY_CONFIG.replace("{hub}", str(hub.port)))
+    nginx = Nginx(nginx_proxy_config(f"server 127.0.0.1:{hub.port};"))
     try:
         nginx.start()
         yield hub, nginx

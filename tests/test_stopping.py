@@ -27,6 +27,7 @@ from tests.support import (
     make_app,
     migrate_database,
     nginx_available,
+    nginx_proxy_config,
     postgres_reachable,
     redis_reachable,
     register_user,
@@ -35,24 +36,6 @@ from tests.support import (
 )
 
 EXIT_BOUND = 5.0
-
-FAILOVER = """
-upstream hub {
-    server 127.0.0.1:{a} max_fails=1 fail_timeout=30s;
-    server 127.0.0.1:{b} backup;
-}
-server {
-    listen 127.0.0.1:{port};
-    location /socket.io/ {
-        proxy_pass http://hub;
-        proxy_http_version 1.1;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection "upgrade";
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }
-}
-"""
 
 
 @pytest.fixture(params=["app.py", "gunicorn"])
@@ -71,7 +54,8 @@ def two_nodes(request):
         b = LiveServer(url, name="stopping-b", env={**env, "NODE_ID": "node-b"})
         a.start()
         b.start()
-        nginx = Nginx(FAILOVER.replace("{a}", str(a.port)).replace("{b}", str(b.port)))
+        nginx = Nginx(nginx_proxy_config(f"server 127.0.0.1:{a.port} max_fails=1 fail_timeout=30s; "
+                                         f"server 127.0.0.1:{b.port} backup;"))
         app = make_app(url)
         try:
             nginx.start()
