@@ -65,15 +65,16 @@ class QueueCanary:
     def enabled(self) -> bool:
         return self.manager is not None
 
-    def publish(self, probe: str = "") -> None:
+    def publish(self, probe: str = "") -> bool:
         """Send a canary that every listener, this one included, receives; python-socketio
-        ignores its method, this canary reads it."""
+        ignores its method, this canary reads it. False when Redis could not take it."""
         if self.manager is None:
-            return
-        self.manager._publish({"method": CANARY_METHOD, "host_id": self.manager.host_id,
-                               "id": uuid.uuid4().hex, "deployment": self.deployment,
-                               "node": self.node_id, "probe": probe})
+            return False
+        receivers = self.manager._publish({
+            "method": CANARY_METHOD, "host_id": self.manager.host_id, "id": uuid.uuid4().hex,
+            "deployment": self.deployment, "node": self.node_id, "probe": probe})
         self.published += 1
+        return receivers is not None
 
     def _on_canary(self, message: Any) -> None:
         try:
@@ -103,8 +104,8 @@ class QueueCanary:
 
         The probe is repeated until this node hears it (it is then subscribed),
         and other deployments' nodes answer it at once. A queue that cannot be
-        heard is logged and not held against the node: it serves its own
-        sockets until Redis returns.
+        reached or heard is logged and not held against the node: it serves
+        its own sockets until Redis returns.
         """
         if self.manager is None:
             return {}
@@ -112,7 +113,10 @@ class QueueCanary:
         deadline, publish_at = time.monotonic() + subscribe_timeout, 0.0
         while not self._probe_heard and time.monotonic() < deadline:
             if time.monotonic() >= publish_at:
-                self.publish(probe=self._probe_id)
+                if not self.publish(probe=self._probe_id):
+                    log.warning("the message queue is unreachable: other deployments on this "
+                                "node's channel cannot be ruled out")
+                    return dict(self.other_deployments)
                 publish_at = time.monotonic() + PROBE_REPEAT
             gevent.sleep(0.01)
         if self._probe_heard:
