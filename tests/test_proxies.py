@@ -44,7 +44,8 @@ def proxied(tmp_path_factory):
     seed_admin(url)
     hub = LiveServer(url, name="proxied", env={
         "HUB_ENV": "production", "JWT_SECRET_KEY": JWT_SECRET, "WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "TRUST_PROXY_HEADERS": "1", "MAX_CONNECTIONS_PER_USER": "1000"})
+        "TRUST_PROXY_HEADERS": "1", "MAX_CONNECTIONS_PER_USER": "1000",
+        "REGISTRATION_ENABLED": "true"})
     hub.start()
     nginx = Nginx(nginx_proxy_config(f"server 127.0.0.1:{hub.port};"))
     try:
@@ -90,6 +91,20 @@ def test_wrong_passwords_from_a_forging_client_do_not_lock_out_another(proxied):
     response = admin.post(nginx.url + "/api/auth/login", timeout=10,
                           json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     assert response.status_code == 200, response.text
+
+
+def test_registrations_from_one_client_do_not_close_registration_for_others(proxied):
+    _, nginx = proxied
+
+    def register(session, forged: str = "") -> int:
+        return session.post(nginx.url + "/api/auth/register", timeout=10,
+                            headers={"X-Forwarded-For": forged} if forged else {},
+                            json={"email": f"user-{uuid.uuid4().hex[:12]}@example.com",
+                                  "password": f"password {uuid.uuid4().hex}"}).status_code
+    spammer = session_from("127.0.0.10")
+    statuses = [register(spammer, forged=f"192.0.2.{index}") for index in range(21)]
+    assert 429 not in statuses[:20] and statuses[20] == 429  # REGISTER_RATE_LIMIT: 20 an hour
+    assert register(session_from("127.0.0.11")) != 429
 
 
 def test_the_201st_socket_from_one_address_is_refused_whatever_it_forwards(proxied):
