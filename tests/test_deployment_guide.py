@@ -190,8 +190,9 @@ def test_the_production_guide_gives_a_safe_working_deployment(deployment):
     assert kind == "40", answer
     node_id, address = eventually(lambda: _connections(app).get(answer["sid"]))
     assert address == "127.0.0.3"
-    holder, other = sorted(deployment["nodes"],
-                           key=lambda node: not node_id.endswith(f":{node.port}"))
+    nodes = deployment["nodes"]
+    holder = next(node for node in nodes if node_id.endswith(f":{node.port}"))
+    other = next(node for node in nodes if node is not holder)
     # A notification posted on the other node crosses the derived channel to the socket.
     sent = other.api.post(f"/api/socket/notify/{admin_id}", token,
                           json={"title": "through the channel", "message": "m"})
