@@ -100,7 +100,11 @@ class NodeRuntime:
             self.running = False
             self.dispatcher.stop()
             with self.app.app_context():
-                closed = sessions.close_all_sessions()
+                closed = 0
+                try:
+                    closed = sessions.close_all_sessions()
+                except Exception:
+                    log.exception("node %s could not close all its sockets", self.node_id)
                 try:
                     connections.registry.flush()
                     connections.unregister_node(self.node_id)
