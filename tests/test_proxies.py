@@ -46,9 +46,9 @@ def proxied(tmp_path_factory):
         "HUB_ENV": "production", "JWT_SECRET_KEY": JWT_SECRET, "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "TRUST_PROXY_HEADERS": "1", "MAX_CONNECTIONS_PER_USER": "1000",
         "REGISTRATION_ENABLED": "true"})
-    hub.start()
     nginx = Nginx(nginx_proxy_config(f"server 127.0.0.1:{hub.port};"))
     try:
+        hub.start()
         nginx.start()
         yield hub, nginx
     finally:

@@ -52,12 +52,12 @@ def two_nodes(request):
         a = LiveServer(url, name="stopping-a", env={**env, "NODE_ID": "node-a"},
                        command=GUNICORN if request.param == "gunicorn" else None)
         b = LiveServer(url, name="stopping-b", env={**env, "NODE_ID": "node-b"})
-        a.start()
-        b.start()
         nginx = Nginx(nginx_proxy_config(f"server 127.0.0.1:{a.port} max_fails=1 fail_timeout=30s; "
                                          f"server 127.0.0.1:{b.port} backup;"))
         app = make_app(url)
         try:
+            a.start()
+            b.start()
             nginx.start()
             yield a, b, nginx, app
         finally:
