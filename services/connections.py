@@ -55,6 +55,7 @@ class ConnectionRegistry:
         self._pending_seen: dict[str, dict[str, Any]] = {}
         self._flush_lock = threading.Lock()
         self.node_id = ""
+        self.accepting = True
 
     def add(self, conn: LiveConnection) -> None:
         self.by_sid[conn.sid] = conn
@@ -172,6 +173,7 @@ def _alive_cutoff(now: datetime) -> datetime:
 def register_node(node_id: str, hostname: str, pid: int) -> None:
     """Start this node afresh: rows a previous run of it left behind are removed."""
     registry.node_id = node_id
+    registry.accepting = True
     now = db_now()
     db.session.execute(delete(Connection).where(Connection.node_id == node_id))
     node = db.session.get(Node, node_id)

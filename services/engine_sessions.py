@@ -25,22 +25,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from services.origins import own_origins
+from services.origins import own_origin
 
 
-def client_address(environ: dict[str, Any], trust_proxy: bool) -> str:
-    """The client's address; ``X-Forwarded-For`` only when behind a trusted proxy.
+def client_address(environ: dict[str, Any]) -> str:
+    """The client's address, as ``services.proxies`` resolved it behind trusted proxies.
 
-    Behind it, the address is the last one in ``X-Forwarded-For``: the one the
-    proxy appended (nginx's ``$proxy_add_x_forwarded_for``). Those before it
-    are whatever the client sent, so a client could claim any address with
-    them: another's, to use its session, or a new one per connection, to
-    evade the cap.
+    Never a value the client wrote: one could claim another's address, to use
+    its session, or a new one per connection, to evade the cap.
     """
-    if trust_proxy:
-        forwarded = (environ.get("HTTP_X_FORWARDED_FOR") or "").rsplit(",", 1)[-1].strip()
-        if forwarded:
-            return forwarded[:64]
     return (environ.get("REMOTE_ADDR") or "")[:64]
 
 
@@ -60,22 +53,20 @@ class EngineSessions:
     it is set, and setting one moves the session to the end.
     """
 
-    def __init__(self, *, max_per_address: int, connect_timeout: float,
-                 trust_proxy: bool) -> None:
+    def __init__(self, *, max_per_address: int, connect_timeout: float) -> None:
         self.max_per_address = max_per_address
         self.connect_timeout = connect_timeout
-        self.trust_proxy = trust_proxy
         self.clients: dict[str, SessionClient] = {}
         self.per_address: dict[str, int] = {}
         self.deadlines: dict[str, float] = {}
 
     def client_of(self, environ: dict[str, Any]) -> SessionClient:
-        return SessionClient(client_address(environ, self.trust_proxy),
+        return SessionClient(client_address(environ),
                              environ.get("HTTP_ORIGIN"))
 
     def admits(self, environ: dict[str, Any]) -> bool:
         """Whether this request's address may open one more session."""
-        address = client_address(environ, self.trust_proxy)
+        address = client_address(environ)
         return self.per_address.get(address, 0) < self.max_per_address
 
     def open(self, eio_sid: str, environ: dict[str, Any]) -> bool:
@@ -102,8 +93,7 @@ class EngineSessions:
             return False
         if request.origin is None or request.origin == bound.origin:
             return True
-        return bound.origin is None and request.origin in own_origins(environ,
-                                                                     self.trust_proxy)
+        return bound.origin is None and request.origin == own_origin(environ)
 
     def await_connect(self, eio_sid: str) -> None:
         """(Re)start the session's ``CONNECT_TIMEOUT``: it has no authenticated connection."""

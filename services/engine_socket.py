@@ -43,6 +43,7 @@ import orjson
 from engineio import packet as eio_packet
 from engineio.socket import Socket
 
+from services import proxies
 from services.transport import CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA, unmask
 
 log = logging.getLogger(__name__)
@@ -460,6 +461,10 @@ def serve_engine_request(handler: Any) -> bool:
     hub, path = engine
     if not (environ.get("PATH_INFO") or "").startswith(path):
         return False
+    # The checks below judge the client behind trusted proxies, as the WSGI stack
+    # will; ProxyFix reads only the forwarded headers, so its second pass there
+    # for requests left to python-engineio gives the same answer.
+    proxies.policy_of(handler.application).apply(environ)
     server = hub.eio
     if not _origin_allowed(server, environ):
         log.warning("refusing a request from origin %r", environ.get("HTTP_ORIGIN", "")[:200])

@@ -43,6 +43,8 @@ def authenticate_connect(environ: dict[str, Any], auth_data: Any) -> Identity:
     here; the cap per address counts Engine.IO sessions from their first
     request (``services.engine_sessions``), so it was checked before this.
     """
+    if not registry.accepting:
+        raise AuthRefused("This node is stopping: connect again", "unavailable")
     identity = auth.authenticate_token(token_from_handshake(environ, auth_data))
     if len(registry.sids_of_user(identity.user_id)) >= \
             current_app.config["MAX_CONNECTIONS_PER_USER"]:
@@ -52,7 +54,7 @@ def authenticate_connect(environ: dict[str, Any], auth_data: Any) -> Identity:
 
 def remote_address(environ: dict[str, Any]) -> str | None:
     """The client's address, as its Engine.IO session is bound to it; None when unknown."""
-    return client_address(environ, current_app.config["TRUST_PROXY_HEADERS"]) or None
+    return client_address(environ) or None
 
 
 def open_session(sid: str, identity: Identity, environ: dict[str, Any]) -> None:
@@ -142,6 +144,13 @@ def sweep_expiring_sessions(now: datetime | None = None) -> None:
         elif not conn.expiry_warned and expires_at - now <= warn_before:
             conn.expiry_warned = True
             realtime.emit_to_sid(conn.sid, "auth_expiring", {"expiresAt": isoformat(expires_at)})
+
+
+def close_all_sessions() -> int:
+    """This node is stopping: refuse new sockets and close the open ones, so that their
+    clients reconnect to another node."""
+    registry.accepting = False
+    return realtime.close_transports()
 
 
 def drop_revoked_sessions(revoked_keys: set[str]) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 
+import gevent
 from geventwebsocket.exceptions import ProtocolError, WebSocketError
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
@@ -157,3 +158,11 @@ class HubWebSocketWorker(GeventWebSocketWorker):
         super().load_wsgi()
         limit = self.wsgi.config["MAX_MESSAGE_SIZE"]
         self.wsgi_handler = make_handler_class(limit)
+
+    def handle_exit(self, sig, frame):
+        """SIGTERM: gunicorn waits ``graceful_timeout`` for open requests, and a socket is
+        one until it closes; the node (``gunicorn.conf.py`` starts it) closes them now."""
+        super().handle_exit(sig, frame)
+        node = getattr(self, "hub_node", None)
+        if node is not None:
+            gevent.spawn(node.stop)

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+import requests.adapters
 import socketio
 import websocket
 
@@ -168,34 +170,29 @@ class Api:
         return self.request("POST", path, token, **kwargs)
 
 
-class SourceAddressAdapter(requests.adapters.HTTPAdapter):
-    """Connects from one address of 127.0.0.0/8: each is another client to a hub on 127.0.0.1."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["source_address"] = (self.address, 0)
-        super().init_poolmanager(*args, **kwargs)
+GUNICORN = [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
+            "-b", "127.0.0.1:{port}", "wsgi:app"]
 
 
 def api_from(server: LiveServer, address: str) -> Api:
     """REST calls to ``server`` coming from ``address`` (a loopback address)."""
     api = Api(server.url)
-    api.session.mount("http://", SourceAddressAdapter(address))
+    api.session = session_from(address)
     return api
 
 
 class LiveServer:
-    """``python app.py`` in a subprocess on a free port, logging to test-output/."""
+    """``python app.py`` (or ``command``, e.g. ``GUNICORN``) in a subprocess on a free port,
+    logging to test-output/."""
 
     def __init__(self, database_url: str, name: str = "hub", env: dict | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, command: list[str] | None = None) -> None:
         self.database_url = database_url
         self.name = name
         self.port = port or free_port()
         self.extra_env = env or {}
+        self.command = [part.replace("{port}", str(self.port))
+                        for part in command or [sys.executable, "app.py"]]
         self.process: subprocess.Popen | None = None
         self.log_path = OUTPUT_DIR / f"server-{name}-{self.port}.log"
         self.send_log = self.extra_env.get("SIMULATED_SMS_SEND_LOG")
@@ -220,7 +217,7 @@ class LiveServer:
         if "SOCKETIO_MESSAGE_QUEUE" not in self.extra_env:
             env.pop("SOCKETIO_MESSAGE_QUEUE", None)
         log = open(self.log_path, "a")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=env,
                                          stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -457,7 +454,7 @@ ENGINE_PATH = "/socket.io/"
 OTHER_ADDRESS = "127.0.0.2"
 
 
-def raw_websocket(server: LiveServer | NginxProxy, query: str = "EIO=4&transport=websocket",
+def raw_websocket(server: LiveServer | Nginx, query: str = "EIO=4&transport=websocket",
                   source: str = "127.0.0.1", headers: list[str] | None = None,
                   timeout: float = 10) -> websocket.WebSocket:
     """A WebSocket to the Engine.IO path from ``source``, with exactly these headers.
@@ -506,7 +503,7 @@ class PollingClient:
 
     SEPARATOR = "\x1e"
 
-    def __init__(self, server: LiveServer | NginxProxy, source: str = "127.0.0.1",
+    def __init__(self, server: LiveServer | Nginx, source: str = "127.0.0.1",
                  origin: str | None = None, headers: dict[str, str] | None = None) -> None:
         self.server = server
         self.source = source
@@ -621,79 +618,166 @@ def assert_acks_stay_flat(baseline: AckProbe, during: AckProbe) -> None:
     assert max(during.latencies) < 2.0, max(during.latencies)
 
 
-NGINX_CONFIG = """
-daemon off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://127.0.0.1:{upstream};
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_read_timeout 75s;
-            proxy_buffering off;
-        }}
-    }}
-}}
-"""
+NGINX = os.environ.get("TEST_NGINX", "/usr/sbin/nginx")
 
 
-def nginx_binary() -> str | None:
-    return shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+def nginx_available() -> bool:
+    return os.access(NGINX, os.X_OK)
 
 
-class NginxProxy:
-    """Real nginx in front of a hub, configured as docs/deployment.md says, on a free port.
+class Nginx:
+    """Debian's nginx, unprivileged, with its own prefix, config and free loopback port.
 
-    ``port`` is what clients connect to; the hub sees nginx's address and
-    the ``X-Forwarded-For`` it appends to.
+    ``http_config`` is what goes inside ``http {}`` (upstreams and servers);
+    ``{port}`` in it is replaced by the port nginx listens on, ``{prefix}`` by
+    its directory (files a test puts there, certificates say, nginx may
+    read). As root, nginx runs as ``nobody`` so that it never holds
+    privileges a test did not ask for.
     """
 
-    def __init__(self, upstream: LiveServer, root: Path) -> None:
-        self.upstream = upstream
-        self.root = root
-        self.port = free_port()
+    def __init__(self, http_config: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.prefix = Path(tempfile.mkdtemp(prefix="hub-nginx-"))
+        self.http_config = (http_config.replace("{port}", str(self.port))
+                            .replace("{prefix}", str(self.prefix)))
+        self.log_path = OUTPUT_DIR / f"nginx-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
+    @property
+    def url(self) -> str:
+        scheme = "https" if " ssl;" in self.http_config else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
     def start(self, timeout: float = 10.0) -> None:
-        binary = nginx_binary()
-        require_service("nginx", binary is not None, "no nginx binary")
-        self.root.mkdir(parents=True, exist_ok=True)
-        config = self.root / "nginx.conf"
-        config.write_text(NGINX_CONFIG.format(root=self.root, port=self.port,
-                                              upstream=self.upstream.port))
-        self.process = subprocess.Popen([binary, "-p", str(self.root), "-c", str(config)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        prefix = self.prefix
+        temp = " ".join(f"{kind}_temp_path {prefix / kind};"
+                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (prefix / "nginx.conf").write_text(
+            f"pid {prefix / 'nginx.pid'};\nworker_processes 1;\n"
+            f"events {{ worker_connections 2048; }}\n"
+            f"http {{\n  access_log {prefix / 'access.log'};\n  {temp}\n"
+            f"{self.http_config}\n}}\n")
+        unprivileged: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            for path in (prefix, *prefix.iterdir()):
+                os.chown(path, nobody.pw_uid, nobody.pw_gid)
+            unprivileged = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+        OUTPUT_DIR.mkdir(exist_ok=True)
+        error_log = open(self.log_path, "a")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+             "-e", str(prefix / "error.log"), "-g", "daemon off;"],
+            stdout=error_log, stderr=subprocess.STDOUT, **unprivileged)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                error_log = self.root / "error.log"
-                raise RuntimeError("nginx exited: " + (error_log.read_text()
-                                                       if error_log.exists() else "no log"))
+                raise RuntimeError("nginx exited: " + self.error_log())
             with contextlib.suppress(OSError), socket.create_connection(
                     ("127.0.0.1", self.port), timeout=1):
                 return
             time.sleep(0.05)
-        raise RuntimeError("nginx did not start")
+        raise RuntimeError("nginx did not start: " + self.error_log())
+
+    def error_log(self) -> str:
+        path = self.prefix / "error.log"
+        return path.read_text()[-3000:] if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        with contextlib.suppress(OSError), open(self.log_path, "a") as log:
+            log.write((self.prefix / "error.log").read_text())
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+def nginx_proxy_config(upstream: str) -> str:
+    """nginx in front of hub nodes as ``docs/deployment.md`` sets it up, minus TLS.
+
+    ``upstream`` is the body of the ``upstream hub`` block (its ``server`` lines).
+    """
+    headers = """
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;"""
+    return f"""
+upstream hub {{ {upstream} }}
+server {{
+    listen 127.0.0.1:{{port}};
+    location /socket.io/ {{
+        proxy_pass http://hub;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";{headers}
+        proxy_buffering off;
+    }}
+    location / {{
+        proxy_pass http://hub;{headers}
+    }}
+}}
+"""
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connections from one loopback address: distinct clients without leaving the machine."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def session_from(address: str) -> requests.Session:
+    """A ``requests`` session whose connections come from ``address`` (127.x.y.z)."""
+    session = requests.Session()
+    adapter = SourceAddressAdapter(address)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def raw_socketio_connect(base_url: str, token: str, source: str = "127.0.0.1",
+                         headers: dict | None = None) -> tuple[Any, str, Any]:
+    """One bare Socket.IO connect over a WebSocket from ``source``, without a thread.
+
+    Cheap enough for hundreds of sockets at once. Returns the open WebSocket,
+    the answer's packet type (``"40"`` connected, ``"44"`` refused) and its
+    payload (``{"sid"}``, or ``{"message", "data"}``). An ``https`` URL is
+    reached over TLS without checking the certificate (a test's own).
+    """
+    import ssl
+    from urllib.parse import urlsplit
+
+    import websocket
+
+    parts = urlsplit(base_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    headers = dict(headers or {})
+    # websocket-client writes Host and Origin itself (an Origin unless told not to).
+    options = {"host": headers.pop("Host")} if "Host" in headers else {}
+    if "Origin" in headers:
+        options["origin"] = headers.pop("Origin")
+    raw = socket.create_connection((parts.hostname, parts.port), timeout=10,
+                                   source_address=(source, 0))
+    if scheme == "wss":
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        raw = context.wrap_socket(raw, server_hostname=options.get("host", parts.hostname))
+    ws = websocket.create_connection(
+        f"{scheme}://{parts.hostname}:{parts.port}/socket.io/?EIO=4&transport=websocket",
+        socket=raw, timeout=10, suppress_origin="origin" not in options,
+        header=[f"{name}: {value}" for name, value in headers.items()], **options)
+    assert ws.recv().startswith("0{")
+    ws.send("40" + json.dumps({"token": token}))
+    answer = ws.recv()
+    return ws, answer[:2], json.loads(answer[2:])

@@ -16,17 +16,19 @@ import pytest
 import websocket
 
 from tests.support import (
+    NGINX,
     OTHER_ADDRESS,
     AckProbe,
     LiveServer,
-    NginxProxy,
+    Nginx,
     PollingClient,
     RecordingClient,
     assert_acks_stay_flat,
     close_code,
     eventually,
     migrate_database,
-    nginx_binary,
+    nginx_available,
+    nginx_proxy_config,
     raw_websocket,
     register_user,
     require_service,
@@ -73,10 +75,10 @@ def impatient_hub(tmp_path_factory):
 @pytest.fixture(scope="module")
 def proxied_hub(tmp_path_factory):
     """A hub behind nginx as docs/deployment.md configures it, trusting its forwarded address."""
-    require_service("nginx", nginx_binary() is not None, "no nginx binary")
+    require_service("nginx", nginx_available(), NGINX)
     server = _start(tmp_path_factory, "proxied", {
         "TRUST_PROXY_HEADERS": "1", "MAX_CONNECTIONS_PER_ADDRESS": "5", "CONNECT_TIMEOUT": "60"})
-    proxy = NginxProxy(server, tmp_path_factory.mktemp("nginx"))
+    proxy = Nginx(nginx_proxy_config(f"server 127.0.0.1:{server.port};"))
     try:
         proxy.start()
         yield proxy
