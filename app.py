@@ -9,11 +9,13 @@ if __name__ == "__main__":
 
     monkey.patch_all()
 
+import contextlib
+import os
 from pathlib import Path
 
 from flask import Flask
 from flask_cors import CORS
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
 
 from config import INSTANCE_DIR, Config, engine_options, get_config
@@ -34,6 +36,24 @@ def _tune_sqlite(dbapi_connection, connection_record) -> None:
         cursor.close()
 
 
+def _create_sqlite_file(url: str) -> None:
+    """An SQLite file holds password hashes and everyone's messages: its owner's only.
+
+    SQLite would create a missing file with the umask's mode (world-readable
+    under the usual 022), and its ``-wal`` and ``-shm`` files copy the
+    database's mode; so the hub creates the file itself, 0600, in a folder it
+    creates 0700.
+    """
+    parsed = make_url(url)
+    if (parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:")
+            or parsed.query.get("uri")):  # a ``file:`` URI names its own options
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     """Build the hub. ``config`` names an environment or is a settings class."""
     settings = config if isinstance(config, type) else get_config(config)
@@ -42,8 +62,7 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     app.config.update(overrides)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
                           engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
-        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    _create_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
 
     _configure_logging(app)
     db.init_app(app)
@@ -123,21 +142,26 @@ def _register_blueprints(app: Flask) -> None:
     from blueprints.analytics import analytics_bp
     from blueprints.auth import auth_bp
     from blueprints.cli import cli_bp, notify_cli_bp
+    from blueprints.common import ID_CONVERTERS
     from blueprints.errors import register_error_handlers, register_jwt_handlers
+    from blueprints.headers import register_security_headers
     from blueprints.health import health_bp
     from blueprints.messages import messages_bp
     from blueprints.notifications import notifications_bp
     from blueprints.openapi import openapi_bp
     from blueprints.pages import pages_bp
+    from blueprints.quotas import quotas_bp
     from blueprints.socket_api import socket_api_bp
     from blueprints.webhooks import webhooks_bp
 
+    app.url_map.converters.update(ID_CONVERTERS)
     for blueprint in (auth_bp, socket_api_bp, notifications_bp, messages_bp, webhooks_bp,
                       analytics_bp, pages_bp, health_bp, openapi_bp, cli_bp,
-                      notify_cli_bp):
+                      notify_cli_bp, quotas_bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     register_jwt_handlers()
+    register_security_headers(app)
 
 
 def _configure_logging(app: Flask) -> None:

@@ -116,6 +116,7 @@ class Config:
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
 
     REGISTRATION_ENABLED = _env_bool("REGISTRATION_ENABLED", True)
+    DAILY_RECIPIENT_QUOTA = _env_int("DAILY_RECIPIENT_QUOTA", 10_000)
     NODE_TTL = _env_float("NODE_TTL", 15.0)
     NODE_HEARTBEAT_INTERVAL = _env_float("NODE_HEARTBEAT_INTERVAL", 3.0)
     CONNECTION_FLUSH_INTERVAL = _env_float("CONNECTION_FLUSH_INTERVAL", 0.2)
@@ -133,6 +134,8 @@ class Config:
     EVENT_BYTES_PER_SECOND = _env_float("EVENT_BYTES_PER_SECOND", 64 * 1024)
     EVENT_BYTES_BURST = _env_float("EVENT_BYTES_BURST", 256 * 1024)
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10/minute")
+    LOGIN_ACCOUNT_RATE_LIMIT = os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT", "20/minute;100/hour")
+    LOGIN_ADDRESS_RATE_LIMIT = os.environ.get("LOGIN_ADDRESS_RATE_LIMIT", "20/minute;200/hour")
     REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT", "20/hour")
     MESSAGES_RATE_LIMIT = os.environ.get("MESSAGES_RATE_LIMIT", "120/minute")
     RATELIMIT_HEADERS_ENABLED = True
@@ -208,8 +211,11 @@ class TestingConfig(Config):
     EVENT_RATE = _env_float("EVENT_RATE", 200.0)
     EVENT_BURST = _env_float("EVENT_BURST", 400.0)
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "100000/minute")
+    LOGIN_ACCOUNT_RATE_LIMIT = os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT", "100000/minute")
+    LOGIN_ADDRESS_RATE_LIMIT = os.environ.get("LOGIN_ADDRESS_RATE_LIMIT", "100000/minute")
     REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT", "100000/minute")
     MESSAGES_RATE_LIMIT = os.environ.get("MESSAGES_RATE_LIMIT", "100000/minute")
+    DAILY_RECIPIENT_QUOTA = _env_int("DAILY_RECIPIENT_QUOTA", 1_000_000)
     SIMULATED_RECEIPT_DELAY = _env_float("SIMULATED_RECEIPT_DELAY", 0.3)
     DISPATCH_CLAIM_TIMEOUT = _env_float("DISPATCH_CLAIM_TIMEOUT", 3.0)
 
@@ -217,6 +223,8 @@ class TestingConfig(Config):
 class ProductionConfig(Config):
     ENV_NAME = "production"
     METRICS_LOOPBACK_WITHOUT_TOKEN = False
+    # Open sign-up lets anyone spend the operator's money on SMS: opt in explicitly.
+    REGISTRATION_ENABLED = _env_bool("REGISTRATION_ENABLED", False)
 
     @classmethod
     def validate(cls) -> None:
@@ -230,7 +238,7 @@ class ProductionConfig(Config):
 
 def _development_secret(name: str) -> str:
     """A stable random key per checkout, so tokens survive a restart of ``make run``."""
-    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    INSTANCE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = INSTANCE_DIR / f".{name}-secret"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(48))

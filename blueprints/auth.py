@@ -14,26 +14,50 @@ from services.errors import Forbidden
 auth_bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
 
-def _login_key() -> str:
-    """Failed logins are limited per address and account: guessing one password, or many."""
+def _login_account() -> str:
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
-    account = email.strip().lower()[:254] if isinstance(email, str) else ""
-    return f"{get_remote_address()}:{account}"
+    return email.strip().lower()[:254] if isinstance(email, str) else ""
+
+
+def _address_and_account() -> str:
+    return f"{get_remote_address()}:{_login_account()}"
+
+
+def _account() -> str:
+    return f"account:{_login_account()}"
+
+
+def _address() -> str:
+    return f"address:{get_remote_address()}"
+
+
+def _failed(response) -> bool:
+    """Only refusals count: a user who logs in often is not guessing."""
+    return response.status_code == 401
 
 
 @auth_bp.post("/register")
 @limiter.limit(lambda: current_app.config["REGISTER_RATE_LIMIT"])
 def register():
+    """``201 {user}`` even for a taken email: the answer tells no one who has an account."""
     if not current_app.config["REGISTRATION_ENABLED"]:
         raise Forbidden("Registration is disabled")
     body = json_body(RegisterSchema)
-    user = auth.create_user(body["email"], body["password"], body["name"])
+    user = auth.register(body["email"], body["password"], body["name"])
     return {"user": schema_instance(UserSchema).dump(user)}, 201
 
 
+# Failed logins are limited three ways: per address and account (guessing one
+# password), per account from every address (a botnet on one account) and per
+# address on every account (one address spraying common passwords).
 @auth_bp.post("/login")
-@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], key_func=_login_key)
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], key_func=_address_and_account,
+               deduct_when=_failed)
+@limiter.limit(lambda: current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"], key_func=_account,
+               deduct_when=_failed)
+@limiter.limit(lambda: current_app.config["LOGIN_ADDRESS_RATE_LIMIT"], key_func=_address,
+               deduct_when=_failed)
 def login():
     body = json_body(LoginSchema)
     user = auth.verify_credentials(body["email"], body["password"])

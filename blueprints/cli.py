@@ -1,10 +1,16 @@
-"""Command-line tools: ``flask users create EMAIL [--admin]``, ``flask users demo`` and
+"""Command-line tools: ``flask users create EMAIL [--admin]``, ``flask users demo``,
+``flask users quota EMAIL [--daily N | --default]`` and
 ``flask notify USER_ID --title ... --message ...`` (emits through the message queue)."""
 
 import click
 from flask import Blueprint, current_app
+from sqlalchemy.exc import DBAPIError
 
-from services import auth
+from schemas.auth import RegisterSchema
+from schemas.common import load_or_raise
+from schemas.quotas import MAX_DAILY_RECIPIENT_QUOTA
+from services import auth, quotas
+from services.errors import AppError
 
 cli_bp = Blueprint("users", __name__, cli_group="users")
 notify_cli_bp = Blueprint("notify_cli", __name__, cli_group=None)
@@ -17,9 +23,27 @@ notify_cli_bp = Blueprint("notify_cli", __name__, cli_group=None)
               help="Prompted for when omitted.")
 @click.option("--name", default=None, help="Display name.")
 def create_user(email: str, admin: bool, password: str, name: str | None) -> None:
-    """Create a user (an admin with --admin)."""
-    user = auth.create_user(email, password, name=name, admin=admin)
+    """Create a user (an admin with --admin), by the rules of ``POST /api/auth/register``."""
+    try:
+        account = load_or_raise(RegisterSchema, {"email": email, "password": password,
+                                                 "name": name})
+        user = auth.create_user(account["email"], account["password"], name=account["name"],
+                                admin=admin)
+    except AppError as refused:
+        raise click.ClickException(_explain(refused)) from None
+    except DBAPIError as failed:
+        reason = str(failed.orig).strip().splitlines()[0]
+        raise click.ClickException(f"the database refused: {reason} (is DATABASE_URL right, "
+                                   "and did `flask db upgrade` run?)") from None
     click.echo(f"created {'admin' if admin else 'user'} {user.email} (id {user.id})")
+
+
+def _explain(refused: AppError) -> str:
+    """One line per invalid field, as the API's ``details`` lists them."""
+    if not isinstance(refused.details, dict):
+        return refused.message
+    return "\n".join(f"{field}: {' '.join(map(str, problems))}"
+                     for field, problems in refused.details.items())
 
 
 @cli_bp.cli.command("demo")
@@ -34,6 +58,28 @@ def demo_admin() -> None:
     else:
         click.echo(f"  (password in {credentials['file']}, or create a user with "
                    f"`flask users create EMAIL --admin`)\n")
+
+
+@cli_bp.cli.command("quota")
+@click.argument("email")
+@click.option("--daily", type=click.IntRange(0, MAX_DAILY_RECIPIENT_QUOTA), default=None,
+              help="Recipients this user may send to per UTC day.")
+@click.option("--default", "use_default", is_flag=True,
+              help="Give the user DAILY_RECIPIENT_QUOTA again.")
+def user_quota(email: str, daily: int | None, use_default: bool) -> None:
+    """Show a user's daily recipient quota, or set it with --daily N or --default."""
+    if daily is not None and use_default:
+        raise click.UsageError("use either --daily or --default")
+    user = auth.get_user_by_email(email)
+    if user is None:
+        raise click.ClickException(f"no user with email {email}")
+    if daily is not None or use_default:
+        quota = quotas.set_quota(user.id, daily)
+    else:
+        quota = quotas.describe(user.id)
+    kind = "the default" if quota["isDefault"] else "own quota"
+    click.echo(f"{user.email}: {quota['dailyRecipientQuota']} recipients per UTC day ({kind}), "
+               f"{quota['usedToday']} used today")
 
 
 @notify_cli_bp.cli.command("notify")

@@ -8,8 +8,9 @@ from typing import Any
 from flask import request
 from flask_jwt_extended import get_jwt
 from marshmallow import Schema
+from werkzeug.routing import IntegerConverter, Map
 
-from schemas.common import load_or_raise
+from schemas.common import MAX_ID, MAX_USER_ID, load_or_raise
 from services import auth
 from services.auth import Identity, identity_from_jwt
 from services.errors import AuthRefused, Forbidden, InvalidPayload, Unauthenticated
@@ -67,3 +68,25 @@ def query_args(schema: type[Schema]) -> dict[str, Any]:
 
 def idempotency_key() -> str | None:
     return request.headers.get("Idempotency-Key")
+
+
+class IdConverter(IntegerConverter):
+    """``<id:...>``: a row id in a path, 1 to the largest a 64-bit id column holds.
+
+    Werkzeug's ``int`` takes any number of digits, and an id past 64 bits
+    reached the database: SQLite raised ``OverflowError`` (500), PostgreSQL an
+    out-of-range error (503). Out of range is now no such route: 404 JSON.
+    """
+
+    def __init__(self, url_map: Map, max: int = MAX_ID) -> None:
+        super().__init__(url_map, min=1, max=max)
+
+
+class UserIdConverter(IdConverter):
+    """``<user_id:...>``: a user id, at most ``MAX_USER_ID``."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, max=MAX_USER_ID)
+
+
+ID_CONVERTERS = {"id": IdConverter, "user_id": UserIdConverter}

@@ -37,7 +37,9 @@ def error_response(code: str, message: str, status: int, details=None):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(AppError)
     def handle_app_error(error: AppError):
-        return error_response(error.code, error.message, error.status, error.details)
+        response, status = error_response(error.code, error.message, error.status, error.details)
+        response.headers.update(error.headers)
+        return response, status
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):

@@ -39,13 +39,13 @@ def list_messages(identity):
     return messages.list_for_user(identity.user_id, query["limit"], query["before"])
 
 
-@messages_bp.get("/<int:message_id>")
+@messages_bp.get("/<id:message_id>")
 @authenticated
 def get_message(message_id: int, identity):
     return messages.message_payload(messages.get_visible(identity, message_id))
 
 
-@messages_bp.get("/<int:message_id>/recipients")
+@messages_bp.get("/<id:message_id>/recipients")
 @authenticated
 def list_recipients(message_id: int, identity):
     query = query_args(RecipientListQuerySchema)

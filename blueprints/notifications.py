@@ -18,7 +18,7 @@ def list_notifications(identity):
     )
 
 
-@notifications_bp.post("/<int:notification_id>/read")
+@notifications_bp.post("/<id:notification_id>/read")
 @authenticated
 def mark_read(notification_id: int, identity):
     unread = notifications.mark_read(identity.user_id, notification_id)

@@ -4,7 +4,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, render_template
 
-from schemas import auth, messages, notifications, responses
+from schemas import auth, messages, notifications, quotas, responses
+from schemas.common import MAX_ID, MAX_USER_ID
 
 openapi_bp = Blueprint("openapi", __name__)
 
@@ -29,9 +30,13 @@ def _query(schema) -> list:
     return [{"in": "query", "schema": schema}]
 
 
-def _path_id(name: str) -> dict:
+def _path_id(name: str, maximum: int = MAX_ID) -> dict:
     return {"in": "path", "name": name, "required": True,
-            "schema": {"type": "integer", "minimum": 1}}
+            "schema": {"type": "integer", "minimum": 1, "maximum": maximum}}
+
+
+def _user_id() -> dict:
+    return _path_id("userId", MAX_USER_ID)
 
 
 COMMON = {"400": _error("Invalid input"), "401": _error("Missing or invalid token"),
@@ -41,8 +46,9 @@ COMMON = {"400": _error("Invalid input"), "401": _error("Missing or invalid toke
 ROUTES = [
     ("/api/auth/register", "post", "Create an account", {
         "requestBody": _body(auth.RegisterSchema), "security": [],
-        "responses": {**_ok("UserEnvelopeSchema", "201", "Created"),
-                      "409": _error("Email taken"), "403": _error("Registration closed")}}),
+        "responses": {**_ok("UserEnvelopeSchema", "201",
+                            "Created, or the same answer when the email is taken"),
+                      "403": _error("Registration closed")}}),
     ("/api/auth/login", "post", "Log in", {
         "requestBody": _body(auth.LoginSchema), "security": [],
         "responses": _ok("LoginResponseSchema")}),
@@ -54,12 +60,12 @@ ROUTES = [
     ("/api/socket/stats", "get", "Connections per node (admin)", {
         "responses": {**_ok("StatsSchema"), "403": _error("Admins only")}}),
     ("/api/socket/user/{userId}/online", "get", "Whether a user is online", {
-        "parameters": [_path_id("userId")],
+        "parameters": [_user_id()],
         "responses": {**_ok("OnlineSchema"), "403": _error("Only yourself, or admins")}}),
     ("/api/socket/online-count", "get", "Distinct users online", {
         "responses": _ok("CountSchema")}),
     ("/api/socket/notify/{userId}", "post", "Store and emit a notification (admin)", {
-        "parameters": [_path_id("userId")], "requestBody": _body(notifications.NotifySchema),
+        "parameters": [_user_id()], "requestBody": _body(notifications.NotifySchema),
         "responses": {**_ok("NotifyResponseSchema", "201", "Stored and emitted"),
                       "403": _error("Admins only"), "404": _error("No such user"),
                       "409": _error("Idempotency-Key reused with another body")}}),
@@ -80,7 +86,8 @@ ROUTES = [
     ("/api/messages", "post", "Send a message to many phones", {
         "requestBody": _body(messages.MessageCreateSchema),
         "responses": {**_ok("MessageSchema", "202", "Accepted; delivery runs in the background"),
-                      "409": _error("Idempotency-Key reused"), "413": _error("Too large")}}),
+                      "409": _error("Idempotency-Key reused"), "413": _error("Too large"),
+                      "429": _error("Rate limited, or the daily recipient quota is used up")}}),
     ("/api/messages", "get", "The caller's messages, newest first", {
         "parameters": _query(messages.MessageListQuerySchema),
         "responses": _ok("MessagePageSchema")}),
@@ -90,6 +97,14 @@ ROUTES = [
     ("/api/messages/{messageId}/recipients", "get", "A message's recipients, paged", {
         "parameters": [_path_id("messageId"), *_query(messages.RecipientListQuerySchema)],
         "responses": {**_ok("RecipientPageSchema"), "404": _error("Not found")}}),
+    ("/api/users/{userId}/quota", "get", "A user's daily recipient quota and use", {
+        "parameters": [_user_id()],
+        "responses": {**_ok("QuotaSchema"), "403": _error("Only yourself, or admins"),
+                      "404": _error("No such user")}}),
+    ("/api/users/{userId}/quota", "put", "Set a user's daily recipient quota (admin)", {
+        "parameters": [_user_id()], "requestBody": _body(quotas.QuotaUpdateSchema),
+        "responses": {**_ok("QuotaSchema"), "403": _error("Admins only"),
+                      "404": _error("No such user")}}),
     ("/api/webhooks/delivery", "post", "Delivery receipts (HMAC-SHA256 in X-Signature)", {
         "security": [], "parameters": [{"in": "header", "name": "X-Signature",
                                         "required": True, "schema": {"type": "string"}}],

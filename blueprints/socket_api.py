@@ -26,7 +26,7 @@ def stats(identity):
     return {**figures, "nodes": nodes, "uptimeSeconds": round(time.monotonic() - STARTED_AT, 3)}
 
 
-@socket_api_bp.get("/user/<int:user_id>/online")
+@socket_api_bp.get("/user/<user_id:user_id>/online")
 @authenticated
 def user_online(user_id: int, identity):
     if user_id != identity.user_id and not identity.is_admin:
@@ -41,7 +41,7 @@ def online_count(identity):
     return {"count": connections.online_user_count()}
 
 
-@socket_api_bp.post("/notify/<int:user_id>")
+@socket_api_bp.post("/notify/<user_id:user_id>")
 @admin_only
 def notify(user_id: int, identity):
     body = json_body(NotifySchema)

@@ -5,6 +5,7 @@ from models.connection import Connection, Node
 from models.idempotency import IdempotencyRecord
 from models.message import Message, Recipient
 from models.notification import Notification, NotificationRead
+from models.quota import UserQuota
 from models.token import RevokedToken
 from models.user import User
 
@@ -20,4 +21,5 @@ __all__ = [
     "Recipient",
     "RevokedToken",
     "User",
+    "UserQuota",
 ]

@@ -9,6 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from extensions import db
 from models.base import UTCDateTime, utcnow
 
+# ``status_code`` of a record whose first request has not answered yet.
+IN_PROGRESS = 0
+
 
 class IdempotencyRecord(db.Model):
     __tablename__ = "idempotency_records"

@@ -1,13 +1,22 @@
 """Bodies of the authentication routes and the user shape they return."""
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from schemas.common import Id, Timestamp
+from services import passwords
+
+
+def _not_common(password: str) -> None:
+    if passwords.is_common(password):
+        raise ValidationError("This password is one of the most common ones; choose another.")
 
 
 class RegisterSchema(Schema):
+    """A new account's rules, for ``POST /api/auth/register`` and ``flask users create``."""
+
     email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, validate=validate.Length(min=8, max=256))
+    password = fields.String(required=True,
+                             validate=[validate.Length(min=8, max=256), _not_common])
     name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields
 
 MAX_ID = 2**63 - 1
+MAX_USER_ID = 2**31 - 1  # ``users.id`` is a 32-bit integer on PostgreSQL
 
 
 def isoformat(value: datetime | None) -> str | None:

@@ -130,3 +130,12 @@ class ReceiptResultSchema(Schema):
     received = fields.Integer(required=True)
     applied = fields.Integer(required=True)
     unknown = fields.Integer(required=True)
+
+
+class QuotaSchema(Schema):
+    userId = fields.String(required=True)
+    dailyRecipientQuota = fields.Integer(required=True)
+    isDefault = fields.Boolean(required=True)
+    usedToday = fields.Integer(required=True)
+    remainingToday = fields.Integer(required=True)
+    renewsAt = fields.String(required=True)

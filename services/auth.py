@@ -104,6 +104,22 @@ def create_user(email: str, password: str, name: str | None = None, admin: bool 
     return user
 
 
+def register(email: str, password: str, name: str | None = None) -> User:
+    """A new user, or, when the email is taken, one shaped like it that is not stored.
+
+    The answer must not tell who has an account: the taken email costs the
+    same password hash and gets the id the next new user would get. (Logging
+    in with the password just chosen still tells, as it must without email
+    verification; the login limits bound that probe.)
+    """
+    try:
+        return create_user(email, password, name)
+    except Conflict:
+        next_id = (db.session.scalar(select(func.max(User.id))) or 0) + 1
+        return User(id=next_id, email=normalise_email(email), name=name, role=ROLE_USER,
+                    created_at=datetime.now(UTC))
+
+
 def verify_credentials(email: str, password: str) -> User:
     """The user for these credentials; one vague refusal for every failure."""
     user = get_user_by_email(email)

@@ -7,6 +7,7 @@ into ``{ok: false, error: {code, message}}``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -14,6 +15,7 @@ class AppError(Exception):
     code = "internal_error"
     status = 500
     default_message = "Internal error"
+    headers: Mapping[str, str] = {}
 
     def __init__(self, message: str | None = None, details: Any = None) -> None:
         super().__init__(message or self.default_message)
@@ -67,6 +69,18 @@ class RateLimited(AppError):
     code = "rate_limited"
     status = 429
     default_message = "Too many requests"
+
+
+class QuotaExceeded(AppError):
+    """A daily quota is used up; ``retry_after`` is the seconds until it renews."""
+
+    code = "quota_exceeded"
+    status = 429
+    default_message = "Daily quota exceeded"
+
+    def __init__(self, message: str, details: Any, retry_after: int) -> None:
+        super().__init__(message, details)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class Unavailable(AppError):

@@ -19,7 +19,7 @@ from extensions import db
 from models import Message, Recipient
 from models.message import MESSAGE_SENDING, RECIPIENT_PENDING
 from schemas.common import isoformat
-from services import analytics, delivery, realtime, rooms
+from services import analytics, delivery, quotas, realtime, rooms
 from services.auth import Identity
 from services.errors import InvalidPayload, NotFound
 from services.json_rows import json_rows
@@ -94,7 +94,10 @@ def recipient_payload(recipient: Recipient) -> dict[str, Any]:
 
 
 def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]:
-    """Store a message and its recipients as ``PENDING``; sending starts in the background."""
+    """Store a message and its recipients as ``PENDING``; sending starts in the background.
+
+    ``QuotaExceeded`` when the recipients do not fit in the user's daily quota.
+    """
     if len(raw_recipients) > MAX_RECIPIENTS:
         raise InvalidPayload(f"At most {MAX_RECIPIENTS} recipients per message")
     phones, invalid = normalise_recipients(raw_recipients)
@@ -108,6 +111,7 @@ def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]
         )
     if not phones:
         raise InvalidPayload("At least one recipient is required")
+    quotas.reserve(user_id, len(phones))
     shape = analyse_body(body)
     message = Message(user_id=user_id, body=body, encoding=shape.encoding,
                       segments=shape.segments, status=MESSAGE_SENDING,

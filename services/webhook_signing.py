@@ -11,8 +11,12 @@ def sign_webhook_body(raw: bytes, secret: str) -> str:
 
 
 def verify_webhook_signature(raw: bytes, signature: str | None, secret: str) -> bool:
-    """Whether ``signature`` (hex, optionally ``sha256=``-prefixed) signs ``raw``."""
-    if not signature or not secret:
+    """Whether ``signature`` (hex, optionally ``sha256=``-prefixed) signs ``raw``.
+
+    A header with non-ASCII bytes is simply wrong: ``compare_digest`` raises
+    ``TypeError`` on non-ASCII text, which once answered 500.
+    """
+    if not signature or not secret or not signature.isascii():
         return False
     if signature.startswith("sha256="):
         signature = signature[len("sha256="):]

@@ -33,13 +33,18 @@ def pytest_configure(config):
     os.makedirs(os.path.join(os.path.dirname(__file__), "..", "test-output"), exist_ok=True)
 
 
+def _send_log_env(tmp_path_factory) -> dict:
+    """Every SMS the simulated provider accepts, one JSON line each (``server.send_log``)."""
+    return {"SIMULATED_SMS_SEND_LOG": str(tmp_path_factory.mktemp("sends") / "sent.jsonl")}
+
+
 def _start_hub(tmp_path_factory, backend: str):
     if backend == "sqlite":
         path = tmp_path_factory.mktemp("hub-sqlite") / "hub.db"
         url = f"sqlite:///{path}"
         migrate_database(url)
         admin_email = seed_admin(url)
-        server = LiveServer(url, name="sqlite")
+        server = LiveServer(url, name="sqlite", env=_send_log_env(tmp_path_factory))
         server.start()
         return server, admin_email, None
     require_service("PostgreSQL", postgres_reachable())
@@ -47,7 +52,7 @@ def _start_hub(tmp_path_factory, backend: str):
     url = database.__enter__()
     migrate_database(url)
     admin_email = seed_admin(url)
-    server = LiveServer(url, name="postgresql")
+    server = LiveServer(url, name="postgresql", env=_send_log_env(tmp_path_factory))
     server.start()
     return server, admin_email, database
 

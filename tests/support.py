@@ -119,6 +119,29 @@ def seed_admin(database_url: str) -> str:
     return ADMIN_EMAIL
 
 
+def sql_scalar(database_url: str, statement: str, **params: Any) -> Any:
+    """One value read straight from a hub's database, as an operator's SQL would."""
+    import sqlalchemy
+
+    from config import _normalise_database_url
+
+    engine = sqlalchemy.create_engine(_normalise_database_url(database_url))
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sqlalchemy.text(statement), params).scalar()
+    finally:
+        engine.dispose()
+
+
+def sent_phones(send_log: str | Path) -> list[str]:
+    """The phones of every send the simulated provider accepted (its ``SIMULATED_SMS_SEND_LOG``)."""
+    import json
+
+    with contextlib.suppress(FileNotFoundError), open(send_log) as handle:
+        return [json.loads(line)["phone"] for line in handle]
+    return []
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -151,6 +174,13 @@ GUNICORN = [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.
             "-b", "127.0.0.1:{port}", "wsgi:app"]
 
 
+def api_from(server: LiveServer, address: str) -> Api:
+    """REST calls to ``server`` coming from ``address`` (a loopback address)."""
+    api = Api(server.url)
+    api.session = session_from(address)
+    return api
+
+
 class LiveServer:
     """``python app.py`` (or ``command``, e.g. ``GUNICORN``) in a subprocess on a free port,
     logging to test-output/."""
@@ -165,6 +195,7 @@ class LiveServer:
                         for part in command or [sys.executable, "app.py"]]
         self.process: subprocess.Popen | None = None
         self.log_path = OUTPUT_DIR / f"server-{name}-{self.port}.log"
+        self.send_log = self.extra_env.get("SIMULATED_SMS_SEND_LOG")
         self.admin_email = ADMIN_EMAIL
         self.api = Api(self.url)
 

@@ -8,6 +8,7 @@ import os
 import shutil
 
 import pytest
+import requests
 
 from tests.support import OUTPUT_DIR, REQUIRE_SERVICES, eventually
 
@@ -51,7 +52,8 @@ def _sign_in(page, user):
     page.fill("#email", user.email)
     page.fill("#password", user.password)
     page.click("#login-btn")
-    page.wait_for_function("document.getElementById('whoami').textContent.startsWith('user')")
+    page.wait_for_function("() => document.getElementById('whoami').textContent"
+                           ".startsWith('user')")
 
 
 def test_test_socket_page_end_to_end(page, sqlite_hub, sqlite_user, sqlite_admin):
@@ -71,7 +73,7 @@ def test_test_socket_page_end_to_end(page, sqlite_hub, sqlite_user, sqlite_admin
     page.fill("#send-phones", "+15551234567\n+15005550001\n+15551234568")
     page.click("#send-btn")
     page.wait_for_function(
-        "[...document.querySelectorAll('#recipients-table tbody tr')].length === 3 && "
+        "() => [...document.querySelectorAll('#recipients-table tbody tr')].length === 3 && "
         "[...document.querySelectorAll('#recipients-table tbody tr')].every("
         "r => ['DELIVERED', 'FAILED'].includes(r.dataset.status))", timeout=15000)
     failed = page.locator("#recipients-table tr[data-status='FAILED']")
@@ -109,7 +111,7 @@ def test_dashboard_charts_update_after_a_message_completes(page, sqlite_hub, sql
     page.goto("/dashboard")
     _sign_in(page, hub_admin)
     page.wait_for_selector("#conn-state[data-state='connected']")
-    page.wait_for_function("Number(document.getElementById('chart-hourly')"
+    page.wait_for_function("() => Number(document.getElementById('chart-hourly')"
                            ".dataset.updatedCount) >= 1")
     before = int(page.get_attribute("#chart-hourly", "data-updated-count"))
     total_before = page.inner_text("#stat-messages-total")
@@ -117,7 +119,7 @@ def test_dashboard_charts_update_after_a_message_completes(page, sqlite_hub, sql
                                    json={"body": "dashboard", "recipients": ["+15550001111"]})
     message_id = response.json()["id"]
     page.wait_for_function(
-        f"Number(document.getElementById('chart-hourly').dataset.updatedCount) > {before}",
+        f"() => Number(document.getElementById('chart-hourly').dataset.updatedCount) > {before}",
         timeout=10000)
     page.wait_for_selector(f"#recent-messages tr[data-message-id='{message_id}']"
                            "[data-status='SENT']", timeout=10000)
@@ -125,6 +127,33 @@ def test_dashboard_charts_update_after_a_message_completes(page, sqlite_hub, sql
     page.wait_for_selector("#global-panel:not([hidden])")
     page.wait_for_selector("#nodes-table tbody tr")
     page.screenshot(path=str(OUTPUT_DIR / "dashboard.png"), full_page=True)
+
+
+@pytest.mark.parametrize("path", ["/testSocket", "/dashboard", "/api/docs", "/api/openapi.json",
+                                  "/static/js/hub_client.js", "/api/socket/online-count"])
+def test_every_answer_carries_the_security_headers(sqlite_hub, path):
+    response = requests.get(sqlite_hub.url + path, timeout=10)
+    policy = dict(directive.strip().split(" ", 1)
+                  for directive in response.headers["Content-Security-Policy"].split(";"))
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["script-src"] == "'self'" and policy["default-src"] == "'self'"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_an_injected_inline_handler_does_not_run(page):
+    page.goto("/testSocket")
+    page.evaluate("document.body.insertAdjacentHTML('beforeend', "
+                  "'<img src=\"data:,\" onerror=\"window.injected = 1\">')")
+    eventually(lambda: any("Content Security Policy" in problem for problem in page.problems))
+    assert page.evaluate("window.injected") is None
+    page.problems.clear()  # the refusal is the console error this test expects
+
+
+def test_api_docs_page_renders_without_errors(page):
+    page.goto("/api/docs")
+    page.wait_for_selector("table tbody tr")
+    assert "/api/messages" in page.inner_text("table")
 
 
 def test_a_page_upgrades_its_own_long_polling_session(page, sqlite_hub, sqlite_user):

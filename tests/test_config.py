@@ -1,12 +1,15 @@
-"""Production refuses to start on settings that would weaken it; development just works."""
+"""Production refuses to start on settings that would weaken it; development just works;
+the SQLite file is its owner's only."""
 
+import contextlib
 import os
+import stat
 import subprocess
 import sys
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, LiveServer, migrate_database, register_user
 
 GOOD = {"JWT_SECRET_KEY": "p" * 40, "WEBHOOK_SECRET": "webhook-secret",
         "CORS_ALLOWED_ORIGINS": "https://app.example.com"}
@@ -61,3 +64,39 @@ def test_the_hub_does_not_start_on_a_guess_at_its_proxies():
     started = _start({**GOOD, "TRUST_PROXY_HEADERS": "all"})
     assert started.returncode != 0
     assert "TRUST_PROXY_HEADERS must be a number of proxy hops" in started.stderr
+
+
+@contextlib.contextmanager
+def _usual_umask():
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_sqlite_database_is_readable_by_its_owner_only(tmp_path):
+    """Created under the usual umask 022, the file and its WAL files were world-readable."""
+    folder = tmp_path / "data"
+    url = f"sqlite:///{folder / 'hub.db'}"
+    server = LiveServer(url, name="private-sqlite")
+    with _usual_umask():
+        migrate_database(url)
+        server.start()
+    try:
+        register_user(server)  # writes: the WAL files exist now
+        files = {path.name: _mode(path) for path in folder.iterdir()}
+    finally:
+        server.stop()
+    assert {"hub.db", "hub.db-wal", "hub.db-shm"} <= files.keys()
+    assert set(files.values()) == {0o600}, files
+    assert _mode(folder) == 0o700
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with _usual_umask():
+        migrate_database(f"sqlite:///{existing / 'hub.db'}")
+    assert _mode(existing / "hub.db") == 0o600

@@ -3,10 +3,15 @@
 import hashlib
 import hmac
 import json
+import threading
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
-from tests.support import WEBHOOK_SECRET, eventually
+from tests.support import WEBHOOK_SECRET, eventually, sent_phones, sql_scalar
 
 PRICE = 0.0075
 THREE = ["+15551230001", "+15005550001", "+1 555 123 0002"]
@@ -201,6 +206,30 @@ def test_idempotency_key_sends_a_message_once(api, user):
     assert len(api.get("/api/messages", user.token).json()["messages"]) == 1
 
 
+def test_twenty_concurrent_retries_with_one_key_store_and_send_one_message(hub, api, user):
+    """Every retry lands at once; the key's first request owns it, the others replay it."""
+    tag = uuid.uuid4().int % 10_000_000
+    phones = [f"+1556{tag:07d}", f"+1557{tag:07d}"]
+    headers = {"Authorization": f"Bearer {user.token}", "Idempotency-Key": f"race-{tag}"}
+    start = threading.Barrier(20)
+
+    def retry(_):
+        with requests.Session() as session:
+            start.wait()
+            return session.post(hub.url + "/api/messages", headers=headers, timeout=30,
+                                json={"body": "only once", "recipients": phones})
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(retry, range(20)))
+    assert Counter(a.status_code for a in answers) == {202: 20}, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    stored = sql_scalar(hub.database_url, "SELECT count(*) FROM messages WHERE user_id = :u",
+                        u=user.id)
+    assert stored == 1
+    _final_message(api, user, answers[0].json()["id"])
+    assert sorted(p for p in sent_phones(hub.send_log) if p in phones) == sorted(phones)
+
+
 def test_owner_gets_coalesced_message_updates_and_the_final_one(api, user, connect):
     client = connect(user.token)
     phones = [f"+1555111{i:04d}" for i in range(300)]
@@ -249,6 +278,16 @@ def test_badly_signed_or_malformed_webhooks_are_refused(api):
     assert unknown.json() == {"received": 1, "applied": 0, "unknown": 1}
 
 
+@pytest.mark.parametrize("signature", [b"\xff\xfe", "é".encode(), b"sha256=\xc3\xa9" * 20,
+                                       b"\x80" * 64])
+def test_webhook_signature_with_non_ascii_bytes_is_401_json(api, signature):
+    response = api.post("/api/webhooks/delivery", data=b'{"providerMessageId": "x"}',
+                        headers={"Content-Type": "application/json", "X-Signature": signature})
+    assert response.status_code == 401
+    assert response.json()["error"] == {"code": "unauthenticated",
+                                        "message": "Invalid webhook signature"}
+
+
 @pytest.mark.parametrize("payload", [None, "abc", -1, 0, 1.5, [], {"id": 1}, True])
 def test_track_message_rejects_invalid_ids(connect, user, payload):
     client = connect(user.token)
@@ -278,6 +317,32 @@ def test_unknown_message_id_is_404_json(api, user):
         assert response.status_code == 404
         assert response.json() == {"error": {"code": "not_found",
                                              "message": "Message not found"}}
+
+
+@pytest.mark.parametrize("number", [2**63, 2**64, 10**40])
+def test_ids_past_64_bits_in_paths_are_404_json(api, user, admin, number):
+    """They once reached the database: 500 on SQLite, 503 on PostgreSQL."""
+    calls = [("GET", f"/api/messages/{number}", user),
+             ("GET", f"/api/messages/{number}/recipients", user),
+             ("POST", f"/api/notifications/{number}/read", user),
+             ("GET", f"/api/socket/user/{number}/online", admin),
+             ("POST", f"/api/socket/notify/{number}", admin),
+             ("GET", f"/api/users/{number}/quota", admin)]
+    for method, path, caller in calls:
+        response = api.request(method, path, caller.token, json={"title": "t", "message": "m"})
+        assert response.status_code == 404, (path, response.status_code)
+        assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("number", [2**31, 2**63 - 1])
+def test_user_ids_past_32_bits_are_404_json(api, admin, number):
+    """``users.id`` is 32 bits on PostgreSQL: a larger one was a 503 there."""
+    for method, path in (("POST", f"/api/socket/notify/{number}"),
+                         ("GET", f"/api/socket/user/{number}/online"),
+                         ("GET", f"/api/users/{number}/quota")):
+        response = api.request(method, path, admin.token, json={"title": "t", "message": "m"})
+        assert response.status_code == 404, (path, response.status_code)
+        assert response.json()["error"]["code"] == "not_found"
 
 
 def test_idempotency_key_with_another_body_is_409_and_keys_are_per_caller(api, make_user):
