@@ -89,7 +89,7 @@ def _register_blueprints(app: Flask) -> None:
     from blueprints.analytics import analytics_bp
     from blueprints.auth import auth_bp
     from blueprints.cli import cli_bp, notify_cli_bp
-    from blueprints.errors import register_error_handlers, register_jwt_handlers
+    from blueprints.errors import register_error_handlers
     from blueprints.health import health_bp
     from blueprints.messages import messages_bp
     from blueprints.notifications import notifications_bp
@@ -103,7 +103,6 @@ def _register_blueprints(app: Flask) -> None:
                       notify_cli_bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
-    register_jwt_handlers()
 
 
 def _configure_logging(app: Flask) -> None:

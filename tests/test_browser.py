@@ -125,3 +125,19 @@ def test_dashboard_charts_update_after_a_message_completes(page, sqlite_hub, sql
     page.wait_for_selector("#global-panel:not([hidden])")
     page.wait_for_selector("#nodes-table tbody tr")
     page.screenshot(path=str(OUTPUT_DIR / "dashboard.png"), full_page=True)
+
+
+@pytest.mark.parametrize("path", ["/testSocket", "/dashboard"])
+def test_log_out_ends_the_session_on_the_server(page, sqlite_hub, sqlite_user, path):
+    page.goto(path)
+    _sign_in(page, sqlite_user)
+    access = page.evaluate("sessionStorage.getItem('hub.access')")
+    refresh = page.evaluate("sessionStorage.getItem('hub.refresh')")
+    page.click("#logout-btn")
+    page.wait_for_function("document.getElementById('whoami').textContent === 'not signed in'")
+    assert page.evaluate("sessionStorage.length") == 0
+    assert page.inner_text("#login-error") == ""
+    for response in (sqlite_hub.api.post("/api/auth/refresh", refresh),
+                     sqlite_hub.api.get("/api/auth/me", access)):
+        assert response.status_code == 401
+        assert response.json()["error"]["message"] == "Token revoked"
