@@ -28,6 +28,9 @@ from tests.support import (
     seed_admin,
 )
 
+# fake_twilio, fake_twilio_process, fake_smsc: the outside SMS systems on loopback.
+pytest_plugins = ["tests.fakes.fixtures"]
+
 
 def pytest_configure(config):
     os.makedirs(os.path.join(os.path.dirname(__file__), "..", "test-output"), exist_ok=True)
