@@ -143,7 +143,7 @@ def _register_blueprints(app: Flask) -> None:
     from blueprints.auth import auth_bp
     from blueprints.cli import cli_bp, notify_cli_bp
     from blueprints.common import ID_CONVERTERS
-    from blueprints.errors import register_error_handlers, register_jwt_handlers
+    from blueprints.errors import register_error_handlers
     from blueprints.headers import register_security_headers
     from blueprints.health import health_bp
     from blueprints.messages import messages_bp
@@ -160,7 +160,6 @@ def _register_blueprints(app: Flask) -> None:
                       notify_cli_bp, quotas_bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
-    register_jwt_handlers()
     register_security_headers(app)
 
 

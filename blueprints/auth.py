@@ -1,10 +1,9 @@
 """``/api/auth``: register, log in, refresh, log out."""
 
 from flask import Blueprint, current_app, request
-from flask_jwt_extended import get_jwt, jwt_required
 from flask_limiter.util import get_remote_address
 
-from blueprints.common import authenticated, current_identity, json_body
+from blueprints.common import authenticated, bearer_identity, json_body
 from extensions import limiter
 from schemas.auth import LoginSchema, RegisterSchema, UserSchema
 from schemas.common import schema_instance
@@ -65,17 +64,16 @@ def login():
 
 
 @auth_bp.post("/refresh")
-@jwt_required(refresh=True)
 def refresh():
-    identity = current_identity()
-    return {"accessToken": auth.issue_access_token(identity.user_id)}
+    identity = bearer_identity(auth.REFRESH_ONLY)
+    return {"accessToken": auth.issue_access_token(identity)}
 
 
 @auth_bp.post("/logout")
-@jwt_required(verify_type=False)
 def logout():
-    """Revoke the presented token (access or refresh); its live sockets are dropped."""
-    auth.revoke(get_jwt())
+    """Revoke the presented token's session (access or refresh token): both tokens of the
+    pair and every access token refreshed from it; their live sockets are dropped."""
+    auth.revoke_session(bearer_identity(auth.ANY_TOKEN))
     return {"revoked": True}
 
 

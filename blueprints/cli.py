@@ -1,15 +1,17 @@
 """Command-line tools: ``flask users create EMAIL [--admin]``, ``flask users demo``,
-``flask users quota EMAIL [--daily N | --default]`` and
+``flask users quota EMAIL [--daily N | --default]``,
+``flask users delete|disable|enable|promote|demote USER`` and
 ``flask notify USER_ID --title ... --message ...`` (emits through the message queue)."""
 
 import click
 from flask import Blueprint, current_app
 from sqlalchemy.exc import DBAPIError
 
+from models import User
 from schemas.auth import RegisterSchema
 from schemas.common import load_or_raise
 from schemas.quotas import MAX_DAILY_RECIPIENT_QUOTA
-from services import auth, quotas
+from services import accounts, auth, quotas
 from services.errors import AppError
 
 cli_bp = Blueprint("users", __name__, cli_group="users")
@@ -80,6 +82,69 @@ def user_quota(email: str, daily: int | None, use_default: bool) -> None:
     kind = "the default" if quota["isDefault"] else "own quota"
     click.echo(f"{user.email}: {quota['dailyRecipientQuota']} recipients per UTC day ({kind}), "
                f"{quota['usedToday']} used today")
+
+
+def _account(reference: str) -> User:
+    try:
+        return accounts.find_user(reference)
+    except AppError as error:
+        raise click.ClickException(error.message) from None
+
+
+EVERY_NODE = "on every node within about a second"
+
+
+@cli_bp.cli.command("delete")
+@click.argument("user")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_user(user: str, yes: bool) -> None:
+    """Delete USER (email or id) with their messages and notifications."""
+    account = _account(user)
+    if not yes:
+        click.confirm(f"Delete {account.email} (id {account.id}) with all their messages "
+                      "and notifications?", abort=True)
+    accounts.delete_user(account)
+    click.echo(f"deleted user {account.email} (id {account.id}); their tokens are refused "
+               f"and their sockets closed {EVERY_NODE}")
+
+
+@cli_bp.cli.command("disable")
+@click.argument("user")
+def disable_user(user: str) -> None:
+    """Disable USER (email or id): no sign-in, and every session of theirs ends for good."""
+    account = _account(user)
+    accounts.disable_user(account)
+    click.echo(f"disabled {account.email} (id {account.id}); their tokens are refused and "
+               f"their sockets closed {EVERY_NODE}")
+
+
+@cli_bp.cli.command("enable")
+@click.argument("user")
+def enable_user(user: str) -> None:
+    """Enable USER (email or id) again; they sign in anew (old tokens stay refused)."""
+    account = _account(user)
+    accounts.enable_user(account)
+    click.echo(f"enabled {account.email} (id {account.id})")
+
+
+@cli_bp.cli.command("promote")
+@click.argument("user")
+def promote_user(user: str) -> None:
+    """Give USER (email or id) the admin role, from their next token on."""
+    account = _account(user)
+    accounts.set_role(account, admin=True)
+    click.echo(f"{account.email} (id {account.id}) is an admin from their next token "
+               "(log in, or refresh)")
+
+
+@cli_bp.cli.command("demote")
+@click.argument("user")
+def demote_user(user: str) -> None:
+    """Take the admin role from USER (email or id), on the tokens they already hold too."""
+    account = _account(user)
+    accounts.set_role(account, admin=False)
+    click.echo(f"{account.email} (id {account.id}) is a user; admin routes and rooms are "
+               f"closed to them {EVERY_NODE}")
 
 
 @notify_cli_bp.cli.command("notify")

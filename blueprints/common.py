@@ -6,27 +6,22 @@ from functools import wraps
 from typing import Any
 
 from flask import request
-from flask_jwt_extended import get_jwt
 from marshmallow import Schema
 from werkzeug.routing import IntegerConverter, Map
 
 from schemas.common import MAX_ID, MAX_USER_ID, load_or_raise
 from services import auth
-from services.auth import Identity, identity_from_jwt
+from services.auth import Identity
 from services.errors import AuthRefused, Forbidden, InvalidPayload, Unauthenticated
 
 
-def current_identity() -> Identity:
-    """The caller of a route guarded by flask-jwt-extended (refresh and logout)."""
-    return identity_from_jwt(get_jwt())
-
-
-def bearer_identity() -> Identity:
-    """The caller's access token, checked exactly as a socket's is (``auth.authenticate_token``)."""
+def bearer_identity(token_types: frozenset[str] = auth.ACCESS_ONLY) -> Identity:
+    """The caller's token (an access token unless told), checked exactly as a socket's is
+    (``auth.authenticate_token``)."""
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
     try:
-        return auth.authenticate_token(token)
+        return auth.authenticate_token(token, token_types)
     except AuthRefused as refused:
         raise Unauthenticated(refused.message) from None
 

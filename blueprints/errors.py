@@ -8,8 +8,7 @@ from flask import Flask, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from extensions import db, jwt
-from services import auth
+from extensions import db
 from services.errors import AppError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -65,35 +64,3 @@ def register_error_handlers(app: Flask) -> None:
         log.exception("unhandled error")
         return error_response("internal_error", "Internal error", 500)
 
-
-def register_jwt_handlers() -> None:
-    """flask-jwt-extended's refusals in the API's error shape, and the blocklist check."""
-
-    @jwt.unauthorized_loader
-    def missing_token(reason: str):
-        return error_response("unauthenticated", "Authentication required", 401)
-
-    @jwt.invalid_token_loader
-    def invalid_token(reason: str):
-        return error_response("unauthenticated", "Invalid token", 401)
-
-    @jwt.expired_token_loader
-    def expired_token(header, payload):
-        return error_response("unauthenticated", "Token expired", 401)
-
-    @jwt.revoked_token_loader
-    def revoked_token(header, payload):
-        return error_response("unauthenticated", "Token revoked", 401)
-
-    @jwt.token_verification_failed_loader
-    def verification_failed(header, payload):
-        return error_response("unauthenticated", "User not found", 401)
-
-    @jwt.token_in_blocklist_loader
-    def token_is_revoked(header, payload) -> bool:
-        return auth.is_revoked(auth.token_key(payload))
-
-    @jwt.token_verification_loader
-    def user_still_exists(header, payload) -> bool:
-        user_id = auth.parse_subject(payload.get("sub"))
-        return user_id is not None and auth.user_is_active(user_id)

@@ -54,7 +54,7 @@ ROUTES = [
         "responses": _ok("LoginResponseSchema")}),
     ("/api/auth/refresh", "post", "A new access token from a refresh token", {
         "responses": _ok("AccessTokenSchema")}),
-    ("/api/auth/logout", "post", "Revoke the presented token", {"responses": {
+    ("/api/auth/logout", "post", "Revoke the session of the presented token", {"responses": {
         "200": {"description": "Revoked"}}}),
     ("/api/auth/me", "get", "The caller", {"responses": _ok("UserEnvelopeSchema")}),
     ("/api/socket/stats", "get", "Connections per node (admin)", {

@@ -244,4 +244,4 @@ class HubNamespace(socketio.Namespace):
     def on_authenticate(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         token = payload.get("token") if isinstance(payload, dict) else payload
         token = load_or_raise(TokenPayload, {"token": token})["token"]
-        return {"ok": True, **sessions.renew(conn, token)}
+        return {"ok": True, **sessions.renew(conn, token, messages.owner_of)}

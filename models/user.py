@@ -21,6 +21,11 @@ class User(db.Model):
     name: Mapped[str | None] = mapped_column(String(120))
     role: Mapped[str] = mapped_column(String(16), nullable=False, default=ROLE_USER)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Tokens carry it at issue; disabling the account moves it on (to the Unix time of the
+    # disable), ending every session.
+    session_version: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
     @property

@@ -6,6 +6,12 @@ one batch every ``CONNECTION_FLUSH_INTERVAL``. Readers (``online``, ``stats``)
 first flush this process's batch, so on one process they are exact, and across
 processes they are right within one flush interval. Rows of a node that stops
 heart-beating are ignored at once and deleted by the next live node.
+
+No row can hold a batch back: a row whose user was deleted meanwhile is left
+out (the user's sockets are being dropped), so is one already written (by a
+commit whose answer was lost), and a pong for a row that is gone updates
+nothing. Otherwise one deleted user would stop every later connect,
+disconnect and pong of the node from being written.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from extensions import db
-from models import Connection, Node
+from models import Connection, Node, User
 from services.auth import Identity
 from services.traffic import traffic
 
@@ -28,6 +35,15 @@ log = logging.getLogger(__name__)
 
 USER_AGENT_MAX = 256
 REMOTE_ADDR_MAX = 64
+
+_connections = Connection.__table__
+# A Core UPDATE: unlike the ORM's bulk update by primary key, it does not fail the
+# batch when a row has gone (cascaded from a deleted user, or reaped).
+_RECORD_SEEN = (
+    update(_connections)
+    .where(_connections.c.sid == bindparam("seen_sid"))
+    .values(last_seen_at=bindparam("last_seen_at"), rtt_ms=bindparam("rtt_ms"))
+)
 
 
 @dataclass(slots=True)
@@ -96,7 +112,7 @@ class ConnectionRegistry:
             row["last_seen_at"] = now
             row["rtt_ms"] = rtt_ms
         else:
-            self._pending_seen[sid] = {"sid": sid, "last_seen_at": now, "rtt_ms": rtt_ms}
+            self._pending_seen[sid] = {"seen_sid": sid, "last_seen_at": now, "rtt_ms": rtt_ms}
         return True
 
     def get(self, sid: str) -> LiveConnection | None:
@@ -124,17 +140,26 @@ class ConnectionRegistry:
             )
             self._pending_insert, self._pending_delete, self._pending_seen = {}, set(), {}
             try:
-                if deletes:
-                    db.session.execute(delete(Connection).where(Connection.sid.in_(deletes)))
-                if inserts:
-                    db.session.execute(insert(Connection), list(inserts.values()))
-                if seen:
-                    db.session.execute(update(Connection), list(seen.values()))
-                db.session.commit()
+                try:
+                    self._write(inserts, deletes, seen)
+                except IntegrityError:
+                    db.session.rollback()
+                    inserts = _insertable_rows(inserts)
+                    self._write(inserts, deletes, seen)
             except Exception:
                 db.session.rollback()
                 self._requeue(inserts, deletes, seen)
                 raise
+
+    @staticmethod
+    def _write(inserts: dict[str, dict], deletes: set[str], seen: dict[str, dict]) -> None:
+        if deletes:
+            db.session.execute(delete(Connection).where(Connection.sid.in_(deletes)))
+        if inserts:
+            db.session.execute(insert(Connection), list(inserts.values()))
+        if seen:
+            db.session.execute(_RECORD_SEEN, list(seen.values()))
+        db.session.commit()
 
     def _requeue(
         self, inserts: dict[str, dict], deletes: set[str], seen: dict[str, dict]
@@ -156,6 +181,21 @@ class ConnectionRegistry:
 
 
 registry = ConnectionRegistry()
+
+
+def _insertable_rows(inserts: dict[str, dict]) -> dict[str, dict]:
+    """The rows that can still be inserted: not there yet, of a user that still exists."""
+    user_ids = {row["user_id"] for row in inserts.values()}
+    users = set(db.session.scalars(select(User.id).where(User.id.in_(user_ids))))
+    written = set(db.session.scalars(select(Connection.sid).where(Connection.sid.in_(inserts))))
+    kept = {}
+    for sid, row in inserts.items():
+        if row["user_id"] not in users:
+            log.warning("not recording connection %s: user %s no longer exists",
+                        sid, row["user_id"])
+        elif sid not in written:
+            kept[sid] = row
+    return kept
 
 
 def db_now() -> datetime:

@@ -1,8 +1,9 @@
 """This process as a node of the hub: registration, heartbeat and housekeeping.
 
 One background loop per process writes the connection batch, heart-beats,
-removes dead nodes, warns and drops sockets whose token expires or is revoked,
-and purges what has expired. Every step survives a database outage: it logs,
+removes dead nodes, warns and drops sockets whose token expires or whose
+session is revoked, checks again the sockets of accounts that changed, and
+purges what has expired. Every step survives a database outage: it logs,
 and the next tick tries again.
 """
 
@@ -19,7 +20,16 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask
 
 from extensions import db, socketio
-from services import analytics, auth, connections, delivery, idempotency, metrics, sessions
+from services import (
+    analytics,
+    auth,
+    connections,
+    delivery,
+    idempotency,
+    messages,
+    metrics,
+    sessions,
+)
 from services.delivery import Dispatcher
 from services.deployment import SharedChannel
 from services.local_emits import install as keep_local_emits_off_the_queue
@@ -152,13 +162,13 @@ class NodeRuntime:
     def _sweep_sessions(self) -> None:
         sessions.sweep_expiring_sessions()
         checked = datetime.now(UTC)
-        keys = set(auth.revoked_since(self._revocations_checked - REVOCATION_OVERLAP))
-        fresh = keys - self._seen_revocations
-        self._seen_revocations = keys
+        revoked = auth.revoked_since(self._revocations_checked - REVOCATION_OVERLAP)
+        fresh = {key: user_id for key, user_id in revoked.items()
+                 if key not in self._seen_revocations}
+        self._seen_revocations = set(revoked)
         self._revocations_checked = checked
         if fresh:
-            auth.forget_verified_tokens()
-            sessions.drop_revoked_sessions(fresh)
+            sessions.apply_revocations(fresh, messages.owner_of)
 
     def _housekeeping(self) -> None:
         auth.purge_expired_revocations()

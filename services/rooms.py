@@ -2,7 +2,8 @@
 
 Every join and leave asks this module; nothing else builds a room name from a
 string or decides access to one. A user can never enter a room that would let
-them see another user's events.
+them see another user's events, nor stay in one after losing the role that
+let them in.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ MAX_ROOM_NAME_LENGTH = 128
 
 # Rooms the server manages itself; clients never join or leave them by name.
 _INTERNAL_ROOMS = frozenset({AUTHENTICATED_ROOM})
+# Rooms only admins may be in; the server puts them there.
+_ADMIN_ROOMS = frozenset({ADMINS_ROOM, ANALYTICS_GLOBAL_ROOM})
+
+# The owner of a message id, or None when there is no such message.
+MessageOwner = Callable[[int], int | None]
 
 
 def user_room(user_id: int) -> str:
@@ -65,25 +71,52 @@ def parse_id(text: str) -> int | None:
     return None
 
 
-def authorize_join(
-    identity: Identity, room: str, message_owner: Callable[[int], int | None]
-) -> None:
+def authorize_join(identity: Identity, room: str, message_owner: MessageOwner) -> None:
     """Raise ``Forbidden`` unless this identity may join ``room``.
 
-    ``message_owner`` returns the owner of a message id, or None if there is no
-    such message; it is passed in so this policy stays free of message queries.
+    ``message_owner`` is passed in so this policy stays free of message queries.
     """
+    if not _may_join(identity, room, message_owner):
+        raise Forbidden("You may not join this room")
+
+
+def _may_join(identity: Identity, room: str, message_owner: MessageOwner) -> bool:
     if room == user_room(identity.user_id):
-        return
+        return True
     if room.startswith(OPEN_PREFIX) and len(room) > len(OPEN_PREFIX):
-        return
+        return True
     if room.startswith(MESSAGE_PREFIX):
         message_id = parse_id(room[len(MESSAGE_PREFIX):])
         if message_id is not None:
             owner = message_owner(message_id)
-            if owner is not None and (identity.is_admin or owner == identity.user_id):
-                return
-    raise Forbidden("You may not join this room")
+            return owner is not None and (identity.is_admin or owner == identity.user_id)
+    return False
+
+
+def reauthorize(identity: Identity, current: set[str],
+                message_owner: MessageOwner) -> tuple[list[str], list[str]]:
+    """The rooms to enter and to leave when the role behind a live socket changes.
+
+    Every room the socket is in is judged again as if it were joined now, so a
+    demoted admin leaves ``admins``, the global analytics and other users'
+    ``message:`` rooms; a promoted one enters ``admins``, and the global
+    analytics when subscribed to analytics.
+    """
+    leave = sorted(room for room in current
+                   if not _may_stay(identity, room, message_owner))
+    enter = [room for room in rooms_on_connect(identity) if room not in current]
+    subscribed = analytics_user_room(identity.user_id) in current
+    if identity.is_admin and subscribed and ANALYTICS_GLOBAL_ROOM not in current:
+        enter.append(ANALYTICS_GLOBAL_ROOM)
+    return enter, leave
+
+
+def _may_stay(identity: Identity, room: str, message_owner: MessageOwner) -> bool:
+    if room in _INTERNAL_ROOMS or room == analytics_user_room(identity.user_id):
+        return True
+    if room in _ADMIN_ROOMS:
+        return identity.is_admin
+    return _may_join(identity, room, message_owner)
 
 
 def authorize_leave(identity: Identity, room: str) -> None:

@@ -1,5 +1,9 @@
 """A socket's life: authenticate on connect, renew, expire, revoke, and leave no trace.
 
+A socket's identity is checked again whenever its account changes, on every
+node: it is dropped when the account is gone, disabled or has ended its
+sessions, and its rooms follow the role it holds now.
+
 The connect path fails closed: any error while authenticating refuses the
 connection, and nothing is registered until authentication has succeeded.
 """
@@ -21,6 +25,7 @@ from services.connections import LiveConnection, registry
 from services.engine_sessions import client_address
 from services.errors import AuthRefused, Forbidden, Unauthenticated
 from services.log_context import about_connection
+from services.rooms import MessageOwner
 
 log = logging.getLogger(__name__)
 
@@ -101,24 +106,39 @@ def close_session(sid: str) -> LiveConnection | None:
     return conn
 
 
-def renew(conn: LiveConnection, token: Any) -> dict[str, Any]:
-    """Swap the socket's token for a new one of the same user, without reconnecting."""
+def renew(conn: LiveConnection, token: Any, message_owner: MessageOwner) -> dict[str, Any]:
+    """Swap the socket's token for a new one of the same user, without reconnecting.
+
+    A token with another role than the old one re-checks every room of the
+    socket against the room policy (``message_owner`` as for ``join_room``).
+    """
     try:
         identity = auth.authenticate_token(token)
     except AuthRefused as refused:
         raise Unauthenticated(refused.message) from None
     if identity.user_id != conn.identity.user_id:
         raise Forbidden("The new token belongs to another user")
-    if identity.is_admin != conn.identity.is_admin:
-        if identity.is_admin:
-            realtime.enter_room(conn.sid, rooms.ADMINS_ROOM)
-        else:
-            realtime.leave_room(conn.sid, rooms.ADMINS_ROOM)
-            realtime.leave_room(conn.sid, rooms.ANALYTICS_GLOBAL_ROOM)
-    conn.identity = identity
+    _take_identity(conn, identity, message_owner)
     conn.expiry_warned = False
     conn.expired_notice_at = None
     return {"expiresAt": isoformat(identity.expires_at)}
+
+
+def _take_identity(conn: LiveConnection, identity: Identity, message_owner: MessageOwner) -> None:
+    """Give the socket ``identity``; when the role changes, its rooms follow the policy.
+
+    The policy depends only on the user and the role (who owns a message never
+    changes), so with both unchanged every room the socket is in stays allowed.
+    """
+    role_changed = identity.role != conn.identity.role
+    conn.identity = identity
+    if not role_changed:
+        return
+    enter, leave = rooms.reauthorize(identity, conn.rooms, message_owner)
+    for room in leave:
+        realtime.leave_room(conn.sid, room)
+    for room in enter:
+        realtime.enter_room(conn.sid, room)
 
 
 def sweep_expiring_sessions(now: datetime | None = None) -> None:
@@ -153,17 +173,42 @@ def close_all_sessions() -> int:
     return realtime.close_transports()
 
 
-def drop_revoked_sessions(revoked_keys: set[str]) -> int:
-    """Disconnect this process's sockets whose token has been revoked."""
-    dropped = 0
+def apply_revocations(revoked: dict[str, int | None], message_owner: MessageOwner) -> None:
+    """Act on revocations new to this process: drop the sockets of revoked sessions, and
+    check again the sockets of accounts that changed (see ``auth.announce_account_change``)."""
+    auth.forget_verified_tokens()
+    changed = auth.changed_accounts(revoked)
+    for user_id in changed:
+        auth.forget_cached_user(user_id)
     for conn in list(registry.by_sid.values()):
-        if conn.identity.token_key in revoked_keys:
+        if conn.identity.session_key in revoked:
+            log.info("disconnecting %s: session revoked", conn.sid)
             realtime.disconnect_sid(conn.sid)
-            dropped += 1
-    return dropped
+    for user_id in changed:
+        recheck_user_sessions(user_id, message_owner)
 
 
-def join_room(conn: LiveConnection, room: str, message_owner) -> str:
+def recheck_user_sessions(user_id: int, message_owner: MessageOwner) -> None:
+    """Check this process's sockets of one user against the account as it is now.
+
+    A socket whose account is gone, disabled or has ended its sessions is
+    disconnected; one whose role changed keeps only the rooms the new role
+    allows.
+    """
+    for sid in list(registry.sids_of_user(user_id)):
+        conn = registry.get(sid)
+        if conn is None:
+            continue
+        try:
+            identity = auth.identity_from_claims(conn.identity.claims)
+        except AuthRefused as refused:
+            log.info("disconnecting %s: %s", sid, refused.message)
+            realtime.disconnect_sid(sid)
+            continue
+        _take_identity(conn, identity, message_owner)
+
+
+def join_room(conn: LiveConnection, room: str, message_owner: MessageOwner) -> str:
     """Join a room the policy allows, within the per-socket room cap."""
     room = rooms.validate_room_name(room)
     rooms.authorize_join(conn.identity, room, message_owner)

@@ -10,16 +10,19 @@ Chromium cases skip when the service is missing, and fail under
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
 from tests.support import (
+    REDIS_URL,
     LiveServer,
     RecordingClient,
     TestUser,
     fresh_postgres_database,
     migrate_database,
     postgres_reachable,
+    redis_reachable,
     register_user,
     require_service,
     seed_admin,
@@ -75,6 +78,28 @@ def sqlite_hub(tmp_path_factory):
     server.admin_email = admin_email
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Nodes A and B on one fresh PostgreSQL database and one Redis channel, per module."""
+    require_service("PostgreSQL", postgres_reachable())
+    require_service("Redis", redis_reachable())
+    channel = f"hub-test-{uuid.uuid4().hex[:8]}"
+    with fresh_postgres_database() as url:
+        migrate_database(url)
+        seed_admin(url)
+        env = {"SOCKETIO_MESSAGE_QUEUE": REDIS_URL, "SOCKETIO_CHANNEL": channel}
+        a = LiveServer(url, name="node-a", env={**env, "NODE_ID": "node-a"})
+        b = LiveServer(url, name="node-b", env={**env, "NODE_ID": "node-b"})
+        a.start()
+        b.start()
+        a.channel = b.channel = channel
+        try:
+            yield a, b
+        finally:
+            a.stop()
+            b.stop()
 
 
 @pytest.fixture

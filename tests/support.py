@@ -148,6 +148,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_flask(database_url: str, *arguments: str, env: dict | None = None,
+              typed: str | None = None) -> subprocess.CompletedProcess:
+    """``flask ARGUMENTS`` against this database, as an operator runs it on a node's host."""
+    environment = {**os.environ, "HUB_ENV": "testing", "DATABASE_URL": database_url,
+                   **(env or {})}
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *arguments], cwd=ROOT,
+                          env=environment, input=typed, capture_output=True, text=True,
+                          timeout=60)
+
+
 class Api:
     """Small REST client: JSON in, ``requests.Response`` out."""
 
@@ -285,6 +295,22 @@ def register_user(server: LiveServer, admin: bool = False) -> TestUser:
     return TestUser.from_login(response.json(), password)
 
 
+def promote_user(server: LiveServer, user: TestUser) -> TestUser:
+    """``user`` made an admin (as ``flask users promote`` does), logged in again for an admin
+    token. Done in this process: a second admin is set-up here, not the subject."""
+    from extensions import db
+    from services import accounts
+
+    app = make_app(server.database_url)
+    with app.app_context():
+        accounts.set_role(accounts.find_user(user.email), admin=True)
+        db.engine.dispose()
+    response = requests.post(f"{server.url}/api/auth/login",
+                             json={"email": user.email, "password": user.password}, timeout=10)
+    assert response.status_code == 200, response.text
+    return TestUser.from_login(response.json(), user.password)
+
+
 class RecordingClient:
     """A python-socketio client that records every event it receives, in order."""
 
@@ -353,6 +379,14 @@ class RecordingClient:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.sio.disconnect()
+
+
+def connect_refusal(server: LiveServer, token: Any) -> Any:
+    """What ``connect_error`` says when a connect with ``token`` is refused (it must be)."""
+    client = RecordingClient(server.url)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(token=token)
+    return client.connect_error
 
 
 def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05) -> Any:

@@ -15,6 +15,7 @@ from tests.support import (
     ROOT,
     LiveServer,
     RecordingClient,
+    connect_refusal,
     migrate_database,
     mint_token,
 )
@@ -186,29 +187,22 @@ def test_connect_refused_with_clear_reason(hub, auth, message, code):
     assert client.connect_error == {"message": message, "data": {"code": code}}
 
 
-def _refusal(hub, token):
-    client = RecordingClient(hub.url)
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        client.connect(token=token)
-    return client.connect_error
-
-
 def test_connect_refuses_expired_forged_and_unknown_user_tokens(hub, user):
-    assert _refusal(hub, mint_token(str(user.id), expires_in=-120)) == {
+    assert connect_refusal(hub, mint_token(str(user.id), expires_in=-120)) == {
         "message": "Token expired", "data": {"code": "token_expired"}}
-    assert _refusal(hub, mint_token(str(user.id), secret="another-secret-" * 3)) == {
+    assert connect_refusal(hub, mint_token(str(user.id), secret="another-secret-" * 3)) == {
         "message": "Invalid token", "data": {"code": "invalid_token"}}
-    assert _refusal(hub, mint_token("987654321")) == {
+    assert connect_refusal(hub, mint_token("987654321")) == {
         "message": "User not found", "data": {"code": "user_not_found"}}
-    assert _refusal(hub, mint_token(user.id))["data"]["code"] == "invalid_token"
+    assert connect_refusal(hub, mint_token(user.id))["data"]["code"] == "invalid_token"
 
 
 def test_connect_refuses_refresh_tokens_and_other_algorithms(hub, user):
-    assert _refusal(hub, user.refresh_token)["message"] == "Invalid token"
+    assert connect_refusal(hub, user.refresh_token)["message"] == "Invalid token"
     hs512 = mint_token(str(user.id), algorithm="HS512")
-    assert _refusal(hub, hs512)["message"] == "Invalid token"
+    assert connect_refusal(hub, hs512)["message"] == "Invalid token"
     unsigned = mint_token(str(user.id), secret=None, algorithm="none")
-    assert _refusal(hub, unsigned)["message"] == "Invalid token"
+    assert connect_refusal(hub, unsigned)["message"] == "Invalid token"
 
 
 def test_admin_role_comes_from_the_token_claim(connect, admin):

@@ -174,3 +174,19 @@ def test_a_page_upgrades_its_own_long_polling_session(page, sqlite_hub, sqlite_u
         setTimeout(() => reject(new Error('no upgrade within 10 s')), 10000);
     })""", sqlite_user.token)
     assert rooms == {"transport": "websocket", "rooms": [f"user:{sqlite_user.id}"]}
+
+
+@pytest.mark.parametrize("path", ["/testSocket", "/dashboard"])
+def test_log_out_ends_the_session_on_the_server(page, sqlite_hub, sqlite_user, path):
+    page.goto(path)
+    _sign_in(page, sqlite_user)
+    access = page.evaluate("sessionStorage.getItem('hub.access')")
+    refresh = page.evaluate("sessionStorage.getItem('hub.refresh')")
+    page.click("#logout-btn")
+    page.wait_for_function("document.getElementById('whoami').textContent === 'not signed in'")
+    assert page.evaluate("sessionStorage.length") == 0
+    assert page.inner_text("#login-error") == ""
+    for response in (sqlite_hub.api.post("/api/auth/refresh", refresh),
+                     sqlite_hub.api.get("/api/auth/me", access)):
+        assert response.status_code == 401
+        assert response.json()["error"]["message"] == "Token revoked"

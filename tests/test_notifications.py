@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.support import eventually, mint_token
+from tests.support import eventually, promote_user
 
 NOTIFICATION_KEYS = {"id", "type", "title", "message", "timestamp", "read", "unreadCount"}
 
@@ -254,7 +254,7 @@ def test_broadcast_rejects_invalid_bodies(api, admin, body, field):
 
 
 def test_broadcast_idempotency_key_replays_conflicts_and_is_per_caller(api, admin, make_user,
-                                                                       connect):
+                                                                       connect, hub):
     watcher = make_user()
     client = connect(watcher.token)
     title = f"once {uuid.uuid4().hex}"
@@ -280,7 +280,7 @@ def test_broadcast_idempotency_key_replays_conflicts_and_is_per_caller(api, admi
     assert conflict.status_code == 409
     assert conflict.json()["error"]["code"] == "conflict"
 
-    other_admin = mint_token(str(make_user().id), role="admin")
+    other_admin = promote_user(hub, make_user()).token
     other = broadcast(other_admin)
     assert other.status_code == 201
     assert other.json()["notification"]["id"] != first.json()["notification"]["id"]

@@ -67,6 +67,24 @@ const Hub = (() => {
     return body.accessToken;
   }
 
+  // Ends the session on the server (the refresh token and every access token of the
+  // session), then forgets the tokens here. A 401 means the token is already dead.
+  async function logout() {
+    const { access, refresh: refreshToken } = tokens();
+    try {
+      for (const token of [refreshToken, access].filter(Boolean)) {
+        try {
+          await api('POST', '/api/auth/logout', undefined, token);
+          return;
+        } catch (err) {
+          if (err.status !== 401) throw err;
+        }
+      }
+    } finally {
+      setTokens(null, null);
+    }
+  }
+
   function connect() {
     return io(window.location.origin, {
       auth: (cb) => cb({ token: tokens().access }),
@@ -91,14 +109,21 @@ const Hub = (() => {
       if (!claims(value)) { error.textContent = 'That does not look like a JWT'; return; }
       setTokens(value, null);
     });
-    document.getElementById('logout-btn').addEventListener('click', () => setTokens(null, null));
+    document.getElementById('logout-btn').addEventListener('click', async () => {
+      error.textContent = '';
+      try {
+        await logout();
+      } catch (err) {
+        error.textContent = `Signed out here, but the server could not end the session: ${err.message}`;
+      }
+    });
     showIdentity();
   }
 
   document.addEventListener('DOMContentLoaded', wireLoginPanel);
 
   return {
-    api, login, refresh, connect, tokens, claims,
+    api, login, logout, refresh, connect, tokens, claims,
     onTokens: (fn) => listeners.add(fn),
   };
 })();
