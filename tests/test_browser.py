@@ -183,7 +183,8 @@ def test_log_out_ends_the_session_on_the_server(page, sqlite_hub, sqlite_user, p
     access = page.evaluate("sessionStorage.getItem('hub.access')")
     refresh = page.evaluate("sessionStorage.getItem('hub.refresh')")
     page.click("#logout-btn")
-    page.wait_for_function("document.getElementById('whoami').textContent === 'not signed in'")
+    page.wait_for_function(
+        "() => document.getElementById('whoami').textContent === 'not signed in'")
     assert page.evaluate("sessionStorage.length") == 0
     assert page.inner_text("#login-error") == ""
     for response in (sqlite_hub.api.post("/api/auth/refresh", refresh),

@@ -183,6 +183,15 @@ def test_the_production_guide_gives_a_safe_working_deployment(deployment):
                      json={"email": email, "password": password})
     assert login.status_code == 200, login.text
     token, admin_id = login.json()["accessToken"], login.json()["user"]["id"]
+    # The guide's quota: a message past the day's recipients is refused whole, with the quota.
+    quota = int(env["DAILY_RECIPIENT_QUOTA"])
+    over = web.post(nginx.url + "/api/messages", headers={
+        **site, "Authorization": f"Bearer {token}"}, timeout=30, json={
+        "body": "over the quota",
+        "recipients": [f"+1555{n:07d}" for n in range(quota + 1)]})
+    assert over.status_code == 429, over.text
+    assert over.json()["error"]["code"] == "quota_exceeded"
+    assert over.json()["error"]["details"]["dailyRecipientQuota"] == quota
 
     # A page of the site opens a socket through nginx over TLS: its own origin, its own address.
     ws, kind, answer = raw_socketio_connect(nginx.url, token, "127.0.0.3", {
