@@ -19,7 +19,7 @@ from marshmallow import Schema
 
 from blueprints.asyncapi import build_asyncapi
 from schemas import auth, messages, notifications, responses
-from schemas.documentation import example_of, json_schema_spec
+from schemas.documentation import TITLE, VERSION, example_of, json_schema_spec
 from services.errors import AppError
 
 openapi_bp = Blueprint("openapi", __name__)
@@ -42,12 +42,11 @@ class Document:
 METRICS = Document("text/plain", {"type": "string"}, METRICS_EXAMPLE)
 OPENAPI = Document(JSON, {"type": "object", "required": ["openapi", "info", "paths"],
                           "description": "OpenAPI 3.1: this document"},
-                   {"openapi": "3.1.0", "info": {"title": "Realtime messaging hub",
-                                                 "version": "1.0.0"}, "paths": {}})
+                   {"openapi": "3.1.0", "info": {"title": TITLE, "version": VERSION}, "paths": {}})
 ASYNCAPI = Document(JSON, {"type": "object", "required": ["asyncapi", "info", "operations"],
                            "description": "AsyncAPI 3.0: the Socket.IO events"},
-                    {"asyncapi": "3.0.0", "info": {"title": "Realtime messaging hub",
-                                                   "version": "1.0.0"}, "operations": {}})
+                    {"asyncapi": "3.0.0", "info": {"title": TITLE, "version": VERSION},
+                     "operations": {}})
 
 
 @dataclass(frozen=True, kw_only=True)
