@@ -53,22 +53,33 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     if app.config["CORS_ALLOWED_ORIGINS"]:
         CORS(app, resources={r"/api/*": {"origins": app.config["CORS_ALLOWED_ORIGINS"]}})
     _init_socketio(app)
+    _trust_proxies(app)
     _register_blueprints(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Outermost layer: every part of the hub sees the client behind trusted proxies."""
+    from services.proxies import ProxyPolicy
+
+    policy = ProxyPolicy(app.config["TRUST_PROXY_HEADERS"])
+    app.extensions["hub_proxies"] = policy
+    app.wsgi_app = policy.wrap(app.wsgi_app)
 
 
 def _init_socketio(app: Flask) -> None:
     from blueprints.socket_events import HubNamespace
     from services import rate_limits
+    from services.engine_sessions import EngineSessions
     from services.origins import origin_policy
     from services.socket_server import install
 
-    origins = origin_policy(app.config["CORS_ALLOWED_ORIGINS"], app.config["TRUST_PROXY_HEADERS"])
+    origins = origin_policy(app.config["CORS_ALLOWED_ORIGINS"])
     socketio.init_app(
         app,
         async_mode="gevent",
         message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
-        channel=app.config["SOCKETIO_CHANNEL"],
+        channel=_message_queue_channel(app),
         cors_allowed_origins=origins,
         async_handlers=False,
         manage_session=False,
@@ -78,11 +89,34 @@ def _init_socketio(app: Flask) -> None:
         logger=False,
         engineio_logger=False,
     )
-    server = install(socketio.server, app.config["MAX_OUTBOUND_PACKETS"])
+    engine_sessions = EngineSessions(max_per_address=app.config["MAX_CONNECTIONS_PER_ADDRESS"],
+                                     connect_timeout=app.config["CONNECT_TIMEOUT"])
+    server = install(socketio.server, app.config["MAX_OUTBOUND_PACKETS"], engine_sessions)
     server.register_namespace(HubNamespace(app))
     rate_limits.limiter.configure(app.config["EVENT_RATE"], app.config["EVENT_BURST"],
                                   app.config["EVENT_BYTES_PER_SECOND"],
                                   app.config["EVENT_BYTES_BURST"])
+
+
+def _message_queue_channel(app: Flask) -> str | None:
+    """``SOCKETIO_CHANNEL``, or one named after this deployment's database.
+
+    With a queue, the deployment's identity is read now (``DEPLOYMENT_ID``):
+    every process that publishes, ``flask notify`` included, must agree on it.
+    """
+    if not app.config["SOCKETIO_MESSAGE_QUEUE"]:
+        return app.config["SOCKETIO_CHANNEL"]
+    from services.deployment import channel_for, deployment_id
+
+    try:
+        with app.app_context():
+            app.config["DEPLOYMENT_ID"] = deployment_id()
+    except Exception as exc:
+        raise RuntimeError(f"cannot tell which deployment this is from its database, "
+                           f"which names the message-queue channel: {exc}") from exc
+    app.config["SOCKETIO_CHANNEL"] = (app.config["SOCKETIO_CHANNEL"]
+                                      or channel_for(app.config["DEPLOYMENT_ID"]))
+    return app.config["SOCKETIO_CHANNEL"]
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -124,6 +158,9 @@ def raise_file_limit() -> int:
 
 def serve(app: Flask) -> None:
     """Run the gevent WebSocket server until interrupted, as one node of the hub."""
+    import signal
+
+    import gevent
     import gevent.socket
     from gevent.pywsgi import WSGIServer
 
@@ -143,6 +180,8 @@ def serve(app: Flask) -> None:
     listener.bind((host, port))
     listener.listen(1024)
     server = WSGIServer(listener, app, handler_class=handler, log=None)
+    # SIGTERM stops accepting and ends serve_forever; the node then leaves (node.stop).
+    gevent.signal_handler(signal.SIGTERM, server.close)
     print(f"Hub serving on http://{host}:{port} (node {node.node_id})", flush=True)
     try:
         server.serve_forever()

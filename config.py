@@ -34,6 +34,23 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def _env_proxy_hops(name: str) -> int:
+    """How many proxies in front of the hub append to ``X-Forwarded-For``.
+
+    ``0``/``false`` (none), ``1``/``true`` (one) or a count; anything else stops
+    the start, since a wrong guess lets clients choose their own address.
+    """
+    value = (os.environ.get(name) or "").strip().lower()
+    if value in {"", "false", "no", "off"}:
+        return 0
+    if value in {"true", "yes", "on"}:
+        return 1
+    if value.isdigit():
+        return int(value)
+    raise RuntimeError(f"{name} must be a number of proxy hops (0, 1, 2, ...) or true/false, "
+                       f"not {value!r}")
+
+
 def _env_list(name: str) -> list[str]:
     value = os.environ.get(name, "")
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -86,7 +103,9 @@ class Config:
     JWT_ERROR_MESSAGE_KEY = "message"
 
     SOCKETIO_MESSAGE_QUEUE = os.environ.get("SOCKETIO_MESSAGE_QUEUE") or None
-    SOCKETIO_CHANNEL = os.environ.get("SOCKETIO_CHANNEL", "flask-socketio")
+    # Unset: named after the database (services/deployment.py), so that two deployments
+    # sharing a Redis never share a channel.
+    SOCKETIO_CHANNEL = os.environ.get("SOCKETIO_CHANNEL") or None
     RATELIMIT_STORAGE_URI = (
         os.environ.get("RATELIMIT_STORAGE_URI") or SOCKETIO_MESSAGE_QUEUE or "memory://"
     )
@@ -107,6 +126,7 @@ class Config:
     MAX_ROOMS_PER_CONNECTION = _env_int("MAX_ROOMS_PER_CONNECTION", 128)
     MAX_CONNECTIONS_PER_USER = _env_int("MAX_CONNECTIONS_PER_USER", 20)
     MAX_CONNECTIONS_PER_ADDRESS = _env_int("MAX_CONNECTIONS_PER_ADDRESS", 200)
+    CONNECT_TIMEOUT = _env_float("CONNECT_TIMEOUT", 10.0)
     MAX_OUTBOUND_PACKETS = _env_int("MAX_OUTBOUND_PACKETS", 10_000)
     EVENT_RATE = _env_float("EVENT_RATE", 20.0)
     EVENT_BURST = _env_float("EVENT_BURST", 40.0)
@@ -134,10 +154,12 @@ class Config:
     ARGON2_TIME_COST = 2
     ARGON2_MEMORY_COST = 19456
     IDEMPOTENCY_TTL = 86400
-    TRUST_PROXY_HEADERS = _env_bool("TRUST_PROXY_HEADERS", False)
+    TRUST_PROXY_HEADERS = _env_proxy_hops("TRUST_PROXY_HEADERS")
     NODE_ID = os.environ.get("NODE_ID") or None
 
     METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or ""
+    # Without METRICS_TOKEN, whether clients on a loopback address may read /metrics.
+    METRICS_LOOPBACK_WITHOUT_TOKEN = True
     HUB_DEBUG_INTERNALS = _env_bool("HUB_DEBUG_INTERNALS", False)
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
@@ -178,7 +200,7 @@ class TestingConfig(Config):
     CONNECTION_FLUSH_INTERVAL = 0.05
     ANALYTICS_INTERVAL = 0.5
     NODE_HEARTBEAT_INTERVAL = 0.5
-    NODE_TTL = 3.0
+    NODE_TTL = _env_float("NODE_TTL", 3.0)
     AUTH_EXPIRED_GRACE_SECONDS = 3.0
     HUB_DEBUG_INTERNALS = _env_bool("HUB_DEBUG_INTERNALS", True)
     MAX_CONNECTIONS_PER_ADDRESS = _env_int("MAX_CONNECTIONS_PER_ADDRESS", 100_000)
@@ -194,6 +216,7 @@ class TestingConfig(Config):
 
 class ProductionConfig(Config):
     ENV_NAME = "production"
+    METRICS_LOOPBACK_WITHOUT_TOKEN = False
 
     @classmethod
     def validate(cls) -> None:

@@ -10,7 +10,7 @@ own code carries no switch that only a benchmark would use:
   ``PacketJson``;
 - ``engineio-socket``: direct WebSocket sessions served by python-engineio's
   own socket on gevent-websocket (the hub's size-limited frame reader kept),
-  without ``serve_direct_websocket``;
+  without ``serve_engine_request``;
 - ``simple-websocket``: python-engineio's gevent driver on simple-websocket,
   as it runs when gevent-websocket is not installed, behind gevent's plain
   WSGI handler (as Flask-SocketIO's own ``run`` serves it then).
@@ -50,7 +50,7 @@ def engineio_socket() -> None:
     from services import transport
 
     class EngineioSocketHandler(transport.LimitedWebSocketHandler):
-        """The hub's handler, minus the hand-over to ``serve_direct_websocket``."""
+        """The hub's handler, minus the hand-over to ``serve_engine_request``."""
 
         def run_application(self):
             return WebSocketHandler.run_application(self)

@@ -53,7 +53,7 @@ VARIANTS = {
                 "JSON module",
     "engineio-socket": "direct WebSocket sessions on python-engineio's own socket over "
                        "gevent-websocket (the hub's size-limited frame reader kept), without "
-                       "`serve_direct_websocket`",
+                       "`serve_engine_request`",
     "simple-websocket": "python-engineio's gevent driver on simple-websocket (as when "
                         "gevent-websocket is not installed), gevent's plain WSGI handler",
 }

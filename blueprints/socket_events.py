@@ -158,6 +158,11 @@ class HubNamespace(socketio.Namespace):
         return self._answer(sid, event, _failure(RateLimited(
             "Too many events: slow down")), wants_ack)
 
+    def refuse_binary(self, sid: str, event: str, wants_ack: bool) -> dict[str, Any]:
+        """Binary data, which no event takes: answered, not run; the connection then closes."""
+        return self._answer(sid, event, _failure(InvalidPayload(
+            "Binary data is not accepted")), wants_ack)
+
     def _answer(self, sid: str, event: str, result: Any, wants_ack: bool) -> Any:
         metrics.events_in.inc(event if event in EVENT_PAYLOADS else "unknown")
         failed = isinstance(result, dict) and result.get("ok") is False

@@ -50,18 +50,16 @@ class ConnectionRegistry:
     def __init__(self) -> None:
         self.by_sid: dict[str, LiveConnection] = {}
         self.sids_by_user: dict[int, set[str]] = {}
-        self.count_by_address: dict[str, int] = {}
         self._pending_insert: dict[str, dict[str, Any]] = {}
         self._pending_delete: set[str] = set()
         self._pending_seen: dict[str, dict[str, Any]] = {}
         self._flush_lock = threading.Lock()
         self.node_id = ""
+        self.accepting = True
 
     def add(self, conn: LiveConnection) -> None:
         self.by_sid[conn.sid] = conn
         self.sids_by_user.setdefault(conn.identity.user_id, set()).add(conn.sid)
-        address = conn.remote_addr or ""
-        self.count_by_address[address] = self.count_by_address.get(address, 0) + 1
         self._pending_insert[conn.sid] = {
             "sid": conn.sid,
             "user_id": conn.identity.user_id,
@@ -83,12 +81,6 @@ class ConnectionRegistry:
             sids.discard(sid)
             if not sids:
                 del self.sids_by_user[conn.identity.user_id]
-        address = conn.remote_addr or ""
-        remaining = self.count_by_address.get(address, 1) - 1
-        if remaining > 0:
-            self.count_by_address[address] = remaining
-        else:
-            self.count_by_address.pop(address, None)
         self._pending_seen.pop(sid, None)
         if self._pending_insert.pop(sid, None) is None:
             self._pending_delete.add(sid)
@@ -158,7 +150,6 @@ class ConnectionRegistry:
     def clear(self) -> None:
         self.by_sid.clear()
         self.sids_by_user.clear()
-        self.count_by_address.clear()
         self._pending_insert.clear()
         self._pending_delete.clear()
         self._pending_seen.clear()
@@ -182,6 +173,7 @@ def _alive_cutoff(now: datetime) -> datetime:
 def register_node(node_id: str, hostname: str, pid: int) -> None:
     """Start this node afresh: rows a previous run of it left behind are removed."""
     registry.node_id = node_id
+    registry.accepting = True
     now = db_now()
     db.session.execute(delete(Connection).where(Connection.node_id == node_id))
     node = db.session.get(Node, node_id)

@@ -17,13 +17,15 @@ from services.connections import registry
 
 # The counters of ``internals()`` that grow with each live connection (or one being
 # opened or closed): its sid room and the rooms it joined, its entries in Socket.IO's
-# and Engine.IO's tables, and in this hub's registry, handshake and rate-limit maps.
+# and Engine.IO's tables, and in this hub's registry, engine-session, handshake and
+# rate-limit maps.
 # After churn and a settle each is back where it was before, or something kept a
 # departed socket. The churn test and the soak both check this one list.
 PER_CONNECTION = ("engineioSockets", "socketioRooms", "socketioSids", "socketioRoomIndex",
                   "socketioMemberships", "pendingConnect", "pendingDisconnect", "callbacks",
                   "binaryPackets", "environ", "protocolErrors", "registryConnections",
-                  "registryUsers", "registryAddresses", "authenticating", "rateLimitBuckets")
+                  "registryUsers", "engineClients", "engineAddresses", "awaitingConnect",
+                  "authenticating", "rateLimitBuckets")
 
 
 def _rss_kb() -> int:
@@ -58,7 +60,9 @@ def internals() -> dict[str, Any]:
         "protocolErrors": len(server.protocol_errors),
         "registryConnections": len(registry.by_sid),
         "registryUsers": len(registry.sids_by_user),
-        "registryAddresses": len(registry.count_by_address),
+        "engineClients": len(server.engine_sessions.clients),
+        "engineAddresses": len(server.engine_sessions.per_address),
+        "awaitingConnect": len(server.engine_sessions.deadlines),
         "authenticating": len(getattr(namespace, "_authenticated", {})),
         "rateLimitBuckets": len(rate_limits.limiter.budgets),
         "analyticsSubscribers": len(analytics.publisher.sent_versions),

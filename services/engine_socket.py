@@ -17,6 +17,11 @@ timeout, a slow consumer, a protocol error) ends up in the reader, which
 closes the Engine.IO socket once. Direct WebSocket connections (the official
 clients with ``transports: ['websocket']``) take this path; long-polling, and
 upgrades from it, keep python-engineio's socket.
+
+Before either, every request on the Engine.IO path passes
+``serve_engine_request``'s checks, which answer an HTTP error (never a 101)
+for a foreign Origin, a session used by another client than the one that
+opened it, or a new session from an address at its cap.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ import orjson
 from engineio import packet as eio_packet
 from engineio.socket import Socket
 
-from services.transport import CLOSE_MESSAGE_TOO_BIG, unmask
+from services import proxies
+from services.transport import CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA, unmask
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +295,9 @@ class EngineWebSocket(Socket):
             raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "no extension was negotiated")
         if not second & 0x80:
             raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
+        if opcode == OP_BINARY:
+            # No client event takes binary data: refused before its payload is read.
+            raise ProtocolViolation(CLOSE_UNSUPPORTED_DATA, "binary data is not accepted")
         if opcode in DATA_OPCODES:
             total = length + (self.fragments_size if opcode == OP_CONTINUATION else 0)
             if total > self.max_message_size:
@@ -300,11 +309,11 @@ class EngineWebSocket(Socket):
             raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "unknown opcode")
 
     def _on_frame(self, final: int, opcode: int, payload: bytes) -> bool:
-        if opcode in (OP_TEXT, OP_BINARY):
+        if opcode == OP_TEXT:
             if self.fragments_opcode:
                 raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "message interrupted")
             if final:
-                self._on_message(opcode, payload)
+                self._on_message(payload)
             else:
                 self.fragments, self.fragments_opcode = [payload], opcode
                 self.fragments_size = len(payload)
@@ -314,9 +323,9 @@ class EngineWebSocket(Socket):
             self.fragments.append(payload)
             self.fragments_size += len(payload)
             if final:
-                message, opcode = b"".join(self.fragments), self.fragments_opcode
+                message = b"".join(self.fragments)
                 self.fragments, self.fragments_opcode, self.fragments_size = [], 0, 0
-                self._on_message(opcode, message)
+                self._on_message(message)
         elif opcode == OP_PING:
             self.write(frame(OP_PONG, payload))
         elif opcode == OP_CLOSE:
@@ -325,10 +334,7 @@ class EngineWebSocket(Socket):
             return False
         return True
 
-    def _on_message(self, opcode: int, payload: bytes) -> None:
-        if opcode == OP_BINARY:
-            self._dispatch(payload)
-            return
+    def _on_message(self, payload: bytes) -> None:
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
@@ -345,7 +351,7 @@ class EngineWebSocket(Socket):
         elif kind != ENGINE_NOOP:
             raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "unexpected Engine.IO packet")
 
-    def _dispatch(self, data: str | bytes) -> None:
+    def _dispatch(self, data: str) -> None:
         try:
             self.server.handlers["message"](self.sid, data)
         except Exception:
@@ -408,11 +414,8 @@ def _handshake_key(environ: dict[str, Any]) -> str | None:
     return key
 
 
-def _is_direct_connect(environ: dict[str, Any], path: str) -> bool:
+def _is_direct_connect(query: dict[str, list[str]]) -> bool:
     """A new Engine.IO v4 session asking for the WebSocket transport from the start."""
-    if not (environ.get("PATH_INFO") or "").startswith(path):
-        return False
-    query = parse_qs(environ.get("QUERY_STRING", ""))
     return (query.get("transport") == ["websocket"] and query.get("EIO") == ["4"]
             and "sid" not in query and "j" not in query)
 
@@ -430,35 +433,71 @@ def _refuse(handler: Any, status: str, code: str, message: str) -> bool:
     """An HTTP error in the API's JSON shape instead of the upgrade."""
     body = orjson.dumps({"error": {"code": code, "message": message}})
     handler.status = status
+    handler.close_connection = True
     handler.socket.sendall(
         f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
     return True
 
 
-def serve_direct_websocket(handler: Any) -> bool:
-    """Serve this request as an ``EngineWebSocket`` if it opens one; False otherwise.
+def serve_engine_request(handler: Any) -> bool:
+    """Answer a request on the Engine.IO path here if it is refused or opens a direct WebSocket.
 
-    A browser page of a foreign origin is refused with 403 before the
-    upgrade, so it never gets a WebSocket at all. Other requests, malformed
-    handshakes included, are left to python-engineio, which answers them as
-    it always does.
+    False leaves the request to gevent-websocket and python-engineio. The
+    checks run before gevent-websocket could answer 101, on every path a
+    WebSocket can take (a new session, an upgrade, a query string that only
+    python-engineio understands), and on long-polling requests too:
+
+    - a browser page of a foreign origin gets 403;
+    - a request with the sid of a session opened by another client (another
+      address or Origin, see ``services.engine_sessions``) gets 403;
+    - a request for a new session from an address that already has
+      ``MAX_CONNECTIONS_PER_ADDRESS`` sessions gets 429.
     """
     environ = handler.environ
     engine = _engine_of(handler.application)
     if engine is None:
         return False
     hub, path = engine
+    if not (environ.get("PATH_INFO") or "").startswith(path):
+        return False
+    # The checks below judge the client behind trusted proxies, as the WSGI stack
+    # will; ProxyFix reads only the forwarded headers, so its second pass there
+    # for requests left to python-engineio gives the same answer.
+    proxies.policy_of(handler.application).apply(environ)
     server = hub.eio
-    if not _is_direct_connect(environ, path) or "websocket" not in server.transports:
+    if not _origin_allowed(server, environ):
+        log.warning("refusing a request from origin %r", environ.get("HTTP_ORIGIN", "")[:200])
+        return _refuse(handler, "403 Forbidden", "forbidden", "Not an accepted origin")
+    # python-engineio reads the first of repeated parameters; so does this.
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    sessions = hub.engine_sessions
+    if "sid" in query:
+        if not sessions.belongs_to(query["sid"][0], environ):
+            log.warning("refusing a request from %s on a session another client opened",
+                        sessions.client_of(environ).address)
+            return _refuse(handler, "403 Forbidden", "forbidden",
+                           "This session belongs to another client")
+    elif not sessions.admits(environ):
+        return _refuse(handler, "429 Too Many Requests", "too_many_connections",
+                       "Too many connections from this address")
+    return _serve_direct_websocket(handler, hub, query)
+
+
+def _serve_direct_websocket(handler: Any, hub: Any, query: dict[str, list[str]]) -> bool:
+    """Serve this request as an ``EngineWebSocket`` if it opens one; False otherwise.
+
+    Other requests, malformed handshakes included, are left to
+    python-engineio, which answers them as it always does.
+    """
+    environ = handler.environ
+    server = hub.eio
+    if not _is_direct_connect(query) or "websocket" not in server.transports:
         return False
     key = _handshake_key(environ)
     if key is None:
         return False
     handler.close_connection = True
-    if not _origin_allowed(server, environ):
-        log.warning("refusing a WebSocket from origin %r", environ.get("HTTP_ORIGIN", "")[:200])
-        return _refuse(handler, "403 Forbidden", "forbidden", "Not an accepted origin")
     sid = server.generate_id()
     sock = handler.socket
     engine_socket = EngineWebSocket(server, sid, sock, server.max_http_buffer_size,

@@ -2,8 +2,9 @@
 
 Socket handlers set the current socket id and user in a context variable; a
 filter adds them to every record, so every line about a connection carries
-``sid`` and ``user`` without each call passing them. ``LOG_FORMAT=json``
-writes one JSON object per line.
+``sid`` and ``user`` without each call passing them. The ``sid`` is the
+socket id's tag (``services.log_redaction.sid_tag``), never the id itself.
+``LOG_FORMAT=json`` writes one JSON object per line.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+
+from services.log_redaction import install_redaction, sid_tag
 
 _connection: contextvars.ContextVar[tuple[str, int | None] | None] = contextvars.ContextVar(
     "hub_connection", default=None)
@@ -40,7 +43,7 @@ def leave_connection_context(token: contextvars.Token) -> None:
 class ConnectionContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         current = _connection.get()
-        record.sid, record.user = current if current else ("-", None)
+        record.sid, record.user = (sid_tag(current[0]), current[1]) if current else ("-", None)
         return True
 
 
@@ -55,19 +58,24 @@ class JsonFormatter(logging.Formatter):
         if getattr(record, "sid", "-") != "-":
             entry["sid"], entry["user"] = record.sid, record.user
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [sid=%(sid)s user=%(user)s]: %(message)s"
 
 
+# python-engineio and python-socketio give a logger that has no level a handler of
+# their own, which would write its lines a second time without redaction.
+LIBRARY_LOGGERS = ("engineio.server", "socketio.server")
+
+
 def configure(level: str, fmt: str) -> None:
     """Root logging for this process: level, format, connection context, redaction."""
-    from services.log_redaction import install_redaction
-
     root = logging.getLogger()
     root.setLevel(level)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
     for handler in root.handlers:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from flask import Flask
 from extensions import db, socketio
 from services import analytics, auth, connections, delivery, idempotency, metrics, sessions
 from services.delivery import Dispatcher
+from services.deployment import SharedChannel
 from services.local_emits import install as keep_local_emits_off_the_queue
 from services.queue_health import canary
 
@@ -44,15 +46,18 @@ class NodeRuntime:
         self.app = app
         self.node_id = node_id
         self.running = False
+        self.stopped = False
+        self._stopping = threading.Lock()
         self._revocations_checked = datetime.now(UTC)
         self._seen_revocations: set[str] = set()
         self.dispatcher = Dispatcher(app, node_id)
 
     def start(self) -> None:
+        """Join the hub; ``SharedChannel`` when another deployment is on the queue's channel."""
         self.app.config["NODE_ID"] = self.node_id
+        self._listen_to_queue()
         with self.app.app_context():
             connections.register_node(self.node_id, socket.gethostname(), os.getpid())
-        self._listen_to_queue()
         self.running = True
         socketio.start_background_task(self._loop)
         self.dispatcher.start()
@@ -62,25 +67,51 @@ class NodeRuntime:
         """With a message queue, subscribe now (not at the first socket) and watch it.
 
         Emits to this node's own sockets are kept off the queue from now on.
+        Before serving anyone, the channel is probed for other deployments.
         """
         server = socketio.server
-        if not self.app.config["SOCKETIO_MESSAGE_QUEUE"]:
+        config = self.app.config
+        if not config["SOCKETIO_MESSAGE_QUEUE"]:
             return
         keep_local_emits_off_the_queue(server.manager)
-        canary.install(server.manager)
+        canary.install(server.manager, config["DEPLOYMENT_ID"], self.node_id)
         if not server.manager_initialized:
             server.manager_initialized = True
             server.manager.initialize()
+        others = canary.probe()
+        if others:
+            deployment, node = next(iter(others.items()))
+            raise SharedChannel(
+                f"refusing to start node {self.node_id}: node {node} of another deployment "
+                f"({deployment}) uses the message queue channel {config['SOCKETIO_CHANNEL']!r}; "
+                f"give each deployment its own SOCKETIO_CHANNEL, or leave it unset to name it "
+                f"after the database")
 
     def stop(self) -> None:
-        self.running = False
-        self.dispatcher.stop()
-        with self.app.app_context():
-            try:
-                connections.registry.flush()
-                connections.unregister_node(self.node_id)
-            except Exception:
-                log.exception("node %s could not unregister cleanly", self.node_id)
+        """Leave the hub at once: no new sockets, ours closed so that their clients reconnect
+        to another node, and this node's rows deleted rather than left for ``NODE_TTL``.
+
+        A second call (gunicorn's ``worker_exit`` after SIGTERM) waits for the
+        first to finish, so that the process never exits halfway through.
+        """
+        with self._stopping:
+            if self.stopped:
+                return
+            self.running = False
+            self.dispatcher.stop()
+            with self.app.app_context():
+                closed = 0
+                try:
+                    closed = sessions.close_all_sessions()
+                except Exception:
+                    log.exception("node %s could not close all its sockets", self.node_id)
+                try:
+                    connections.registry.flush()
+                    connections.unregister_node(self.node_id)
+                except Exception:
+                    log.exception("node %s could not unregister cleanly", self.node_id)
+            self.stopped = True
+            log.info("node %s stopped; %d sockets closed", self.node_id, closed)
 
     def _loop(self) -> None:
         config = self.app.config

@@ -1,9 +1,10 @@
 """Which browser origins may open a socket or call the API from script.
 
 The page's own origin always may; others only when listed exactly in
-``CORS_ALLOWED_ORIGINS`` (no wildcards, prefixes or suffixes). Forwarded
-host and scheme headers count only behind a trusted proxy, so a client
-talking to the hub directly cannot make a foreign origin look like its own.
+``CORS_ALLOWED_ORIGINS`` (no wildcards, prefixes or suffixes). The page's
+own origin is the request's scheme and host as ``services.proxies`` left
+them: forwarded ones only from trusted proxies, so a client talking to the
+hub directly cannot make a foreign origin look like its own.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-def origin_policy(allowed: list[str], trust_proxy: bool) -> Callable[[str, dict], bool]:
+def origin_policy(allowed: list[str]) -> Callable[[str, dict], bool]:
     listed = frozenset(allowed)
 
     def is_allowed(origin: str | None, environ: dict[str, Any]) -> bool:
@@ -20,19 +21,14 @@ def origin_policy(allowed: list[str], trust_proxy: bool) -> Callable[[str, dict]
             return True
         if origin in listed:
             return True
-        return origin in _own_origins(environ, trust_proxy)
+        return origin == own_origin(environ)
 
     return is_allowed
 
 
-def _own_origins(environ: dict[str, Any], trust_proxy: bool) -> set[str]:
+def own_origin(environ: dict[str, Any]) -> str | None:
+    """The hub's own origin as this request reached it (None without a ``Host``)."""
     host = environ.get("HTTP_HOST")
-    scheme = environ.get("wsgi.url_scheme", "http")
     if not host:
-        return set()
-    origins = {f"{scheme}://{host}"}
-    if trust_proxy:
-        forwarded_scheme = (environ.get("HTTP_X_FORWARDED_PROTO") or scheme).split(",")[0]
-        forwarded_host = (environ.get("HTTP_X_FORWARDED_HOST") or host).split(",")[0]
-        origins.add(f"{forwarded_scheme.strip()}://{forwarded_host.strip()}")
-    return origins
+        return None
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}"

@@ -1,4 +1,4 @@
-"""A canary through the message queue, so a worker that stopped hearing it is noticed.
+"""A canary through the message queue: a deaf worker, or another deployment, is noticed.
 
 A Redis listener can die or hang without a word and leave a process "deaf":
 it keeps its sockets but never receives other processes' emits. Every
@@ -6,6 +6,11 @@ heartbeat this process publishes a canary on the queue and notes when its
 own listener last received anything; when that is too long ago, readiness
 fails, the log says so, and the listener's connection is dropped so that
 python-socketio's retry loop subscribes again.
+
+Each canary names its node's deployment (``services.deployment``). A node
+that hears another deployment's canary on its channel logs it loudly; a
+starting node probes the channel first and every node of another deployment
+answers, so the newcomer learns of them before serving anyone.
 """
 
 from __future__ import annotations
@@ -15,9 +20,16 @@ import time
 import uuid
 from typing import Any
 
+import gevent
+import orjson
+
 log = logging.getLogger(__name__)
 
 CANARY_METHOD = "hub_canary"
+CANARY_MARK = CANARY_METHOD.encode()
+# How long a starting node listens for other deployments once it hears its own probe.
+PROBE_ANSWER_WAIT = 0.5
+PROBE_REPEAT = 0.2
 
 
 class QueueCanary:
@@ -26,17 +38,25 @@ class QueueCanary:
         self.last_heard = time.monotonic()
         self.published = 0
         self.deaf_since: float | None = None
+        self.deployment = ""
+        self.node_id = ""
+        self.other_deployments: dict[str, str] = {}
+        self._probe_id = ""
+        self._probe_heard = False
 
-    def install(self, manager: Any) -> None:
+    def install(self, manager: Any, deployment: str, node_id: str) -> None:
         """Watch ``manager``'s listener (a python-socketio pub/sub manager) from now on."""
         if not hasattr(manager, "_listen") or not hasattr(manager, "_publish"):
             return
         self.manager = manager
+        self.deployment, self.node_id = deployment, node_id
         listen = manager._listen
 
         def listen_and_note():
             for message in listen():
                 self.last_heard = time.monotonic()
+                if (CANARY_MARK if isinstance(message, bytes) else CANARY_METHOD) in message:
+                    self._on_canary(message)
                 yield message
 
         manager._listen = listen_and_note
@@ -45,13 +65,67 @@ class QueueCanary:
     def enabled(self) -> bool:
         return self.manager is not None
 
-    def publish(self) -> None:
-        """Send a canary that every listener, this one included, receives and ignores."""
+    def publish(self, probe: str = "") -> bool:
+        """Send a canary that every listener, this one included, receives; python-socketio
+        ignores its method, this canary reads it. False when Redis could not take it."""
         if self.manager is None:
-            return
-        self.manager._publish({"method": CANARY_METHOD, "host_id": self.manager.host_id,
-                               "id": uuid.uuid4().hex})
+            return False
+        receivers = self.manager._publish({
+            "method": CANARY_METHOD, "host_id": self.manager.host_id, "id": uuid.uuid4().hex,
+            "deployment": self.deployment, "node": self.node_id, "probe": probe})
         self.published += 1
+        return receivers is not None
+
+    def _on_canary(self, message: Any) -> None:
+        try:
+            data = orjson.loads(message)
+        except (orjson.JSONDecodeError, TypeError):
+            return
+        if not isinstance(data, dict) or data.get("method") != CANARY_METHOD:
+            return
+        if data.get("host_id") == self.manager.host_id:
+            if self._probe_id and data.get("probe") == self._probe_id:
+                self._probe_heard = True
+            return
+        deployment = data.get("deployment")
+        if not isinstance(deployment, str) or not deployment or deployment == self.deployment:
+            return
+        node = str(data.get("node"))[:200]
+        if deployment not in self.other_deployments:
+            log.error("node %s of another deployment (%s) publishes on this message queue "
+                      "channel: users of the two would receive each other's events; give "
+                      "each deployment its own SOCKETIO_CHANNEL", node, deployment)
+        self.other_deployments[deployment] = node
+        if data.get("probe"):
+            self.publish()
+
+    def probe(self, subscribe_timeout: float = 5.0) -> dict[str, str]:
+        """Before serving: the other deployments on this channel, each with one of its nodes.
+
+        The probe is repeated until this node hears it (it is then subscribed),
+        and other deployments' nodes answer it at once. A queue that cannot be
+        reached or heard is logged and not held against the node: it serves
+        its own sockets until Redis returns.
+        """
+        if self.manager is None:
+            return {}
+        self._probe_id, self._probe_heard = uuid.uuid4().hex, False
+        deadline, publish_at = time.monotonic() + subscribe_timeout, 0.0
+        while not self._probe_heard and time.monotonic() < deadline:
+            if time.monotonic() >= publish_at:
+                if not self.publish(probe=self._probe_id):
+                    log.warning("the message queue is unreachable: other deployments on this "
+                                "node's channel cannot be ruled out")
+                    return dict(self.other_deployments)
+                publish_at = time.monotonic() + PROBE_REPEAT
+            gevent.sleep(0.01)
+        if self._probe_heard:
+            gevent.sleep(PROBE_ANSWER_WAIT)
+        else:
+            log.warning("this node did not hear its own probe on the message queue within "
+                        "%.0f s: other deployments on its channel cannot be ruled out",
+                        subscribe_timeout)
+        return dict(self.other_deployments)
 
     def silent_for(self) -> float:
         return time.monotonic() - self.last_heard

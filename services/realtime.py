@@ -107,3 +107,20 @@ def rooms_of(sid: str) -> set[str]:
 
 def disconnect_sid(sid: str) -> None:
     socketio.server.disconnect(sid, namespace=NAMESPACE)
+
+
+def close_transports() -> int:
+    """Close every socket of this process at the Engine.IO level, for a node that stops.
+
+    No Socket.IO DISCONNECT packet is sent: the official clients take one as
+    the server ending the session and stay away, while a lost transport makes
+    them reconnect, through the load balancer, to another node. The
+    disconnect handlers run before this returns.
+    """
+    engine = socketio.server.eio
+    sockets = list(engine.sockets.items())
+    for sid, sock in sockets:
+        sock.close(wait=False, abort=True, reason=engine.reason.SERVER_DISCONNECT)
+        engine.sockets.pop(sid, None)
+    return len(sockets)
+

@@ -18,6 +18,7 @@ from schemas.common import isoformat
 from services import auth, metrics, realtime, rooms
 from services.auth import Identity
 from services.connections import LiveConnection, registry
+from services.engine_sessions import client_address
 from services.errors import AuthRefused, Forbidden, Unauthenticated
 from services.log_context import about_connection
 
@@ -38,26 +39,22 @@ def token_from_handshake(environ: dict[str, Any], auth_data: Any) -> Any:
 def authenticate_connect(environ: dict[str, Any], auth_data: Any) -> Identity:
     """The identity for a new socket, or ``AuthRefused`` with the reason the client sees.
 
-    Besides the token, the per-node caps on connections per user and per
-    address are enforced here.
+    Besides the token, the per-node cap on connections per user is enforced
+    here; the cap per address counts Engine.IO sessions from their first
+    request (``services.engine_sessions``), so it was checked before this.
     """
+    if not registry.accepting:
+        raise AuthRefused("This node is stopping: connect again", "unavailable")
     identity = auth.authenticate_token(token_from_handshake(environ, auth_data))
-    config = current_app.config
-    if len(registry.sids_of_user(identity.user_id)) >= config["MAX_CONNECTIONS_PER_USER"]:
+    if len(registry.sids_of_user(identity.user_id)) >= \
+            current_app.config["MAX_CONNECTIONS_PER_USER"]:
         raise AuthRefused("Too many connections for this user", "too_many_connections")
-    address = remote_address(environ) or ""
-    if registry.count_by_address.get(address, 0) >= config["MAX_CONNECTIONS_PER_ADDRESS"]:
-        raise AuthRefused("Too many connections from this address", "too_many_connections")
     return identity
 
 
 def remote_address(environ: dict[str, Any]) -> str | None:
-    """The client's address; ``X-Forwarded-For`` only when behind a trusted proxy."""
-    if current_app.config["TRUST_PROXY_HEADERS"]:
-        forwarded = (environ.get("HTTP_X_FORWARDED_FOR") or "").split(",")[0].strip()
-        if forwarded:
-            return forwarded[:64]
-    return (environ.get("REMOTE_ADDR") or "")[:64] or None
+    """The client's address, as its Engine.IO session is bound to it; None when unknown."""
+    return client_address(environ) or None
 
 
 def open_session(sid: str, identity: Identity, environ: dict[str, Any]) -> None:
@@ -147,6 +144,13 @@ def sweep_expiring_sessions(now: datetime | None = None) -> None:
         elif not conn.expiry_warned and expires_at - now <= warn_before:
             conn.expiry_warned = True
             realtime.emit_to_sid(conn.sid, "auth_expiring", {"expiresAt": isoformat(expires_at)})
+
+
+def close_all_sessions() -> int:
+    """This node is stopping: refuse new sockets and close the open ones, so that their
+    clients reconnect to another node."""
+    registry.accepting = False
+    return realtime.close_transports()
 
 
 def drop_revoked_sessions(revoked_keys: set[str]) -> int:

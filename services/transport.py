@@ -7,24 +7,37 @@ declared length of each frame, and of a fragmented message so far, is checked
 against ``max_message_size`` from the header alone: an oversized frame closes
 the connection with 1009 (message too big) and its payload is never read.
 Accepted payloads are unmasked with a big-integer XOR and their UTF-8 checked
-by Python's decoder, both at C speed.
+by Python's decoder, both at C speed. No client event takes binary data, so a
+binary frame closes the connection with 1003 (unsupported data), also from its
+header alone.
 """
 
 from __future__ import annotations
 
 import struct
 
+import gevent
 from geventwebsocket.exceptions import ProtocolError, WebSocketError
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, WebSocket
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
+CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_MESSAGE_TOO_BIG = 1009
 
 
-class MessageTooBig(Exception):
-    """Not a ``WebSocketError``: that is a socket error, which ``receive`` closes without a code."""
+class FrameRefused(Exception):
+    """A frame refused from its header: the connection closes with ``code``.
+
+    Not a ``WebSocketError``: that is a socket error, which ``receive`` closes
+    without a code.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
 def unmask(payload: bytes, mask: bytes) -> bytes:
@@ -51,12 +64,14 @@ class LimitedWebSocket(WebSocket):
         if header.flags:
             raise ProtocolError
         opcode, handler = header.opcode, self.handler
-        if opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY):
+        if opcode == self.OPCODE_BINARY:
+            raise FrameRefused(CLOSE_UNSUPPORTED_DATA, "binary data is not accepted")
+        if opcode == self.OPCODE_TEXT:
             handler.message_bytes = 0
-        if opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY, self.OPCODE_CONTINUATION):
+        if opcode in (self.OPCODE_TEXT, self.OPCODE_CONTINUATION):
             handler.message_bytes += header.length
             if handler.message_bytes > handler.max_message_size:
-                raise MessageTooBig(f"message of {handler.message_bytes}+ bytes")
+                raise FrameRefused(CLOSE_MESSAGE_TOO_BIG, "message too big")
         elif header.length > 125:
             raise ProtocolError("control frame too long")
         if not header.length:
@@ -81,8 +96,8 @@ class LimitedWebSocket(WebSocket):
     def receive(self):
         try:
             return super().receive()
-        except MessageTooBig:
-            self.close(CLOSE_MESSAGE_TOO_BIG, b"message too big")
+        except FrameRefused as refused:
+            self.close(refused.code, refused.reason)
             return None
 
     def close(self, code: int = 1000, message: bytes | str = b"") -> None:
@@ -102,18 +117,21 @@ class LimitedWebSocket(WebSocket):
 class LimitedWebSocketHandler(WebSocketHandler):
     """Serves direct Engine.IO WebSockets itself; upgrades others to a ``LimitedWebSocket``.
 
-    A new WebSocket session is served by ``services.engine_socket``; a
-    long-polling session upgrading to WebSocket keeps python-engineio's path,
-    on a ``LimitedWebSocket`` bound to the handler's ``max_message_size``.
+    ``services.engine_socket`` first refuses what must not reach python-engineio
+    (a foreign Origin, a session used by another client, an address over its
+    cap), before gevent-websocket could answer 101, then serves a new WebSocket
+    session itself. A long-polling session upgrading to WebSocket keeps
+    python-engineio's path, on a ``LimitedWebSocket`` bound to the handler's
+    ``max_message_size``.
     """
 
     max_message_size = DEFAULT_MAX_MESSAGE_SIZE
     message_bytes = 0
 
     def run_application(self):
-        from services.engine_socket import serve_direct_websocket
+        from services.engine_socket import serve_engine_request
 
-        if serve_direct_websocket(self):
+        if serve_engine_request(self):
             return None
         return super().run_application()
 
@@ -140,3 +158,11 @@ class HubWebSocketWorker(GeventWebSocketWorker):
         super().load_wsgi()
         limit = self.wsgi.config["MAX_MESSAGE_SIZE"]
         self.wsgi_handler = make_handler_class(limit)
+
+    def handle_exit(self, sig, frame):
+        """SIGTERM: gunicorn waits ``graceful_timeout`` for open requests, and a socket is
+        one until it closes; the node (``gunicorn.conf.py`` starts it) closes them now."""
+        super().handle_exit(sig, frame)
+        node = getattr(self, "hub_node", None)
+        if node is not None:
+            gevent.spawn(node.stop)

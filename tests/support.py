@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -19,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+import requests.adapters
 import socketio
+import websocket
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -141,15 +147,22 @@ class Api:
         return self.request("POST", path, token, **kwargs)
 
 
+GUNICORN = [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
+            "-b", "127.0.0.1:{port}", "wsgi:app"]
+
+
 class LiveServer:
-    """``python app.py`` in a subprocess on a free port, logging to test-output/."""
+    """``python app.py`` (or ``command``, e.g. ``GUNICORN``) in a subprocess on a free port,
+    logging to test-output/."""
 
     def __init__(self, database_url: str, name: str = "hub", env: dict | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, command: list[str] | None = None) -> None:
         self.database_url = database_url
         self.name = name
         self.port = port or free_port()
         self.extra_env = env or {}
+        self.command = [part.replace("{port}", str(self.port))
+                        for part in command or [sys.executable, "app.py"]]
         self.process: subprocess.Popen | None = None
         self.log_path = OUTPUT_DIR / f"server-{name}-{self.port}.log"
         self.admin_email = ADMIN_EMAIL
@@ -173,7 +186,7 @@ class LiveServer:
         if "SOCKETIO_MESSAGE_QUEUE" not in self.extra_env:
             env.pop("SOCKETIO_MESSAGE_QUEUE", None)
         log = open(self.log_path, "a")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=env,
                                          stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -394,3 +407,346 @@ class CuttableProxy:
 
     def restore(self) -> None:
         self.start()
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process, from ``/proc``."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+ENGINE_PATH = "/socket.io/"
+# Another loopback address: a client the hub cannot tell from a different machine.
+OTHER_ADDRESS = "127.0.0.2"
+
+
+def raw_websocket(server: LiveServer | Nginx, query: str = "EIO=4&transport=websocket",
+                  source: str = "127.0.0.1", headers: list[str] | None = None,
+                  timeout: float = 10) -> websocket.WebSocket:
+    """A WebSocket to the Engine.IO path from ``source``, with exactly these headers.
+
+    Raises ``websocket.WebSocketBadStatusException`` when the hub answers
+    anything but 101.
+    """
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout,
+                                    source_address=(source, 0))
+    try:
+        return websocket.create_connection(
+            f"ws://127.0.0.1:{server.port}{ENGINE_PATH}?{query}", socket=sock,
+            header=headers or [], suppress_origin=True, timeout=timeout)
+    except Exception:
+        sock.close()
+        raise
+
+
+def close_code(ws: websocket.WebSocket) -> int | None:
+    """The code of the close frame that ends ``ws`` (None when the TCP connection just ends)."""
+    try:
+        while True:
+            frame = ws.recv_frame()
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                return int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
+    except (websocket.WebSocketConnectionClosedException, OSError):
+        return None
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+class PollingClient:
+    """Engine.IO long-polling spoken by hand, from a chosen loopback address and Origin.
+
+    Each request is one HTTP/1.1 exchange on a new connection, as a browser's
+    XHR may be; ``sid`` is the session once ``open`` has made one.
+    """
+
+    SEPARATOR = "\x1e"
+
+    def __init__(self, server: LiveServer | Nginx, source: str = "127.0.0.1",
+                 origin: str | None = None, headers: dict[str, str] | None = None) -> None:
+        self.server = server
+        self.source = source
+        self.origin = origin
+        self.headers = headers or {}
+        self.sid: str | None = None
+
+    def request(self, method: str, query: str, body: str | None = None) -> HttpAnswer:
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=15,
+                                          source_address=(self.source, 0))
+        headers = {**self.headers, **({"Origin": self.origin} if self.origin else {})}
+        if body is not None:
+            headers["Content-Type"] = "text/plain;charset=UTF-8"
+        try:
+            conn.request(method, f"{ENGINE_PATH}?{query}", body=body, headers=headers)
+            response = conn.getresponse()
+            text = response.read().decode("utf-8", "replace")
+            return HttpAnswer(response.status, dict(response.getheaders()), text)
+        finally:
+            conn.close()
+
+    def open(self) -> HttpAnswer:
+        answer = self.request("GET", "EIO=4&transport=polling")
+        if answer.status == 200 and answer.text.startswith("0{"):
+            self.sid = json.loads(answer.text[1:])["sid"]
+        return answer
+
+    def send(self, *packets: str) -> HttpAnswer:
+        return self.request("POST", f"EIO=4&transport=polling&sid={self.sid}",
+                            self.SEPARATOR.join(packets))
+
+    def poll(self) -> HttpAnswer:
+        return self.request("GET", f"EIO=4&transport=polling&sid={self.sid}")
+
+    def packets(self, answer: HttpAnswer) -> list[str]:
+        return answer.text.split(self.SEPARATOR) if answer.status == 200 else []
+
+    def connect(self, token: str) -> None:
+        """Socket.IO CONNECT with ``token``; returns once the hub has accepted it."""
+        assert self.send("40" + json.dumps({"token": token})).status == 200
+        received: list[str] = []
+        deadline = time.monotonic() + 10
+        while not any(p.startswith("40{") for p in received):
+            assert time.monotonic() < deadline, f"no CONNECT answer: {received}"
+            received += self.packets(self.poll())
+
+    def upgrade(self, headers: list[str] | None = None) -> websocket.WebSocket:
+        """Move this session to a WebSocket (probe, then UPGRADE), as the official clients do.
+
+        The upgrade carries this client's Origin unless ``headers`` says otherwise.
+        """
+        if headers is None:
+            headers = [f"Origin: {self.origin}"] if self.origin else []
+        ws = raw_websocket(self.server, f"EIO=4&transport=websocket&sid={self.sid}",
+                           source=self.source, headers=headers)
+        ws.send("2probe")
+        assert ws.recv() == "3probe"
+        ws.send("5")
+        return ws
+
+
+class AckProbe:
+    """Times a well-behaved client's acks, one after another, while an attack runs.
+
+    ``with AckProbe(client) as probe:`` calls ``get_rooms`` every ``interval``
+    in a thread; afterwards ``probe.latencies`` holds each round trip.
+    """
+
+    def __init__(self, client: RecordingClient, interval: float = 0.01) -> None:
+        self.client = client
+        self.interval = interval
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            self.client.call("get_rooms", timeout=10)
+            self.latencies.append(time.perf_counter() - started)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> AckProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    @classmethod
+    def baseline(cls, client: RecordingClient, samples: int = 30) -> AckProbe:
+        """The client's acks with nothing else going on."""
+        with cls(client) as probe:
+            eventually(lambda: len(probe.latencies) >= samples, timeout=30)
+        return probe
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        assert ordered, "no ack was timed"
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def assert_acks_stay_flat(baseline: AckProbe, during: AckProbe) -> None:
+    """A bystander's acks during an attack stay near what they were before it.
+
+    The floor of 250 ms keeps the check meaningful but robust on a loaded
+    2-core machine (an unharmed ack takes 1-5 ms there).
+    """
+    limit = max(0.25, 5 * baseline.quantile(0.9))
+    assert during.quantile(0.95) < limit, (during.quantile(0.95), baseline.quantile(0.9))
+    assert max(during.latencies) < 2.0, max(during.latencies)
+
+
+NGINX = os.environ.get("TEST_NGINX", "/usr/sbin/nginx")
+
+
+def nginx_available() -> bool:
+    return os.access(NGINX, os.X_OK)
+
+
+class Nginx:
+    """Debian's nginx, unprivileged, with its own prefix, config and free loopback port.
+
+    ``http_config`` is what goes inside ``http {}`` (upstreams and servers);
+    ``{port}`` in it is replaced by the port nginx listens on, ``{prefix}`` by
+    its directory (files a test puts there, certificates say, nginx may
+    read). As root, nginx runs as ``nobody`` so that it never holds
+    privileges a test did not ask for.
+    """
+
+    def __init__(self, http_config: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.prefix = Path(tempfile.mkdtemp(prefix="hub-nginx-"))
+        self.http_config = (http_config.replace("{port}", str(self.port))
+                            .replace("{prefix}", str(self.prefix)))
+        self.log_path = OUTPUT_DIR / f"nginx-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if " ssl;" in self.http_config else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        prefix = self.prefix
+        temp = " ".join(f"{kind}_temp_path {prefix / kind};"
+                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (prefix / "nginx.conf").write_text(
+            f"pid {prefix / 'nginx.pid'};\nworker_processes 1;\n"
+            f"events {{ worker_connections 2048; }}\n"
+            f"http {{\n  access_log {prefix / 'access.log'};\n  {temp}\n"
+            f"{self.http_config}\n}}\n")
+        unprivileged: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            for path in (prefix, *prefix.iterdir()):
+                os.chown(path, nobody.pw_uid, nobody.pw_gid)
+            unprivileged = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+        OUTPUT_DIR.mkdir(exist_ok=True)
+        error_log = open(self.log_path, "a")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+             "-e", str(prefix / "error.log"), "-g", "daemon off;"],
+            stdout=error_log, stderr=subprocess.STDOUT, **unprivileged)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("nginx exited: " + self.error_log())
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=1):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("nginx did not start: " + self.error_log())
+
+    def error_log(self) -> str:
+        path = self.prefix / "error.log"
+        return path.read_text()[-3000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        with contextlib.suppress(OSError), open(self.log_path, "a") as log:
+            log.write((self.prefix / "error.log").read_text())
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+def nginx_proxy_config(upstream: str) -> str:
+    """nginx in front of hub nodes as ``docs/deployment.md`` sets it up, minus TLS.
+
+    ``upstream`` is the body of the ``upstream hub`` block (its ``server`` lines).
+    """
+    headers = """
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;"""
+    return f"""
+upstream hub {{ {upstream} }}
+server {{
+    listen 127.0.0.1:{{port}};
+    location /socket.io/ {{
+        proxy_pass http://hub;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";{headers}
+        proxy_buffering off;
+    }}
+    location / {{
+        proxy_pass http://hub;{headers}
+    }}
+}}
+"""
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connections from one loopback address: distinct clients without leaving the machine."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def session_from(address: str) -> requests.Session:
+    """A ``requests`` session whose connections come from ``address`` (127.x.y.z)."""
+    session = requests.Session()
+    adapter = SourceAddressAdapter(address)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def raw_socketio_connect(base_url: str, token: str, source: str = "127.0.0.1",
+                         headers: dict | None = None) -> tuple[Any, str, Any]:
+    """One bare Socket.IO connect over a WebSocket from ``source``, without a thread.
+
+    Cheap enough for hundreds of sockets at once. Returns the open WebSocket,
+    the answer's packet type (``"40"`` connected, ``"44"`` refused) and its
+    payload (``{"sid"}``, or ``{"message", "data"}``). An ``https`` URL is
+    reached over TLS without checking the certificate (a test's own).
+    """
+    import ssl
+    from urllib.parse import urlsplit
+
+    import websocket
+
+    parts = urlsplit(base_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    headers = dict(headers or {})
+    # websocket-client writes Host and Origin itself (an Origin unless told not to).
+    options = {"host": headers.pop("Host")} if "Host" in headers else {}
+    if "Origin" in headers:
+        options["origin"] = headers.pop("Origin")
+    raw = socket.create_connection((parts.hostname, parts.port), timeout=10,
+                                   source_address=(source, 0))
+    if scheme == "wss":
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        raw = context.wrap_socket(raw, server_hostname=options.get("host", parts.hostname))
+    ws = websocket.create_connection(
+        f"{scheme}://{parts.hostname}:{parts.port}/socket.io/?EIO=4&transport=websocket",
+        socket=raw, timeout=10, suppress_origin="origin" not in options,
+        header=[f"{name}: {value}" for name, value in headers.items()], **options)
+    assert ws.recv().startswith("0{")
+    ws.send("40" + json.dumps({"token": token}))
+    answer = ws.recv()
+    return ws, answer[:2], json.loads(answer[2:])

@@ -125,3 +125,23 @@ def test_dashboard_charts_update_after_a_message_completes(page, sqlite_hub, sql
     page.wait_for_selector("#global-panel:not([hidden])")
     page.wait_for_selector("#nodes-table tbody tr")
     page.screenshot(path=str(OUTPUT_DIR / "dashboard.png"), full_page=True)
+
+
+def test_a_page_upgrades_its_own_long_polling_session(page, sqlite_hub, sqlite_user):
+    """The session is bound to the page: its first poll (same-origin, no Origin), its posts
+    and its WebSocket (with the page's Origin) must all be taken as the same client."""
+    page.goto("/testSocket")
+    rooms = page.evaluate("""token => new Promise((resolve, reject) => {
+        const socket = io(window.location.origin, {
+            transports: ['polling', 'websocket'], auth: {token}, reconnection: false});
+        socket.on('connect_error', error => reject(new Error(error.message)));
+        socket.io.engine.on('upgrade', async () => {
+            try {
+                const rooms = await socket.timeout(5000).emitWithAck('get_rooms');
+                resolve({transport: socket.io.engine.transport.name, rooms});
+            } catch (error) { reject(error); }
+            socket.disconnect();
+        });
+        setTimeout(() => reject(new Error('no upgrade within 10 s')), 10000);
+    })""", sqlite_user.token)
+    assert rooms == {"transport": "websocket", "rooms": [f"user:{sqlite_user.id}"]}
