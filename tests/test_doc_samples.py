@@ -72,8 +72,8 @@ def _samples(path: Path) -> list[Sample]:
     samples = []
     for match in FENCE.finditer(text):
         language, _, marker = match.group(1).strip().partition(" ")
-        skip = marker.strip().removeprefix("skip:").strip() if marker.startswith("skip:") \
-            else None
+        marker = marker.strip()
+        skip = marker.removeprefix("skip:").strip() if marker.startswith("skip:") else None
         samples.append(Sample(str(path.relative_to(ROOT)), text.count("\n", 0, match.start()) + 1,
                               language, skip, match.group(2)))
     return samples
