@@ -1,140 +1,261 @@
-"""``/api/openapi.json``: the REST API described from its marshmallow schemas, and ``/api/docs``."""
+"""The API described for people and programs: ``/api/openapi.json`` (REST),
+``/api/asyncapi.json`` (Socket.IO events) and ``/api/docs``, which shows both.
 
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, render_template
+Both documents are built from the marshmallow schemas that validate and shape
+the real traffic (``schemas/``); every body, parameter and response carries a
+whole example composed from the fields' own. ``/api/docs`` renders the REST
+document with the vendored Swagger UI (its "Try it out" sends the token the
+page is signed in with) and the events with ``static/js/api_docs.js``.
+"""
 
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, render_template, request
+from marshmallow import Schema
+
+from blueprints.asyncapi import build_asyncapi
 from schemas import auth, messages, notifications, quotas, responses
 from schemas.common import MAX_ID, MAX_USER_ID
+from schemas.documentation import TITLE, VERSION, example_of, json_schema_spec
+from services.errors import AppError
 
 openapi_bp = Blueprint("openapi", __name__)
 
 BEARER = [{"bearer": []}]
+JSON = "application/json"
+METRICS_EXAMPLE = ("# TYPE hub_connections gauge\nhub_connections 3.0\n"
+                   "# TYPE hub_events_in_total counter\nhub_events_in_total{event=\"pong\"} 12.0\n")
 
 
-def _error(description: str) -> dict:
-    return {"description": description,
-            "content": {"application/json": {"schema": "ErrorSchema"}}}
+@dataclass(frozen=True)
+class Document:
+    """An answer that is no marshmallow shape: a text format, or another specification's."""
+
+    media_type: str
+    schema: dict[str, Any]
+    example: Any
 
 
-def _ok(schema: str, status: str = "200", description: str = "OK") -> dict:
-    return {status: {"description": description,
-                     "content": {"application/json": {"schema": schema}}}}
+METRICS = Document("text/plain", {"type": "string"}, METRICS_EXAMPLE)
+OPENAPI = Document(JSON, {"type": "object", "required": ["openapi", "info", "paths"],
+                          "description": "OpenAPI 3.1: this document"},
+                   {"openapi": "3.1.0", "info": {"title": TITLE, "version": VERSION}, "paths": {}})
+ASYNCAPI = Document(JSON, {"type": "object", "required": ["asyncapi", "info", "operations"],
+                           "description": "AsyncAPI 3.0: the Socket.IO events"},
+                    {"asyncapi": "3.0.0", "info": {"title": TITLE, "version": VERSION},
+                     "operations": {}})
 
 
-def _body(schema) -> dict:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    """One REST route: what it takes and what it answers."""
+
+    path: str
+    method: str
+    summary: str
+    answer: type[Schema] | Document
+    status: str = "200"
+    body: type[Schema] | None = None
+    query: type[Schema] | None = None
+    path_ids: tuple[str, ...] = ()
+    errors: dict[str, str] = field(default_factory=dict)
+    access: str = "bearer"  # "bearer", "admin", "public", "refresh"
+    description: str = ""
+    headers: tuple[dict[str, Any], ...] = ()
 
 
-def _query(schema) -> list:
-    return [{"in": "query", "schema": schema}]
+IDEMPOTENCY_KEY = {"in": "header", "name": "Idempotency-Key", "required": False,
+                   "description": "A retry with the same key (per caller, kept 24 h) gets the "
+                                  "first answer; the same key with another body is 409",
+                   "schema": {"type": "string", "maxLength": 255},
+                   "example": "invoice-2026-05-1"}
 
-
-def _path_id(name: str, maximum: int = MAX_ID) -> dict:
-    return {"in": "path", "name": name, "required": True,
-            "schema": {"type": "integer", "minimum": 1, "maximum": maximum}}
-
-
-def _user_id() -> dict:
-    return _path_id("userId", MAX_USER_ID)
-
-
-COMMON = {"400": _error("Invalid input"), "401": _error("Missing or invalid token"),
-          "429": _error("Rate limited")}
-
-# (path, method, summary, spec) for every REST route.
 ROUTES = [
-    ("/api/auth/register", "post", "Create an account", {
-        "requestBody": _body(auth.RegisterSchema), "security": [],
-        "responses": {**_ok("UserEnvelopeSchema", "201",
-                            "Created, or the same answer when the email is taken"),
-                      "403": _error("Registration closed")}}),
-    ("/api/auth/login", "post", "Log in", {
-        "requestBody": _body(auth.LoginSchema), "security": [],
-        "responses": _ok("LoginResponseSchema")}),
-    ("/api/auth/refresh", "post", "A new access token from a refresh token", {
-        "responses": _ok("AccessTokenSchema")}),
-    ("/api/auth/logout", "post", "Revoke the session of the presented token", {"responses": {
-        "200": {"description": "Revoked"}}}),
-    ("/api/auth/me", "get", "The caller", {"responses": _ok("UserEnvelopeSchema")}),
-    ("/api/socket/stats", "get", "Connections per node (admin)", {
-        "responses": {**_ok("StatsSchema"), "403": _error("Admins only")}}),
-    ("/api/socket/user/{userId}/online", "get", "Whether a user is online", {
-        "parameters": [_user_id()],
-        "responses": {**_ok("OnlineSchema"), "403": _error("Only yourself, or admins")}}),
-    ("/api/socket/online-count", "get", "Distinct users online", {
-        "responses": _ok("CountSchema")}),
-    ("/api/socket/notify/{userId}", "post", "Store and emit a notification (admin)", {
-        "parameters": [_user_id()], "requestBody": _body(notifications.NotifySchema),
-        "responses": {**_ok("NotifyResponseSchema", "201", "Stored and emitted"),
-                      "403": _error("Admins only"), "404": _error("No such user"),
-                      "409": _error("Idempotency-Key reused with another body")}}),
-    ("/api/socket/broadcast", "post", "Notify every user (admin)", {
-        "requestBody": _body(notifications.BroadcastSchema),
-        "responses": {**_ok("BroadcastResponseSchema", "201", "Stored and emitted"),
-                      "403": _error("Admins only")}}),
-    ("/api/socket/ping", "post", "Ping every connection (admin)", {
-        "responses": {**_ok("PingResponseSchema"), "403": _error("Admins only")}}),
-    ("/api/notifications", "get", "The caller's notifications, newest first", {
-        "parameters": _query(notifications.NotificationQuerySchema),
-        "responses": _ok("NotificationPageSchema")}),
-    ("/api/notifications/{notificationId}/read", "post", "Mark one read", {
-        "parameters": [_path_id("notificationId")],
-        "responses": {"200": {"description": "Marked"}, "404": _error("Not found")}}),
-    ("/api/notifications/read-all", "post", "Mark all read", {
-        "responses": _ok("CountSchema")}),
-    ("/api/messages", "post", "Send a message to many phones", {
-        "requestBody": _body(messages.MessageCreateSchema),
-        "responses": {**_ok("MessageSchema", "202", "Accepted; delivery runs in the background"),
-                      "409": _error("Idempotency-Key reused"), "413": _error("Too large"),
-                      "429": _error("Rate limited, or the daily recipient quota is used up")}}),
-    ("/api/messages", "get", "The caller's messages, newest first", {
-        "parameters": _query(messages.MessageListQuerySchema),
-        "responses": _ok("MessagePageSchema")}),
-    ("/api/messages/{messageId}", "get", "One message with counts and cost", {
-        "parameters": [_path_id("messageId")],
-        "responses": {**_ok("MessageSchema"), "404": _error("Not found")}}),
-    ("/api/messages/{messageId}/recipients", "get", "A message's recipients, paged", {
-        "parameters": [_path_id("messageId"), *_query(messages.RecipientListQuerySchema)],
-        "responses": {**_ok("RecipientPageSchema"), "404": _error("Not found")}}),
-    ("/api/users/{userId}/quota", "get", "A user's daily recipient quota and use", {
-        "parameters": [_user_id()],
-        "responses": {**_ok("QuotaSchema"), "403": _error("Only yourself, or admins"),
-                      "404": _error("No such user")}}),
-    ("/api/users/{userId}/quota", "put", "Set a user's daily recipient quota (admin)", {
-        "parameters": [_user_id()], "requestBody": _body(quotas.QuotaUpdateSchema),
-        "responses": {**_ok("QuotaSchema"), "403": _error("Admins only"),
-                      "404": _error("No such user")}}),
-    ("/api/webhooks/delivery", "post", "Delivery receipts (HMAC-SHA256 in X-Signature)", {
-        "security": [], "parameters": [{"in": "header", "name": "X-Signature",
-                                        "required": True, "schema": {"type": "string"}}],
-        "requestBody": _body(messages.DeliveryReceiptSchema),
-        "responses": _ok("ReceiptResultSchema")}),
-    ("/api/analytics/dashboard", "get", "dashboard_stats of the caller", {
-        "responses": {"200": {"description": "Figures (README: Analytics figures)"}}}),
-    ("/api/analytics/messages", "get", "message_stats of the caller", {
-        "responses": {"200": {"description": "Figures"}}}),
-    ("/api/analytics/usage", "get", "usage_stats of the caller", {
-        "responses": {"200": {"description": "Figures"}}}),
-    ("/api/analytics/global", "get", "System-wide figures (admin)", {
-        "responses": {"200": {"description": "Figures"}, "403": _error("Admins only")}}),
+    Route(path="/api/auth/register", method="post", summary="Create an account",
+          body=auth.RegisterSchema, answer=responses.UserEnvelopeSchema, status="201",
+          access="public", errors={"403": "Registration closed"},
+          description="A taken email gets the same answer as a new one, and changes nothing."),
+    Route(path="/api/auth/login", method="post", summary="Log in: an access and a refresh token",
+          body=auth.LoginSchema, answer=responses.LoginResponseSchema, access="public",
+          description="`make run` prints the demo admin's password on its first run."),
+    Route(path="/api/auth/refresh", method="post", summary="A new access token",
+          answer=responses.AccessTokenSchema, access="refresh",
+          description="Send the **refresh** token as the bearer token."),
+    Route(path="/api/auth/logout", method="post", summary="Revoke the presented token",
+          answer=responses.RevokedSchema,
+          description="Access or refresh token; its live sockets are dropped within a second."),
+    Route(path="/api/auth/me", method="get", summary="The caller",
+          answer=responses.MeSchema),
+    Route(path="/api/socket/stats", method="get", summary="Connections per node",
+          answer=responses.StatsSchema, access="admin"),
+    Route(path="/api/socket/user/{userId}/online", method="get",
+          summary="Whether a user is online", path_ids=("userId",),
+          answer=responses.OnlineSchema, errors={"403": "Only yourself, or admins"}),
+    Route(path="/api/socket/online-count", method="get", summary="Distinct users online",
+          answer=responses.CountSchema),
+    Route(path="/api/socket/notify/{userId}", method="post",
+          summary="Store a notification for a user, then emit it", path_ids=("userId",),
+          body=notifications.NotifySchema, answer=responses.NotifyResponseSchema,
+          status="201", access="admin", headers=(IDEMPOTENCY_KEY,),
+          errors={"404": "No such user", "409": "Idempotency-Key reused with another body"}),
+    Route(path="/api/socket/broadcast", method="post", summary="Notify every user",
+          body=notifications.BroadcastSchema, answer=responses.BroadcastResponseSchema,
+          status="201", access="admin", headers=(IDEMPOTENCY_KEY,),
+          errors={"409": "Idempotency-Key reused with another body"}),
+    Route(path="/api/socket/ping", method="post", summary="Emit `ping` to every connection",
+          answer=responses.PingResponseSchema, access="admin"),
+    Route(path="/api/socket/debug/internals", method="get",
+          summary="Sizes of this process's per-connection structures",
+          answer=responses.InternalsSchema, access="admin",
+          errors={"404": "HUB_DEBUG_INTERNALS is off"}),
+    Route(path="/api/notifications", method="get",
+          summary="The caller's notifications, newest first",
+          query=notifications.NotificationQuerySchema, answer=responses.NotificationPageSchema),
+    Route(path="/api/notifications/{notificationId}/read", method="post",
+          summary="Mark one notification read", path_ids=("notificationId",),
+          answer=responses.MarkReadSchema, errors={"404": "Not found"}),
+    Route(path="/api/notifications/read-all", method="post", summary="Mark all read",
+          answer=responses.CountSchema),
+    Route(path="/api/messages", method="post", summary="Send a message to many phones",
+          body=messages.MessageCreateSchema, answer=responses.MessageCreatedSchema, status="202",
+          headers=(IDEMPOTENCY_KEY,),
+          description="Accepted at once; delivery runs in the background and drives "
+                      "`message_update` and `recipient_update`. `+15005550001` fails as an "
+                      "invalid number with the simulated provider.",
+          errors={"409": "Idempotency-Key reused with another body", "413": "Too large"}),
+    Route(path="/api/messages", method="get", summary="The caller's messages, newest first",
+          query=messages.MessageListQuerySchema, answer=responses.MessagePageSchema),
+    Route(path="/api/messages/{messageId}", method="get",
+          summary="One message with counts and cost", path_ids=("messageId",),
+          answer=responses.MessageSchema, errors={"404": "Not found"}),
+    Route(path="/api/messages/{messageId}/recipients", method="get",
+          summary="A message's recipients, paged", path_ids=("messageId",),
+          query=messages.RecipientListQuerySchema, answer=responses.RecipientPageSchema,
+          errors={"404": "Not found"}),
+    Route(path="/api/users/{userId}/quota", method="get",
+          summary="A user's daily recipient quota and today's use", path_ids=("userId",),
+          answer=responses.QuotaSchema,
+          errors={"403": "Only yourself, or admins", "404": "No such user"}),
+    Route(path="/api/users/{userId}/quota", method="put",
+          summary="Set a user's daily recipient quota", path_ids=("userId",),
+          body=quotas.QuotaUpdateSchema, answer=responses.QuotaSchema, access="admin",
+          errors={"404": "No such user"}),
+    Route(path="/api/webhooks/delivery", method="post",
+          summary="Delivery receipts from the SMS provider", access="public",
+          body=messages.DeliveryReceiptSchema, answer=responses.ReceiptResultSchema,
+          description="One receipt or a list, signed as a whole: `X-Signature` is the "
+                      "hex HMAC-SHA256 of the raw body with `WEBHOOK_SECRET`.",
+          headers=({"in": "header", "name": "X-Signature", "required": True,
+                    "schema": {"type": "string"}, "example": "sha256=" + "0f" * 32},),
+          errors={"401": "Invalid signature"}),
+    Route(path="/api/analytics/dashboard", method="get", summary="The caller's dashboard_stats",
+          answer=responses.DashboardStatsSchema),
+    Route(path="/api/analytics/messages", method="get", summary="The caller's message_stats",
+          answer=responses.MessageStatsSchema),
+    Route(path="/api/analytics/usage", method="get", summary="The caller's usage_stats",
+          answer=responses.UsageStatsSchema),
+    Route(path="/api/analytics/global", method="get", summary="System-wide figures",
+          answer=responses.GlobalStatsSchema, access="admin"),
+    Route(path="/healthz", method="get", summary="The process runs (no I/O)",
+          answer=responses.HealthSchema, access="public"),
+    Route(path="/readyz", method="get",
+          summary="Ready to serve: the database and, with a queue, Redis answer",
+          answer=responses.ReadySchema, access="public",
+          errors={"503": "Not ready: the failing checks in error.details"}),
+    Route(path="/metrics", method="get", summary="Prometheus metrics (text format)",
+          answer=METRICS, access="public",
+          description="With `METRICS_TOKEN` set, send it as the bearer token; without it, "
+                      "only loopback scrapers are served.",
+          errors={"403": "Not loopback, or not the metrics token"}),
+    Route(path="/api/openapi.json", method="get", summary="The REST routes (this document)",
+          answer=OPENAPI, access="public"),
+    Route(path="/api/asyncapi.json", method="get", summary="The Socket.IO events",
+          answer=ASYNCAPI, access="public"),
 ]
 
+# Answered by every route of its kind, besides its own errors.
+COMMON_ERRORS = {"400": "Invalid input: marshmallow's messages in error.details",
+                 "429": "Rate limited"}
+ACCESS_ERRORS = {"bearer": {"401": "Missing, invalid, expired or revoked token"},
+                 "refresh": {"401": "Missing, invalid, expired or revoked refresh token"},
+                 "admin": {"401": "Missing, invalid, expired or revoked token",
+                           "403": "Admins only"},
+                 "public": {}}
 
-def build_spec() -> dict:
-    spec = APISpec(title="Realtime messaging hub", version="1.0.0", openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin()])
+
+def _json(schema: type[Schema]) -> dict[str, Any]:
+    return {JSON: {"schema": schema, "example": example_of(schema)}}
+
+
+# The first error of each status is its general one (``rate_limited`` before ``quota_exceeded``).
+ERROR_CODES: dict[int, str] = {}
+for _error_class in AppError.__subclasses__():
+    ERROR_CODES.setdefault(_error_class.status, _error_class.code)
+
+
+def _error(status: str, text: str) -> dict[str, Any]:
+    """An error answer, its example carrying the code that status has (services/errors.py)."""
+    body = example_of(responses.ErrorSchema)
+    body["error"] = {**body["error"], "code": ERROR_CODES[int(status)], "message": text}
+    if status != "400":
+        del body["error"]["details"]
+    return {"description": text, "content": {JSON: {"schema": responses.ErrorSchema,
+                                                    "example": body}}}
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    maximum = MAX_USER_ID if name == "userId" else MAX_ID
+    return {"in": "path", "name": name, "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": maximum}, "example": 1}
+
+
+def _success(route: Route) -> dict[str, Any]:
+    if isinstance(route.answer, Document):
+        return {"description": "OK", "content": {route.answer.media_type: {
+            "schema": route.answer.schema, "example": route.answer.example}}}
+    return {"description": "OK", "content": _json(route.answer)}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    errors = {**COMMON_ERRORS, **ACCESS_ERRORS[route.access], **route.errors}
+    operation: dict[str, Any] = {
+        "summary": route.summary + (" (admin)" if route.access == "admin" else ""),
+        "tags": [route.path.split("/")[2] if route.path.startswith("/api/") else "operations"],
+        "security": [] if route.access == "public" else BEARER,
+        "responses": {
+            route.status: _success(route),
+            **{status: _error(status, text) for status, text in sorted(errors.items())},
+        },
+    }
+    if route.description:
+        operation["description"] = route.description
+    parameters = [*map(_path_id, route.path_ids), *route.headers]
+    if route.query is not None:
+        parameters.append({"in": "query", "schema": route.query})
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
+        operation["requestBody"] = {"required": True, "content": _json(route.body)}
+    return operation
+
+
+@functools.cache
+def build_openapi() -> dict[str, Any]:
+    """The OpenAPI 3 document of every REST route (built once: it never changes at run time)."""
+    spec, _ = json_schema_spec(info={
+        "description": "The REST half of the hub's interface (`docs/API.md`). Send "
+                       "`Authorization: Bearer <access token>`: on `/api/docs` the token of "
+                       "the signed-in page is used. The Socket.IO events are in "
+                       "`/api/asyncapi.json`."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
                                                "bearerFormat": "JWT"})
-    for name in dir(responses):
-        schema = getattr(responses, name)
-        if isinstance(schema, type) and name.endswith("Schema") and name != "Schema":
-            spec.components.schema(name, schema=schema)
-    operations: dict[str, dict] = {}
-    for path, method, summary, details in ROUTES:
-        operation = {"summary": summary, "security": BEARER, **details}
-        operation["responses"] = {**COMMON, **details["responses"]}
-        operations.setdefault(path, {})[method] = operation
+    operations: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        operations.setdefault(route.path, {})[route.method] = _operation(route)
     for path, methods in operations.items():
         spec.path(path=path, operations=methods)
     return spec.to_dict()
@@ -142,9 +263,14 @@ def build_spec() -> dict:
 
 @openapi_bp.get("/api/openapi.json")
 def openapi_document():
-    return build_spec()
+    return build_openapi()
+
+
+@openapi_bp.get("/api/asyncapi.json")
+def asyncapi_document():
+    return build_asyncapi(request.host)
 
 
 @openapi_bp.get("/api/docs")
 def openapi_page():
-    return render_template("api_docs.html", spec=build_spec())
+    return render_template("api_docs.html")

@@ -10,13 +10,18 @@ MAX_DATA_BYTES = 8 * 1024
 
 
 class BroadcastSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    message = fields.String(required=True, validate=validate.Length(min=1, max=5000))
-    type = fields.String(load_default="system", validate=validate.OneOf(NOTIFICATION_TYPES))
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                          metadata={"example": "Invoice ready"})
+    message = fields.String(required=True, validate=validate.Length(min=1, max=5000),
+                            metadata={"example": "Your invoice for May"})
+    type = fields.String(load_default="system", validate=validate.OneOf(NOTIFICATION_TYPES),
+                         metadata={"example": "system"})
 
 
 class NotifySchema(BroadcastSchema):
-    data = fields.Raw(load_default=None, allow_none=True)
+    data = fields.Raw(load_default=None, allow_none=True,
+                      metadata={"description": "Any JSON, at most 8 KB",
+                                "example": {"invoiceId": 7}})
 
     @validates("data")
     def _data_is_small_json(self, value, **kwargs):
@@ -31,8 +36,10 @@ class NotifySchema(BroadcastSchema):
 class NotificationQuerySchema(Schema):
     """``get_notifications`` payload and ``GET /api/notifications`` query."""
 
-    unreadOnly = StrictBoolean(load_default=False)
+    unreadOnly = StrictBoolean(load_default=False, metadata={"example": False})
     limit = fields.Integer(
-        load_default=20, strict=False, validate=validate.Range(min=1, max=100)
+        load_default=20, strict=False, validate=validate.Range(min=1, max=100),
+        metadata={"example": 20},
     )
-    before = Id(load_default=None, allow_none=True)
+    before = Id(load_default=None, allow_none=True,
+                metadata={"description": "nextCursor of the previous page", "example": "12"})

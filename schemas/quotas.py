@@ -10,4 +10,5 @@ class QuotaUpdateSchema(Schema):
 
     dailyRecipientQuota = fields.Integer(
         required=True, allow_none=True, strict=True,
-        validate=validate.Range(min=0, max=MAX_DAILY_RECIPIENT_QUOTA))
+        validate=validate.Range(min=0, max=MAX_DAILY_RECIPIENT_QUOTA),
+        metadata={"example": 5000})

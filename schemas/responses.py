@@ -1,14 +1,29 @@
-"""Shapes of REST responses, for the OpenAPI document."""
+"""Shapes of REST responses, for the OpenAPI document (and the acks that reuse them).
+
+Each field carries an ``example``; ``schemas.documentation.example_of`` builds
+the example of a whole response from them.
+"""
 
 from marshmallow import Schema, fields
 
 from schemas.auth import UserSchema
+from schemas.messages import RECIPIENT_STATUSES
+from schemas.notifications import NOTIFICATION_TYPES
+
+MESSAGE_STATUSES = ("SENDING", "SENT", "FAILED")
+WHEN = "2026-05-01T09:30:00.000Z"
+
+
+def _enum(values: tuple[str, ...], example: str) -> dict:
+    return {"enum": list(values), "example": example}
 
 
 class ErrorBodySchema(Schema):
-    code = fields.String(required=True)
-    message = fields.String(required=True)
-    details = fields.Raw()
+    code = fields.String(required=True, metadata={"example": "invalid_payload"})
+    message = fields.String(required=True, metadata={"example": "Invalid payload"})
+    details = fields.Raw(metadata={
+        "description": "marshmallow's messages per field, for invalid input",
+        "example": {"title": ["Missing data for required field."]}})
 
 
 class ErrorSchema(Schema):
@@ -19,123 +34,264 @@ class UserEnvelopeSchema(Schema):
     user = fields.Nested(UserSchema, required=True)
 
 
+class MeSchema(UserEnvelopeSchema):
+    role = fields.String(required=True, metadata={
+        "description": "The role the presented token carries", "example": "admin"})
+
+
 class LoginResponseSchema(Schema):
-    accessToken = fields.String(required=True)
-    refreshToken = fields.String(required=True)
+    accessToken = fields.String(required=True, metadata={"example": "eyJhbGciOiJIUzI1NiJ9.e30.x"})
+    refreshToken = fields.String(required=True,
+                                 metadata={"example": "eyJhbGciOiJIUzI1NiJ9.e30.y"})
     user = fields.Nested(UserSchema, required=True)
 
 
 class AccessTokenSchema(Schema):
-    accessToken = fields.String(required=True)
+    accessToken = fields.String(required=True, metadata={"example": "eyJhbGciOiJIUzI1NiJ9.e30.x"})
+
+
+class RevokedSchema(Schema):
+    revoked = fields.Boolean(required=True, metadata={"example": True})
 
 
 class NotificationSchema(Schema):
-    id = fields.String(required=True)
-    type = fields.String(required=True)
-    title = fields.String(required=True)
-    message = fields.String(required=True)
-    data = fields.Raw()
-    timestamp = fields.String(required=True)
-    read = fields.Boolean(required=True)
-    unreadCount = fields.Integer(allow_none=True)
+    id = fields.String(required=True, metadata={"example": "12"})
+    type = fields.String(required=True, metadata=_enum(NOTIFICATION_TYPES, "system"))
+    title = fields.String(required=True, metadata={"example": "Invoice ready"})
+    message = fields.String(required=True, metadata={"example": "Your invoice for May"})
+    data = fields.Raw(metadata={"description": "Only when the sender attached some",
+                                "example": {"invoiceId": 7}})
+    timestamp = fields.String(required=True, metadata={"example": WHEN})
+    read = fields.Boolean(required=True, metadata={"example": False})
+    unreadCount = fields.Integer(allow_none=True, metadata={
+        "description": "The user's unread count; null on a broadcast (one packet for all)",
+        "example": 3})
 
 
 class NotificationPageSchema(Schema):
     notifications = fields.List(fields.Nested(NotificationSchema), required=True)
-    unreadCount = fields.Integer(required=True)
-    nextCursor = fields.String(allow_none=True)
+    unreadCount = fields.Integer(required=True, metadata={"example": 3})
+    nextCursor = fields.String(allow_none=True, metadata={
+        "description": "``before`` of the next page; null on the last", "example": None})
+
+
+class MarkReadSchema(Schema):
+    id = fields.String(required=True, metadata={"example": "12"})
+    unreadCount = fields.Integer(required=True, metadata={"example": 2})
 
 
 class NotifyResponseSchema(Schema):
     notification = fields.Nested(NotificationSchema, required=True)
-    delivered = fields.Integer(required=True)
+    delivered = fields.Integer(required=True, metadata={
+        "description": "Live connections reached", "example": 1})
 
 
 class BroadcastResponseSchema(Schema):
     notification = fields.Nested(NotificationSchema, required=True)
-    recipients = fields.Integer(required=True)
+    recipients = fields.Integer(required=True, metadata={"example": 250})
 
 
 class NodeSchema(Schema):
-    id = fields.String(required=True)
-    connections = fields.Integer(required=True)
-    lastHeartbeat = fields.String(required=True)
+    id = fields.String(required=True, metadata={"example": "hub-1:5001"})
+    connections = fields.Integer(required=True, metadata={"example": 412})
+    lastHeartbeat = fields.String(required=True, metadata={"example": WHEN})
 
 
 class StatsSchema(Schema):
-    totalConnections = fields.Integer(required=True)
-    onlineUsers = fields.Integer(required=True)
-    rooms = fields.Integer(required=True)
+    totalConnections = fields.Integer(required=True, metadata={"example": 412})
+    onlineUsers = fields.Integer(required=True, metadata={"example": 380})
+    rooms = fields.Integer(required=True, metadata={"example": 795})
     nodes = fields.List(fields.Nested(NodeSchema), required=True)
-    uptimeSeconds = fields.Float(required=True)
+    uptimeSeconds = fields.Float(required=True, metadata={"example": 86400.5})
 
 
 class OnlineSchema(Schema):
-    userId = fields.String(required=True)
-    online = fields.Boolean(required=True)
-    connections = fields.Integer(required=True)
+    userId = fields.String(required=True, metadata={"example": "1"})
+    online = fields.Boolean(required=True, metadata={"example": True})
+    connections = fields.Integer(required=True, metadata={"example": 2})
 
 
 class CountSchema(Schema):
-    count = fields.Integer(required=True)
+    count = fields.Integer(required=True, metadata={"example": 3})
 
 
 class PingResponseSchema(Schema):
-    sent = fields.Integer(required=True)
-    timestamp = fields.String(required=True)
+    sent = fields.Integer(required=True, metadata={"example": 412})
+    timestamp = fields.String(required=True, metadata={"example": WHEN})
 
 
 class MessageSchema(Schema):
-    id = fields.String(required=True)
-    status = fields.String(required=True)
-    body = fields.String(required=True)
-    encoding = fields.String(required=True)
-    segments = fields.Integer(required=True)
-    recipientCount = fields.Integer(required=True)
-    successCount = fields.Integer(required=True)
-    failedCount = fields.Integer(required=True)
-    deliveredCount = fields.Integer(required=True)
-    cost = fields.Float(required=True)
-    version = fields.Integer(required=True)
-    createdAt = fields.String(required=True)
-    completedAt = fields.String(allow_none=True)
+    id = fields.String(required=True, metadata={"example": "42"})
+    status = fields.String(required=True, metadata=_enum(MESSAGE_STATUSES, "SENDING"))
+    body = fields.String(required=True, metadata={"example": "Your code is 4821"})
+    encoding = fields.String(required=True, metadata=_enum(("GSM-7", "UCS-2"), "GSM-7"))
+    segments = fields.Integer(required=True, metadata={"example": 1})
+    recipientCount = fields.Integer(required=True, metadata={"example": 2})
+    successCount = fields.Integer(required=True, metadata={"example": 0})
+    failedCount = fields.Integer(required=True, metadata={"example": 0})
+    deliveredCount = fields.Integer(required=True, metadata={"example": 0})
+    cost = fields.Float(required=True, metadata={"example": 0.0})
+    version = fields.Integer(required=True, metadata={"example": 1})
+    createdAt = fields.String(required=True, metadata={"example": WHEN})
+    completedAt = fields.String(allow_none=True, metadata={"example": None})
+
+
+class MessageCreatedSchema(MessageSchema):
+    duplicatesRemoved = fields.Integer(required=True, metadata={
+        "description": "Recipients dropped as repeats of another (after E.164 formatting)",
+        "example": 0})
+    pricePerSegment = fields.Float(required=True, metadata={
+        "description": "SMS_PRICE_PER_SEGMENT, for the client's own estimate", "example": 0.0075})
 
 
 class MessagePageSchema(Schema):
     messages = fields.List(fields.Nested(MessageSchema), required=True)
-    nextCursor = fields.String(allow_none=True)
+    nextCursor = fields.String(allow_none=True, metadata={"example": None})
 
 
 class RecipientSchema(Schema):
-    id = fields.String(required=True)
-    recipientId = fields.String(required=True)
-    messageId = fields.String(required=True)
-    phone = fields.String(required=True)
-    status = fields.String(required=True)
-    version = fields.Integer(required=True)
-    providerMessageId = fields.String(allow_none=True)
-    errorCode = fields.String()
-    errorMessage = fields.String()
-    cost = fields.Float(required=True)
-    sentAt = fields.String(allow_none=True)
-    deliveredAt = fields.String(allow_none=True)
+    id = fields.String(required=True, metadata={"example": "7"})
+    recipientId = fields.String(required=True, metadata={"example": "7"})
+    messageId = fields.String(required=True, metadata={"example": "42"})
+    phone = fields.String(required=True, metadata={"example": "+15005550001"})
+    status = fields.String(required=True, metadata=_enum(RECIPIENT_STATUSES, "FAILED"))
+    version = fields.Integer(required=True, metadata={"example": 3})
+    providerMessageId = fields.String(allow_none=True, metadata={"example": None})
+    errorCode = fields.String(metadata={"description": "Only when it failed",
+                                        "example": "invalid_number"})
+    errorMessage = fields.String(metadata={"description": "Only when it failed",
+                                           "example": "Invalid phone number"})
+    cost = fields.Float(required=True, metadata={"example": 0.0})
+    sentAt = fields.String(allow_none=True, metadata={"example": WHEN})
+    deliveredAt = fields.String(allow_none=True, metadata={"example": None})
 
 
 class RecipientPageSchema(Schema):
     recipients = fields.List(fields.Nested(RecipientSchema), required=True)
-    nextCursor = fields.String(allow_none=True)
+    nextCursor = fields.String(allow_none=True, metadata={"example": None})
 
 
 class ReceiptResultSchema(Schema):
-    received = fields.Integer(required=True)
-    applied = fields.Integer(required=True)
-    unknown = fields.Integer(required=True)
+    received = fields.Integer(required=True, metadata={"example": 1})
+    applied = fields.Integer(required=True, metadata={"example": 1})
+    unknown = fields.Integer(required=True, metadata={"example": 0})
+
+
+class DashboardFiguresSchema(Schema):
+    """Everyone's ``dashboard_stats``: the README's "Analytics figures" say what each means."""
+
+    messagesToday = fields.Integer(required=True, metadata={"example": 3})
+    messagesTotal = fields.Integer(required=True, metadata={"example": 120})
+    recipientsToday = fields.Integer(required=True, metadata={"example": 9})
+    recipientsTotal = fields.Integer(required=True, metadata={"example": 4100})
+    sent = fields.Integer(required=True, metadata={"example": 4000})
+    delivered = fields.Integer(required=True, metadata={"example": 3950})
+    failed = fields.Integer(required=True, metadata={"example": 100})
+    deliveryRate = fields.Float(required=True, metadata={"example": 0.9875})
+    costToday = fields.Float(required=True, metadata={"example": 0.0675})
+    costMonth = fields.Float(required=True, metadata={"example": 12.3})
+    costTotal = fields.Float(required=True, metadata={"example": 30.0})
+    inFlight = fields.Integer(required=True, metadata={"example": 1})
+
+
+class DashboardStatsSchema(DashboardFiguresSchema):
+    unreadNotifications = fields.Integer(required=True, metadata={"example": 3})
+
+
+class MessagesByStatusSchema(Schema):
+    SENDING = fields.Integer(required=True, metadata={"example": 1})
+    SENT = fields.Integer(required=True, metadata={"example": 118})
+    FAILED = fields.Integer(required=True, metadata={"example": 1})
+
+
+class RecipientsByStatusSchema(Schema):
+    PENDING = fields.Integer(required=True, metadata={"example": 0})
+    SENDING = fields.Integer(required=True, metadata={"example": 2})
+    SENT = fields.Integer(required=True, metadata={"example": 50})
+    DELIVERED = fields.Integer(required=True, metadata={"example": 3950})
+    FAILED = fields.Integer(required=True, metadata={"example": 100})
+
+
+class HourSchema(Schema):
+    hour = fields.String(required=True, metadata={"example": "2026-05-01T09:00:00.000Z"})
+    sent = fields.Integer(required=True, metadata={"example": 9})
+    delivered = fields.Integer(required=True, metadata={"example": 8})
+    failed = fields.Integer(required=True, metadata={"example": 1})
+
+
+class MessageStatsSchema(Schema):
+    messagesByStatus = fields.Nested(MessagesByStatusSchema, required=True)
+    recipientsByStatus = fields.Nested(RecipientsByStatusSchema, required=True)
+    hourly = fields.List(fields.Nested(HourSchema), required=True,
+                         metadata={"description": "The last 24 hours, oldest first"})
+
+
+class DaySchema(Schema):
+    day = fields.String(required=True, metadata={"example": "2026-05-01"})
+    segments = fields.Integer(required=True, metadata={"example": 9})
+    cost = fields.Float(required=True, metadata={"example": 0.0675})
+
+
+class UsageStatsSchema(Schema):
+    daily = fields.List(fields.Nested(DaySchema), required=True,
+                        metadata={"description": "The last 30 days, oldest first"})
+
+
+class NodeConnectionsSchema(Schema):
+    id = fields.String(required=True, metadata={"example": "hub-1:5001"})
+    connections = fields.Integer(required=True, metadata={"example": 412})
+
+
+class GlobalStatsSchema(DashboardFiguresSchema):
+    onlineUsers = fields.Integer(required=True, metadata={"example": 380})
+    connectionsByNode = fields.List(fields.Nested(NodeConnectionsSchema), required=True)
+    eventsInPerSecond = fields.Float(required=True, metadata={"example": 12.5})
+    eventsOutPerSecond = fields.Float(required=True, metadata={"example": 40.25})
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+    node = fields.String(allow_none=True, metadata={"example": "hub-1:5001"})
+
+
+class ReadySchema(Schema):
+    status = fields.String(required=True, metadata={"example": "ready"})
+    checks = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                         metadata={"description": "database, and with a queue messageQueue "
+                                                  "and messageQueueListener: ok or why not",
+                                   "example": {"database": "ok"}})
+
+
+class InternalsSchema(Schema):
+    """Sizes of this process's per-connection structures, for leak hunting."""
+
+    engineioSockets = fields.Integer(required=True, metadata={"example": 3})
+    socketioRooms = fields.Integer(required=True, metadata={"example": 7})
+    socketioMemberships = fields.Integer(required=True, metadata={"example": 9})
+    socketioSids = fields.Integer(required=True, metadata={"example": 3})
+    socketioRoomIndex = fields.Integer(required=True, metadata={"example": 3})
+    pendingConnect = fields.Integer(required=True, metadata={"example": 0})
+    pendingDisconnect = fields.Integer(required=True, metadata={"example": 0})
+    callbacks = fields.Integer(required=True, metadata={"example": 0})
+    binaryPackets = fields.Integer(required=True, metadata={"example": 0})
+    environ = fields.Integer(required=True, metadata={"example": 3})
+    protocolErrors = fields.Integer(required=True, metadata={"example": 0})
+    registryConnections = fields.Integer(required=True, metadata={"example": 3})
+    registryUsers = fields.Integer(required=True, metadata={"example": 2})
+    engineClients = fields.Integer(required=True, metadata={"example": 3})
+    engineAddresses = fields.Integer(required=True, metadata={"example": 1})
+    awaitingConnect = fields.Integer(required=True, metadata={"example": 0})
+    authenticating = fields.Integer(required=True, metadata={"example": 0})
+    rateLimitBuckets = fields.Integer(required=True, metadata={"example": 3})
+    analyticsSubscribers = fields.Integer(required=True, metadata={"example": 1})
+    greenlets = fields.Integer(required=True, metadata={"example": 25})
+    rssKb = fields.Integer(required=True, metadata={"example": 81234})
 
 
 class QuotaSchema(Schema):
-    userId = fields.String(required=True)
-    dailyRecipientQuota = fields.Integer(required=True)
-    isDefault = fields.Boolean(required=True)
-    usedToday = fields.Integer(required=True)
-    remainingToday = fields.Integer(required=True)
-    renewsAt = fields.String(required=True)
+    userId = fields.String(required=True, metadata={"example": "1"})
+    dailyRecipientQuota = fields.Integer(required=True, metadata={"example": 10000})
+    isDefault = fields.Boolean(required=True, metadata={"example": True})
+    usedToday = fields.Integer(required=True, metadata={"example": 120})
+    remainingToday = fields.Integer(required=True, metadata={"example": 9880})
+    renewsAt = fields.String(required=True, metadata={"example": "2026-05-02T00:00:00.000Z"})

@@ -4,6 +4,7 @@
 set -euo pipefail
 SOCKET_IO_CLIENT=4.8.1
 CHART_JS=4.4.7
+SWAGGER_UI=5.35.0
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/static/vendor"
@@ -31,6 +32,10 @@ fetch() {  # package version path-in-package target-name
   fetch socket.io-client "$SOCKET_IO_CLIENT" dist/socket.io.min.js socket.io.min.js
   echo ','
   fetch chart.js "$CHART_JS" dist/chart.umd.js chart.umd.js
+  echo ','
+  fetch swagger-ui-dist "$SWAGGER_UI" swagger-ui-bundle.js swagger-ui-bundle.js
+  echo ','
+  fetch swagger-ui-dist "$SWAGGER_UI" swagger-ui.css swagger-ui.css
   echo ']'
 } | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin), indent=2))' > "$out/MANIFEST.json"
 echo "vendored into $out:"

@@ -150,12 +150,6 @@ def test_an_injected_inline_handler_does_not_run(page):
     page.problems.clear()  # the refusal is the console error this test expects
 
 
-def test_api_docs_page_renders_without_errors(page):
-    page.goto("/api/docs")
-    page.wait_for_selector("table tbody tr")
-    assert "/api/messages" in page.inner_text("table")
-
-
 def test_a_page_upgrades_its_own_long_polling_session(page, sqlite_hub, sqlite_user):
     """The session is bound to the page: its first poll (same-origin, no Origin), its posts
     and its WebSocket (with the page's Origin) must all be taken as the same client."""

@@ -48,7 +48,7 @@ SITE = "hub.example.com"
 
 def _block(language: str, marker: str) -> str:
     """The guide's one fenced ``language`` block containing ``marker``."""
-    blocks = [block for block in re.findall(rf"```{language}\n(.*?)```", GUIDE, re.S)
+    blocks = [block for block in re.findall(rf"```{language}[^\n]*\n(.*?)```", GUIDE, re.S)
               if marker in block]
     assert len(blocks) == 1, f"docs/deployment.md: one ```{language} block with {marker!r}"
     return blocks[0]

@@ -1,23 +1,14 @@
 """The contract as a browser app sees it: the official socket.io-client against the hub."""
 
 import json
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-JS_DIR = Path(__file__).parent / "js"
-
 
 @pytest.fixture(scope="session")
-def node_client():
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Node.js is not installed")
-    if not (JS_DIR / "node_modules" / "socket.io-client").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True,
-                       capture_output=True, timeout=300)
-    return JS_DIR / "contract.mjs"
+def node_client(js_modules):
+    return js_modules.parent / "contract.mjs"
 
 
 def test_official_js_client_follows_the_contract(node_client, hub, user, admin):
