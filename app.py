@@ -194,7 +194,8 @@ def serve(app: Flask) -> None:
     raise_file_limit()
     node = NodeRuntime(app, app.config.get("NODE_ID") or default_node_id(port))
     node.start()
-    handler = make_handler_class(app.config["MAX_MESSAGE_SIZE"])
+    handler = make_handler_class(app.config["MAX_MESSAGE_SIZE"],
+                                 header_timeout=app.config["HTTP_HEADER_TIMEOUT"])
     listener = gevent.socket.socket(gevent.socket.AF_INET, gevent.socket.SOCK_STREAM)
     listener.setsockopt(gevent.socket.SOL_SOCKET, gevent.socket.SO_REUSEADDR, 1)
     # Accepted sockets inherit TCP_NODELAY: without it, a response written in two

@@ -260,6 +260,17 @@ class LiveServer:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
+def start_sqlite_hub(tmp_path_factory: pytest.TempPathFactory, name: str,
+                     env: dict[str, str]) -> LiveServer:
+    """A started hub on a fresh migrated SQLite database with its admin, and these settings."""
+    url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'hub.db'}"
+    migrate_database(url)
+    seed_admin(url)
+    server = LiveServer(url, name=name, env=env)
+    server.start()
+    return server
+
+
 @dataclass
 class TestUser:
     id: int
@@ -532,21 +543,24 @@ class PollingClient:
     """Engine.IO long-polling spoken by hand, from a chosen loopback address and Origin.
 
     Each request is one HTTP/1.1 exchange on a new connection, as a browser's
-    XHR may be; ``sid`` is the session once ``open`` has made one.
+    XHR may be; ``sid`` is the session once ``open`` has made one. A request
+    not answered within ``timeout`` raises ``TimeoutError``.
     """
 
     SEPARATOR = "\x1e"
 
     def __init__(self, server: LiveServer | Nginx, source: str = "127.0.0.1",
-                 origin: str | None = None, headers: dict[str, str] | None = None) -> None:
+                 origin: str | None = None, headers: dict[str, str] | None = None,
+                 timeout: float = 15) -> None:
         self.server = server
         self.source = source
         self.origin = origin
         self.headers = headers or {}
+        self.timeout = timeout
         self.sid: str | None = None
 
     def request(self, method: str, query: str, body: str | None = None) -> HttpAnswer:
-        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=15,
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=self.timeout,
                                           source_address=(self.source, 0))
         headers = {**self.headers, **({"Origin": self.origin} if self.origin else {})}
         if body is not None:
