@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from config import INSTANCE_DIR, Config, engine_options, get_config
 from extensions import db, jwt, limiter, migrate, socketio
+from services.json_input import RequestJSONProvider
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -60,6 +61,7 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
     app.config.from_object(settings)
     app.config.update(overrides)
+    app.json = RequestJSONProvider(app)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
                           engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     _create_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
@@ -91,7 +93,7 @@ def _init_socketio(app: Flask) -> None:
     from services import rate_limits
     from services.engine_sessions import EngineSessions
     from services.origins import origin_policy
-    from services.socket_server import install
+    from services.socket_server import PacketJson, install
 
     origins = origin_policy(app.config["CORS_ALLOWED_ORIGINS"])
     socketio.init_app(
@@ -107,6 +109,7 @@ def _init_socketio(app: Flask) -> None:
         max_http_buffer_size=app.config["MAX_MESSAGE_SIZE"],
         logger=False,
         engineio_logger=False,
+        json=PacketJson,
     )
     engine_sessions = EngineSessions(max_per_address=app.config["MAX_CONNECTIONS_PER_ADDRESS"],
                                      connect_timeout=app.config["CONNECT_TIMEOUT"])
