@@ -118,6 +118,7 @@ def _init_socketio(app: Flask) -> None:
     rate_limits.limiter.configure(app.config["EVENT_RATE"], app.config["EVENT_BURST"],
                                   app.config["EVENT_BYTES_PER_SECOND"],
                                   app.config["EVENT_BYTES_BURST"])
+    rate_limits.snapshots.configure(app.config["SNAPSHOT_RATE"], app.config["SNAPSHOT_BURST"])
 
 
 def _message_queue_channel(app: Flask) -> str | None:
