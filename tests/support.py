@@ -832,7 +832,6 @@ def raw_socketio_connect(base_url: str, token: str, source: str = "127.0.0.1",
 
 
 JS_DIR = ROOT / "tests" / "js"
-BENCH_KIT = Path(os.environ.get("BENCH_KIT", ROOT.parent / "shared" / "bench"))
 
 
 def js_packages() -> Path:
@@ -847,7 +846,7 @@ def js_packages() -> Path:
 
 
 class NodePeer:
-    """The benchmark kit's Node socket.io peer (``BENCH_KIT/node-peer``) on a free port.
+    """The benchmark kit's Node socket.io peer (``tests/js/node_peer.cjs``) on a free port.
 
     socket.io 4.8 with its defaults, the server the hub's protocol behaviour
     is compared with; it accepts tokens signed with the tests' key.
@@ -856,7 +855,7 @@ class NodePeer:
     name = "node"
 
     def __init__(self) -> None:
-        self.script = BENCH_KIT / "node-peer" / "server.js"
+        self.script = JS_DIR / "node_peer.cjs"
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.log_path = OUTPUT_DIR / f"node-peer-{self.port}.log"
@@ -869,7 +868,6 @@ class NodePeer:
         return mint_token(str(user_id))
 
     def start(self, timeout: float = 20.0) -> None:
-        require_service("the Node socket.io peer", self.script.exists(), f"no {self.script}")
         modules = js_packages() / "node_modules"
         OUTPUT_DIR.mkdir(exist_ok=True)
         log = open(self.log_path, "a")  # noqa: SIM115 - closed with the process
