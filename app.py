@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from config import INSTANCE_DIR, Config, engine_options, get_config
 from extensions import db, jwt, limiter, migrate, socketio
-from services.json_input import RequestJSONProvider
+from services.transport.json_input import RequestJSONProvider
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -81,7 +81,7 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
 
 def _trust_proxies(app: Flask) -> None:
     """Outermost layer: every part of the hub sees the client behind trusted proxies."""
-    from services.proxies import ProxyPolicy
+    from services.transport.proxies import ProxyPolicy
 
     policy = ProxyPolicy(app.config["TRUST_PROXY_HEADERS"])
     app.extensions["hub_proxies"] = policy
@@ -90,10 +90,10 @@ def _trust_proxies(app: Flask) -> None:
 
 def _init_socketio(app: Flask) -> None:
     from blueprints.socket_events import HubNamespace
-    from services import rate_limits
-    from services.engine_sessions import EngineSessions
-    from services.origins import origin_policy
-    from services.socket_server import PacketJson, install
+    from services.transport import rate_limits
+    from services.transport.engine_sessions import EngineSessions
+    from services.transport.origins import origin_policy
+    from services.transport.socket_server import PacketJson, install
 
     origins = origin_policy(app.config["CORS_ALLOWED_ORIGINS"])
     socketio.init_app(
@@ -129,7 +129,7 @@ def _message_queue_channel(app: Flask) -> str | None:
     """
     if not app.config["SOCKETIO_MESSAGE_QUEUE"]:
         return app.config["SOCKETIO_CHANNEL"]
-    from services.deployment import channel_for, deployment_id
+    from services.node.deployment import channel_for, deployment_id
 
     try:
         with app.app_context():
@@ -168,7 +168,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _configure_logging(app: Flask) -> None:
-    from services.log_context import configure
+    from services.observability.log_context import configure
 
     configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
@@ -191,8 +191,8 @@ def serve(app: Flask) -> None:
     import gevent.socket
     from gevent.pywsgi import WSGIServer
 
-    from services.node import NodeRuntime, default_node_id
-    from services.transport import make_handler_class
+    from services.node.runtime import NodeRuntime, default_node_id
+    from services.transport.handler import make_handler_class
 
     host, port = app.config["HOST"], app.config["PORT"]
     raise_file_limit()

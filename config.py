@@ -103,7 +103,7 @@ class Config:
     JWT_ERROR_MESSAGE_KEY = "message"
 
     SOCKETIO_MESSAGE_QUEUE = os.environ.get("SOCKETIO_MESSAGE_QUEUE") or None
-    # Unset: named after the database (services/deployment.py), so that two deployments
+    # Unset: named after the database (services/node/deployment.py), so that two deployments
     # sharing a Redis never share a channel.
     SOCKETIO_CHANNEL = os.environ.get("SOCKETIO_CHANNEL") or None
     RATELIMIT_STORAGE_URI = (

@@ -59,8 +59,8 @@ def main() -> None:
         RECIPIENT_SENDING,
         RECIPIENT_SENT,
     )
-    from services import analytics
-    from services.sms_encoding import analyse_body, segment_cost
+    from services.analytics import figures as analytics
+    from services.messaging.sms_encoding import analyse_body, segment_cost
 
     users = [int(u["id"]) for u in json.loads(Path(tokens_file).read_text())["users"]]
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=_normalise_database_url(url),

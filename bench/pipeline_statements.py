@@ -78,9 +78,9 @@ def measure(url: str) -> dict[str, float]:
     app = make_app(url)
     from extensions import db
     from models import Message, Recipient
-    from services import messages
-    from services.delivery import _EVENT_COLUMNS, _RESULT_COLUMNS
-    from services.json_rows import json_rows
+    from services.messaging import messages
+    from services.messaging.json_rows import json_rows
+    from services.messaging.queue import _EVENT_COLUMNS, _RESULT_COLUMNS
 
     table = Recipient.__table__
     phones = [f"+1555{i:07d}" for i in range(RECIPIENTS)]

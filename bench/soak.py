@@ -47,7 +47,7 @@ from bench.run import (  # noqa: E402
     prepare_kit,
     write_section,
 )
-from services.diagnostics import PER_CONNECTION  # noqa: E402
+from services.node.diagnostics import PER_CONNECTION  # noqa: E402
 
 MARKER = "<!-- bench/soak.py results -->"
 GOAL_CHURN_PER_SECOND = 200
@@ -133,7 +133,7 @@ def add_messages(url: str, tokens: dict) -> None:
     from app import create_app
     from config import _normalise_database_url
     from extensions import db
-    from services import messages
+    from services.messaging import messages
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=_normalise_database_url(url),
                      JWT_SECRET_KEY=SECRET)

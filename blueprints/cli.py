@@ -11,8 +11,9 @@ from models import User
 from schemas.auth import RegisterSchema
 from schemas.common import load_or_raise
 from schemas.quotas import MAX_DAILY_RECIPIENT_QUOTA
-from services import accounts, auth, quotas
+from services import accounts, auth
 from services.errors import AppError
+from services.messaging import quotas
 
 cli_bp = Blueprint("users", __name__, cli_group="users")
 notify_cli_bp = Blueprint("notify_cli", __name__, cli_group=None)

@@ -11,7 +11,8 @@ from blueprints.common import (
 )
 from extensions import limiter
 from schemas.messages import MessageCreateSchema, MessageListQuerySchema, RecipientListQuerySchema
-from services import idempotency, messages
+from services import idempotency
+from services.messaging import messages
 
 messages_bp = Blueprint("messages", __name__, url_prefix="/api/messages")
 

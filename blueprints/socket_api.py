@@ -7,8 +7,10 @@ from flask import Blueprint, current_app
 from blueprints.common import admin_only, authenticated, idempotency_key, json_body
 from schemas.common import isoformat
 from schemas.notifications import BroadcastSchema, NotifySchema
-from services import connections, diagnostics, idempotency, notifications, sessions
+from services import idempotency, notifications
 from services.errors import Forbidden, NotFound
+from services.node import diagnostics
+from services.realtime import connections, sessions
 
 socket_api_bp = Blueprint("socket_api", __name__, url_prefix="/api/socket")
 STARTED_AT = time.monotonic()

@@ -18,18 +18,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from schemas.common import load_or_raise
 from schemas.events import IdPayload, PongPayload, RoomPayload, TokenPayload
 from schemas.notifications import NotificationQuerySchema
-from services import (
-    analytics,
-    messages,
-    metrics,
-    notifications,
-    rate_limits,
-    realtime,
-    rooms,
-    sessions,
-)
+from services import notifications
+from services.analytics import figures
 from services.auth import Identity
-from services.connections import LiveConnection, registry
 from services.errors import (
     AppError,
     AuthRefused,
@@ -38,7 +29,12 @@ from services.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.log_context import connection_context, leave_connection_context
+from services.messaging import messages
+from services.observability import metrics
+from services.observability.log_context import connection_context, leave_connection_context
+from services.realtime import emitter, rooms, sessions
+from services.realtime.connections import LiveConnection, registry
+from services.transport import rate_limits
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +164,7 @@ class HubNamespace(socketio.Namespace):
         failed = isinstance(result, dict) and result.get("ok") is False
         metrics.acks.inc(result["error"]["code"] if failed else "ok")
         if not wants_ack and isinstance(result, dict) and result.get("ok") is False:
-            realtime.emit_to_sid(sid, "error", {"event": event[:64], **result["error"]})
+            emitter.emit_to_sid(sid, "error", {"event": event[:64], **result["error"]})
         return result
 
     def _run(self, conn: LiveConnection | None, event: str, args: list[Any]) -> Any:
@@ -225,11 +221,11 @@ class HubNamespace(socketio.Namespace):
         return {"ok": True, "rttMs": sessions.record_pong(conn, timestamp)}
 
     def on_subscribe_analytics(self, conn: LiveConnection) -> dict[str, Any]:
-        analytics.subscribe(conn)
+        figures.subscribe(conn)
         return {"ok": True}
 
     def on_unsubscribe_analytics(self, conn: LiveConnection) -> dict[str, Any]:
-        analytics.unsubscribe(conn)
+        figures.unsubscribe(conn)
         return {"ok": True}
 
     def on_track_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:

@@ -15,10 +15,11 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from extensions import db
 from models import Notification, NotificationRead, User
 from schemas.common import isoformat
-from services import analytics, realtime
+from services.analytics import figures
 from services.auth import user_created_at
-from services.connections import count_user_connections
 from services.errors import NotFound
+from services.realtime import emitter
+from services.realtime.connections import count_user_connections
 
 
 def to_payload(
@@ -96,12 +97,12 @@ def notify_user(
     notification.id = db.session.connection().scalar(_INSERT_NOTIFICATION, {
         "user_id": user_id, "type": type, "title": title, "message": message, "data": data,
         "created_at": notification.created_at})
-    analytics.mark_changed({user_id})
+    figures.mark_changed({user_id})
     # Counted inside the transaction, so it includes this one and needs no second transaction.
     unread = unread_count(user_id, since)
     db.session.commit()
     payload = to_payload(notification, read=False, unread_count=unread)
-    realtime.emit_to_user(user_id, "notification", payload)
+    emitter.emit_to_user(user_id, "notification", payload)
     return payload, count_user_connections(user_id)
 
 
@@ -113,7 +114,7 @@ def broadcast(title: str, message: str, type: str = "system") -> tuple[dict[str,
     """
     notification = Notification(user_id=None, type=type, title=title, message=message)
     db.session.add(notification)
-    analytics.mark_everyone_changed()
+    figures.mark_everyone_changed()
     db.session.commit()
     audience = db.session.scalar(
         select(func.count()).select_from(User).where(
@@ -121,7 +122,7 @@ def broadcast(title: str, message: str, type: str = "system") -> tuple[dict[str,
         )
     ) or 0
     payload = to_payload(notification, read=False, unread_count=None)
-    realtime.emit_to_authenticated("notification", payload)
+    emitter.emit_to_authenticated("notification", payload)
     return payload, audience
 
 
@@ -185,11 +186,11 @@ def mark_read(user_id: int, notification_id: int, origin_sid: str | None = None)
         if changed:
             notification.read_at = now
     if changed:
-        analytics.mark_changed({user_id})
+        figures.mark_changed({user_id})
     db.session.commit()
     count = unread_count(user_id)
     if changed:
-        realtime.emit_to_user(user_id, "notification_read",
+        emitter.emit_to_user(user_id, "notification_read",
                               {"id": str(notification.id), "unreadCount": count},
                               skip_sid=origin_sid)
     return count
@@ -220,10 +221,10 @@ def mark_all_read(user_id: int, origin_sid: str | None = None) -> int:
         ])
     shared = len(unread_broadcast_ids)
     if personal or shared:
-        analytics.mark_changed({user_id})
+        figures.mark_changed({user_id})
     db.session.commit()
     changed = personal + shared
     if changed:
-        realtime.emit_to_user(user_id, "notification_read", {"all": True, "unreadCount": 0},
+        emitter.emit_to_user(user_id, "notification_read", {"all": True, "unreadCount": 0},
                               skip_sid=origin_sid)
     return changed

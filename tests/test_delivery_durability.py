@@ -6,7 +6,7 @@ import uuid
 import pytest
 import requests
 
-from services.webhook_signing import sign_webhook_body
+from services.messaging.webhook_signing import sign_webhook_body
 from tests.support import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,

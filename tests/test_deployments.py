@@ -140,7 +140,7 @@ def test_a_node_of_another_deployment_on_the_same_channel_refuses_to_start(servi
 
 def _deployment_of(url: str) -> str:
     from extensions import db
-    from services.deployment import deployment_id
+    from services.node.deployment import deployment_id
 
     app = make_app(url)
     with app.app_context():

@@ -4,7 +4,7 @@ import time
 
 import gevent
 
-from services.providers import INVALID_NUMBER, SimulatedProvider
+from services.messaging.providers import INVALID_NUMBER, SimulatedProvider
 
 
 def test_receipts_arrive_after_the_delay_in_send_order():

@@ -4,9 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from services.phones import InvalidPhoneNumber, normalise_phone, normalise_recipients
-from services.sms_encoding import GSM7, UCS2, analyse_body, segment_cost
-from services.webhook_signing import sign_webhook_body, verify_webhook_signature
+from services.messaging.phones import InvalidPhoneNumber, normalise_phone, normalise_recipients
+from services.messaging.sms_encoding import GSM7, UCS2, analyse_body, segment_cost
+from services.messaging.webhook_signing import sign_webhook_body, verify_webhook_signature
 
 
 @pytest.mark.parametrize(("text", "encoding", "units", "segments"), [

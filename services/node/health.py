@@ -8,7 +8,7 @@ from flask import current_app
 from sqlalchemy import text
 
 from extensions import db
-from services.queue_health import canary
+from services.node.queue_canary import canary
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:

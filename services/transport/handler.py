@@ -22,7 +22,7 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, WebSocket
 
-from services.http_connections import DEFAULT_HEADER_TIMEOUT, RequestHeadDeadline
+from services.transport.http_connections import DEFAULT_HEADER_TIMEOUT, RequestHeadDeadline
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
 CLOSE_UNSUPPORTED_DATA = 1003
@@ -119,20 +119,20 @@ class LimitedWebSocket(WebSocket):
 class LimitedWebSocketHandler(RequestHeadDeadline, WebSocketHandler):
     """Serves direct Engine.IO WebSockets itself; upgrades others to a ``LimitedWebSocket``.
 
-    ``services.engine_socket`` first refuses what must not reach python-engineio
+    ``services.transport.engine_socket`` first refuses what must not reach python-engineio
     (a foreign Origin, a session used by another client, an address over its
     cap), before gevent-websocket could answer 101, then serves a new WebSocket
     session itself. A long-polling session upgrading to WebSocket keeps
     python-engineio's path, on a ``LimitedWebSocket`` bound to the handler's
     ``max_message_size``. Request heads have a deadline
-    (``services.http_connections``).
+    (``services.transport.http_connections``).
     """
 
     max_message_size = DEFAULT_MAX_MESSAGE_SIZE
     message_bytes = 0
 
     def run_application(self):
-        from services.engine_socket import serve_engine_request
+        from services.transport.engine_socket import serve_engine_request
 
         if serve_engine_request(self):
             return None

@@ -11,7 +11,7 @@ that forgot to overwrite that header would let clients choose it.
 Werkzeug's ``ProxyFix`` rewrites the WSGI environ accordingly, once, before
 Flask, Flask-Limiter and python-engineio see it: rate limits, per-address
 socket caps, recorded connection addresses and origin checks all get the
-same answer. Direct WebSocket sessions (``services.engine_socket``) are
+same answer. Direct WebSocket sessions (``services.transport.engine_socket``) are
 served before the WSGI stack, so they apply the same rewrite themselves.
 """
 

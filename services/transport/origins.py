@@ -2,7 +2,7 @@
 
 The page's own origin always may; others only when listed exactly in
 ``CORS_ALLOWED_ORIGINS`` (no wildcards, prefixes or suffixes). The page's
-own origin is the request's scheme and host as ``services.proxies`` left
+own origin is the request's scheme and host as ``services.transport.proxies`` left
 them: forwarded ones only from trusted proxies, so a client talking to the
 hub directly cannot make a foreign origin look like its own.
 """

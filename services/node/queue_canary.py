@@ -7,7 +7,7 @@ own listener last received anything; when that is too long ago, readiness
 fails, the log says so, and the listener's connection is dropped so that
 python-socketio's retry loop subscribes again.
 
-Each canary names its node's deployment (``services.deployment``). A node
+Each canary names its node's deployment (``services.node.deployment``). A node
 that hears another deployment's canary on its channel logs it loudly; a
 starting node probes the channel first and every node of another deployment
 answers, so the newcomer learns of them before serving anyone.

@@ -36,10 +36,14 @@ from models.message import (
     RECIPIENT_SENDING,
     RECIPIENT_SENT,
 )
-from services import analytics, messages, metrics, notifications, realtime, rooms
-from services.json_rows import json_rows
-from services.providers import DeliveryReceipt, SendResult, SimulatedProvider, SmsProvider
-from services.sms_encoding import segment_cost
+from services import notifications
+from services.analytics import figures
+from services.messaging import messages
+from services.messaging.json_rows import json_rows
+from services.messaging.providers import DeliveryReceipt, SendResult, SimulatedProvider, SmsProvider
+from services.messaging.sms_encoding import segment_cost
+from services.observability import metrics
+from services.realtime import emitter, rooms
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +185,7 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
     outcomes_by_status = Counter(row.status for row in recorded)
     for status, count in outcomes_by_status.items():
         metrics.recipients_sent.labels(status.lower()).inc(count)
-    analytics.mark_changed({owners[row.message_id] for row in recorded})
+    figures.mark_changed({owners[row.message_id] for row in recorded})
     db.session.commit()
     _announce(recorded, completed)
     return completed
@@ -229,7 +233,7 @@ def _count_into_messages(recorded: list[Any], owners: dict[int, int],
 
 
 def emit_recipient_updates(rows: list[Any]) -> None:
-    realtime.emit_each(((rooms.message_room(row.message_id),
+    emitter.emit_each(((rooms.message_room(row.message_id),
                          messages.recipient_update_payload(row)) for row in rows),
                        "recipient_update")
 
@@ -260,7 +264,7 @@ def _announce_completion(message_id: int) -> None:
 
 def emit_message_update(message: Message) -> None:
     """To the owner and to the message's trackers; a socket in both rooms gets it once."""
-    realtime.emit_to_rooms([rooms.user_room(message.user_id), rooms.message_room(message.id)],
+    emitter.emit_to_rooms([rooms.user_room(message.user_id), rooms.message_room(message.id)],
                            "message_update", messages.message_update_payload(message))
 
 
@@ -314,7 +318,7 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
                     version=Message.version + 1, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-    analytics.mark_changed(set(owners.values()))
+    figures.mark_changed(set(owners.values()))
     db.session.commit()
     metrics.receipts_applied.inc(len(changed))
     emit_recipient_updates(changed)

@@ -20,20 +20,15 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask
 
 from extensions import db, socketio
-from services import (
-    analytics,
-    auth,
-    connections,
-    delivery,
-    idempotency,
-    messages,
-    metrics,
-    sessions,
-)
-from services.delivery import Dispatcher
-from services.deployment import SharedChannel
-from services.local_emits import install as keep_local_emits_off_the_queue
-from services.queue_health import canary
+from services import auth, idempotency
+from services.analytics import figures
+from services.messaging import messages, queue
+from services.messaging.queue import Dispatcher
+from services.node.deployment import SharedChannel
+from services.node.queue_canary import canary
+from services.observability import metrics
+from services.realtime import connections, sessions
+from services.transport.local_emits import install as keep_local_emits_off_the_queue
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +124,7 @@ class NodeRuntime:
             (config["CONNECTION_FLUSH_INTERVAL"], connections.registry.flush),
             (config["NODE_HEARTBEAT_INTERVAL"], self._heartbeat),
             (SESSION_SWEEP_INTERVAL, self._sweep_sessions),
-            (config["ANALYTICS_INTERVAL"], analytics.publisher.publish),
+            (config["ANALYTICS_INTERVAL"], figures.publisher.publish),
             (HOUSEKEEPING_INTERVAL, self._housekeeping),
         ]
         next_run = [0.0] * len(schedule)
@@ -154,7 +149,7 @@ class NodeRuntime:
     def _heartbeat(self) -> None:
         connections.heartbeat(self.node_id)
         connections.reap_dead_nodes()
-        metrics.dispatch_backlog.set(delivery.backlog())
+        metrics.dispatch_backlog.set(queue.backlog())
         if canary.enabled:
             canary.publish()
             canary.check(3 * self.app.config["NODE_HEARTBEAT_INTERVAL"] + 2.0)

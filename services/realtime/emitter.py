@@ -11,9 +11,10 @@ import time
 from typing import Any
 
 from extensions import socketio
-from services import metrics, rooms
-from services.connections import registry
-from services.traffic import traffic
+from services.observability import metrics
+from services.observability.traffic import traffic
+from services.realtime import rooms
+from services.realtime.connections import registry
 
 NAMESPACE = "/"
 

@@ -12,8 +12,9 @@ from typing import Any
 import greenlet
 
 from extensions import socketio
-from services import analytics, rate_limits
-from services.connections import registry
+from services.analytics import figures
+from services.realtime.connections import registry
+from services.transport import rate_limits
 
 # The counters of ``internals()`` that grow with each live connection (or one being
 # opened or closed): its sid room and the rooms it joined, its entries in Socket.IO's
@@ -65,7 +66,7 @@ def internals() -> dict[str, Any]:
         "awaitingConnect": len(server.engine_sessions.deadlines),
         "authenticating": len(getattr(namespace, "_authenticated", {})),
         "rateLimitBuckets": len(rate_limits.limiter.budgets),
-        "analyticsSubscribers": len(analytics.publisher.sent_versions),
+        "analyticsSubscribers": len(figures.publisher.sent_versions),
         "greenlets": sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet)),
         "rssKb": _rss_kb(),
     }

@@ -3,7 +3,7 @@
 Socket handlers set the current socket id and user in a context variable; a
 filter adds them to every record, so every line about a connection carries
 ``sid`` and ``user`` without each call passing them. The ``sid`` is the
-socket id's tag (``services.log_redaction.sid_tag``), never the id itself.
+socket id's tag (``services.observability.log_redaction.sid_tag``), never the id itself.
 ``LOG_FORMAT=json`` writes one JSON object per line.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from services.log_redaction import install_redaction, sid_tag
+from services.observability.log_redaction import install_redaction, sid_tag
 
 _connection: contextvars.ContextVar[tuple[str, int | None] | None] = contextvars.ContextVar(
     "hub_connection", default=None)

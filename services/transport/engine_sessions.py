@@ -25,11 +25,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from services.origins import own_origin
+from services.transport.origins import own_origin
 
 
 def client_address(environ: dict[str, Any]) -> str:
-    """The client's address, as ``services.proxies`` resolved it behind trusted proxies.
+    """The client's address, as ``services.transport.proxies`` resolved it behind trusted proxies.
 
     Never a value the client wrote: one could claim another's address, to use
     its session, or a new one per connection, to evade the cap.

@@ -21,7 +21,7 @@ subclass once, so that:
 
 ``install`` also gives the client manager an index of each sid's rooms (see
 ``RoomIndex``), and the Engine.IO server the long-polling checks of
-``services.engine_http``.
+``services.transport.engine_http``.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from engineio import json as engineio_json
 from engineio import packet as eio_packet
 from socketio import packet
 
-from services import json_input
-from services.engine_http import HubEngineServer
-from services.engine_sessions import EngineSessions
-from services.engine_socket import EngineWebSocket
-from services.log_throttle import ThrottledLog
-from services.rate_limits import limiter
-from services.traffic import traffic
-from services.transport import CLOSE_UNSUPPORTED_DATA
+from services.observability.log_throttle import ThrottledLog
+from services.observability.traffic import traffic
+from services.transport import json_input
+from services.transport.engine_http import HubEngineServer
+from services.transport.engine_sessions import EngineSessions
+from services.transport.engine_socket import EngineWebSocket
+from services.transport.handler import CLOSE_UNSUPPORTED_DATA
+from services.transport.rate_limits import limiter
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class PacketJson:
     64 bits, NaN literals from a client) goes to python-engineio's own JSON,
     so nothing decodes or encodes differently from before, only faster; a
     document nested too deeply is a ``ValueError`` either way (see
-    ``services.json_input``). Given to the server as its ``json``, it is also
+    ``services.transport.json_input``). Given to the server as its ``json``, it is also
     what python-engineio decodes its own packets with.
     """
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from extensions import db
 from models import Connection, Node, User
 from services.auth import Identity
-from services.traffic import traffic
+from services.observability.traffic import traffic
 
 log = logging.getLogger(__name__)
 

@@ -43,8 +43,8 @@ import orjson
 from engineio import packet as eio_packet
 from engineio.socket import Socket
 
-from services import proxies
-from services.transport import CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA, unmask
+from services.transport import proxies
+from services.transport.handler import CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA, unmask
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +450,7 @@ def serve_engine_request(handler: Any) -> bool:
 
     - a browser page of a foreign origin gets 403;
     - a request with the sid of a session opened by another client (another
-      address or Origin, see ``services.engine_sessions``) gets 403;
+      address or Origin, see ``services.transport.engine_sessions``) gets 403;
     - a request for a new session from an address that already has
       ``MAX_CONNECTIONS_PER_ADDRESS`` sessions gets 429.
     """

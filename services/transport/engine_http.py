@@ -20,7 +20,7 @@ Here:
 - a request for a session that is gone gets 400, and every refusal is JSON in
   the API's shape, ``{error: {code, message}}``.
 
-Requests reach this server after ``services.engine_socket`` has refused
+Requests reach this server after ``services.transport.engine_socket`` has refused
 foreign origins and sessions used by another client.
 """
 
@@ -35,7 +35,7 @@ import engineio
 import orjson
 from engineio import payload
 
-from services.log_throttle import ThrottledLog
+from services.observability.log_throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,15 @@ from extensions import db
 from models import Message, Recipient
 from models.message import MESSAGE_SENDING, RECIPIENT_PENDING
 from schemas.common import isoformat
-from services import analytics, delivery, quotas, rate_limits, realtime, rooms
+from services.analytics import figures
 from services.auth import Identity
 from services.errors import InvalidPayload, NotFound
-from services.json_rows import json_rows
-from services.phones import normalise_recipients
-from services.sms_encoding import analyse_body
+from services.messaging import queue, quotas
+from services.messaging.json_rows import json_rows
+from services.messaging.phones import normalise_recipients
+from services.messaging.sms_encoding import analyse_body
+from services.realtime import emitter, rooms
+from services.transport import rate_limits
 
 MAX_RECIPIENTS = 10_000
 TRACK_SNAPSHOT_LIMIT = 1_000
@@ -126,11 +129,11 @@ def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]
     db.session.add(message)
     db.session.flush()
     _insert_recipients(message.id, phones, message.created_at)
-    analytics.mark_changed({user_id})
+    figures.mark_changed({user_id})
     db.session.commit()
     update = message_update_payload(message)
-    realtime.emit_to_user(user_id, "message_update", update)
-    delivery.wake_dispatcher()
+    emitter.emit_to_user(user_id, "message_update", update)
+    queue.wake_dispatcher()
     return {**message_payload(message), "duplicatesRemoved": len(raw_recipients) - len(phones),
             "pricePerSegment": float(current_app.config["SMS_PRICE_PER_SEGMENT"])}
 
@@ -195,15 +198,15 @@ def track(identity: Identity, sid: str, message_id: int) -> dict[str, Any]:
     message = get_visible(identity, message_id)
     rate_limits.charge_snapshot(identity.user_id,
                                 1 + min(message.recipient_count, TRACK_SNAPSHOT_LIMIT))
-    realtime.enter_room(sid, rooms.message_room(message.id))
-    realtime.emit_to_sid(sid, "message_update", message_update_payload(message))
+    emitter.enter_room(sid, rooms.message_room(message.id))
+    emitter.emit_to_sid(sid, "message_update", message_update_payload(message))
     recipients = db.session.execute(
         select(*SNAPSHOT_COLUMNS).where(Recipient.message_id == message.id)
         .order_by(Recipient.id).limit(TRACK_SNAPSHOT_LIMIT + 1)
     ).all()
     truncated = len(recipients) > TRACK_SNAPSHOT_LIMIT
     recipients = recipients[:TRACK_SNAPSHOT_LIMIT]
-    realtime.emit_each(((sid, recipient_update_payload(r)) for r in recipients),
+    emitter.emit_each(((sid, recipient_update_payload(r)) for r in recipients),
                        "recipient_update")
     return {
         "messageId": str(message.id),
@@ -216,4 +219,4 @@ def track(identity: Identity, sid: str, message_id: int) -> dict[str, Any]:
 
 
 def untrack(sid: str, message_id: int) -> None:
-    realtime.leave_room(sid, rooms.message_room(message_id))
+    emitter.leave_room(sid, rooms.message_room(message_id))

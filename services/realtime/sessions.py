@@ -19,13 +19,15 @@ from urllib.parse import parse_qs
 from flask import current_app
 
 from schemas.common import isoformat
-from services import auth, metrics, realtime, rooms
+from services import auth
 from services.auth import Identity
-from services.connections import LiveConnection, registry
-from services.engine_sessions import client_address
 from services.errors import AuthRefused, Forbidden, Unauthenticated
-from services.log_context import about_connection
-from services.rooms import MessageOwner
+from services.observability import metrics
+from services.observability.log_context import about_connection
+from services.realtime import emitter, rooms
+from services.realtime.connections import LiveConnection, registry
+from services.realtime.rooms import MessageOwner
+from services.transport.engine_sessions import client_address
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def authenticate_connect(environ: dict[str, Any], auth_data: Any) -> Identity:
 
     Besides the token, the per-node cap on connections per user is enforced
     here; the cap per address counts Engine.IO sessions from their first
-    request (``services.engine_sessions``), so it was checked before this.
+    request (``services.transport.engine_sessions``), so it was checked before this.
     """
     if not registry.accepting:
         raise AuthRefused("This node is stopping: connect again", "unavailable")
@@ -83,8 +85,8 @@ def open_session(sid: str, identity: Identity, environ: dict[str, Any]) -> None:
         log.info("socket connected from %s (origin %s)", remote_address(environ),
                  environ.get("HTTP_ORIGIN", "-"))
     for room in rooms.rooms_on_connect(identity):
-        realtime.enter_room(sid, room)
-    realtime.emit_to_sid(sid, "session", session_payload(identity))
+        emitter.enter_room(sid, room)
+    emitter.emit_to_sid(sid, "session", session_payload(identity))
 
 
 def session_payload(identity: Identity) -> dict[str, Any]:
@@ -136,9 +138,9 @@ def _take_identity(conn: LiveConnection, identity: Identity, message_owner: Mess
         return
     enter, leave = rooms.reauthorize(identity, conn.rooms, message_owner)
     for room in leave:
-        realtime.leave_room(conn.sid, room)
+        emitter.leave_room(conn.sid, room)
     for room in enter:
-        realtime.enter_room(conn.sid, room)
+        emitter.enter_room(conn.sid, room)
 
 
 def sweep_expiring_sessions(now: datetime | None = None) -> None:
@@ -155,22 +157,22 @@ def sweep_expiring_sessions(now: datetime | None = None) -> None:
         if expires_at <= now:
             if conn.expired_notice_at is None:
                 conn.expired_notice_at = monotonic
-                realtime.emit_to_sid(conn.sid, "auth_expired", {
+                emitter.emit_to_sid(conn.sid, "auth_expired", {
                     "message": "Token expired: send a new token with 'authenticate'"
                 })
             elif monotonic - conn.expired_notice_at >= grace:
                 log.info("disconnecting %s: token expired", conn.sid)
-                realtime.disconnect_sid(conn.sid)
+                emitter.disconnect_sid(conn.sid)
         elif not conn.expiry_warned and expires_at - now <= warn_before:
             conn.expiry_warned = True
-            realtime.emit_to_sid(conn.sid, "auth_expiring", {"expiresAt": isoformat(expires_at)})
+            emitter.emit_to_sid(conn.sid, "auth_expiring", {"expiresAt": isoformat(expires_at)})
 
 
 def close_all_sessions() -> int:
     """This node is stopping: refuse new sockets and close the open ones, so that their
     clients reconnect to another node."""
     registry.accepting = False
-    return realtime.close_transports()
+    return emitter.close_transports()
 
 
 def apply_revocations(revoked: dict[str, int | None], message_owner: MessageOwner) -> None:
@@ -183,7 +185,7 @@ def apply_revocations(revoked: dict[str, int | None], message_owner: MessageOwne
     for conn in list(registry.by_sid.values()):
         if conn.identity.session_key in revoked:
             log.info("disconnecting %s: session revoked", conn.sid)
-            realtime.disconnect_sid(conn.sid)
+            emitter.disconnect_sid(conn.sid)
     for user_id in changed:
         recheck_user_sessions(user_id, message_owner)
 
@@ -203,7 +205,7 @@ def recheck_user_sessions(user_id: int, message_owner: MessageOwner) -> None:
             identity = auth.identity_from_claims(conn.identity.claims)
         except AuthRefused as refused:
             log.info("disconnecting %s: %s", sid, refused.message)
-            realtime.disconnect_sid(sid)
+            emitter.disconnect_sid(sid)
             continue
         _take_identity(conn, identity, message_owner)
 
@@ -215,14 +217,14 @@ def join_room(conn: LiveConnection, room: str, message_owner: MessageOwner) -> s
     limit = current_app.config["MAX_ROOMS_PER_CONNECTION"]
     if room not in conn.rooms and rooms.client_room_count(conn.rooms) >= limit:
         raise Forbidden("Room limit reached for this connection")
-    realtime.enter_room(conn.sid, room)
+    emitter.enter_room(conn.sid, room)
     return room
 
 
 def leave_room(conn: LiveConnection, room: str) -> str:
     room = rooms.validate_room_name(room)
     rooms.authorize_leave(conn.identity, room)
-    realtime.leave_room(conn.sid, room)
+    emitter.leave_room(conn.sid, room)
     return room
 
 
@@ -256,5 +258,5 @@ def _parse_timestamp(value: Any) -> datetime | None:
 def ping_all() -> dict[str, Any]:
     """Emit ``ping`` to every authenticated socket on every node."""
     timestamp = isoformat(datetime.now(UTC))
-    realtime.emit_to_authenticated("ping", {"timestamp": timestamp})
+    emitter.emit_to_authenticated("ping", {"timestamp": timestamp})
     return {"timestamp": timestamp}

@@ -50,15 +50,18 @@ from models.message import (
     RECIPIENT_SENDING,
     RECIPIENT_SENT,
 )
-from services import connections, metrics, notifications, rate_limits, realtime, rooms
+from services import notifications
 from services.auth import Identity
-from services.connections import LiveConnection, registry
+from services.observability import metrics
+from services.realtime import connections, emitter, rooms
+from services.realtime.connections import LiveConnection, registry
+from services.transport import rate_limits
 
 DASHBOARD, MESSAGES, USAGE = "dashboard_stats", "message_stats", "usage_stats"
 FIGURE_TYPES = (DASHBOARD, MESSAGES, USAGE)
 HOURS, DAYS = 24, 30
 # A subscription's figures cost about as much CPU as 150 rows of a tracking snapshot
-# (an admin's global figures as much again): what ``services.rate_limits`` charges.
+# (an admin's global figures as much again): what ``services.transport.rate_limits`` charges.
 SUBSCRIBE_COST = 150
 
 
@@ -360,20 +363,20 @@ def subscribe(conn: LiveConnection) -> None:
     identity: Identity = conn.identity
     rate_limits.charge_snapshot(identity.user_id, SUBSCRIBE_COST * (2 if identity.is_admin else 1))
     publisher.note_snapshot(identity.user_id)
-    realtime.enter_room(conn.sid, rooms.analytics_user_room(identity.user_id))
+    emitter.enter_room(conn.sid, rooms.analytics_user_room(identity.user_id))
     metrics.analytics_figures.inc(len(FIGURE_TYPES))
     figures = figures_for_many([identity.user_id])[identity.user_id]
     for kind in FIGURE_TYPES:
-        realtime.emit_to_sid(conn.sid, "analytics_update", {"type": kind, "data": figures[kind]})
+        emitter.emit_to_sid(conn.sid, "analytics_update", {"type": kind, "data": figures[kind]})
     if identity.is_admin:
-        realtime.enter_room(conn.sid, rooms.ANALYTICS_GLOBAL_ROOM)
-        realtime.emit_to_sid(conn.sid, "global_analytics_update",
+        emitter.enter_room(conn.sid, rooms.ANALYTICS_GLOBAL_ROOM)
+        emitter.emit_to_sid(conn.sid, "global_analytics_update",
                              {"type": DASHBOARD, "data": global_stats()})
 
 
 def unsubscribe(conn: LiveConnection) -> None:
-    realtime.leave_room(conn.sid, rooms.analytics_user_room(conn.identity.user_id))
-    realtime.leave_room(conn.sid, rooms.ANALYTICS_GLOBAL_ROOM)
+    emitter.leave_room(conn.sid, rooms.analytics_user_room(conn.identity.user_id))
+    emitter.leave_room(conn.sid, rooms.ANALYTICS_GLOBAL_ROOM)
 
 
 class AnalyticsPublisher:
@@ -456,7 +459,7 @@ class AnalyticsPublisher:
         for user_id, figures in computed.items():
             room = rooms.analytics_user_room(user_id)
             for kind in FIGURE_TYPES:
-                realtime.emit_to_local_room(room, "analytics_update",
+                emitter.emit_to_local_room(room, "analytics_update",
                                             {"type": kind, "data": figures[kind]})
         self.emit_seconds += time.thread_time() - started
 
@@ -466,7 +469,7 @@ class AnalyticsPublisher:
             return
         self.last_global = figures
         started = time.thread_time()
-        realtime.emit_to_local_room(rooms.ANALYTICS_GLOBAL_ROOM, "global_analytics_update",
+        emitter.emit_to_local_room(rooms.ANALYTICS_GLOBAL_ROOM, "global_analytics_update",
                                     {"type": DASHBOARD, "data": figures})
         self.emit_seconds += time.thread_time() - started
 
