@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import logging
 import os
 import socket
-import struct
 import time
 from collections import deque
 from typing import Any
@@ -44,53 +42,30 @@ from engineio import packet as eio_packet
 from engineio.socket import Socket
 
 from services.transport import proxies
-from services.transport.handler import CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA, unmask
+from services.transport.frames import (
+    CLOSE_INVALID_DATA,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    MessageReader,
+    ProtocolViolation,
+    accept_key,
+    close_code,
+    close_frame,
+    frame,
+)
 
 log = logging.getLogger(__name__)
 
-WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 READ_SIZE = 65536
-
-OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
-OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
-DATA_OPCODES = (OP_CONTINUATION, OP_TEXT, OP_BINARY)
-
-CLOSE_NORMAL = 1000
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_INVALID_DATA = 1007
 
 # Engine.IO packet types as the first character of a text frame.
 ENGINE_CLOSE, ENGINE_PING, ENGINE_PONG, ENGINE_MESSAGE = "1", "2", "3", "4"
 ENGINE_UPGRADE, ENGINE_NOOP = "5", "6"
-
-
-class ProtocolViolation(Exception):
-    """The peer broke RFC 6455: the connection closes with ``code``."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    """One final, unmasked frame, as a server sends it."""
-    length = len(payload)
-    if length < 126:
-        header = bytes((0x80 | opcode, length))
-    elif length < 65536:
-        header = struct.pack("!BBH", 0x80 | opcode, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 127, length)
-    return header + payload
-
-
-def close_frame(code: int, reason: str = "") -> bytes:
-    return frame(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:123])
-
-
-def accept_key(client_key: str) -> str:
-    return base64.b64encode(hashlib.sha1(client_key.encode("latin-1") + WEBSOCKET_GUID)
-                            .digest()).decode("ascii")
 
 
 def packet_frame(pkt: eio_packet.Packet) -> bytes:
@@ -140,9 +115,7 @@ class EngineWebSocket(Socket):
         self.backlog: deque[bytes] | None = None
         self.dropped = False
         self.close_reason: Any = None
-        self.fragments: list[bytes] = []
-        self.fragments_opcode = 0
-        self.fragments_size = 0
+        self.reader = MessageReader(max_message_size)
         self.ping_timer: Any = None
         self.close_sent = False
 
@@ -235,17 +208,13 @@ class EngineWebSocket(Socket):
     def run(self) -> None:
         """Read and dispatch until the connection ends, then close the Engine.IO socket."""
         reason = self.server.reason.TRANSPORT_CLOSE
-        pending = b""
         try:
             while not self.closed and not self.dropped:
                 data = self.sock.recv(READ_SIZE)
-                if not data:
-                    break
-                pending = self._consume(pending + data if pending else data)
-                if pending is None:
+                if not data or not self._consume(data):
                     break
         except ProtocolViolation as violation:
-            self.send_close(violation.code, str(violation))
+            self.send_close(violation.code, violation.reason)
             reason = self.server.reason.TRANSPORT_ERROR
         except OSError:
             reason = self.server.reason.TRANSPORT_ERROR
@@ -255,83 +224,22 @@ class EngineWebSocket(Socket):
                 self.ping_timer = None
             self.close(wait=False, abort=True, reason=self.close_reason or reason)
 
-    def _consume(self, buffer: bytes) -> bytes | None:
-        """Handle every complete frame in ``buffer``; the rest is returned for later.
+    def _consume(self, data: bytes) -> bool:
+        """Handle every message and control frame completed by ``data``.
 
-        A frame's declared length is checked as soon as its header is in, so
-        an oversized message is refused before its payload is read. ``None``
-        means the peer closed the WebSocket.
+        False when the connection is over: the peer closed the WebSocket, or
+        handling a message closed or dropped the socket.
         """
-        position, size = 0, len(buffer)
-        while size - position >= 2:
-            first, second = buffer[position], buffer[position + 1]
-            opcode, length = first & 0x0F, second & 0x7F
-            header = 2
-            if length == 126:
-                if size - position < 4:
-                    break
-                length = int.from_bytes(buffer[position + 2:position + 4], "big")
-                header = 4
-            elif length == 127:
-                if size - position < 10:
-                    break
-                length = int.from_bytes(buffer[position + 2:position + 10], "big")
-                header = 10
-            self._check_header(first, second, opcode, length)
-            end = position + header + 4 + length
-            if end > size:
-                break
-            mask_at = position + header
-            payload = unmask(buffer[mask_at + 4:end], buffer[mask_at:mask_at + 4])
-            position = end
-            if not self._on_frame(first & 0x80, opcode, payload):
-                return None
-            if self.closed or self.dropped:
-                return None
-        return buffer[position:]
-
-    def _check_header(self, first: int, second: int, opcode: int, length: int) -> None:
-        if first & 0x70:
-            raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "no extension was negotiated")
-        if not second & 0x80:
-            raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
-        if opcode == OP_BINARY:
-            # No client event takes binary data: refused before its payload is read.
-            raise ProtocolViolation(CLOSE_UNSUPPORTED_DATA, "binary data is not accepted")
-        if opcode in DATA_OPCODES:
-            total = length + (self.fragments_size if opcode == OP_CONTINUATION else 0)
-            if total > self.max_message_size:
-                raise ProtocolViolation(CLOSE_MESSAGE_TOO_BIG, "message too big")
-        elif opcode in (OP_CLOSE, OP_PING, OP_PONG):
-            if length > 125 or not first & 0x80:
-                raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "bad control frame")
-        else:
-            raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "unknown opcode")
-
-    def _on_frame(self, final: int, opcode: int, payload: bytes) -> bool:
-        if opcode == OP_TEXT:
-            if self.fragments_opcode:
-                raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "message interrupted")
-            if final:
+        for opcode, payload in self.reader.feed(data):
+            if opcode == OP_TEXT:
                 self._on_message(payload)
-            else:
-                self.fragments, self.fragments_opcode = [payload], opcode
-                self.fragments_size = len(payload)
-        elif opcode == OP_CONTINUATION:
-            if not self.fragments_opcode:
-                raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "nothing to continue")
-            self.fragments.append(payload)
-            self.fragments_size += len(payload)
-            if final:
-                message = b"".join(self.fragments)
-                self.fragments, self.fragments_opcode, self.fragments_size = [], 0, 0
-                self._on_message(message)
-        elif opcode == OP_PING:
-            self.write(frame(OP_PONG, payload))
-        elif opcode == OP_CLOSE:
-            self.send_close(int.from_bytes(payload[:2], "big") if len(payload) >= 2
-                            else CLOSE_NORMAL)
-            return False
+            elif opcode == OP_PING:
+                self.write(frame(OP_PONG, payload))
+            elif opcode == OP_CLOSE:
+                self.send_close(close_code(payload))
+                return False
+            if self.closed or self.dropped:
+                return False
         return True
 
     def _on_message(self, payload: bytes) -> None:

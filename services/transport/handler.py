@@ -1,20 +1,21 @@
-"""WebSocket frames under a size limit, checked before a byte of payload is read.
+"""The request handler of the hub's gevent server: size-limited WebSockets, timed heads.
 
 gevent-websocket reads whatever length a client declares, then unmasks it one
 byte at a time in Python; python-engineio checks its size limit only after
-that. One 10 MB frame stalls every other client for seconds. Here the
-declared length of each frame, and of a fragmented message so far, is checked
-against ``max_message_size`` from the header alone: an oversized frame closes
-the connection with 1009 (message too big) and its payload is never read.
-Accepted payloads are unmasked with a big-integer XOR and their UTF-8 checked
-by Python's decoder, both at C speed. No client event takes binary data, so a
-binary frame closes the connection with 1003 (unsupported data), also from its
-header alone.
+that. One 10 MB frame stalls every other client for seconds. Direct Engine.IO
+WebSockets are served by ``services.transport.engine_socket``; a session
+upgraded from long-polling keeps gevent-websocket's socket, whose frame
+reader here checks the declared length of each frame, and of a fragmented
+message so far, against ``max_message_size`` from the header alone: an
+oversized frame closes the connection with 1009 (message too big) and its
+payload is never read. Accepted payloads are unmasked with a big-integer XOR
+and their UTF-8 checked by Python's decoder, both at C speed. No client event
+takes binary data, so a binary frame closes the connection with 1003
+(unsupported data), also from its header alone. Both paths share RFC 6455's
+rules and codes (``services.transport.frames``).
 """
 
 from __future__ import annotations
-
-import struct
 
 import gevent
 from geventwebsocket.exceptions import ProtocolError, WebSocketError
@@ -22,34 +23,19 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, WebSocket
 
+from services.transport.engine_socket import serve_engine_request
+from services.transport.frames import (
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_NORMAL,
+    CLOSE_UNSUPPORTED_DATA,
+    MAX_CONTROL_PAYLOAD,
+    ProtocolViolation,
+    close_payload,
+    unmask,
+)
 from services.transport.http_connections import DEFAULT_HEADER_TIMEOUT, RequestHeadDeadline
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_MESSAGE_TOO_BIG = 1009
-
-
-class FrameRefused(Exception):
-    """A frame refused from its header: the connection closes with ``code``.
-
-    Not a ``WebSocketError``: that is a socket error, which ``receive`` closes
-    without a code.
-    """
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-def unmask(payload: bytes, mask: bytes) -> bytes:
-    """XOR ``payload`` with the 4-byte ``mask`` repeated; the same operation masks."""
-    length = len(payload)
-    if not length:
-        return b""
-    key = (mask * (length // 4 + 1))[:length]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
-        length, "little")
 
 
 class LimitedWebSocket(WebSocket):
@@ -67,14 +53,14 @@ class LimitedWebSocket(WebSocket):
             raise ProtocolError
         opcode, handler = header.opcode, self.handler
         if opcode == self.OPCODE_BINARY:
-            raise FrameRefused(CLOSE_UNSUPPORTED_DATA, "binary data is not accepted")
+            raise ProtocolViolation(CLOSE_UNSUPPORTED_DATA, "binary data is not accepted")
         if opcode == self.OPCODE_TEXT:
             handler.message_bytes = 0
         if opcode in (self.OPCODE_TEXT, self.OPCODE_CONTINUATION):
             handler.message_bytes += header.length
             if handler.message_bytes > handler.max_message_size:
-                raise FrameRefused(CLOSE_MESSAGE_TOO_BIG, "message too big")
-        elif header.length > 125:
+                raise ProtocolViolation(CLOSE_MESSAGE_TOO_BIG, "message too big")
+        elif header.length > MAX_CONTROL_PAYLOAD:
             raise ProtocolError("control frame too long")
         if not header.length:
             return header, b""
@@ -98,17 +84,16 @@ class LimitedWebSocket(WebSocket):
     def receive(self):
         try:
             return super().receive()
-        except FrameRefused as refused:
+        except ProtocolViolation as refused:
             self.close(refused.code, refused.reason)
             return None
 
-    def close(self, code: int = 1000, message: bytes | str = b"") -> None:
+    def close(self, code: int = CLOSE_NORMAL, message: bytes | str = b"") -> None:
         """As gevent-websocket's, but the close frame carries ``code``, which it leaves out."""
         if self.closed:
             return super().close(code, message)
-        reason = message.encode() if isinstance(message, str) else bytes(message or b"")
         try:
-            self.send_frame(struct.pack("!H", code) + reason[:123], self.OPCODE_CLOSE)
+            self.send_frame(close_payload(code, message or b""), self.OPCODE_CLOSE)
         except WebSocketError:
             pass
         finally:
@@ -132,8 +117,6 @@ class LimitedWebSocketHandler(RequestHeadDeadline, WebSocketHandler):
     message_bytes = 0
 
     def run_application(self):
-        from services.transport.engine_socket import serve_engine_request
-
         if serve_engine_request(self):
             return None
         return super().run_application()

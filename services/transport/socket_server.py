@@ -42,7 +42,7 @@ from services.transport import json_input
 from services.transport.engine_http import HubEngineServer
 from services.transport.engine_sessions import EngineSessions
 from services.transport.engine_socket import EngineWebSocket
-from services.transport.handler import CLOSE_UNSUPPORTED_DATA
+from services.transport.frames import CLOSE_UNSUPPORTED_DATA
 from services.transport.rate_limits import limiter
 
 log = logging.getLogger(__name__)
