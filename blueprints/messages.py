@@ -12,7 +12,7 @@ from blueprints.common import (
 from extensions import limiter
 from schemas.messages import MessageCreateSchema, MessageListQuerySchema, RecipientListQuerySchema
 from services import idempotency
-from services.messaging import messages
+from services.messaging import messages, payloads
 
 messages_bp = Blueprint("messages", __name__, url_prefix="/api/messages")
 
@@ -43,7 +43,7 @@ def list_messages(identity):
 @messages_bp.get("/<id:message_id>")
 @authenticated
 def get_message(message_id: int, identity):
-    return messages.message_payload(messages.get_visible(identity, message_id))
+    return payloads.message_payload(messages.get_visible(identity, message_id))
 
 
 @messages_bp.get("/<id:message_id>/recipients")

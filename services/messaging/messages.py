@@ -13,17 +13,22 @@ from decimal import Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, insert, literal, select
+from sqlalchemy import insert, literal, select
 
 from extensions import db
 from models import Message, Recipient
 from models.message import MESSAGE_SENDING, RECIPIENT_PENDING
-from schemas.common import isoformat
 from services.analytics import figures
 from services.auth import Identity
 from services.errors import InvalidPayload, NotFound
-from services.messaging import queue, quotas
+from services.messaging import dispatcher, quotas
 from services.messaging.json_rows import json_rows
+from services.messaging.payloads import (
+    message_payload,
+    message_update_payload,
+    recipient_payload,
+    recipient_update_payload,
+)
 from services.messaging.phones import normalise_recipients
 from services.messaging.sms_encoding import analyse_body
 from services.realtime import emitter, rooms
@@ -40,67 +45,6 @@ SNAPSHOT_COLUMNS = (Recipient.id, Recipient.message_id, Recipient.phone, Recipie
 def owner_of(message_id: int) -> int | None:
     """The owner's user id, or None when there is no such message."""
     return db.session.scalar(select(Message.user_id).where(Message.id == message_id))
-
-
-def money(value: Decimal | None) -> float:
-    return float(value or 0)
-
-
-def message_update_payload(message: Message) -> dict[str, Any]:
-    """The ``message_update`` event shape."""
-    return {
-        "messageId": str(message.id),
-        "status": message.status,
-        "successCount": message.success_count,
-        "failedCount": message.failed_count,
-        "deliveredCount": message.delivered_count,
-        "recipientCount": message.recipient_count,
-        "cost": money(message.cost),
-        "version": message.version,
-    }
-
-
-def message_payload(message: Message) -> dict[str, Any]:
-    """A message as REST returns it: the live figures plus what was sent and when."""
-    return {
-        "id": str(message.id),
-        **{k: v for k, v in message_update_payload(message).items() if k != "messageId"},
-        "body": message.body,
-        "encoding": message.encoding,
-        "segments": message.segments,
-        "createdAt": isoformat(message.created_at),
-        "completedAt": isoformat(message.completed_at),
-    }
-
-
-def recipient_update_payload(recipient: Recipient | Row[Any]) -> dict[str, Any]:
-    """The ``recipient_update`` event shape; error fields only when there is an error.
-
-    ``recipient`` is a recipient or a row of its ``SNAPSHOT_COLUMNS``.
-    """
-    payload: dict[str, Any] = {
-        "messageId": str(recipient.message_id),
-        "recipientId": str(recipient.id),
-        "phone": recipient.phone,
-        "status": recipient.status,
-        "version": recipient.version,
-    }
-    if recipient.error_message:
-        payload["errorMessage"] = recipient.error_message
-    if recipient.error_code:
-        payload["errorCode"] = recipient.error_code
-    return payload
-
-
-def recipient_payload(recipient: Recipient) -> dict[str, Any]:
-    return {
-        **recipient_update_payload(recipient),
-        "id": str(recipient.id),
-        "providerMessageId": recipient.provider_message_id,
-        "cost": money(recipient.cost),
-        "sentAt": isoformat(recipient.sent_at),
-        "deliveredAt": isoformat(recipient.delivered_at),
-    }
 
 
 def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]:
@@ -133,7 +77,7 @@ def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]
     db.session.commit()
     update = message_update_payload(message)
     emitter.emit_to_user(user_id, "message_update", update)
-    queue.wake_dispatcher()
+    dispatcher.wake_dispatcher()
     return {**message_payload(message), "duplicatesRemoved": len(raw_recipients) - len(phones),
             "pricePerSegment": float(current_app.config["SMS_PRICE_PER_SEGMENT"])}
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import gevent
+from flask import Flask
 
 RECEIPT_STATUSES = ("SENT", "DELIVERED", "FAILED")
 INVALID_NUMBER = "+15005550001"
@@ -126,3 +127,16 @@ class SimulatedProvider:
                 continue
             self._due.popleft()
             self.on_receipt(receipt)
+
+
+def build_provider(app: Flask, on_receipt: Callable[[DeliveryReceipt], None]) -> SmsProvider:
+    """The provider ``SMS_PROVIDER`` names, reporting its delivery receipts to ``on_receipt``."""
+    name = app.config["SMS_PROVIDER"]
+    if name == "simulated":
+        return SimulatedProvider(
+            latency=app.config["SIMULATED_SMS_LATENCY"],
+            receipt_delay=app.config["SIMULATED_RECEIPT_DELAY"],
+            on_receipt=on_receipt,
+            send_log=app.config["SIMULATED_SMS_SEND_LOG"],
+        )
+    raise RuntimeError(f"unknown SMS_PROVIDER {name!r}")

@@ -1,27 +1,24 @@
-"""The delivery pipeline: claim recipients, send them, record outcomes and receipts.
+"""The send queue in SQL: claim recipients, record their outcomes, apply delivery receipts.
 
-The recipients table is the queue. Each node's dispatcher claims a batch of
-``PENDING`` recipients (and ``SENDING`` ones whose claim went stale, which is
-how a crashed node's work is picked up), on PostgreSQL with
-``FOR UPDATE SKIP LOCKED`` so nodes never claim the same row. It sends with
-bounded concurrency, each send carrying the recipient id as idempotency key,
-and records every outcome of the batch in one statement that only moves rows
-this node still holds. Events go out after each commit; ``message_update`` is
-coalesced to a few per second per message, and the final one always goes out.
+The recipients table is the queue. Each node's dispatcher
+(``services.messaging.dispatcher``) claims a batch of ``PENDING``
+recipients (and ``SENDING`` ones whose claim went stale, which is how a
+crashed node's work is picked up), on PostgreSQL with
+``FOR UPDATE SKIP LOCKED`` so nodes never claim the same row, and records
+every outcome of the batch in one statement that only moves rows this node
+still holds. Each function commits, then hands what changed to
+``services.messaging.announcements``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import gevent
-from flask import Flask, current_app
-from gevent.event import Event
+from flask import current_app
 from sqlalchemy import and_, bindparam, case, func, or_, select, update
 
 from extensions import db
@@ -36,14 +33,12 @@ from models.message import (
     RECIPIENT_SENDING,
     RECIPIENT_SENT,
 )
-from services import notifications
 from services.analytics import figures
-from services.messaging import messages
+from services.messaging import announcements
 from services.messaging.json_rows import json_rows
-from services.messaging.providers import DeliveryReceipt, SendResult, SimulatedProvider, SmsProvider
+from services.messaging.providers import DeliveryReceipt, SendResult
 from services.messaging.sms_encoding import segment_cost
 from services.observability import metrics
-from services.realtime import emitter, rooms
 
 log = logging.getLogger(__name__)
 
@@ -59,30 +54,6 @@ _RECEIPT_COLUMNS = {name: _recipients.c[name].type for name in (
     "provider_message_id", "status", "error_code", "error_message")}
 # A receipt moves a recipient only forwards: from SENT to one of these.
 _RECEIPT_STATUSES = (RECIPIENT_DELIVERED, RECIPIENT_FAILED)
-
-RECEIPT_RETRY_INTERVAL = 0.5
-RECEIPT_RETRY_WINDOW = 60.0
-
-_dispatcher: Dispatcher | None = None
-
-
-def build_provider(app: Flask, on_receipt) -> SmsProvider:
-    name = app.config["SMS_PROVIDER"]
-    if name == "simulated":
-        return SimulatedProvider(
-            latency=app.config["SIMULATED_SMS_LATENCY"],
-            receipt_delay=app.config["SIMULATED_RECEIPT_DELAY"],
-            on_receipt=on_receipt,
-            send_log=app.config["SIMULATED_SMS_SEND_LOG"],
-        )
-    raise RuntimeError(f"unknown SMS_PROVIDER {name!r}")
-
-
-def wake_dispatcher() -> None:
-    """New work was committed: let this node's dispatcher claim it now, not at its next poll."""
-    if _dispatcher is not None:
-        _dispatcher.wake.set()
-
 
 RELEASED_CLAIM = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -187,7 +158,7 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
         metrics.recipients_sent.labels(status.lower()).inc(count)
     figures.mark_changed({owners[row.message_id] for row in recorded})
     db.session.commit()
-    _announce(recorded, completed)
+    announcements.outcomes_recorded(recorded, messages_by_id(completed))
     return completed
 
 
@@ -230,42 +201,6 @@ def _count_into_messages(recorded: list[Any], owners: dict[int, int],
             if finished is not None:
                 completed.append(message_id)
     return completed
-
-
-def emit_recipient_updates(rows: list[Any]) -> None:
-    emitter.emit_each(((rooms.message_room(row.message_id),
-                         messages.recipient_update_payload(row)) for row in rows),
-                       "recipient_update")
-
-
-def _announce(recorded: list[Any], completed: list[int]) -> None:
-    emit_recipient_updates(recorded)
-    if _dispatcher is not None:
-        _dispatcher.message_changed({row.message_id for row in recorded})
-    for message_id in completed:
-        _announce_completion(message_id)
-
-
-def _announce_completion(message_id: int) -> None:
-    """The final ``message_update`` at once, then the owner's notification."""
-    message = db.session.get(Message, message_id)
-    emit_message_update(message)
-    if message.status == MESSAGE_SENT:
-        title, kind = "Message sent", "message_sent"
-        text = f"Sent to {message.success_count} of {message.recipient_count} recipients"
-        if message.failed_count:
-            text += f"; {message.failed_count} failed"
-    else:
-        title, kind = "Message failed", "message_failed"
-        text = f"None of the {message.recipient_count} recipients could be sent to"
-    notifications.notify_user(message.user_id, title, text, kind,
-                              {"messageId": str(message.id), "cost": messages.money(message.cost)})
-
-
-def emit_message_update(message: Message) -> None:
-    """To the owner and to the message's trackers; a socket in both rooms gets it once."""
-    emitter.emit_to_rooms([rooms.user_room(message.user_id), rooms.message_room(message.id)],
-                           "message_update", messages.message_update_payload(message))
 
 
 def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
@@ -321,9 +256,7 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
     figures.mark_changed(set(owners.values()))
     db.session.commit()
     metrics.receipts_applied.inc(len(changed))
-    emit_recipient_updates(changed)
-    if _dispatcher is not None:
-        _dispatcher.message_changed(set(delivered))
+    announcements.receipts_applied(changed, set(delivered))
     unmatched = {r.provider_message_id for r in receipts} - {
         row.provider_message_id for row in changed}
     # Settled: already DELIVERED or FAILED, so the receipt is a repeat or would go
@@ -336,142 +269,16 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
     return len(changed), unmatched - settled
 
 
-class Dispatcher:
-    """This node's sender: claims, sends concurrently, records; plus receipts and updates."""
+def message_bodies(message_ids: set[int]) -> dict[int, str]:
+    """What each of these messages says, to send it."""
+    return dict(db.session.execute(
+        select(Message.id, Message.body).where(Message.id.in_(message_ids))).all())
 
-    def __init__(self, app: Flask, node_id: str) -> None:
-        self.app = app
-        self.node_id = node_id
-        self.wake = Event()
-        self.running = False
-        config = app.config
-        self.batch_size = config["DISPATCH_BATCH_SIZE"]
-        self.concurrency = config["DISPATCH_CONCURRENCY"]
-        self.poll_interval = config["DISPATCH_POLL_INTERVAL"]
-        self.update_interval = config["MESSAGE_UPDATE_INTERVAL"]
-        self._receipts: list[DeliveryReceipt] = []
-        self._receipts_ready = Event()
-        self._dirty_messages: set[int] = set()
-        self._early_since: dict[str, float] = {}
-        self.provider = build_provider(app, self._queue_receipt)
 
-    def start(self) -> None:
-        global _dispatcher
-        _dispatcher = self
-        self.running = True
-        with self.app.app_context():
-            released = release_own_claims(self.node_id)
-        if released:
-            log.warning("re-queued %d recipients a previous run of %s had claimed",
-                        released, self.node_id)
-        for loop in (self._dispatch_loop, self._receipt_loop, self._update_loop):
-            gevent.spawn(self._forever, loop)
-
-    def stop(self) -> None:
-        self.running = False
-        self.wake.set()
-        self._receipts_ready.set()
-
-    def message_changed(self, message_ids: set[int]) -> None:
-        self._dirty_messages |= message_ids
-
-    def _queue_receipt(self, receipt: DeliveryReceipt) -> None:
-        self._receipts.append(receipt)
-        self._receipts_ready.set()
-
-    def _forever(self, loop) -> None:
-        """Run a loop until stopped; a failure (database down) is logged and retried."""
-        while self.running:
-            try:
-                with self.app.app_context():
-                    loop()
-            except Exception:
-                log.exception("%s failed; retrying", loop.__name__)
-                with self.app.app_context():
-                    db.session.rollback()
-                gevent.sleep(1.0)
-
-    def _dispatch_loop(self) -> None:
-        while self.running:
-            claimed = claim_batch(self.node_id, self.batch_size)
-            if not claimed:
-                db.session.close()
-                self.wake.wait(self.poll_interval)
-                self.wake.clear()
-                continue
-            bodies = dict(db.session.execute(
-                select(Message.id, Message.body)
-                .where(Message.id.in_({row.message_id for row in claimed}))
-            ).all())
-            db.session.close()
-            emit_recipient_updates(claimed)
-            record_outcomes(self.node_id, self._send_all(claimed, bodies))
-            db.session.close()
-
-    def _send_all(self, claimed: list[Any], bodies: dict[int, str]
-                  ) -> list[tuple[Any, SendResult]]:
-        """Send a batch with at most ``concurrency`` sends in flight.
-
-        A fixed set of workers takes the rows in turn, rather than a greenlet
-        spawned per recipient.
-        """
-        rows = iter(claimed)
-        outcomes: list[tuple[Any, SendResult]] = []
-
-        def work() -> None:
-            for row in rows:
-                outcomes.append((row, self._send(row, bodies[row.message_id])))
-
-        gevent.joinall([gevent.spawn(work) for _ in range(min(self.concurrency, len(claimed)))],
-                       raise_error=True)
-        return outcomes
-
-    def _send(self, row: Any, body: str) -> SendResult:
-        try:
-            return self.provider.send(row.phone, body, str(row.id))
-        except Exception as exc:
-            log.warning("provider error for recipient %s: %s", row.id, type(exc).__name__)
-            return SendResult(False, error_code="provider_error",
-                              error_message="The SMS provider failed")
-
-    def _receipt_loop(self) -> None:
-        while self.running:
-            self._receipts_ready.wait(RECEIPT_RETRY_INTERVAL)
-            self._receipts_ready.clear()
-            batch, self._receipts = self._receipts, []
-            if not batch:
-                continue
-            try:
-                _, early = apply_receipts(batch)
-            except Exception:
-                self._receipts = batch + self._receipts
-                raise
-            finally:
-                db.session.close()
-            self._retry_early(batch, early)
-
-    def _retry_early(self, batch: list[DeliveryReceipt], early: set[str]) -> None:
-        """Receipts that overtook their send's commit go round again, for a while."""
-        now = time.monotonic()
-        for receipt in batch:
-            if receipt.provider_message_id not in early:
-                self._early_since.pop(receipt.provider_message_id, None)
-                continue
-            first_seen = self._early_since.setdefault(receipt.provider_message_id, now)
-            if now - first_seen < RECEIPT_RETRY_WINDOW:
-                self._receipts.append(receipt)
-            else:
-                del self._early_since[receipt.provider_message_id]
-                log.warning("dropping a receipt for unknown provider id %s",
-                            receipt.provider_message_id)
-
-    def _update_loop(self) -> None:
-        while self.running:
-            started = time.monotonic()
-            dirty, self._dirty_messages = self._dirty_messages, set()
-            if dirty:
-                for message in db.session.scalars(
-                        select(Message).where(Message.id.in_(dirty))):
-                    emit_message_update(message)
-                db.session.close()
-            gevent.sleep(max(0.0, self.update_interval - (time.monotonic() - started)))
+def messages_by_id(message_ids: list[int] | set[int]) -> list[Message]:
+    """These messages as stored now, in the order of ``message_ids``, to announce them."""
+    if not message_ids:
+        return []
+    found = {message.id: message for message in db.session.scalars(
+        select(Message).where(Message.id.in_(message_ids)))}
+    return [found[message_id] for message_id in message_ids if message_id in found]

@@ -23,7 +23,7 @@ from extensions import db, socketio
 from services import auth, idempotency
 from services.analytics import figures
 from services.messaging import messages, queue
-from services.messaging.queue import Dispatcher
+from services.messaging.dispatcher import Dispatcher
 from services.node.deployment import SharedChannel
 from services.node.queue_canary import canary
 from services.observability import metrics
