@@ -59,7 +59,7 @@ def main() -> None:
         RECIPIENT_SENDING,
         RECIPIENT_SENT,
     )
-    from services.analytics import figures as analytics
+    from services import analytics_marks as analytics
     from services.messaging.sms_encoding import analyse_body, segment_cost
 
     users = [int(u["id"]) for u in json.loads(Path(tokens_file).read_text())["users"]]

@@ -19,7 +19,7 @@ from schemas.common import load_or_raise
 from schemas.events import IdPayload, PongPayload, RoomPayload, TokenPayload
 from schemas.notifications import NotificationQuerySchema
 from services import notifications
-from services.analytics import figures
+from services.analytics import publisher
 from services.auth import Identity
 from services.errors import (
     AppError,
@@ -221,11 +221,11 @@ class HubNamespace(socketio.Namespace):
         return {"ok": True, "rttMs": sessions.record_pong(conn, timestamp)}
 
     def on_subscribe_analytics(self, conn: LiveConnection) -> dict[str, Any]:
-        figures.subscribe(conn)
+        publisher.subscribe(conn)
         return {"ok": True}
 
     def on_unsubscribe_analytics(self, conn: LiveConnection) -> dict[str, Any]:
-        figures.unsubscribe(conn)
+        publisher.unsubscribe(conn)
         return {"ok": True}
 
     def on_track_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from extensions import db
 from models import Notification, NotificationRead, User
 from schemas.common import isoformat
-from services.analytics import figures
+from services import analytics_marks
 from services.auth import user_created_at
 from services.errors import NotFound
 from services.realtime import emitter
@@ -97,7 +97,7 @@ def notify_user(
     notification.id = db.session.connection().scalar(_INSERT_NOTIFICATION, {
         "user_id": user_id, "type": type, "title": title, "message": message, "data": data,
         "created_at": notification.created_at})
-    figures.mark_changed({user_id})
+    analytics_marks.mark_changed({user_id})
     # Counted inside the transaction, so it includes this one and needs no second transaction.
     unread = unread_count(user_id, since)
     db.session.commit()
@@ -114,7 +114,7 @@ def broadcast(title: str, message: str, type: str = "system") -> tuple[dict[str,
     """
     notification = Notification(user_id=None, type=type, title=title, message=message)
     db.session.add(notification)
-    figures.mark_everyone_changed()
+    analytics_marks.mark_everyone_changed()
     db.session.commit()
     audience = db.session.scalar(
         select(func.count()).select_from(User).where(
@@ -186,7 +186,7 @@ def mark_read(user_id: int, notification_id: int, origin_sid: str | None = None)
         if changed:
             notification.read_at = now
     if changed:
-        figures.mark_changed({user_id})
+        analytics_marks.mark_changed({user_id})
     db.session.commit()
     count = unread_count(user_id)
     if changed:
@@ -221,7 +221,7 @@ def mark_all_read(user_id: int, origin_sid: str | None = None) -> int:
         ])
     shared = len(unread_broadcast_ids)
     if personal or shared:
-        figures.mark_changed({user_id})
+        analytics_marks.mark_changed({user_id})
     db.session.commit()
     changed = personal + shared
     if changed:

@@ -1,4 +1,4 @@
-"""Live analytics: the figures, defined once, and their batched delivery to subscribers.
+"""The analytics figures, defined once, computed for many users in a few statements.
 
 Figures (README "Analytics figures" documents each):
 
@@ -17,29 +17,20 @@ Totals, status counts and the daily usage are read from
 history; per-recipient rows are read only for messages still in flight and
 for the last day's hourly series.
 
-Delivery is batched: a change bumps the user's mark in ``analytics_marks`` in
-its own transaction; once per ``ANALYTICS_INTERVAL`` each node compares the
-marks of the users it has subscribers for with what it last sent, recomputes
-only those, and emits one ``analytics_update`` per type to its own sockets
-(latest state wins). Users with no subscriber cost nothing. The changed users
-of a round are computed together, a handful of grouped statements for all of
-them (``bench/analytics.py`` measures what a round costs).
+How they reach subscribers: ``services.analytics.publisher``.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, case, func, or_, select, text, true
+from sqlalchemy import case, func, or_, select, true
 
 from extensions import db
-from models import AnalyticsMark, Message, Recipient
+from models import Message, Recipient
 from models import MessageDailyTotal as Totals
-from models.analytics import ALL_USERS
-from models.base import UTCDateTime
 from models.message import (
     MESSAGE_FAILED,
     MESSAGE_SENDING,
@@ -51,44 +42,11 @@ from models.message import (
     RECIPIENT_SENT,
 )
 from services import notifications
-from services.auth import Identity
-from services.observability import metrics
-from services.realtime import connections, emitter, rooms
-from services.realtime.connections import LiveConnection, registry
-from services.transport import rate_limits
+from services.realtime import connections
 
 DASHBOARD, MESSAGES, USAGE = "dashboard_stats", "message_stats", "usage_stats"
 FIGURE_TYPES = (DASHBOARD, MESSAGES, USAGE)
 HOURS, DAYS = 24, 30
-# A subscription's figures cost about as much CPU as 150 rows of a tracking snapshot
-# (an admin's global figures as much again): what ``services.transport.rate_limits`` charges.
-SUBSCRIBE_COST = 150
-
-
-# The upsert on every write path, as one fixed text for SQLite and PostgreSQL: the
-# dialects' ``on_conflict_do_update`` constructs are compiled anew for every call.
-_BUMP_MARK = text(
-    "INSERT INTO analytics_marks (user_id, version, changed_at) VALUES (:user_id, 1, :changed_at)"
-    " ON CONFLICT (user_id) DO UPDATE"
-    " SET version = analytics_marks.version + 1, changed_at = excluded.changed_at"
-).bindparams(bindparam("user_id", type_=Integer()), bindparam("changed_at", type_=UTCDateTime()))
-
-
-def mark_changed(user_ids: set[int] | list[int]) -> None:
-    """Note, inside the caller's transaction, that these users' figures changed.
-
-    Keys are bumped in sorted order, so concurrent writers on PostgreSQL
-    never wait on each other's rows in opposite orders.
-    """
-    if not user_ids:
-        return
-    now = datetime.now(UTC)
-    db.session.connection().execute(_BUMP_MARK, [
-        {"user_id": key, "changed_at": now} for key in sorted(set(user_ids))])
-
-
-def mark_everyone_changed() -> None:
-    mark_changed([ALL_USERS])
 
 
 def _money(value: Any) -> float:
@@ -358,120 +316,3 @@ def global_stats() -> dict[str, Any]:
     return figures
 
 
-def subscribe(conn: LiveConnection) -> None:
-    """Join the analytics rooms and send the current figures at once, charged to the user."""
-    identity: Identity = conn.identity
-    rate_limits.charge_snapshot(identity.user_id, SUBSCRIBE_COST * (2 if identity.is_admin else 1))
-    publisher.note_snapshot(identity.user_id)
-    emitter.enter_room(conn.sid, rooms.analytics_user_room(identity.user_id))
-    metrics.analytics_figures.inc(len(FIGURE_TYPES))
-    figures = figures_for_many([identity.user_id])[identity.user_id]
-    for kind in FIGURE_TYPES:
-        emitter.emit_to_sid(conn.sid, "analytics_update", {"type": kind, "data": figures[kind]})
-    if identity.is_admin:
-        emitter.enter_room(conn.sid, rooms.ANALYTICS_GLOBAL_ROOM)
-        emitter.emit_to_sid(conn.sid, "global_analytics_update",
-                             {"type": DASHBOARD, "data": global_stats()})
-
-
-def unsubscribe(conn: LiveConnection) -> None:
-    emitter.leave_room(conn.sid, rooms.analytics_user_room(conn.identity.user_id))
-    emitter.leave_room(conn.sid, rooms.ANALYTICS_GLOBAL_ROOM)
-
-
-class AnalyticsPublisher:
-    """This node's scheduler: what it last sent, so only changed figures go out."""
-
-    def __init__(self) -> None:
-        self.sent_versions: dict[int, int] = {}
-        self.last_global: dict[str, Any] | None = None
-        self.emit_seconds = 0.0
-
-    def note_snapshot(self, user_id: int) -> None:
-        """A subscriber got fresh figures: later rounds compare against the marks read now.
-
-        Read before the snapshot is computed, so a change racing it is sent again.
-        """
-        if user_id in self.sent_versions:
-            return
-        marks = dict(db.session.execute(
-            select(AnalyticsMark.user_id, AnalyticsMark.version)
-            .where(AnalyticsMark.user_id.in_({user_id, ALL_USERS}))
-        ).all())
-        self.sent_versions[user_id] = marks.get(user_id, 0) + marks.get(ALL_USERS, 0)
-
-    def publish(self) -> None:
-        """One round: recompute and emit what changed for this node's subscribers."""
-        started = time.thread_time()
-        self.emit_seconds = 0.0
-        try:
-            self._round()
-        finally:
-            metrics.analytics_rounds.inc()
-            metrics.analytics_round_cpu.labels("emit").inc(self.emit_seconds)
-            metrics.analytics_round_cpu.labels("compute").inc(
-                time.thread_time() - started - self.emit_seconds)
-
-    def _round(self) -> None:
-        subscribed, admins_subscribed = self._local_subscribers()
-        for user_id in list(self.sent_versions):
-            if user_id not in subscribed:
-                del self.sent_versions[user_id]
-        if subscribed:
-            self._publish_users(subscribed)
-        if admins_subscribed:
-            self._publish_global()
-        else:
-            self.last_global = None
-        db.session.close()
-
-    @staticmethod
-    def _local_subscribers() -> tuple[set[int], bool]:
-        users, admins = set(), False
-        for conn in list(registry.by_sid.values()):
-            if rooms.analytics_user_room(conn.identity.user_id) in conn.rooms:
-                users.add(conn.identity.user_id)
-            if rooms.ANALYTICS_GLOBAL_ROOM in conn.rooms:
-                admins = True
-        return users, admins
-
-    def _publish_users(self, subscribed: set[int]) -> None:
-        ordered = sorted(subscribed)
-        marks: dict[int, int] = {}
-        for start in range(0, len(ordered), CHUNK):
-            marks.update(db.session.execute(
-                select(AnalyticsMark.user_id, AnalyticsMark.version)
-                .where(AnalyticsMark.user_id.in_([ALL_USERS, *ordered[start:start + CHUNK]]))
-            ).all())
-        everyone = marks.get(ALL_USERS, 0)
-        changed = []
-        for user_id in ordered:
-            version = marks.get(user_id, 0) + everyone
-            if self.sent_versions.get(user_id) != version:
-                # Marks are read before the figures: a change racing them is sent next round.
-                self.sent_versions[user_id] = version
-                changed.append(user_id)
-        if not changed:
-            return
-        metrics.analytics_figures.inc(len(FIGURE_TYPES) * len(changed))
-        computed = figures_for_many(changed)
-        started = time.thread_time()
-        for user_id, figures in computed.items():
-            room = rooms.analytics_user_room(user_id)
-            for kind in FIGURE_TYPES:
-                emitter.emit_to_local_room(room, "analytics_update",
-                                            {"type": kind, "data": figures[kind]})
-        self.emit_seconds += time.thread_time() - started
-
-    def _publish_global(self) -> None:
-        figures = global_stats()
-        if figures == self.last_global:
-            return
-        self.last_global = figures
-        started = time.thread_time()
-        emitter.emit_to_local_room(rooms.ANALYTICS_GLOBAL_ROOM, "global_analytics_update",
-                                    {"type": DASHBOARD, "data": figures})
-        self.emit_seconds += time.thread_time() - started
-
-
-publisher = AnalyticsPublisher()

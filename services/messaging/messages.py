@@ -18,7 +18,7 @@ from sqlalchemy import insert, literal, select
 from extensions import db
 from models import Message, Recipient
 from models.message import MESSAGE_SENDING, RECIPIENT_PENDING
-from services.analytics import figures
+from services import analytics_marks
 from services.auth import Identity
 from services.errors import InvalidPayload, NotFound
 from services.messaging import dispatcher, quotas
@@ -73,7 +73,7 @@ def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]
     db.session.add(message)
     db.session.flush()
     _insert_recipients(message.id, phones, message.created_at)
-    figures.mark_changed({user_id})
+    analytics_marks.mark_changed({user_id})
     db.session.commit()
     update = message_update_payload(message)
     emitter.emit_to_user(user_id, "message_update", update)

@@ -33,7 +33,7 @@ from models.message import (
     RECIPIENT_SENDING,
     RECIPIENT_SENT,
 )
-from services.analytics import figures
+from services import analytics_marks
 from services.messaging import announcements
 from services.messaging.json_rows import json_rows
 from services.messaging.providers import DeliveryReceipt, SendResult
@@ -156,7 +156,7 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
     outcomes_by_status = Counter(row.status for row in recorded)
     for status, count in outcomes_by_status.items():
         metrics.recipients_sent.labels(status.lower()).inc(count)
-    figures.mark_changed({owners[row.message_id] for row in recorded})
+    analytics_marks.mark_changed({owners[row.message_id] for row in recorded})
     db.session.commit()
     announcements.outcomes_recorded(recorded, messages_by_id(completed))
     return completed
@@ -253,7 +253,7 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
                     version=Message.version + 1, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-    figures.mark_changed(set(owners.values()))
+    analytics_marks.mark_changed(set(owners.values()))
     db.session.commit()
     metrics.receipts_applied.inc(len(changed))
     announcements.receipts_applied(changed, set(delivered))

@@ -12,7 +12,7 @@ from typing import Any
 import greenlet
 
 from extensions import socketio
-from services.analytics import figures
+from services.analytics.publisher import publisher
 from services.realtime.connections import registry
 from services.transport import rate_limits
 
@@ -66,7 +66,7 @@ def internals() -> dict[str, Any]:
         "awaitingConnect": len(server.engine_sessions.deadlines),
         "authenticating": len(getattr(namespace, "_authenticated", {})),
         "rateLimitBuckets": len(rate_limits.limiter.budgets),
-        "analyticsSubscribers": len(figures.publisher.sent_versions),
+        "analyticsSubscribers": len(publisher.sent_versions),
         "greenlets": sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet)),
         "rssKb": _rss_kb(),
     }

@@ -21,7 +21,7 @@ from flask import Flask
 
 from extensions import db, socketio
 from services import auth, idempotency
-from services.analytics import figures
+from services.analytics.publisher import publisher
 from services.messaging import messages, queue
 from services.messaging.dispatcher import Dispatcher
 from services.node.deployment import SharedChannel
@@ -124,7 +124,7 @@ class NodeRuntime:
             (config["CONNECTION_FLUSH_INTERVAL"], connections.registry.flush),
             (config["NODE_HEARTBEAT_INTERVAL"], self._heartbeat),
             (SESSION_SWEEP_INTERVAL, self._sweep_sessions),
-            (config["ANALYTICS_INTERVAL"], figures.publisher.publish),
+            (config["ANALYTICS_INTERVAL"], publisher.publish),
             (HOUSEKEEPING_INTERVAL, self._housekeeping),
         ]
         next_run = [0.0] * len(schedule)
