@@ -10,7 +10,7 @@ from schemas.notifications import BroadcastSchema, NotifySchema
 from services import idempotency, notifications
 from services.errors import Forbidden, NotFound
 from services.node import diagnostics
-from services.realtime import connections, sessions
+from services.realtime import presence, sessions
 
 socket_api_bp = Blueprint("socket_api", __name__, url_prefix="/api/socket")
 STARTED_AT = time.monotonic()
@@ -19,7 +19,7 @@ STARTED_AT = time.monotonic()
 @socket_api_bp.get("/stats")
 @admin_only
 def stats(identity):
-    figures = connections.connection_stats()
+    figures = presence.connection_stats()
     nodes = [
         {"id": node["id"], "connections": node["connections"],
          "lastHeartbeat": isoformat(node["lastHeartbeat"])}
@@ -33,14 +33,14 @@ def stats(identity):
 def user_online(user_id: int, identity):
     if user_id != identity.user_id and not identity.is_admin:
         raise Forbidden("You may only ask about yourself")
-    count = connections.count_user_connections(user_id)
+    count = presence.count_user_connections(user_id)
     return {"userId": str(user_id), "online": count > 0, "connections": count}
 
 
 @socket_api_bp.get("/online-count")
 @authenticated
 def online_count(identity):
-    return {"count": connections.online_user_count()}
+    return {"count": presence.online_user_count()}
 
 
 @socket_api_bp.post("/notify/<user_id:user_id>")
@@ -76,7 +76,7 @@ def broadcast(identity):
 @admin_only
 def ping(identity):
     sent = sessions.ping_all()
-    return {"sent": connections.count_all_connections(), "timestamp": sent["timestamp"]}
+    return {"sent": presence.count_all_connections(), "timestamp": sent["timestamp"]}
 
 
 @socket_api_bp.get("/debug/internals")

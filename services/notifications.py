@@ -19,7 +19,7 @@ from services import analytics_marks
 from services.auth import user_created_at
 from services.errors import NotFound
 from services.realtime import emitter
-from services.realtime.connections import count_user_connections
+from services.realtime.presence import count_user_connections
 
 
 def to_payload(

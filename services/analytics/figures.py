@@ -42,7 +42,7 @@ from models.message import (
     RECIPIENT_SENT,
 )
 from services import notifications
-from services.realtime import connections
+from services.realtime import presence
 
 DASHBOARD, MESSAGES, USAGE = "dashboard_stats", "message_stats", "usage_stats"
 FIGURE_TYPES = (DASHBOARD, MESSAGES, USAGE)
@@ -305,7 +305,7 @@ def usage_stats(user_id: int | None) -> dict[str, Any]:
 def global_stats() -> dict[str, Any]:
     """Everyone's dashboard figures, plus who is online and how busy each node is."""
     figures = dashboard_stats(None)
-    live = connections.connection_stats()
+    live = presence.connection_stats()
     figures.update({
         "onlineUsers": live["onlineUsers"],
         "connectionsByNode": [{"id": node["id"], "connections": node["connections"]}

@@ -24,10 +24,12 @@ from services import auth, idempotency
 from services.analytics.publisher import publisher
 from services.messaging import messages, queue
 from services.messaging.dispatcher import Dispatcher
+from services.node import heartbeats
 from services.node.deployment import SharedChannel
 from services.node.queue_canary import canary
 from services.observability import metrics
-from services.realtime import connections, sessions
+from services.realtime import sessions
+from services.realtime.connections import registry
 from services.transport.local_emits import install as keep_local_emits_off_the_queue
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class NodeRuntime:
         self.app.config["NODE_ID"] = self.node_id
         self._listen_to_queue()
         with self.app.app_context():
-            connections.register_node(self.node_id, socket.gethostname(), os.getpid())
+            heartbeats.register_node(self.node_id, socket.gethostname(), os.getpid())
         self.running = True
         socketio.start_background_task(self._loop)
         self.dispatcher.start()
@@ -111,8 +113,8 @@ class NodeRuntime:
                 except Exception:
                     log.exception("node %s could not close all its sockets", self.node_id)
                 try:
-                    connections.registry.flush()
-                    connections.unregister_node(self.node_id)
+                    registry.flush()
+                    heartbeats.unregister_node(self.node_id)
                 except Exception:
                     log.exception("node %s could not unregister cleanly", self.node_id)
             self.stopped = True
@@ -121,7 +123,7 @@ class NodeRuntime:
     def _loop(self) -> None:
         config = self.app.config
         schedule: list[tuple[float, Callable[[], None]]] = [
-            (config["CONNECTION_FLUSH_INTERVAL"], connections.registry.flush),
+            (config["CONNECTION_FLUSH_INTERVAL"], registry.flush),
             (config["NODE_HEARTBEAT_INTERVAL"], self._heartbeat),
             (SESSION_SWEEP_INTERVAL, self._sweep_sessions),
             (config["ANALYTICS_INTERVAL"], publisher.publish),
@@ -147,8 +149,8 @@ class NodeRuntime:
                               self.node_id, getattr(step, "__name__", step))
 
     def _heartbeat(self) -> None:
-        connections.heartbeat(self.node_id)
-        connections.reap_dead_nodes()
+        heartbeats.heartbeat(self.node_id)
+        heartbeats.reap_dead_nodes()
         metrics.dispatch_backlog.set(queue.backlog())
         if canary.enabled:
             canary.publish()

@@ -1,11 +1,11 @@
-"""Live connections: this process's registry, and their rows in SQL.
+"""Live connections: this process's registry of its sockets, and their rows in SQL.
 
 Each process keeps its own sockets in memory (identity, rooms, expiry) and
 writes connects, disconnects and pongs to the ``connections`` table behind, in
-one batch every ``CONNECTION_FLUSH_INTERVAL``. Readers (``online``, ``stats``)
-first flush this process's batch, so on one process they are exact, and across
-processes they are right within one flush interval. Rows of a node that stops
-heart-beating are ignored at once and deleted by the next live node.
+one batch every ``CONNECTION_FLUSH_INTERVAL``. Presence queries
+(``services.realtime.presence``) first flush this process's batch, so on one
+process they are exact, and across processes they are right within one flush
+interval.
 
 No row can hold a batch back: a row whose user was deleted meanwhile is left
 out (the user's sockets are being dropped), so is one already written (by a
@@ -19,17 +19,15 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import current_app
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from extensions import db
-from models import Connection, Node, User
+from models import Connection, User
 from services.auth import Identity
-from services.observability.traffic import traffic
 
 log = logging.getLogger(__name__)
 
@@ -196,132 +194,3 @@ def _insertable_rows(inserts: dict[str, dict]) -> dict[str, dict]:
         elif sid not in written:
             kept[sid] = row
     return kept
-
-
-def db_now() -> datetime:
-    """The database's clock, so nodes with skewed clocks agree on who is alive."""
-    if db.engine.dialect.name == "sqlite":
-        return datetime.now(UTC)
-    value = db.session.scalar(select(func.now()))
-    return value.astimezone(UTC)
-
-
-def _alive_cutoff(now: datetime) -> datetime:
-    return now - timedelta(seconds=current_app.config["NODE_TTL"])
-
-
-def register_node(node_id: str, hostname: str, pid: int) -> None:
-    """Start this node afresh: rows a previous run of it left behind are removed."""
-    registry.node_id = node_id
-    registry.accepting = True
-    now = db_now()
-    db.session.execute(delete(Connection).where(Connection.node_id == node_id))
-    node = db.session.get(Node, node_id)
-    if node is None:
-        db.session.add(Node(id=node_id, hostname=hostname, pid=pid, started_at=now,
-                            heartbeat_at=now, room_count=0))
-    else:
-        node.hostname, node.pid, node.started_at, node.heartbeat_at = hostname, pid, now, now
-        node.room_count = 0
-    db.session.commit()
-
-
-def heartbeat(node_id: str) -> None:
-    events_in, events_out = traffic.rates()
-    db.session.execute(
-        update(Node)
-        .where(Node.id == node_id)
-        .values(heartbeat_at=db_now(), room_count=registry.room_count(),
-                events_in_per_second=round(events_in, 2),
-                events_out_per_second=round(events_out, 2))
-    )
-    db.session.commit()
-
-
-def reap_dead_nodes() -> list[str]:
-    """Remove the connections and rows of nodes whose heartbeat is older than ``NODE_TTL``."""
-    cutoff = _alive_cutoff(db_now())
-    dead = list(db.session.scalars(select(Node.id).where(Node.heartbeat_at < cutoff)))
-    if dead:
-        db.session.execute(delete(Connection).where(Connection.node_id.in_(dead)))
-        db.session.execute(delete(Node).where(Node.id.in_(dead)))
-        log.warning("removed dead nodes %s and their connections", dead)
-    db.session.commit()
-    return dead
-
-
-def unregister_node(node_id: str) -> None:
-    """Clean shutdown: this node's connections and row go at once."""
-    db.session.execute(delete(Connection).where(Connection.node_id == node_id))
-    db.session.execute(delete(Node).where(Node.id == node_id))
-    db.session.commit()
-
-
-def _live_connections():
-    """Connections held by nodes that are alive now."""
-    cutoff = _alive_cutoff(db_now())
-    return (
-        select(Connection)
-        .join(Node, Node.id == Connection.node_id)
-        .where(Node.heartbeat_at >= cutoff)
-    )
-
-
-def _flush_own_writes() -> None:
-    try:
-        registry.flush()
-    except Exception:
-        log.exception("could not write connection state; answering from the database as is")
-
-
-def count_user_connections(user_id: int) -> int:
-    """Live connections of one user on every node.
-
-    A single process (no message queue) is the only node: its own registry is
-    the exact answer, without a flush and a query on every notify.
-    """
-    if not current_app.config["SOCKETIO_MESSAGE_QUEUE"]:
-        return len(registry.sids_of_user(user_id))
-    _flush_own_writes()
-    query = _live_connections().where(Connection.user_id == user_id).subquery()
-    return db.session.scalar(select(func.count()).select_from(query)) or 0
-
-
-def online_user_count() -> int:
-    """Distinct users with at least one live connection on any node."""
-    _flush_own_writes()
-    query = _live_connections().subquery()
-    return db.session.scalar(select(func.count(func.distinct(query.c.user_id)))) or 0
-
-
-def connection_stats() -> dict[str, Any]:
-    """Totals and the per-node breakdown for ``GET /api/socket/stats``."""
-    _flush_own_writes()
-    cutoff = _alive_cutoff(db_now())
-    per_node = db.session.execute(
-        select(Node.id, Node.heartbeat_at, Node.room_count, Node.events_in_per_second,
-               Node.events_out_per_second, func.count(Connection.sid))
-        .outerjoin(Connection, Connection.node_id == Node.id)
-        .where(Node.heartbeat_at >= cutoff)
-        .group_by(Node.id, Node.heartbeat_at, Node.room_count, Node.events_in_per_second,
-                  Node.events_out_per_second)
-        .order_by(Node.id)
-    ).all()
-    nodes = [
-        {"id": node_id, "connections": count, "lastHeartbeat": heartbeat_at, "rooms": rooms,
-         "eventsInPerSecond": events_in, "eventsOutPerSecond": events_out}
-        for node_id, heartbeat_at, rooms, events_in, events_out, count in per_node
-    ]
-    return {
-        "totalConnections": sum(node["connections"] for node in nodes),
-        "onlineUsers": online_user_count(),
-        "rooms": sum(node["rooms"] for node in nodes),
-        "nodes": nodes,
-    }
-
-
-def count_all_connections() -> int:
-    """Live connections on every node."""
-    _flush_own_writes()
-    query = _live_connections().subquery()
-    return db.session.scalar(select(func.count()).select_from(query)) or 0
