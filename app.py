@@ -91,33 +91,11 @@ def _trust_proxies(app: Flask) -> None:
 def _init_socketio(app: Flask) -> None:
     from blueprints.socket_events import HubNamespace
     from services.transport import rate_limits
-    from services.transport.engine_sessions import EngineSessions
-    from services.transport.origins import origin_policy
-    from services.transport.socket_server import PacketJson, install
+    from services.transport.install import install_transport
 
-    origins = origin_policy(app.config["CORS_ALLOWED_ORIGINS"])
-    socketio.init_app(
-        app,
-        async_mode="gevent",
-        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
-        channel=_message_queue_channel(app),
-        cors_allowed_origins=origins,
-        async_handlers=False,
-        manage_session=False,
-        ping_interval=app.config["SOCKETIO_PING_INTERVAL"],
-        ping_timeout=app.config["SOCKETIO_PING_TIMEOUT"],
-        max_http_buffer_size=app.config["MAX_MESSAGE_SIZE"],
-        logger=False,
-        engineio_logger=False,
-        json=PacketJson,
-    )
-    engine_sessions = EngineSessions(max_per_address=app.config["MAX_CONNECTIONS_PER_ADDRESS"],
-                                     connect_timeout=app.config["CONNECT_TIMEOUT"])
-    server = install(socketio.server, app.config["MAX_OUTBOUND_PACKETS"], engine_sessions)
+    _message_queue_channel(app)
+    server = install_transport(app, socketio)
     server.register_namespace(HubNamespace(app))
-    rate_limits.limiter.configure(app.config["EVENT_RATE"], app.config["EVENT_BURST"],
-                                  app.config["EVENT_BYTES_PER_SECOND"],
-                                  app.config["EVENT_BYTES_BURST"])
     rate_limits.snapshots.configure(app.config["SNAPSHOT_RATE"], app.config["SNAPSHOT_BURST"])
 
 

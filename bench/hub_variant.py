@@ -38,7 +38,7 @@ def stdlib_json() -> None:
     """python-socketio's default packet JSON, so only the JSON module differs."""
     from engineio import json as engineio_json
 
-    from services.transport.socket_server import HubPacket
+    from services.transport.packets import HubPacket
 
     HubPacket.json = engineio_json
 

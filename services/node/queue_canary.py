@@ -23,6 +23,8 @@ from typing import Any
 import gevent
 import orjson
 
+from services.transport.client_manager import QueueObserver
+
 log = logging.getLogger(__name__)
 
 CANARY_METHOD = "hub_canary"
@@ -45,21 +47,20 @@ class QueueCanary:
         self._probe_heard = False
 
     def install(self, manager: Any, deployment: str, node_id: str) -> None:
-        """Watch ``manager``'s listener (a python-socketio pub/sub manager) from now on."""
-        if not hasattr(manager, "_listen") or not hasattr(manager, "_publish"):
+        """Watch ``manager``'s listener from now on: it shows this canary what it hears.
+
+        Only a manager on a message queue has one (``QueueObserver``).
+        """
+        if not isinstance(manager, QueueObserver):
             return
         self.manager = manager
         self.deployment, self.node_id = deployment, node_id
-        listen = manager._listen
+        manager.queue_observer = self._heard
 
-        def listen_and_note():
-            for message in listen():
-                self.last_heard = time.monotonic()
-                if (CANARY_MARK if isinstance(message, bytes) else CANARY_METHOD) in message:
-                    self._on_canary(message)
-                yield message
-
-        manager._listen = listen_and_note
+    def _heard(self, message: Any) -> None:
+        self.last_heard = time.monotonic()
+        if (CANARY_MARK if isinstance(message, bytes) else CANARY_METHOD) in message:
+            self._on_canary(message)
 
     @property
     def enabled(self) -> bool:

@@ -30,7 +30,6 @@ from services.node.queue_canary import canary
 from services.observability import metrics
 from services.realtime import sessions
 from services.realtime.connections import registry
-from services.transport.local_emits import install as keep_local_emits_off_the_queue
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +72,12 @@ class NodeRuntime:
     def _listen_to_queue(self) -> None:
         """With a message queue, subscribe now (not at the first socket) and watch it.
 
-        Emits to this node's own sockets are kept off the queue from now on.
         Before serving anyone, the channel is probed for other deployments.
         """
         server = socketio.server
         config = self.app.config
         if not config["SOCKETIO_MESSAGE_QUEUE"]:
             return
-        keep_local_emits_off_the_queue(server.manager)
         canary.install(server.manager, config["DEPLOYMENT_ID"], self.node_id)
         if not server.manager_initialized:
             server.manager_initialized = True

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from socketio import PubSubManager
-
 
 class LocalSidEmits:
-    """Mixed in ahead of a pub/sub client manager's class."""
+    """Mixed in ahead of a pub/sub manager's class (``services.transport.client_manager``)."""
 
     def emit(self, event: str, data: Any, namespace: str | None = None, room: Any = None,
              skip_sid: Any = None, callback: Any = None, to: Any = None, **kwargs: Any) -> Any:
@@ -29,10 +27,3 @@ class LocalSidEmits:
             kwargs["ignore_queue"] = True
         return super().emit(event, data, namespace=namespace, room=room,  # type: ignore[misc]
                             skip_sid=skip_sid, callback=callback, **kwargs)
-
-
-def install(manager: Any) -> None:
-    """Give ``manager`` (with a message queue) the shortcut; other managers have no queue."""
-    if isinstance(manager, PubSubManager) and not isinstance(manager, LocalSidEmits):
-        base = type(manager)
-        manager.__class__ = type(f"LocalSid{base.__name__}", (LocalSidEmits, base), {})

@@ -1,7 +1,7 @@
 """The Socket.IO server class: python-socketio's, with the hub's packet handling.
 
-Flask-SocketIO builds a plain ``socketio.Server``; ``install`` swaps in this
-subclass once, so that:
+Flask-SocketIO builds a plain ``socketio.Server``; ``install_transport``
+(``services.transport.install``) makes it this subclass once, so that:
 
 - an event knows whether the client asked for an acknowledgement (failures
   without one are sent as an ``error`` event, as the API promises);
@@ -18,10 +18,6 @@ subclass once, so that:
 - each Engine.IO session is counted, bound to its client and closed when it
   has no authenticated connection for ``CONNECT_TIMEOUT`` (``EngineSessions``);
 - a client whose outbound queue passes ``MAX_OUTBOUND_PACKETS`` is dropped.
-
-``install`` also gives the client manager an index of each sid's rooms (see
-``RoomIndex``), and the Engine.IO server the long-polling checks of
-``services.transport.engine_http``.
 """
 
 from __future__ import annotations
@@ -30,16 +26,12 @@ import logging
 import time
 from typing import Any, Protocol
 
-import orjson
 import socketio
-from engineio import json as engineio_json
 from engineio import packet as eio_packet
 from socketio import packet
 
 from services.observability.log_throttle import ThrottledLog
 from services.observability.traffic import traffic
-from services.transport import json_input
-from services.transport.engine_http import HubEngineServer
 from services.transport.engine_sessions import EngineSessions
 from services.transport.engine_socket import EngineWebSocket
 from services.transport.frames import CLOSE_UNSUPPORTED_DATA
@@ -66,55 +58,6 @@ class EventDispatcher(Protocol):
     def refuse_event(self, sid: str, event: str, wants_ack: bool) -> Any: ...
 
     def refuse_binary(self, sid: str, event: str, wants_ack: bool) -> Any: ...
-
-
-class PacketJson:
-    """JSON for Socket.IO packets: orjson, falling back to the standard module.
-
-    orjson is several times faster both ways. What it refuses (integers past
-    64 bits, NaN literals from a client) goes to python-engineio's own JSON,
-    so nothing decodes or encodes differently from before, only faster; a
-    document nested too deeply is a ``ValueError`` either way (see
-    ``services.transport.json_input``). Given to the server as its ``json``, it is also
-    what python-engineio decodes its own packets with.
-    """
-
-    @staticmethod
-    def dumps(data: Any, **_options: Any) -> str:
-        try:
-            return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
-        except TypeError:
-            return engineio_json.dumps(data, separators=(",", ":"))
-
-    @staticmethod
-    def loads(text: str | bytes) -> Any:
-        return json_input.decode(text)
-
-
-class HubPacket(packet.Packet):
-    """python-socketio's packet with faster JSON and a binary check that stops early.
-
-    Every packet built for sending is scanned for ``bytes`` to decide whether
-    it needs binary attachments; the library's scan visits every value with
-    ``functools.reduce`` even after a hit.
-    """
-
-    json = PacketJson
-
-    @classmethod
-    def data_is_binary(cls, data: Any) -> bool:
-        if isinstance(data, bytes | bytearray):
-            return True
-        if isinstance(data, list):
-            values = data
-        elif isinstance(data, dict):
-            values = data.values()
-        else:
-            return False
-        for value in values:
-            if isinstance(value, list | dict | bytes | bytearray) and cls.data_is_binary(value):
-                return True
-        return False
 
 
 class HubServer(socketio.Server):
@@ -348,69 +291,3 @@ class HubServer(socketio.Server):
 
     def _log_protocol_error(self, eio_sid: str, what: str) -> None:
         self._protocol_log.warning("protocol error from %s (%s)", eio_sid, what)
-
-
-class RoomIndex:
-    """Mixed into python-socketio's client manager: each sid's rooms, kept as they change.
-
-    The manager's ``basic_disconnect`` copies the table of every room in the
-    namespace and probes each one for the departing sid, and every socket has
-    a room of its own: one disconnect costs O(connections), a deploy that
-    drops them all O(connections²). With this index a disconnect touches only
-    the sid's own rooms.
-    """
-
-    sid_rooms: dict[tuple[str, str], set[Any]]
-
-    def basic_enter_room(self, sid: str, namespace: str, room: Any,
-                         eio_sid: str | None = None) -> None:
-        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        self.sid_rooms.setdefault((namespace, sid), set()).add(room)
-
-    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
-        super().basic_leave_room(sid, namespace, room)
-        joined = self.sid_rooms.get((namespace, sid))
-        if joined is not None:
-            joined.discard(room)
-            if not joined:
-                del self.sid_rooms[(namespace, sid)]
-
-    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
-        for room in tuple(self.sid_rooms.get((namespace, sid), ())):
-            self.basic_leave_room(sid, namespace, room)
-        self.callbacks.pop(sid, None)
-        for pending in (self.pending_connect, self.pending_disconnect):
-            waiting = pending.get(namespace)
-            if waiting and sid in waiting:
-                waiting.remove(sid)
-                if not waiting:
-                    del pending[namespace]
-
-    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
-        return [room for room in self.sid_rooms.get((namespace, sid), ()) if room is not None]
-
-
-def _index_rooms(manager: Any) -> None:
-    """Give a fresh client manager (in-memory or Redis) the ``RoomIndex``."""
-    base = type(manager)
-    manager.__class__ = type(f"Indexed{base.__name__}", (RoomIndex, base), {})
-    manager.sid_rooms = {}
-
-
-def install(server: socketio.Server, max_outbound_packets: int,
-            engine_sessions: EngineSessions) -> HubServer:
-    """Turn the server Flask-SocketIO built into a ``HubServer``, keeping its state."""
-    server.__class__ = HubServer
-    _index_rooms(server.manager)
-    hub = server  # type: ignore[assignment]
-    hub.eio.__class__ = HubEngineServer
-    hub._hub_init(max_outbound_packets, engine_sessions)
-    hub.packet_class = HubPacket
-    # Handle each socket's packets in its own reader greenlet, in order, rather than
-    # spawning a greenlet per packet (python-socketio's handlers are already inline).
-    hub.eio.async_handlers = False
-    # Engine.IO holds bound methods taken when the server was built: bind them again.
-    hub.eio.on("connect", hub._handle_eio_connect)
-    hub.eio.on("message", hub._handle_eio_message)
-    hub.eio.on("disconnect", hub._handle_eio_disconnect)
-    return hub
