@@ -90,13 +90,13 @@ def _trust_proxies(app: Flask) -> None:
 
 def _init_socketio(app: Flask) -> None:
     from blueprints.socket_events import HubNamespace
-    from services.transport import rate_limits
+    from services.realtime import snapshots
     from services.transport.install import install_transport
 
     _message_queue_channel(app)
     server = install_transport(app, socketio)
     server.register_namespace(HubNamespace(app))
-    rate_limits.snapshots.configure(app.config["SNAPSHOT_RATE"], app.config["SNAPSHOT_BURST"])
+    snapshots.budgets.configure(app.config["SNAPSHOT_RATE"], app.config["SNAPSHOT_BURST"])
 
 
 def _message_queue_channel(app: Flask) -> str | None:

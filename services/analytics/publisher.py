@@ -25,19 +25,18 @@ from services.analytics.figures import (
 )
 from services.auth import Identity
 from services.observability import metrics
-from services.realtime import emitter, rooms
+from services.realtime import emitter, rooms, snapshots
 from services.realtime.connections import LiveConnection, registry
-from services.transport import rate_limits
 
 # A subscription's figures cost about as much CPU as 150 rows of a tracking snapshot
-# (an admin's global figures as much again): what ``services.transport.rate_limits`` charges.
+# (an admin's global figures as much again): what ``services.realtime.snapshots`` charges.
 SUBSCRIBE_COST = 150
 
 
 def subscribe(conn: LiveConnection) -> None:
     """Join the analytics rooms and send the current figures at once, charged to the user."""
     identity: Identity = conn.identity
-    rate_limits.charge_snapshot(identity.user_id, SUBSCRIBE_COST * (2 if identity.is_admin else 1))
+    snapshots.charge_snapshot(identity.user_id, SUBSCRIBE_COST * (2 if identity.is_admin else 1))
     publisher.note_snapshot(identity.user_id)
     emitter.enter_room(conn.sid, rooms.analytics_user_room(identity.user_id))
     metrics.analytics_figures.inc(len(FIGURE_TYPES))

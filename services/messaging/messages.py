@@ -31,8 +31,7 @@ from services.messaging.payloads import (
 )
 from services.messaging.phones import normalise_recipients
 from services.messaging.sms_encoding import analyse_body
-from services.realtime import emitter, rooms
-from services.transport import rate_limits
+from services.realtime import emitter, rooms, snapshots
 
 MAX_RECIPIENTS = 10_000
 TRACK_SNAPSHOT_LIMIT = 1_000
@@ -140,7 +139,7 @@ def track(identity: Identity, sid: str, message_id: int) -> dict[str, Any]:
     The snapshot is charged to the user's budget, a row per event it sends.
     """
     message = get_visible(identity, message_id)
-    rate_limits.charge_snapshot(identity.user_id,
+    snapshots.charge_snapshot(identity.user_id,
                                 1 + min(message.recipient_count, TRACK_SNAPSHOT_LIMIT))
     emitter.enter_room(sid, rooms.message_room(message.id))
     emitter.emit_to_sid(sid, "message_update", message_update_payload(message))
