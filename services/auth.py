@@ -32,7 +32,6 @@ from models import RevokedToken, User
 from models.user import ROLE_ADMIN, ROLE_USER
 from services.errors import AuthRefused, Conflict, Unauthenticated
 
-REFUSAL_MISSING = AuthRefused("Authentication required", "auth_required")
 TOKEN_TYPE_ACCESS = "access"
 TOKEN_TYPE_REFRESH = "refresh"
 ACCESS_ONLY = frozenset({TOKEN_TYPE_ACCESS})
@@ -341,7 +340,9 @@ def forget_cached_user(user_id: int) -> None:
 def decode_token(token: Any, token_types: frozenset[str] = ACCESS_ONLY) -> dict[str, Any]:
     """Verified claims of a token of one of ``token_types``, or ``AuthRefused`` saying why not."""
     if token is None or token == "":
-        raise REFUSAL_MISSING
+        # A new exception each time: raising a shared one again grows its traceback,
+        # which kept the frames of every refused connect alive.
+        raise AuthRefused("Authentication required", "auth_required")
     if not isinstance(token, str) or len(token) > 8192:
         raise AuthRefused("Invalid token", "invalid_token")
     config = current_app.config

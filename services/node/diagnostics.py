@@ -7,6 +7,7 @@ only when ``HUB_DEBUG_INTERNALS`` is on (testing), never in production.
 from __future__ import annotations
 
 import gc
+from types import TracebackType
 from typing import Any
 
 import greenlet
@@ -47,6 +48,7 @@ def internals() -> dict[str, Any]:
         memberships += len(members)
         sids.update(members.keys())
     namespace = server.namespace_handlers.get("/")
+    objects = gc.get_objects()
     return {
         "engineioSockets": len(server.eio.sockets),
         "socketioRooms": len(namespace_rooms),
@@ -67,6 +69,8 @@ def internals() -> dict[str, Any]:
         "authenticating": len(getattr(namespace, "_authenticated", {})),
         "rateLimitBuckets": len(rate_limits.limiter.budgets),
         "analyticsSubscribers": len(publisher.sent_versions),
-        "greenlets": sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet)),
+        "greenlets": sum(1 for obj in objects if isinstance(obj, greenlet.greenlet)),
+        # Each entry of a traceback kept alive keeps a frame and its locals.
+        "tracebacks": sum(1 for obj in objects if isinstance(obj, TracebackType)),
         "rssKb": _rss_kb(),
     }
