@@ -31,16 +31,7 @@ from sqlalchemy import case, func, or_, select, true
 from extensions import db
 from models import Message, Recipient
 from models import MessageDailyTotal as Totals
-from models.message import (
-    MESSAGE_FAILED,
-    MESSAGE_SENDING,
-    MESSAGE_SENT,
-    RECIPIENT_DELIVERED,
-    RECIPIENT_FAILED,
-    RECIPIENT_PENDING,
-    RECIPIENT_SENDING,
-    RECIPIENT_SENT,
-)
+from models.message import MessageStatus, RecipientStatus
 from services import notifications
 from services.realtime import presence
 
@@ -198,7 +189,7 @@ def _message_stats(user_ids: Owners, clock: _Clock,
     live = _by_owner(user_ids, db.session.execute(
         select(*owner, Recipient.status, func.count())
         .join(Message, Message.id == Recipient.message_id)
-        .where(flying, Message.status == MESSAGE_SENDING)
+        .where(flying, Message.status == MessageStatus.SENDING)
         .group_by(*owner, Recipient.status)))
     # The hourly series: recipients sent (or refused) and delivered per hour, read
     # from the last two days' messages in one pass.
@@ -219,21 +210,20 @@ def _message_stats(user_ids: Owners, clock: _Clock,
     for key in _keys(user_ids):
         row = totals[key]
         in_flight = dict(live.get(key, ()))
-        recipients = {status: int(in_flight.get(status, 0)) for status in (
-            RECIPIENT_PENDING, RECIPIENT_SENDING, RECIPIENT_SENT, RECIPIENT_DELIVERED,
-            RECIPIENT_FAILED)}
-        recipients[RECIPIENT_SENT] += int(row[13])
-        recipients[RECIPIENT_DELIVERED] += int(row[14])
-        recipients[RECIPIENT_FAILED] += int(row[15])
+        recipients = {status: int(in_flight.get(status, 0)) for status in RecipientStatus}
+        recipients[RecipientStatus.SENT] += int(row[13])
+        recipients[RecipientStatus.DELIVERED] += int(row[14])
+        recipients[RecipientStatus.FAILED] += int(row[15])
         series = {hour: [0, 0, 0] for hour in clock.hours}
         for sent_hour, delivered_hour, status, count in hourly.get(key, ()):
             if sent_hour in series:
-                series[sent_hour][2 if status == RECIPIENT_FAILED else 0] += int(count)
+                series[sent_hour][2 if status == RecipientStatus.FAILED else 0] += int(count)
             if delivered_hour in series:
                 series[delivered_hour][1] += int(count)
         result[key] = {
-            "messagesByStatus": {MESSAGE_SENDING: int(row[10]), MESSAGE_SENT: int(row[11]),
-                                 MESSAGE_FAILED: int(row[12])},
+            "messagesByStatus": {MessageStatus.SENDING: int(row[10]),
+                                 MessageStatus.SENT: int(row[11]),
+                                 MessageStatus.FAILED: int(row[12])},
             "recipientsByStatus": recipients,
             "hourly": [{"hour": f"{hour}:00:00.000Z", "sent": sent,
                         "delivered": delivered, "failed": failed}

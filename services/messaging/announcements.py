@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from models import Message
-from models.message import MESSAGE_SENT
+from models.message import MessageStatus
 from services import notifications
 from services.messaging.payloads import message_update_payload, money, recipient_update_payload
 from services.realtime import emitter, rooms
@@ -72,7 +72,7 @@ def receipts_applied(changed: list[Any], delivered_message_ids: set[int]) -> Non
 def _announce_completion(message: Message) -> None:
     """The final ``message_update`` at once, then the owner's notification."""
     emit_message_update(message)
-    if message.status == MESSAGE_SENT:
+    if message.status == MessageStatus.SENT:
         title, kind = "Message sent", "message_sent"
         text = f"Sent to {message.success_count} of {message.recipient_count} recipients"
         if message.failed_count:

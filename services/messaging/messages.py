@@ -17,7 +17,7 @@ from sqlalchemy import insert, literal, select
 
 from extensions import db
 from models import Message, Recipient
-from models.message import MESSAGE_SENDING, RECIPIENT_PENDING
+from models.message import MessageStatus, RecipientStatus
 from services import analytics_marks
 from services.auth import Identity
 from services.errors import InvalidPayload, NotFound
@@ -67,7 +67,7 @@ def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]
     quotas.reserve(user_id, len(phones))
     shape = analyse_body(body)
     message = Message(user_id=user_id, body=body, encoding=shape.encoding,
-                      segments=shape.segments, status=MESSAGE_SENDING,
+                      segments=shape.segments, status=MessageStatus.SENDING,
                       recipient_count=len(phones), cost=Decimal("0"), version=1)
     db.session.add(message)
     db.session.flush()
@@ -92,7 +92,7 @@ def _insert_recipients(message_id: int, phones: list[str], now: datetime) -> Non
     db.session.execute(insert(table).from_select(
         ["message_id", "phone", "status", "cost", "version", "attempts", "updated_at"],
         select(literal(message_id, table.c.message_id.type), batch.c.phone,
-               literal(RECIPIENT_PENDING, table.c.status.type),
+               literal(RecipientStatus.PENDING, table.c.status.type),
                literal(Decimal("0"), table.c.cost.type), literal(1, table.c.version.type),
                literal(0, table.c.attempts.type), literal(now, table.c.updated_at.type)),
     ))

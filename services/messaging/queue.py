@@ -23,16 +23,7 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, update
 
 from extensions import db
 from models import Message, Recipient
-from models.message import (
-    MESSAGE_FAILED,
-    MESSAGE_SENDING,
-    MESSAGE_SENT,
-    RECIPIENT_DELIVERED,
-    RECIPIENT_FAILED,
-    RECIPIENT_PENDING,
-    RECIPIENT_SENDING,
-    RECIPIENT_SENT,
-)
+from models.message import MessageStatus, RecipientStatus
 from services import analytics_marks
 from services.messaging import announcements
 from services.messaging.json_rows import json_rows
@@ -53,7 +44,7 @@ _RESULT_COLUMNS = {name: _recipients.c[name].type for name in (
 _RECEIPT_COLUMNS = {name: _recipients.c[name].type for name in (
     "provider_message_id", "status", "error_code", "error_message")}
 # A receipt moves a recipient only forwards: from SENT to one of these.
-_RECEIPT_STATUSES = (RECIPIENT_DELIVERED, RECIPIENT_FAILED)
+_RECEIPT_STATUSES = (RecipientStatus.DELIVERED, RecipientStatus.FAILED)
 
 RELEASED_CLAIM = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -69,13 +60,13 @@ def claim_batch(node_id: str, limit: int) -> list[Any]:
     # The first condition repeats the queue index's own, values written out: without
     # it SQLite does not see that the partial index applies and walks every recipient
     # ever stored.
-    queued = bindparam("queued", (RECIPIENT_PENDING, RECIPIENT_SENDING), expanding=True,
+    queued = bindparam("queued", (RecipientStatus.PENDING, RecipientStatus.SENDING), expanding=True,
                        literal_execute=True)
     candidates = (
         select(Recipient.id)
         .where(Recipient.status.in_(queued),
-               or_(Recipient.status == RECIPIENT_PENDING,
-                   and_(Recipient.status == RECIPIENT_SENDING, Recipient.claimed_at < stale)))
+               or_(Recipient.status == RecipientStatus.PENDING,
+                   and_(Recipient.status == RecipientStatus.SENDING, Recipient.claimed_at < stale)))
         .order_by(Recipient.id)
         .limit(limit)
     )
@@ -84,7 +75,7 @@ def claim_batch(node_id: str, limit: int) -> list[Any]:
     claimed = db.session.execute(
         update(_recipients)
         .where(_recipients.c.id.in_(candidates.scalar_subquery()))
-        .values(status=RECIPIENT_SENDING, claimed_by=node_id, claimed_at=now,
+        .values(status=RecipientStatus.SENDING, claimed_by=node_id, claimed_at=now,
                 attempts=_recipients.c.attempts + 1, version=_recipients.c.version + 1,
                 updated_at=now)
         .returning(*_EVENT_COLUMNS)
@@ -97,7 +88,7 @@ def backlog() -> int:
     """Recipients not yet sent, on every node."""
     return db.session.scalar(
         select(func.count()).select_from(Recipient)
-        .where(Recipient.status.in_((RECIPIENT_PENDING, RECIPIENT_SENDING)))
+        .where(Recipient.status.in_((RecipientStatus.PENDING, RecipientStatus.SENDING)))
     ) or 0
 
 
@@ -110,7 +101,7 @@ def release_own_claims(node_id: str) -> int:
     """
     released = db.session.execute(
         update(Recipient)
-        .where(Recipient.status == RECIPIENT_SENDING, Recipient.claimed_by == node_id)
+        .where(Recipient.status == RecipientStatus.SENDING, Recipient.claimed_by == node_id)
         .values(claimed_by=None, claimed_at=RELEASED_CLAIM)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -137,7 +128,7 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
     now = _now()
     results = json_rows("result", _RESULT_COLUMNS, [
         {"id": row.id,
-         "status": RECIPIENT_SENT if result.accepted else RECIPIENT_FAILED,
+         "status": RecipientStatus.SENT if result.accepted else RecipientStatus.FAILED,
          "provider_message_id": result.provider_message_id,
          "error_code": result.error_code, "error_message": result.error_message,
          "cost": costs[row.message_id] if result.accepted else Decimal("0")}
@@ -145,7 +136,7 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
     ])
     recorded = db.session.execute(
         update(_recipients)
-        .where(_recipients.c.id == results.c.id, _recipients.c.status == RECIPIENT_SENDING,
+        .where(_recipients.c.id == results.c.id, _recipients.c.status == RecipientStatus.SENDING,
                _recipients.c.claimed_by == node_id)
         .values(status=results.c.status, provider_message_id=results.c.provider_message_id,
                 error_code=results.c.error_code, error_message=results.c.error_message,
@@ -173,7 +164,7 @@ def _count_into_messages(recorded: list[Any], owners: dict[int, int],
     totals: dict[int, list] = defaultdict(lambda: [0, 0, Decimal("0")])
     for row in recorded:
         total = totals[row.message_id]
-        if row.status == RECIPIENT_SENT:
+        if row.status == RecipientStatus.SENT:
             total[0] += 1
             total[2] += row.cost
         else:
@@ -190,10 +181,10 @@ def _count_into_messages(recorded: list[Any], owners: dict[int, int],
             .execution_options(synchronize_session=False)
         ).one()
         if counts.success_count + counts.failed_count >= counts.recipient_count:
-            final = MESSAGE_SENT if counts.success_count else MESSAGE_FAILED
+            final = MessageStatus.SENT if counts.success_count else MessageStatus.FAILED
             finished = db.session.execute(
                 update(Message)
-                .where(Message.id == message_id, Message.status == MESSAGE_SENDING)
+                .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
                 .values(status=final, completed_at=now, version=Message.version + 1)
                 .returning(Message.id)
                 .execution_options(synchronize_session=False)
@@ -216,7 +207,7 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
     first: dict[str, dict[str, Any]] = {}
     for receipt in receipts:
         if receipt.status in _RECEIPT_STATUSES and receipt.provider_message_id not in first:
-            failed = receipt.status == RECIPIENT_FAILED
+            failed = receipt.status == RecipientStatus.FAILED
             first[receipt.provider_message_id] = {
                 "provider_message_id": receipt.provider_message_id, "status": receipt.status,
                 "error_code": (receipt.error_code or "delivery_failed") if failed else None,
@@ -228,18 +219,18 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
         changed = db.session.execute(
             update(_recipients)
             .where(_recipients.c.provider_message_id == batch.c.provider_message_id,
-                   _recipients.c.status == RECIPIENT_SENT)
+                   _recipients.c.status == RecipientStatus.SENT)
             .values(status=batch.c.status,
                     error_code=func.coalesce(batch.c.error_code, _recipients.c.error_code),
                     error_message=func.coalesce(batch.c.error_message, _recipients.c.error_message),
-                    delivered_at=case((batch.c.status == RECIPIENT_DELIVERED, now),
+                    delivered_at=case((batch.c.status == RecipientStatus.DELIVERED, now),
                                       else_=_recipients.c.delivered_at),
                     updated_at=now, version=_recipients.c.version + 1)
             .returning(*_EVENT_COLUMNS)
         ).all()
     delivered: dict[int, int] = defaultdict(int)
     for row in changed:
-        if row.status == RECIPIENT_DELIVERED:
+        if row.status == RecipientStatus.DELIVERED:
             delivered[row.message_id] += 1
     owners: dict[int, int] = dict(db.session.execute(
         select(Message.id, Message.user_id)
@@ -264,7 +255,8 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
     # above looked) is worth another try.
     settled = set(db.session.scalars(select(Recipient.provider_message_id).where(
         Recipient.provider_message_id.in_(unmatched),
-        Recipient.status.in_((RECIPIENT_DELIVERED, RECIPIENT_FAILED))))) if unmatched else set()
+        Recipient.status.in_((RecipientStatus.DELIVERED, RecipientStatus.FAILED))))
+    ) if unmatched else set()
     db.session.commit()
     return len(changed), unmatched - settled
 
