@@ -124,7 +124,7 @@ def measure(url: str) -> dict[str, float]:
                                "b_cost": r["cost"]} for r in results])))
             else:
                 def by_json(results=results) -> None:
-                    batch = json_rows("result", _RESULT_COLUMNS, results)
+                    batch = json_rows("result", columns=_RESULT_COLUMNS, rows=results)
                     db.session.execute(
                         update(table)
                         .where(table.c.id == batch.c.id, table.c.status == "SENDING",

@@ -139,7 +139,8 @@ def add_messages(url: str, tokens: dict) -> None:
                      JWT_SECRET_KEY=SECRET)
     with app.app_context():
         for user in tokens["users"]:
-            created = messages.create(int(user["id"]), "soak", ["+15551112222"])
+            created = messages.create(int(user["id"]), body="soak",
+                                      raw_recipients=["+15551112222"])
             user["messageId"] = created["id"]
         db.engine.dispose()
 

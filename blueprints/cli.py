@@ -162,5 +162,6 @@ def notify(user_id: int, title: str, message: str, kind: str, data: str | None) 
 
     from services.notifications import notify_user
 
-    payload, _ = notify_user(user_id, title, message, kind, json.loads(data) if data else None)
+    payload, _ = notify_user(user_id, title=title, message=message, type=kind,
+                             data=json.loads(data) if data else None)
     click.echo(json.dumps(payload))

@@ -50,12 +50,12 @@ def notify(user_id: int, identity):
 
     def send():
         notification, delivered = notifications.notify_user(
-            user_id, body["title"], body["message"], body["type"], body["data"]
-        )
+            user_id, title=body["title"], message=body["message"], type=body["type"],
+            data=body["data"])
         return {"notification": notification, "delivered": delivered}, 201
 
-    return idempotency.run_once(identity.user_id, idempotency_key(), f"notify:{user_id}",
-                                body, send)
+    return idempotency.run_once(identity.user_id, key=idempotency_key(),
+                                endpoint=f"notify:{user_id}", body=body, action=send)
 
 
 @socket_api_bp.post("/broadcast")
@@ -65,11 +65,11 @@ def broadcast(identity):
 
     def send():
         notification, audience = notifications.broadcast(
-            body["title"], body["message"], body["type"]
-        )
+            body["title"], message=body["message"], type=body["type"])
         return {"notification": notification, "recipients": audience}, 201
 
-    return idempotency.run_once(identity.user_id, idempotency_key(), "broadcast", body, send)
+    return idempotency.run_once(identity.user_id, key=idempotency_key(), endpoint="broadcast",
+                                body=body, action=send)
 
 
 @socket_api_bp.post("/ping")

@@ -120,7 +120,7 @@ class HubNamespace(socketio.Namespace):
             return
         identity, environ = pending
         with self.app.app_context():
-            sessions.open_session(sid, identity, environ)
+            sessions.open_session(sid, identity=identity, environ=environ)
 
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._authenticated.pop(sid, None)
@@ -130,7 +130,7 @@ class HubNamespace(socketio.Namespace):
 
     # Event dispatch -------------------------------------------------------
 
-    def dispatch_event(self, sid: str, event: str, args: list[Any], wants_ack: bool) -> Any:
+    def dispatch_event(self, sid: str, *, event: str, args: list[Any], wants_ack: bool) -> Any:
         """Run one client event; always returns an ack value, never raises."""
         conn = registry.get(sid)
         context = connection_context(sid, conn.identity.user_id if conn else None)
@@ -148,13 +148,13 @@ class HubNamespace(socketio.Namespace):
             leave_connection_context(context)
         return self._answer(sid, event, result, wants_ack)
 
-    def refuse_event(self, sid: str, event: str, wants_ack: bool) -> dict[str, Any]:
+    def refuse_event(self, sid: str, *, event: str, wants_ack: bool) -> dict[str, Any]:
         """Over the socket's rate limit: answered, not run."""
         metrics.rate_limited.inc()
         return self._answer(sid, event, _failure(RateLimited(
             "Too many events: slow down")), wants_ack)
 
-    def refuse_binary(self, sid: str, event: str, wants_ack: bool) -> dict[str, Any]:
+    def refuse_binary(self, sid: str, *, event: str, wants_ack: bool) -> dict[str, Any]:
         """Binary data, which no event takes: answered, not run; the connection then closes."""
         return self._answer(sid, event, _failure(InvalidPayload(
             "Binary data is not accepted")), wants_ack)
@@ -164,7 +164,8 @@ class HubNamespace(socketio.Namespace):
         failed = isinstance(result, dict) and result.get("ok") is False
         metrics.acks.inc(result["error"]["code"] if failed else "ok")
         if not wants_ack and isinstance(result, dict) and result.get("ok") is False:
-            emitter.emit_to_sid(sid, "error", {"event": event[:64], **result["error"]})
+            emitter.emit_to_sid(sid, event="error",
+                                payload={"event": event[:64], **result["error"]})
         return result
 
     def _run(self, conn: LiveConnection | None, event: str, args: list[Any]) -> Any:
@@ -191,7 +192,8 @@ class HubNamespace(socketio.Namespace):
 
     def on_join_room(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         room = load_or_raise(RoomPayload, {"room": payload})["room"]
-        return {"ok": True, "room": sessions.join_room(conn, room, messages.owner_of)}
+        return {"ok": True,
+                "room": sessions.join_room(conn, room=room, message_owner=messages.owner_of)}
 
     def on_leave_room(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         room = load_or_raise(RoomPayload, {"room": payload})["room"]
@@ -202,7 +204,8 @@ class HubNamespace(socketio.Namespace):
 
     def on_mark_notification_read(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         notification_id = load_or_raise(IdPayload, {"id": payload})["id"]
-        unread = notifications.mark_read(conn.identity.user_id, notification_id, conn.sid)
+        unread = notifications.mark_read(conn.identity.user_id, notification_id=notification_id,
+                                         origin_sid=conn.sid)
         return {"ok": True, "id": str(notification_id), "unreadCount": unread}
 
     def on_mark_all_notifications_read(self, conn: LiveConnection) -> dict[str, Any]:
@@ -211,9 +214,8 @@ class HubNamespace(socketio.Namespace):
 
     def on_get_notifications(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         query = load_or_raise(NotificationQuerySchema, _payload_or_empty(payload))
-        page = notifications.list_for_user(
-            conn.identity.user_id, query["unreadOnly"], query["limit"], query["before"]
-        )
+        page = notifications.list_for_user(conn.identity.user_id, unread_only=query["unreadOnly"],
+                                           limit=query["limit"], before=query["before"])
         return {"ok": True, **page}
 
     def on_pong(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
@@ -230,7 +232,8 @@ class HubNamespace(socketio.Namespace):
 
     def on_track_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         message_id = load_or_raise(IdPayload, {"id": payload})["id"]
-        return {"ok": True, **messages.track(conn.identity, conn.sid, message_id)}
+        return {"ok": True,
+                **messages.track(conn.identity, sid=conn.sid, message_id=message_id)}
 
     def on_untrack_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         message_id = load_or_raise(IdPayload, {"id": payload})["id"]
@@ -240,4 +243,5 @@ class HubNamespace(socketio.Namespace):
     def on_authenticate(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         token = payload.get("token") if isinstance(payload, dict) else payload
         token = load_or_raise(TokenPayload, {"token": token})["token"]
-        return {"ok": True, **sessions.renew(conn, token, messages.owner_of)}
+        return {"ok": True,
+                **sessions.renew(conn, token=token, message_owner=messages.owner_of)}

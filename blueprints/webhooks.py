@@ -16,8 +16,8 @@ webhooks_bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks")
 def delivery_receipts():
     """One receipt object or a list of them, signed as a whole in ``X-Signature``."""
     raw = request.get_data(cache=True)
-    if not verify_webhook_signature(raw, request.headers.get("X-Signature"),
-                                    current_app.config["WEBHOOK_SECRET"]):
+    if not verify_webhook_signature(raw, signature=request.headers.get("X-Signature"),
+                                    secret=current_app.config["WEBHOOK_SECRET"]):
         raise Unauthenticated("Invalid webhook signature")
     body = request.get_json(silent=True)
     if not isinstance(body, dict | list):

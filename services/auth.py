@@ -110,7 +110,8 @@ def get_user_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == normalise_email(email)))
 
 
-def create_user(email: str, password: str, name: str | None = None, admin: bool = False) -> User:
+def create_user(email: str, password: str, *, name: str | None = None,
+                admin: bool = False) -> User:
     """Store a new user; ``Conflict`` when the email is taken."""
     user = User(
         email=normalise_email(email),
@@ -127,7 +128,7 @@ def create_user(email: str, password: str, name: str | None = None, admin: bool 
     return user
 
 
-def register(email: str, password: str, name: str | None = None) -> User:
+def register(email: str, password: str, *, name: str | None = None) -> User:
     """A new user, or, when the email is taken, one shaped like it that is not stored.
 
     The answer must not tell who has an account: the taken email costs the
@@ -136,7 +137,7 @@ def register(email: str, password: str, name: str | None = None) -> User:
     verification; the login limits bound that probe.)
     """
     try:
-        return create_user(email, password, name)
+        return create_user(email, password, name=name)
     except Conflict:
         next_id = (db.session.scalar(select(func.max(User.id))) or 0) + 1
         return User(id=next_id, email=normalise_email(email), name=name, role=ROLE_USER,

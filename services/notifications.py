@@ -23,7 +23,7 @@ from services.realtime.presence import count_user_connections
 
 
 def to_payload(
-    notification: Notification, read: bool, unread_count: int | None
+    notification: Notification, *, read: bool, unread_count: int | None
 ) -> dict[str, Any]:
     """The ``notification`` event shape; ``data`` only when there is some."""
     payload: dict[str, Any] = {
@@ -88,7 +88,7 @@ def unread_counts(user_ids: list[int]) -> dict[int, int]:
 
 
 def notify_user(
-    user_id: int, title: str, message: str, type: str = "system", data: Any = None
+    user_id: int, *, title: str, message: str, type: str = "system", data: Any = None
 ) -> tuple[dict[str, Any], int]:
     """Store a notification for one user, then emit it; returns it and the sockets reached."""
     since = _user_created_at(user_id)
@@ -102,11 +102,11 @@ def notify_user(
     unread = unread_count(user_id, since)
     db.session.commit()
     payload = to_payload(notification, read=False, unread_count=unread)
-    emitter.emit_to_user(user_id, "notification", payload)
+    emitter.emit_to_user(user_id, event="notification", payload=payload)
     return payload, count_user_connections(user_id)
 
 
-def broadcast(title: str, message: str, type: str = "system") -> tuple[dict[str, Any], int]:
+def broadcast(title: str, *, message: str, type: str = "system") -> tuple[dict[str, Any], int]:
     """One stored row for everyone, one emit to every authenticated socket.
 
     The event carries ``unreadCount: null``: it is one packet for all sockets,
@@ -127,7 +127,7 @@ def broadcast(title: str, message: str, type: str = "system") -> tuple[dict[str,
 
 
 def list_for_user(
-    user_id: int, unread_only: bool = False, limit: int = 20, before: int | None = None
+    user_id: int, *, unread_only: bool = False, limit: int = 20, before: int | None = None
 ) -> dict[str, Any]:
     """The user's notifications and broadcasts, newest first, with read state."""
     since = _user_created_at(user_id)
@@ -172,7 +172,7 @@ def _visible_notification(user_id: int, notification_id: int) -> Notification:
     raise NotFound("Notification not found")
 
 
-def mark_read(user_id: int, notification_id: int, origin_sid: str | None = None) -> int:
+def mark_read(user_id: int, *, notification_id: int, origin_sid: str | None = None) -> int:
     """Mark one notification read (idempotent); the user's other sockets are told."""
     notification = _visible_notification(user_id, notification_id)
     now = datetime.now(UTC)
@@ -190,9 +190,9 @@ def mark_read(user_id: int, notification_id: int, origin_sid: str | None = None)
     db.session.commit()
     count = unread_count(user_id)
     if changed:
-        emitter.emit_to_user(user_id, "notification_read",
-                              {"id": str(notification.id), "unreadCount": count},
-                              skip_sid=origin_sid)
+        emitter.emit_to_user(user_id, event="notification_read",
+                             payload={"id": str(notification.id), "unreadCount": count},
+                             skip_sid=origin_sid)
     return count
 
 
@@ -225,6 +225,6 @@ def mark_all_read(user_id: int, origin_sid: str | None = None) -> int:
     db.session.commit()
     changed = personal + shared
     if changed:
-        emitter.emit_to_user(user_id, "notification_read", {"all": True, "unreadCount": 0},
-                              skip_sid=origin_sid)
+        emitter.emit_to_user(user_id, event="notification_read",
+                             payload={"all": True, "unreadCount": 0}, skip_sid=origin_sid)
     return changed

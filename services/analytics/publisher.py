@@ -42,11 +42,12 @@ def subscribe(conn: LiveConnection) -> None:
     metrics.analytics_figures.inc(len(FIGURE_TYPES))
     figures = figures_for_many([identity.user_id])[identity.user_id]
     for kind in FIGURE_TYPES:
-        emitter.emit_to_sid(conn.sid, "analytics_update", {"type": kind, "data": figures[kind]})
+        emitter.emit_to_sid(conn.sid, event="analytics_update",
+                            payload={"type": kind, "data": figures[kind]})
     if identity.is_admin:
         emitter.enter_room(conn.sid, rooms.ANALYTICS_GLOBAL_ROOM)
-        emitter.emit_to_sid(conn.sid, "global_analytics_update",
-                            {"type": DASHBOARD, "data": global_stats()})
+        emitter.emit_to_sid(conn.sid, event="global_analytics_update",
+                            payload={"type": DASHBOARD, "data": global_stats()})
 
 
 def unsubscribe(conn: LiveConnection) -> None:
@@ -122,8 +123,8 @@ class AnalyticsPublisher:
         for user_id, figures in computed.items():
             room = rooms.analytics_user_room(user_id)
             for kind in FIGURE_TYPES:
-                emitter.emit_to_local_room(room, "analytics_update",
-                                           {"type": kind, "data": figures[kind]})
+                emitter.emit_to_local_room(room, event="analytics_update",
+                                           payload={"type": kind, "data": figures[kind]})
         self.emit_seconds += time.thread_time() - started
 
     def _publish_global(self) -> None:
@@ -132,8 +133,8 @@ class AnalyticsPublisher:
             return
         self.last_global = figures
         started = time.thread_time()
-        emitter.emit_to_local_room(rooms.ANALYTICS_GLOBAL_ROOM, "global_analytics_update",
-                                   {"type": DASHBOARD, "data": figures})
+        emitter.emit_to_local_room(rooms.ANALYTICS_GLOBAL_ROOM, event="global_analytics_update",
+                                   payload={"type": DASHBOARD, "data": figures})
         self.emit_seconds += time.thread_time() - started
 
 

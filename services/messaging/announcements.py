@@ -80,11 +80,11 @@ def _announce_completion(message: Message) -> None:
     else:
         title, kind = "Message failed", "message_failed"
         text = f"None of the {message.recipient_count} recipients could be sent to"
-    notifications.notify_user(message.user_id, title, text, kind,
-                              {"messageId": str(message.id), "cost": money(message.cost)})
+    notifications.notify_user(message.user_id, title=title, message=text, type=kind,
+                              data={"messageId": str(message.id), "cost": money(message.cost)})
 
 
 def emit_message_update(message: Message) -> None:
     """To the owner and to the message's trackers; a socket in both rooms gets it once."""
     emitter.emit_to_rooms([rooms.user_room(message.user_id), rooms.message_room(message.id)],
-                          "message_update", message_update_payload(message))
+                          event="message_update", payload=message_update_payload(message))

@@ -122,7 +122,7 @@ class Dispatcher:
 
     def _send(self, row: Any, body: str) -> SendResult:
         try:
-            return self.provider.send(row.phone, body, str(row.id))
+            return self.provider.send(row.phone, body=body, idempotency_key=str(row.id))
         except Exception as exc:
             log.warning("provider error for recipient %s: %s", row.id, type(exc).__name__)
             return SendResult(False, error_code="provider_error",

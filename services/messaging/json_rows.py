@@ -31,7 +31,7 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as a JSON row value")
 
 
-def json_rows(name: str, columns: Mapping[str, TypeEngine], rows: list[dict[str, Any]]
+def json_rows(name: str, *, columns: Mapping[str, TypeEngine], rows: list[dict[str, Any]]
               ) -> FromClause:
     """``rows`` as a table called ``name`` with these typed columns, for one statement.
 

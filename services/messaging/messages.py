@@ -46,7 +46,7 @@ def owner_of(message_id: int) -> int | None:
     return db.session.scalar(select(Message.user_id).where(Message.id == message_id))
 
 
-def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]:
+def create(user_id: int, *, body: str, raw_recipients: list[Any]) -> dict[str, Any]:
     """Store a message and its recipients as ``PENDING``; sending starts in the background.
 
     ``QuotaExceeded`` when the recipients do not fit in the user's daily quota.
@@ -75,7 +75,7 @@ def create(user_id: int, body: str, raw_recipients: list[Any]) -> dict[str, Any]
     analytics_marks.mark_changed({user_id})
     db.session.commit()
     update = message_update_payload(message)
-    emitter.emit_to_user(user_id, "message_update", update)
+    emitter.emit_to_user(user_id, event="message_update", payload=update)
     dispatcher.wake_dispatcher()
     return {**message_payload(message), "duplicatesRemoved": len(raw_recipients) - len(phones),
             "pricePerSegment": float(current_app.config["SMS_PRICE_PER_SEGMENT"])}
@@ -88,7 +88,8 @@ def _insert_recipients(message_id: int, phones: list[str], now: datetime) -> Non
     (one protocol message per row, each waited on through gevent's poll).
     """
     table = Recipient.__table__
-    batch = json_rows("batch", {"phone": table.c.phone.type}, [{"phone": p} for p in phones])
+    batch = json_rows("batch", columns={"phone": table.c.phone.type},
+                      rows=[{"phone": p} for p in phones])
     db.session.execute(insert(table).from_select(
         ["message_id", "phone", "status", "cost", "version", "attempts", "updated_at"],
         select(literal(message_id, table.c.message_id.type), batch.c.phone,
@@ -106,7 +107,7 @@ def get_visible(identity: Identity, message_id: int) -> Message:
     return message
 
 
-def list_for_user(user_id: int, limit: int, before: int | None) -> dict[str, Any]:
+def list_for_user(user_id: int, *, limit: int, before: int | None) -> dict[str, Any]:
     query = select(Message).where(Message.user_id == user_id)
     if before is not None:
         query = query.where(Message.id < before)
@@ -117,7 +118,7 @@ def list_for_user(user_id: int, limit: int, before: int | None) -> dict[str, Any
     }
 
 
-def list_recipients(message: Message, limit: int, after: int | None,
+def list_recipients(message: Message, *, limit: int, after: int | None,
                     status: str | None = None) -> dict[str, Any]:
     query = select(Recipient).where(Recipient.message_id == message.id)
     if after is not None:
@@ -131,7 +132,7 @@ def list_recipients(message: Message, limit: int, after: int | None,
     }
 
 
-def track(identity: Identity, sid: str, message_id: int) -> dict[str, Any]:
+def track(identity: Identity, *, sid: str, message_id: int) -> dict[str, Any]:
     """Join the message's room, then send the current state so a late tracker misses nothing.
 
     The room is joined first: a change racing the snapshot arrives with a
@@ -140,9 +141,9 @@ def track(identity: Identity, sid: str, message_id: int) -> dict[str, Any]:
     """
     message = get_visible(identity, message_id)
     snapshots.charge_snapshot(identity.user_id,
-                                1 + min(message.recipient_count, TRACK_SNAPSHOT_LIMIT))
+                              1 + min(message.recipient_count, TRACK_SNAPSHOT_LIMIT))
     emitter.enter_room(sid, rooms.message_room(message.id))
-    emitter.emit_to_sid(sid, "message_update", message_update_payload(message))
+    emitter.emit_to_sid(sid, event="message_update", payload=message_update_payload(message))
     recipients = db.session.execute(
         select(*SNAPSHOT_COLUMNS).where(Recipient.message_id == message.id)
         .order_by(Recipient.id).limit(TRACK_SNAPSHOT_LIMIT + 1)
@@ -150,7 +151,7 @@ def track(identity: Identity, sid: str, message_id: int) -> dict[str, Any]:
     truncated = len(recipients) > TRACK_SNAPSHOT_LIMIT
     recipients = recipients[:TRACK_SNAPSHOT_LIMIT]
     emitter.emit_each(((sid, recipient_update_payload(r)) for r in recipients),
-                       "recipient_update")
+                      "recipient_update")
     return {
         "messageId": str(message.id),
         "status": message.status,

@@ -47,7 +47,7 @@ class DeliveryReceipt:
 class SmsProvider(Protocol):
     name: str
 
-    def send(self, phone: str, body: str, idempotency_key: str) -> SendResult: ...
+    def send(self, phone: str, *, body: str, idempotency_key: str) -> SendResult: ...
 
 
 def receipt_to_webhook_payload(receipt: DeliveryReceipt) -> dict[str, Any]:
@@ -76,7 +76,7 @@ class SimulatedProvider:
 
     name = "simulated"
 
-    def __init__(self, latency: float = 0.0, receipt_delay: float = 1.0,
+    def __init__(self, *, latency: float = 0.0, receipt_delay: float = 1.0,
                  on_receipt: Callable[[DeliveryReceipt], None] | None = None,
                  send_log: str | None = None) -> None:
         self.latency = latency
@@ -93,7 +93,7 @@ class SimulatedProvider:
                     entry = json.loads(line)
                     self._accepted_by_key[entry["key"]] = entry["providerMessageId"]
 
-    def send(self, phone: str, body: str, idempotency_key: str) -> SendResult:
+    def send(self, phone: str, *, body: str, idempotency_key: str) -> SendResult:
         if self.latency:
             gevent.sleep(self.latency)
         if phone == INVALID_NUMBER:

@@ -126,7 +126,7 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
             .where(Message.id.in_(message_ids))).all():
         owners[message_id], costs[message_id] = user_id, segment_cost(count, price)
     now = _now()
-    results = json_rows("result", _RESULT_COLUMNS, [
+    results = json_rows("result", columns=_RESULT_COLUMNS, rows=[
         {"id": row.id,
          "status": RecipientStatus.SENT if result.accepted else RecipientStatus.FAILED,
          "provider_message_id": result.provider_message_id,
@@ -215,7 +215,7 @@ def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
             }
     changed: list[Any] = []
     if first:
-        batch = json_rows("receipt", _RECEIPT_COLUMNS, list(first.values()))
+        batch = json_rows("receipt", columns=_RECEIPT_COLUMNS, rows=list(first.values()))
         changed = db.session.execute(
             update(_recipients)
             .where(_recipients.c.provider_message_id == batch.c.provider_message_id,

@@ -10,7 +10,7 @@ def sign_webhook_body(raw: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
 
 
-def verify_webhook_signature(raw: bytes, signature: str | None, secret: str) -> bool:
+def verify_webhook_signature(raw: bytes, *, signature: str | None, secret: str) -> bool:
     """Whether ``signature`` (hex, optionally ``sha256=``-prefixed) signs ``raw``.
 
     A header with non-ASCII bytes is simply wrong: ``compare_digest`` raises

@@ -21,7 +21,7 @@ from services.realtime.presence import alive_cutoff, db_now
 log = logging.getLogger(__name__)
 
 
-def register_node(node_id: str, hostname: str, pid: int) -> None:
+def register_node(node_id: str, *, hostname: str, pid: int) -> None:
     """Start this node afresh: rows a previous run of it left behind are removed."""
     registry.node_id = node_id
     registry.accepting = True

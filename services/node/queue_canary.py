@@ -46,7 +46,7 @@ class QueueCanary:
         self._probe_id = ""
         self._probe_heard = False
 
-    def install(self, manager: Any, deployment: str, node_id: str) -> None:
+    def install(self, manager: Any, *, deployment: str, node_id: str) -> None:
         """Watch ``manager``'s listener from now on: it shows this canary what it hears.
 
         Only a manager on a message queue has one (``QueueObserver``).

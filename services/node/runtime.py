@@ -63,7 +63,8 @@ class NodeRuntime:
         self.app.config["NODE_ID"] = self.node_id
         self._listen_to_queue()
         with self.app.app_context():
-            heartbeats.register_node(self.node_id, socket.gethostname(), os.getpid())
+            heartbeats.register_node(self.node_id, hostname=socket.gethostname(),
+                                     pid=os.getpid())
         self.running = True
         socketio.start_background_task(self._loop)
         self.dispatcher.start()
@@ -78,7 +79,7 @@ class NodeRuntime:
         config = self.app.config
         if not config["SOCKETIO_MESSAGE_QUEUE"]:
             return
-        canary.install(server.manager, config["DEPLOYMENT_ID"], self.node_id)
+        canary.install(server.manager, deployment=config["DEPLOYMENT_ID"], node_id=self.node_id)
         if not server.manager_initialized:
             server.manager_initialized = True
             server.manager.initialize()

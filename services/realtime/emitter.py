@@ -24,14 +24,14 @@ def _count(event: str) -> None:
     metrics.events_out.inc(event)
 
 
-def emit_to_room(room: str, event: str, payload: Any, skip_sid: str | None = None) -> None:
+def emit_to_room(room: str, *, event: str, payload: Any, skip_sid: str | None = None) -> None:
     _count(event)
     started = time.perf_counter()
     socketio.emit(event, payload, to=room, namespace=NAMESPACE, skip_sid=skip_sid)
     metrics.emit_seconds.observe(time.perf_counter() - started)
 
 
-def emit_to_local_room(room: str, event: str, payload: Any) -> None:
+def emit_to_local_room(room: str, *, event: str, payload: Any) -> None:
     """Only to this process's sockets in ``room``, not through the message queue.
 
     For figures every node computes for its own subscribers, which would
@@ -42,7 +42,7 @@ def emit_to_local_room(room: str, event: str, payload: Any) -> None:
                                  ignore_queue=True)
 
 
-def emit_to_rooms(room_list: list[str], event: str, payload: Any) -> None:
+def emit_to_rooms(room_list: list[str], *, event: str, payload: Any) -> None:
     """One packet to the union of several rooms: a socket in two of them gets it once."""
     _count(event)
     started = time.perf_counter()
@@ -64,26 +64,26 @@ def emit_each(targets_and_payloads, event: str) -> None:
     makes a reader look like one that stopped reading.
     """
     for count, (room, payload) in enumerate(targets_and_payloads, start=1):
-        emit_to_room(room, event, payload)
+        emit_to_room(room, event=event, payload=payload)
         if count % EMITS_BETWEEN_YIELDS == 0:
             socketio.sleep(YIELD_SECONDS)
 
 
-def emit_to_user(user_id: int, event: str, payload: Any, skip_sid: str | None = None) -> None:
-    emit_to_room(rooms.user_room(user_id), event, payload, skip_sid=skip_sid)
+def emit_to_user(user_id: int, *, event: str, payload: Any, skip_sid: str | None = None) -> None:
+    emit_to_room(rooms.user_room(user_id), event=event, payload=payload, skip_sid=skip_sid)
 
 
-def emit_to_sid(sid: str, event: str, payload: Any) -> None:
-    emit_to_room(sid, event, payload)
+def emit_to_sid(sid: str, *, event: str, payload: Any) -> None:
+    emit_to_room(sid, event=event, payload=payload)
 
 
 def emit_to_authenticated(event: str, payload: Any) -> None:
     """Every authenticated socket on every node; never the bare namespace."""
-    emit_to_room(rooms.AUTHENTICATED_ROOM, event, payload)
+    emit_to_room(rooms.AUTHENTICATED_ROOM, event=event, payload=payload)
 
 
 def emit_to_admins(event: str, payload: Any) -> None:
-    emit_to_room(rooms.ADMINS_ROOM, event, payload)
+    emit_to_room(rooms.ADMINS_ROOM, event=event, payload=payload)
 
 
 def enter_room(sid: str, room: str) -> None:

@@ -71,7 +71,7 @@ def parse_id(text: str) -> int | None:
     return None
 
 
-def authorize_join(identity: Identity, room: str, message_owner: MessageOwner) -> None:
+def authorize_join(identity: Identity, *, room: str, message_owner: MessageOwner) -> None:
     """Raise ``Forbidden`` unless this identity may join ``room``.
 
     ``message_owner`` is passed in so this policy stays free of message queries.
@@ -93,7 +93,7 @@ def _may_join(identity: Identity, room: str, message_owner: MessageOwner) -> boo
     return False
 
 
-def reauthorize(identity: Identity, current: set[str],
+def reauthorize(identity: Identity, *, current: set[str],
                 message_owner: MessageOwner) -> tuple[list[str], list[str]]:
     """The rooms to enter and to leave when the role behind a live socket changes.
 

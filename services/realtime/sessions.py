@@ -64,7 +64,7 @@ def remote_address(environ: dict[str, Any]) -> str | None:
     return client_address(environ) or None
 
 
-def open_session(sid: str, identity: Identity, environ: dict[str, Any]) -> None:
+def open_session(sid: str, *, identity: Identity, environ: dict[str, Any]) -> None:
     """Register an authenticated socket, put it in its rooms and tell it who it is.
 
     Called once the CONNECT reply has gone out, so the ``session`` event and
@@ -86,7 +86,7 @@ def open_session(sid: str, identity: Identity, environ: dict[str, Any]) -> None:
                  environ.get("HTTP_ORIGIN", "-"))
     for room in rooms.rooms_on_connect(identity):
         emitter.enter_room(sid, room)
-    emitter.emit_to_sid(sid, "session", session_payload(identity))
+    emitter.emit_to_sid(sid, event="session", payload=session_payload(identity))
 
 
 def session_payload(identity: Identity) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def close_session(sid: str) -> LiveConnection | None:
     return conn
 
 
-def renew(conn: LiveConnection, token: Any, message_owner: MessageOwner) -> dict[str, Any]:
+def renew(conn: LiveConnection, *, token: Any, message_owner: MessageOwner) -> dict[str, Any]:
     """Swap the socket's token for a new one of the same user, without reconnecting.
 
     A token with another role than the old one re-checks every room of the
@@ -136,7 +136,7 @@ def _take_identity(conn: LiveConnection, identity: Identity, message_owner: Mess
     conn.identity = identity
     if not role_changed:
         return
-    enter, leave = rooms.reauthorize(identity, conn.rooms, message_owner)
+    enter, leave = rooms.reauthorize(identity, current=conn.rooms, message_owner=message_owner)
     for room in leave:
         emitter.leave_room(conn.sid, room)
     for room in enter:
@@ -157,7 +157,7 @@ def sweep_expiring_sessions(now: datetime | None = None) -> None:
         if expires_at <= now:
             if conn.expired_notice_at is None:
                 conn.expired_notice_at = monotonic
-                emitter.emit_to_sid(conn.sid, "auth_expired", {
+                emitter.emit_to_sid(conn.sid, event="auth_expired", payload={
                     "message": "Token expired: send a new token with 'authenticate'"
                 })
             elif monotonic - conn.expired_notice_at >= grace:
@@ -165,7 +165,8 @@ def sweep_expiring_sessions(now: datetime | None = None) -> None:
                 emitter.disconnect_sid(conn.sid)
         elif not conn.expiry_warned and expires_at - now <= warn_before:
             conn.expiry_warned = True
-            emitter.emit_to_sid(conn.sid, "auth_expiring", {"expiresAt": isoformat(expires_at)})
+            emitter.emit_to_sid(conn.sid, event="auth_expiring",
+                                payload={"expiresAt": isoformat(expires_at)})
 
 
 def close_all_sessions() -> int:
@@ -210,10 +211,10 @@ def recheck_user_sessions(user_id: int, message_owner: MessageOwner) -> None:
         _take_identity(conn, identity, message_owner)
 
 
-def join_room(conn: LiveConnection, room: str, message_owner: MessageOwner) -> str:
+def join_room(conn: LiveConnection, *, room: str, message_owner: MessageOwner) -> str:
     """Join a room the policy allows, within the per-socket room cap."""
     room = rooms.validate_room_name(room)
-    rooms.authorize_join(conn.identity, room, message_owner)
+    rooms.authorize_join(conn.identity, room=room, message_owner=message_owner)
     limit = current_app.config["MAX_ROOMS_PER_CONNECTION"]
     if room not in conn.rooms and rooms.client_room_count(conn.rooms) >= limit:
         raise Forbidden("Room limit reached for this connection")

@@ -96,7 +96,7 @@ class EngineWebSocket(Socket):
     so python-socketio sends, disconnects and counts it the same way.
     """
 
-    def __init__(self, server: Any, sid: str, sock: Any, max_message_size: int,
+    def __init__(self, server: Any, *, sid: str, sock: Any, max_message_size: int,
                  max_backlog: int) -> None:
         self.server = server
         self.sid = sid
@@ -408,8 +408,9 @@ def _serve_direct_websocket(handler: Any, hub: Any, query: dict[str, list[str]])
     handler.close_connection = True
     sid = server.generate_id()
     sock = handler.socket
-    engine_socket = EngineWebSocket(server, sid, sock, server.max_http_buffer_size,
-                                    hub.max_outbound_packets)
+    engine_socket = EngineWebSocket(server, sid=sid, sock=sock,
+                                    max_message_size=server.max_http_buffer_size,
+                                    max_backlog=hub.max_outbound_packets)
     server.sockets[sid] = engine_socket
     accepted = server._trigger_event("connect", sid, environ, run_async=False)
     if accepted is not None and accepted is not True:

@@ -142,6 +142,7 @@ def install_transport(app: Flask, socketio_extension: SocketIO) -> HubServer:
     hub.eio.on("connect", hub._handle_eio_connect)
     hub.eio.on("message", hub._handle_eio_message)
     hub.eio.on("disconnect", hub._handle_eio_disconnect)
-    rate_limits.limiter.configure(config["EVENT_RATE"], config["EVENT_BURST"],
-                                  config["EVENT_BYTES_PER_SECOND"], config["EVENT_BYTES_BURST"])
+    rate_limits.limiter.configure(
+        event_rate=config["EVENT_RATE"], event_burst=config["EVENT_BURST"],
+        byte_rate=config["EVENT_BYTES_PER_SECOND"], byte_burst=config["EVENT_BYTES_BURST"])
     return hub

@@ -56,12 +56,13 @@ class _SocketBudget:
 class ConnectionRateLimiter:
     """The buckets of this process's sockets, released when a socket goes."""
 
-    def __init__(self, event_rate: float = 20, event_burst: float = 40,
+    def __init__(self, *, event_rate: float = 20, event_burst: float = 40,
                  byte_rate: float = 64 * 1024, byte_burst: float = 256 * 1024) -> None:
-        self.configure(event_rate, event_burst, byte_rate, byte_burst)
+        self.configure(event_rate=event_rate, event_burst=event_burst, byte_rate=byte_rate,
+                       byte_burst=byte_burst)
         self.budgets: dict[str, _SocketBudget] = {}
 
-    def configure(self, event_rate: float, event_burst: float, byte_rate: float,
+    def configure(self, *, event_rate: float, event_burst: float, byte_rate: float,
                   byte_burst: float) -> None:
         self.event_rate, self.event_burst = event_rate, event_burst
         self.byte_rate, self.byte_burst = byte_rate, byte_burst

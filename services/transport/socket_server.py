@@ -51,13 +51,14 @@ DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError)
 
 
 class EventDispatcher(Protocol):
-    def dispatch_event(self, sid: str, event: str, args: list[Any], wants_ack: bool) -> Any: ...
+    def dispatch_event(self, sid: str, *, event: str, args: list[Any],
+                       wants_ack: bool) -> Any: ...
 
     def session_ready(self, sid: str) -> None: ...
 
-    def refuse_event(self, sid: str, event: str, wants_ack: bool) -> Any: ...
+    def refuse_event(self, sid: str, *, event: str, wants_ack: bool) -> Any: ...
 
-    def refuse_binary(self, sid: str, event: str, wants_ack: bool) -> Any: ...
+    def refuse_binary(self, sid: str, *, event: str, wants_ack: bool) -> Any: ...
 
 
 class HubServer(socketio.Server):
@@ -156,9 +157,10 @@ class HubServer(socketio.Server):
             return
         traffic.events_in += 1
         if limiter.allow_event(sid, self._packet_size):
-            result = dispatcher.dispatch_event(sid, data[0], data[1:], id is not None)
+            result = dispatcher.dispatch_event(sid, event=data[0], args=data[1:],
+                                               wants_ack=id is not None)
         else:
-            result = dispatcher.refuse_event(sid, data[0], id is not None)
+            result = dispatcher.refuse_event(sid, event=data[0], wants_ack=id is not None)
             if limiter.is_flooding(sid):
                 log.warning("disconnecting %s: event flood", sid)
                 self.disconnect(sid, namespace=namespace)
@@ -235,7 +237,7 @@ class HubServer(socketio.Server):
             return
         data = pkt.data if isinstance(pkt.data, list) else []
         event = data[0] if data and isinstance(data[0], str) else ""
-        result = dispatcher.refuse_binary(sid, event, pkt.id is not None)
+        result = dispatcher.refuse_binary(sid, event=event, wants_ack=pkt.id is not None)
         if pkt.id is not None:
             self._send_packet(eio_sid, self.packet_class(
                 packet.ACK, namespace=namespace, id=pkt.id, data=[result]))
