@@ -16,13 +16,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Protocol
 
 import gevent
 from flask import Flask
 
-RECEIPT_STATUSES = ("SENT", "DELIVERED", "FAILED")
 INVALID_NUMBER = "+15005550001"
 UNROUTABLE_NUMBER = "+15005550009"
 
@@ -48,17 +47,6 @@ class SmsProvider(Protocol):
     name: str
 
     def send(self, phone: str, *, body: str, idempotency_key: str) -> SendResult: ...
-
-
-def receipt_to_webhook_payload(receipt: DeliveryReceipt) -> dict[str, Any]:
-    occurred = receipt.occurred_at or datetime.now(UTC)
-    return {
-        "providerMessageId": receipt.provider_message_id,
-        "status": receipt.status,
-        "errorCode": receipt.error_code,
-        "errorMessage": receipt.error_message,
-        "timestamp": occurred.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-    }
 
 
 class SimulatedProvider:

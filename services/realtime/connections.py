@@ -31,9 +31,6 @@ from services.auth import Identity
 
 log = logging.getLogger(__name__)
 
-USER_AGENT_MAX = 256
-REMOTE_ADDR_MAX = 64
-
 _connections = Connection.__table__
 # A Core UPDATE: unlike the ORM's bulk update by primary key, it does not fail the
 # batch when a row has gone (cascaded from a deleted user, or reaped).

@@ -82,10 +82,6 @@ def emit_to_authenticated(event: str, payload: Any) -> None:
     emit_to_room(rooms.AUTHENTICATED_ROOM, event=event, payload=payload)
 
 
-def emit_to_admins(event: str, payload: Any) -> None:
-    emit_to_room(rooms.ADMINS_ROOM, event=event, payload=payload)
-
-
 def enter_room(sid: str, room: str) -> None:
     """Put a local socket in a room and remember it for ``get_rooms``."""
     conn = registry.get(sid)
@@ -101,12 +97,6 @@ def leave_room(sid: str, room: str) -> None:
         return
     socketio.server.leave_room(sid, room, namespace=NAMESPACE)
     conn.rooms.discard(room)
-
-
-def rooms_of(sid: str) -> set[str]:
-    """This socket's rooms, from our own map: python-socketio's lookup scans every room."""
-    conn = registry.get(sid)
-    return set(conn.rooms) if conn is not None else set()
 
 
 def disconnect_sid(sid: str) -> None:

@@ -159,9 +159,6 @@ class EngineWebSocket(Socket):
             if self.backlog is backlog:
                 self.backlog = None
 
-    def backlog_size(self) -> int:
-        return len(self.backlog) if self.backlog is not None else 0
-
     def abort(self, reason: Any) -> None:
         """End the connection from any greenlet: the reader wakes up and closes it."""
         if not self.dropped:
