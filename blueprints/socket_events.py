@@ -4,6 +4,19 @@ Each ``on_<event>`` validates its payload with a schema, calls one service
 function and returns the acknowledgement. ``dispatch_event`` wraps them all:
 payload arity, the error shape, ``error`` events when there is no ack, and
 the guarantee that an exception never kills the connection.
+
+Events bypass Flask-SocketIO's request context. This is python-socketio's
+``Namespace``, not Flask-SocketIO's, and the hub's server
+(``services.transport.socket_server``) hands each event straight to
+``dispatch_event``: Flask-SocketIO would push a request context for every
+event (a copy of the handshake's environ, a session), which the hub needs for
+nothing, and the events that touch neither the database nor the settings
+(``NO_APP_CONTEXT``) run without even an app context. So ``flask.request``,
+``flask.session`` and Flask-SocketIO's ``emit``, ``join_room`` and ``rooms``
+do not work here. Use instead the ``LiveConnection`` each handler is given
+(its ``sid``, ``identity`` and ``rooms``), ``services.realtime.emitter`` to
+emit and to move sockets between rooms, and ``current_app`` inside the app
+context the other handlers run in.
 """
 
 from __future__ import annotations
