@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 export FLASK_APP := app
 
-.PHONY: run test db lint soak bench bench-scaleout bench-analytics bench-variants assets clean
+.PHONY: run test db docs lint soak bench bench-scaleout bench-analytics bench-variants assets clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: db
 ## db: apply the migrations to DATABASE_URL (SQLite under instance/ by default)
 db: $(STAMP)
 	@$(PY) -m flask db upgrade
+
+## docs: rewrite README.md's configuration tables from config.py
+docs: $(STAMP)
+	@$(PY) scripts/settings_docs.py
 
 ## test: the whole suite (PostgreSQL, Redis and Chromium cases skip when absent,
 ## unless REQUIRE_SERVICES=1)

@@ -10,6 +10,7 @@ if __name__ == "__main__":
     monkey.patch_all()
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from flask_cors import CORS
 from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
 
-from config import INSTANCE_DIR, Config, engine_options, get_config
+from config import INSTANCE_DIR, Config, engine_options, get_config, settings_in_effect
 from extensions import db, jwt, limiter, migrate, socketio
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 @event.listens_for(Engine, "connect")
@@ -75,6 +77,12 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     _trust_proxies(app)
     _register_blueprints(app)
     return app
+
+
+def log_settings(app: Flask) -> None:
+    """One line with every setting in effect, secrets masked: what this process runs with."""
+    shown = " ".join(f"{name}={value}" for name, value in settings_in_effect(app.config).items())
+    log.info("settings in effect: %s", shown)
 
 
 def _trust_proxies(app: Flask) -> None:
@@ -194,6 +202,7 @@ def serve(app: Flask) -> None:
     raise_file_limit()
     node = NodeRuntime(app, app.config.get("NODE_ID") or default_node_id(port))
     node.start()
+    log_settings(app)
     handler = make_handler_class(app.config["MAX_MESSAGE_SIZE"])
     listener = gevent.socket.socket(gevent.socket.AF_INET, gevent.socket.SOCK_STREAM)
     listener.setsockopt(gevent.socket.SOL_SOCKET, gevent.socket.SO_REUSEADDR, 1)
