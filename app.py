@@ -1,7 +1,9 @@
 """The application factory, and ``python app.py`` to serve it with gevent.
 
 ``create_app`` is the one place that wires the hub: settings, extensions,
-blueprints, the Socket.IO namespace and error handlers.
+blueprints, the Socket.IO namespace and error handlers. ``flask run`` is
+refused: Werkzeug's server would serve the REST routes without the node
+(dispatcher, heartbeats, analytics) or the hub's WebSocket transport.
 """
 
 if __name__ == "__main__":
@@ -14,7 +16,9 @@ import logging
 import os
 from pathlib import Path
 
+import click
 from flask import Flask
+from flask.cli import run_command
 from flask_cors import CORS
 from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
@@ -58,6 +62,7 @@ def _create_sqlite_file(url: str) -> None:
 
 def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     """Build the hub. ``config`` names an environment or is a settings class."""
+    _refuse_flask_run()
     settings = config if isinstance(config, type) else get_config(config)
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
     app.config.from_object(settings)
@@ -77,6 +82,17 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     _trust_proxies(app)
     _register_blueprints(app)
     return app
+
+
+def _refuse_flask_run() -> None:
+    """``flask run`` reported ready and never sent a message: say what to run instead."""
+    context = click.get_current_context(silent=True)
+    if context is not None and context.command is run_command:
+        raise click.ClickException(
+            "`flask run` would serve the API without the hub's node (delivery dispatcher, "
+            "heartbeats, analytics) or its WebSocket transport. Start the hub with "
+            "`make run` (installs, migrates, serves) or `.venv/bin/python app.py`; "
+            "in production, gunicorn (docs/deployment.md).")
 
 
 def log_settings(app: Flask) -> None:
@@ -188,7 +204,14 @@ def raise_file_limit() -> int:
 
 
 def serve(app: Flask) -> None:
-    """Run the gevent WebSocket server until interrupted, as one node of the hub."""
+    """Run the gevent WebSocket server as one node of the hub, until SIGINT or SIGTERM.
+
+    Both signals stop it the same way (no new sockets, the open ones closed,
+    the node's rows deleted), whatever the output is and whatever the parent
+    left them set to: a pipeline started in the background by a script
+    (``make run | tee log &``) inherits SIGINT ignored, and Ctrl-C then left
+    the server running after ``make`` and ``tee`` had gone.
+    """
     import signal
 
     import gevent
@@ -212,13 +235,12 @@ def serve(app: Flask) -> None:
     listener.bind((host, port))
     listener.listen(1024)
     server = WSGIServer(listener, app, handler_class=handler, log=None)
-    # SIGTERM stops accepting and ends serve_forever; the node then leaves (node.stop).
-    gevent.signal_handler(signal.SIGTERM, server.close)
+    # Either signal stops accepting and ends serve_forever; the node then leaves (node.stop).
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(stop_signal, server.close)
     print(f"Hub serving on http://{host}:{port} (node {node.node_id})", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         node.stop()
 
