@@ -62,9 +62,12 @@ def _create_sqlite_file(url: str) -> None:
 
 def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     """Build the hub. ``config`` names an environment or is a settings class."""
+    from blueprints.common import ApiRequest
+
     _refuse_flask_run()
     settings = config if isinstance(config, type) else get_config(config)
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.request_class = ApiRequest
     app.config.from_object(settings)
     app.config.update(overrides)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
