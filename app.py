@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from config import INSTANCE_DIR, Config, engine_options, get_config, settings_in_effect
 from extensions import db, jwt, limiter, migrate, socketio
+from services.json_input import RequestJSONProvider
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     app.request_class = ApiRequest
     app.config.from_object(settings)
     app.config.update(overrides)
+    app.json = RequestJSONProvider(app)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
                           engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     _create_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
@@ -118,7 +120,7 @@ def _init_socketio(app: Flask) -> None:
     from services import rate_limits
     from services.engine_sessions import EngineSessions
     from services.origins import origin_policy
-    from services.socket_server import install
+    from services.socket_server import PacketJson, install
 
     origins = origin_policy(app.config["CORS_ALLOWED_ORIGINS"])
     socketio.init_app(
@@ -134,6 +136,7 @@ def _init_socketio(app: Flask) -> None:
         max_http_buffer_size=app.config["MAX_MESSAGE_SIZE"],
         logger=False,
         engineio_logger=False,
+        json=PacketJson,
     )
     engine_sessions = EngineSessions(max_per_address=app.config["MAX_CONNECTIONS_PER_ADDRESS"],
                                      connect_timeout=app.config["CONNECT_TIMEOUT"])
@@ -142,6 +145,7 @@ def _init_socketio(app: Flask) -> None:
     rate_limits.limiter.configure(app.config["EVENT_RATE"], app.config["EVENT_BURST"],
                                   app.config["EVENT_BYTES_PER_SECOND"],
                                   app.config["EVENT_BYTES_BURST"])
+    rate_limits.snapshots.configure(app.config["SNAPSHOT_RATE"], app.config["SNAPSHOT_BURST"])
 
 
 def _message_queue_channel(app: Flask) -> str | None:
@@ -229,7 +233,8 @@ def serve(app: Flask) -> None:
     node = NodeRuntime(app, app.config.get("NODE_ID") or default_node_id(port))
     node.start()
     log_settings(app)
-    handler = make_handler_class(app.config["MAX_MESSAGE_SIZE"])
+    handler = make_handler_class(app.config["MAX_MESSAGE_SIZE"],
+                                 header_timeout=app.config["HTTP_HEADER_TIMEOUT"])
     listener = gevent.socket.socket(gevent.socket.AF_INET, gevent.socket.SOCK_STREAM)
     listener.setsockopt(gevent.socket.SOL_SOCKET, gevent.socket.SO_REUSEADDR, 1)
     # Accepted sockets inherit TCP_NODELAY: without it, a response written in two

@@ -281,6 +281,10 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 "largest REST request body in bytes; a larger one is refused `413` "
                 "`payload_too_large`", INTEGER),
         Setting("MAX_MESSAGE_SIZE", 16 * 1024, "largest Socket.IO message in bytes", INTEGER),
+        Setting("HTTP_HEADER_TIMEOUT", 10.0,
+                "seconds a connection has to send a whole request head, from its accept or its "
+                "previous response (slowloris); long polls and WebSockets are not timed after "
+                "their head", NUMBER),
         Setting("MAX_CONNECTIONS_PER_USER", 20,
                 "sockets one user may hold on a node; the next is refused "
                 "`too_many_connections`", INTEGER),
@@ -304,6 +308,12 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("EVENT_BYTES_PER_SECOND", 64.0 * 1024,
                 "bytes per second one socket may send in events", NUMBER),
         Setting("EVENT_BYTES_BURST", 256.0 * 1024, "bytes one socket may send at once", NUMBER),
+        Setting("SNAPSHOT_RATE", 500.0,
+                "each user's budget for snapshots on a node, in rows a second: `track_message` "
+                "costs a row per event it sends, `subscribe_analytics` 150 (300 for an admin); "
+                "past it they are answered `rate_limited`", NUMBER, testing=100_000.0),
+        Setting("SNAPSHOT_BURST", 1000.0, "the same budget's rows at once", NUMBER,
+                testing=100_000.0),
         Setting("LOGIN_RATE_LIMIT", "10/minute", "failed logins per address and account",
                 testing="100000/minute"),
         Setting("LOGIN_ACCOUNT_RATE_LIMIT", "20/minute;100/hour",

@@ -55,9 +55,9 @@ def engineio_socket() -> None:
         def run_application(self):
             return WebSocketHandler.run_application(self)
 
-    def make_handler_class(max_message_size: int) -> type:
+    def make_handler_class(max_message_size: int, **options: float) -> type:
         return type("EngineioSocketHandler", (EngineioSocketHandler,),
-                    {"max_message_size": max_message_size})
+                    {"max_message_size": max_message_size, **options})
 
     transport.make_handler_class = make_handler_class
 
@@ -85,7 +85,7 @@ def simple_websocket() -> None:
 
     from services import transport
 
-    transport.make_handler_class = lambda _max_message_size: WSGIHandler
+    transport.make_handler_class = lambda _max_message_size, **_options: WSGIHandler
 
 
 VARIANTS: dict[str, Callable[[], None]] = {

@@ -64,11 +64,12 @@ CLIENT_EVENTS = [
     ClientEvent("get_rooms", "The rooms this socket is in; the ack is the list itself",
                 None, ROOMS),
     ClientEvent("subscribe_analytics", "Receive analytics_update (admins also "
-                "global_analytics_update), the current figures at once", None,
-                events.AckSchema),
+                "global_analytics_update), the current figures at once; charged to your "
+                "snapshot budget, else rate_limited", None, events.AckSchema),
     ClientEvent("unsubscribe_analytics", "Stop the analytics updates", None, events.AckSchema),
     ClientEvent("track_message", "Join message:<id> of your own message and receive its "
-                "current message_update and one recipient_update per recipient at once",
+                "current message_update and one recipient_update per recipient at once; "
+                "charged to your snapshot budget, else rate_limited",
                 _field(events.IdPayload, "id"), events.TrackAckSchema),
     ClientEvent("untrack_message", "Leave message:<id>", _field(events.IdPayload, "id"),
                 events.UntrackAckSchema),

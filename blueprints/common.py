@@ -27,6 +27,7 @@ from services.errors import (
     InvalidPayload,
     UnsupportedMediaType,
 )
+from services.json_input import TOO_DEEP
 
 LOG_IN = "log in again (POST /api/auth/login)"
 WANTED = {auth.ACCESS_ONLY: "an access token", auth.REFRESH_ONLY: "a refresh token"}
@@ -114,6 +115,8 @@ class ApiRequest(Request):
         if isinstance(e, json.JSONDecodeError):
             raise InvalidJson(f"Body is not valid JSON at line {e.lineno} column {e.colno}: "
                               f"{e.msg}")
+        if str(e) == TOO_DEEP:
+            raise InvalidJson("Body is JSON nested too deeply: at most about 1,000 levels are read")
         raise InvalidJson(f"Body is not valid JSON: {e}")
 
 

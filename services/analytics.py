@@ -50,13 +50,16 @@ from models.message import (
     RECIPIENT_SENDING,
     RECIPIENT_SENT,
 )
-from services import connections, metrics, notifications, realtime, rooms
+from services import connections, metrics, notifications, rate_limits, realtime, rooms
 from services.auth import Identity
 from services.connections import LiveConnection, registry
 
 DASHBOARD, MESSAGES, USAGE = "dashboard_stats", "message_stats", "usage_stats"
 FIGURE_TYPES = (DASHBOARD, MESSAGES, USAGE)
 HOURS, DAYS = 24, 30
+# A subscription's figures cost about as much CPU as 150 rows of a tracking snapshot
+# (an admin's global figures as much again): what ``services.rate_limits`` charges.
+SUBSCRIBE_COST = 150
 
 
 # The upsert on every write path, as one fixed text for SQLite and PostgreSQL: the
@@ -353,8 +356,9 @@ def global_stats() -> dict[str, Any]:
 
 
 def subscribe(conn: LiveConnection) -> None:
-    """Join the analytics rooms and send the current figures at once."""
+    """Join the analytics rooms and send the current figures at once, charged to the user."""
     identity: Identity = conn.identity
+    rate_limits.charge_snapshot(identity.user_id, SUBSCRIBE_COST * (2 if identity.is_admin else 1))
     publisher.note_snapshot(identity.user_id)
     realtime.enter_room(conn.sid, rooms.analytics_user_room(identity.user_id))
     metrics.analytics_figures.inc(len(FIGURE_TYPES))

@@ -1,9 +1,20 @@
-"""Per-connection limits: token buckets for events and bytes, and flood detection.
+"""Per-connection limits: token buckets for events and bytes, and flood detection;
+per-user budgets for snapshots.
 
 Every client event takes one token from its socket's event bucket and its
 size from the byte bucket; with either empty the event is answered
 ``rate_limited``. A socket refused more than ``3 x burst`` times within
 ``FLOOD_WINDOW`` seconds is flooding and is disconnected.
+
+A few events cost far more than others: ``track_message`` sends up to a
+thousand ``recipient_update`` events, ``subscribe_analytics`` computes every
+figure. At the event rate one socket took most of a core and pushed other
+clients' acks into seconds, and a user can open several sockets. Those events
+are charged by their cost, in snapshot rows, to a budget their user's sockets
+on this node share (``SNAPSHOT_RATE`` rows a second, ``SNAPSHOT_BURST`` at
+once). The budget may go into debt by one snapshot, so the cost is charged
+once it is known; while it is in debt such events are answered
+``rate_limited`` before any work is done.
 """
 
 from __future__ import annotations
@@ -12,6 +23,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from services.errors import RateLimited
+
 FLOOD_WINDOW = 10.0
 
 
@@ -19,18 +32,30 @@ FLOOD_WINDOW = 10.0
 class TokenBucket:
     rate: float
     burst: float
-    tokens: float = -1.0
+    tokens: float | None = None  # full until first used
     updated: float = field(default_factory=time.monotonic)
 
-    def take(self, amount: float, now: float) -> bool:
-        if self.tokens < 0:
-            self.tokens = self.burst
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+    def _refill(self, now: float) -> float:
+        tokens = self.burst if self.tokens is None else self.tokens
+        self.tokens = min(self.burst, tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= amount:
+        return self.tokens
+
+    def take(self, amount: float, now: float) -> bool:
+        if self._refill(now) >= amount:
             self.tokens -= amount
             return True
         return False
+
+    def spend(self, amount: float, now: float) -> bool:
+        """Take ``amount`` while any credit is left, going into debt if it costs more."""
+        if self._refill(now) <= 0:
+            return False
+        self.tokens -= amount
+        return True
+
+    def is_full(self, now: float) -> bool:
+        return self.tokens is None or self.tokens + (now - self.updated) * self.rate >= self.burst
 
 
 @dataclass(slots=True)
@@ -81,3 +106,35 @@ class ConnectionRateLimiter:
 
 
 limiter = ConnectionRateLimiter()
+
+
+class SnapshotBudgets:
+    """Each user's snapshot budget on this node; a budget back to full is forgotten."""
+
+    def __init__(self, rate: float = 500, burst: float = 1000) -> None:
+        self.configure(rate, burst)
+        self.budgets: dict[int, TokenBucket] = {}
+        self.pruned = time.monotonic()
+
+    def configure(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+
+    def spend(self, user_id: int, cost: float) -> bool:
+        now = time.monotonic()
+        if now - self.pruned > FLOOD_WINDOW:
+            self.budgets = {user: bucket for user, bucket in self.budgets.items()
+                            if not bucket.is_full(now)}
+            self.pruned = now
+        bucket = self.budgets.get(user_id)
+        if bucket is None:
+            bucket = self.budgets[user_id] = TokenBucket(self.rate, self.burst)
+        return bucket.spend(cost, now)
+
+
+snapshots = SnapshotBudgets()
+
+
+def charge_snapshot(user_id: int, rows: int) -> None:
+    """Charge a snapshot of ``rows`` rows to its user, or refuse it with ``rate_limited``."""
+    if not snapshots.spend(user_id, rows):
+        raise RateLimited("Too many snapshots: slow down")

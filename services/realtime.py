@@ -50,6 +50,9 @@ def emit_to_rooms(room_list: list[str], event: str, payload: Any) -> None:
 
 
 EMITS_BETWEEN_YIELDS = 200
+# A pause long enough for the event loop to poll: gevent's ``sleep(0)`` only runs the
+# greenlets already scheduled, so sockets whose data has arrived waited for the whole burst.
+YIELD_SECONDS = 0.001
 
 
 def emit_each(targets_and_payloads, event: str) -> None:
@@ -62,7 +65,7 @@ def emit_each(targets_and_payloads, event: str) -> None:
     for count, (room, payload) in enumerate(targets_and_payloads, start=1):
         emit_to_room(room, event, payload)
         if count % EMITS_BETWEEN_YIELDS == 0:
-            socketio.sleep(0)
+            socketio.sleep(YIELD_SECONDS)
 
 
 def emit_to_user(user_id: int, event: str, payload: Any, skip_sid: str | None = None) -> None:

@@ -7,6 +7,8 @@ subclass once, so that:
   without one are sent as an ``error`` event, as the API promises);
 - client events never reach the reserved ``connect``/``disconnect`` handlers;
 - a socket is put in its rooms only after the CONNECT reply has gone out;
+- a CONNECT to a namespace the hub does not serve is refused in the v5 form,
+  ``{message, data: {code}}``, like every other refusal;
 - malformed packets are counted per connection, logged at a bounded rate, and
   a connection that keeps sending them is closed;
 - binary packets (no client event takes binary data) close the connection at
@@ -18,7 +20,8 @@ subclass once, so that:
 - a client whose outbound queue passes ``MAX_OUTBOUND_PACKETS`` is dropped.
 
 ``install`` also gives the client manager an index of each sid's rooms (see
-``RoomIndex``).
+``RoomIndex``), and the Engine.IO server the long-polling checks of
+``services.engine_http``.
 """
 
 from __future__ import annotations
@@ -33,8 +36,11 @@ from engineio import json as engineio_json
 from engineio import packet as eio_packet
 from socketio import packet
 
+from services import json_input
+from services.engine_http import HubEngineServer
 from services.engine_sessions import EngineSessions
 from services.engine_socket import EngineWebSocket
+from services.log_throttle import ThrottledLog
 from services.rate_limits import limiter
 from services.traffic import traffic
 from services.transport import CLOSE_UNSUPPORTED_DATA
@@ -43,6 +49,9 @@ log = logging.getLogger(__name__)
 
 MAX_PROTOCOL_ERRORS = 5
 PROTOCOL_ERROR_LOG_INTERVAL = 10.0
+# Socket.IO v5 refuses a CONNECT with an object; python-socketio sends v4's bare string,
+# in which socket.io-client 4 finds no ``message`` to show.
+UNKNOWN_NAMESPACE = {"message": "Invalid namespace", "data": {"code": "invalid_namespace"}}
 # The first character of a Socket.IO packet: its type.
 EVENT_PACKET = str(packet.EVENT)
 BINARY_PACKETS = (str(packet.BINARY_EVENT), str(packet.BINARY_ACK))
@@ -64,7 +73,10 @@ class PacketJson:
 
     orjson is several times faster both ways. What it refuses (integers past
     64 bits, NaN literals from a client) goes to python-engineio's own JSON,
-    so nothing decodes or encodes differently from before, only faster.
+    so nothing decodes or encodes differently from before, only faster; a
+    document nested too deeply is a ``ValueError`` either way (see
+    ``services.json_input``). Given to the server as its ``json``, it is also
+    what python-engineio decodes its own packets with.
     """
 
     @staticmethod
@@ -76,10 +88,7 @@ class PacketJson:
 
     @staticmethod
     def loads(text: str | bytes) -> Any:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return engineio_json.loads(text)
+        return json_input.decode(text)
 
 
 class HubPacket(packet.Packet):
@@ -117,8 +126,7 @@ class HubServer(socketio.Server):
         self.max_outbound_packets = max_outbound_packets
         self.engine_sessions = engine_sessions
         self._deadline_task: Any = None
-        self._last_protocol_log = 0.0
-        self._suppressed_protocol_logs = 0
+        self._protocol_log = ThrottledLog(log, PROTOCOL_ERROR_LOG_INTERVAL)
 
     def _send_packet(self, eio_sid: str, pkt: Any) -> None:
         sock = self._writable_socket(eio_sid)
@@ -155,13 +163,22 @@ class HubServer(socketio.Server):
         return self.namespace_handlers.get(namespace)
 
     def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
-        super()._handle_connect(eio_sid, namespace, data)
         namespace = namespace or "/"
+        if not self._serves(namespace):
+            self._send_packet(eio_sid, self.packet_class(
+                packet.CONNECT_ERROR, namespace=namespace, data=UNKNOWN_NAMESPACE))
+            return
+        super()._handle_connect(eio_sid, namespace, data)
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         dispatcher = self._dispatcher(namespace)
         if sid and dispatcher is not None and self.manager.is_connected(sid, namespace):
             self.engine_sessions.authenticated(eio_sid)
             dispatcher.session_ready(sid)
+
+    def _serves(self, namespace: str) -> bool:
+        """python-socketio's own test of a namespace it can connect."""
+        return (namespace in self.handlers or namespace in self.namespace_handlers
+                or self.namespaces == "*" or namespace in self.namespaces)
 
     def _handle_disconnect(self, eio_sid: str, namespace: str | None,
                            reason: Any = None) -> None:
@@ -327,17 +344,10 @@ class HubServer(socketio.Server):
         self._log_protocol_error(eio_sid, what)
         if count >= MAX_PROTOCOL_ERRORS:
             self.protocol_errors.pop(eio_sid, None)
-            self.eio.disconnect(eio_sid)
+            self._close_engine_session(eio_sid)
 
     def _log_protocol_error(self, eio_sid: str, what: str) -> None:
-        now = time.monotonic()
-        if now - self._last_protocol_log >= PROTOCOL_ERROR_LOG_INTERVAL:
-            log.warning("protocol error from %s (%s); %d similar lines suppressed",
-                        eio_sid, what, self._suppressed_protocol_logs)
-            self._last_protocol_log = now
-            self._suppressed_protocol_logs = 0
-        else:
-            self._suppressed_protocol_logs += 1
+        self._protocol_log.warning("protocol error from %s (%s)", eio_sid, what)
 
 
 class RoomIndex:
@@ -393,6 +403,7 @@ def install(server: socketio.Server, max_outbound_packets: int,
     server.__class__ = HubServer
     _index_rooms(server.manager)
     hub = server  # type: ignore[assignment]
+    hub.eio.__class__ = HubEngineServer
     hub._hub_init(max_outbound_packets, engine_sessions)
     hub.packet_class = HubPacket
     # Handle each socket's packets in its own reader greenlet, in order, rather than

@@ -22,6 +22,8 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, WebSocket
 
+from services.http_connections import DEFAULT_HEADER_TIMEOUT, RequestHeadDeadline
+
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -114,7 +116,7 @@ class LimitedWebSocket(WebSocket):
             self.stream = self.raw_write = self.raw_read = self.environ = None
 
 
-class LimitedWebSocketHandler(WebSocketHandler):
+class LimitedWebSocketHandler(RequestHeadDeadline, WebSocketHandler):
     """Serves direct Engine.IO WebSockets itself; upgrades others to a ``LimitedWebSocket``.
 
     ``services.engine_socket`` first refuses what must not reach python-engineio
@@ -122,7 +124,8 @@ class LimitedWebSocketHandler(WebSocketHandler):
     cap), before gevent-websocket could answer 101, then serves a new WebSocket
     session itself. A long-polling session upgrading to WebSocket keeps
     python-engineio's path, on a ``LimitedWebSocket`` bound to the handler's
-    ``max_message_size``.
+    ``max_message_size``. Request heads have a deadline
+    (``services.http_connections``).
     """
 
     max_message_size = DEFAULT_MAX_MESSAGE_SIZE
@@ -143,21 +146,25 @@ class LimitedWebSocketHandler(WebSocketHandler):
         return result
 
 
-def make_handler_class(max_message_size: int) -> type[LimitedWebSocketHandler]:
+def make_handler_class(max_message_size: int, *,
+                       header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+                       ) -> type[LimitedWebSocketHandler]:
     """A handler class for ``WSGIServer(handler_class=...)`` with this frame limit."""
     return type("HubWebSocketHandler", (LimitedWebSocketHandler,),
-                {"max_message_size": max_message_size})
+                {"max_message_size": max_message_size, "header_timeout": header_timeout})
 
 
 class HubWebSocketWorker(GeventWebSocketWorker):
-    """gunicorn worker with the limited handler; the limit comes from ``MAX_MESSAGE_SIZE``."""
+    """gunicorn worker with the limited handler; limits from ``MAX_MESSAGE_SIZE`` and
+    ``HTTP_HEADER_TIMEOUT``."""
 
     wsgi_handler = LimitedWebSocketHandler
 
     def load_wsgi(self):
         super().load_wsgi()
-        limit = self.wsgi.config["MAX_MESSAGE_SIZE"]
-        self.wsgi_handler = make_handler_class(limit)
+        config = self.wsgi.config
+        self.wsgi_handler = make_handler_class(config["MAX_MESSAGE_SIZE"],
+                                               header_timeout=config["HTTP_HEADER_TIMEOUT"])
 
     def handle_exit(self, sig, frame):
         """SIGTERM: gunicorn waits ``graceful_timeout`` for open requests, and a socket is

@@ -10,8 +10,6 @@ Chromium cases skip when the service is missing, and fail under
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -19,11 +17,11 @@ import pytest
 
 from tests.support import (
     REDIS_URL,
-    ROOT,
     LiveServer,
     RecordingClient,
     TestUser,
     fresh_postgres_database,
+    js_packages,
     migrate_database,
     postgres_reachable,
     redis_reachable,
@@ -77,14 +75,8 @@ def hub(request, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def js_modules() -> Path:
-    """tests/js/node_modules: the pinned socket.io-client for Node (``npm ci`` on first use)."""
-    js_dir = ROOT / "tests" / "js"
-    require_service("Node.js", shutil.which("node") is not None and shutil.which("npm") is not None,
-                    "apt-get install nodejs npm")
-    if not (js_dir / "node_modules" / "socket.io-client").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=js_dir, check=True,
-                       capture_output=True, timeout=300)
-    return js_dir / "node_modules"
+    """tests/js/node_modules: the pinned npm packages for Node (``npm ci`` on first use)."""
+    return js_packages() / "node_modules"
 
 
 @pytest.fixture(scope="session")

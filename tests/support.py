@@ -260,6 +260,17 @@ class LiveServer:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
+def start_sqlite_hub(tmp_path_factory: pytest.TempPathFactory, name: str,
+                     env: dict[str, str]) -> LiveServer:
+    """A started hub on a fresh migrated SQLite database with its admin, and these settings."""
+    url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'hub.db'}"
+    migrate_database(url)
+    seed_admin(url)
+    server = LiveServer(url, name=name, env=env)
+    server.start()
+    return server
+
+
 @dataclass
 class TestUser:
     id: int
@@ -532,21 +543,24 @@ class PollingClient:
     """Engine.IO long-polling spoken by hand, from a chosen loopback address and Origin.
 
     Each request is one HTTP/1.1 exchange on a new connection, as a browser's
-    XHR may be; ``sid`` is the session once ``open`` has made one.
+    XHR may be; ``sid`` is the session once ``open`` has made one. A request
+    not answered within ``timeout`` raises ``TimeoutError``.
     """
 
     SEPARATOR = "\x1e"
 
-    def __init__(self, server: LiveServer | Nginx, source: str = "127.0.0.1",
-                 origin: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, server: LiveServer | Nginx | NodePeer, source: str = "127.0.0.1",
+                 origin: str | None = None, headers: dict[str, str] | None = None,
+                 timeout: float = 15) -> None:
         self.server = server
         self.source = source
         self.origin = origin
         self.headers = headers or {}
+        self.timeout = timeout
         self.sid: str | None = None
 
     def request(self, method: str, query: str, body: str | None = None) -> HttpAnswer:
-        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=15,
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=self.timeout,
                                           source_address=(self.source, 0))
         headers = {**self.headers, **({"Origin": self.origin} if self.origin else {})}
         if body is not None:
@@ -815,3 +829,80 @@ def raw_socketio_connect(base_url: str, token: str, source: str = "127.0.0.1",
     ws.send("40" + json.dumps({"token": token}))
     answer = ws.recv()
     return ws, answer[:2], json.loads(answer[2:])
+
+
+JS_DIR = ROOT / "tests" / "js"
+
+
+def js_packages() -> Path:
+    """``tests/js`` with every npm package of its ``package.json`` installed."""
+    require_service("Node.js", shutil.which("node") is not None and shutil.which("npm") is not None,
+                    "apt-get install nodejs npm")
+    wanted = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
+    if any(not (JS_DIR / "node_modules" / name).exists() for name in wanted):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True,
+                       capture_output=True, timeout=300)
+    return JS_DIR
+
+
+class NodePeer:
+    """The benchmark kit's Node socket.io peer (``tests/js/node_peer.cjs``) on a free port.
+
+    socket.io 4.8 with its defaults, the server the hub's protocol behaviour
+    is compared with; it accepts tokens signed with the tests' key.
+    """
+
+    name = "node"
+
+    def __init__(self) -> None:
+        self.script = JS_DIR / "node_peer.cjs"
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.log_path = OUTPUT_DIR / f"node-peer-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def token(self, user_id: int) -> str:
+        return mint_token(str(user_id))
+
+    def start(self, timeout: float = 20.0) -> None:
+        modules = js_packages() / "node_modules"
+        OUTPUT_DIR.mkdir(exist_ok=True)
+        log = open(self.log_path, "a")  # noqa: SIM115 - closed with the process
+        env = {**os.environ, "PORT": str(self.port), "JWT_SECRET_KEY": JWT_SECRET,
+               "NODE_PATH": str(modules)}
+        self.process = subprocess.Popen(["node", str(self.script)], env=env, stdout=log,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the Node peer exited; see {self.log_path}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=1):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the Node peer did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def sockets_in_close_wait(port: int) -> int:
+    """Connections to local ``port`` the peer has closed and the owner has not (CLOSE_WAIT).
+
+    A server whose request handler hangs leaves its side of each abandoned
+    connection in this state.
+    """
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as handle:
+            next(handle)
+            for line in handle:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "08":
+                    count += 1
+    return count

@@ -19,21 +19,19 @@ from tests.support import (
     NGINX,
     OTHER_ADDRESS,
     AckProbe,
-    LiveServer,
     Nginx,
     PollingClient,
     RecordingClient,
     assert_acks_stay_flat,
     close_code,
     eventually,
-    migrate_database,
     nginx_available,
     nginx_proxy_config,
     raw_websocket,
     register_user,
     require_service,
     rss_kb,
-    seed_admin,
+    start_sqlite_hub,
 )
 
 LISTED_ORIGIN = "https://app.example.com"
@@ -41,25 +39,16 @@ FOREIGN_ORIGIN = "https://evil.example"
 ADDRESS_CAP = 30
 
 
-def _start(tmp_path_factory, name: str, env: dict[str, str]) -> LiveServer:
-    url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'hub.db'}"
-    migrate_database(url)
-    seed_admin(url)
-    server = LiveServer(url, name=name, env=env)
-    server.start()
-    return server
-
-
 @pytest.fixture(scope="module")
 def guarded_hub(tmp_path_factory):
-    server = _start(tmp_path_factory, "guarded", {"CORS_ALLOWED_ORIGINS": LISTED_ORIGIN})
+    server = start_sqlite_hub(tmp_path_factory, "guarded", {"CORS_ALLOWED_ORIGINS": LISTED_ORIGIN})
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
 def capped_hub(tmp_path_factory):
-    server = _start(tmp_path_factory, "capped", {
+    server = start_sqlite_hub(tmp_path_factory, "capped", {
         "MAX_CONNECTIONS_PER_ADDRESS": str(ADDRESS_CAP), "CONNECT_TIMEOUT": "60"})
     yield server
     server.stop()
@@ -67,7 +56,7 @@ def capped_hub(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def impatient_hub(tmp_path_factory):
-    server = _start(tmp_path_factory, "impatient", {"CONNECT_TIMEOUT": "1"})
+    server = start_sqlite_hub(tmp_path_factory, "impatient", {"CONNECT_TIMEOUT": "1"})
     yield server
     server.stop()
 
@@ -76,7 +65,7 @@ def impatient_hub(tmp_path_factory):
 def proxied_hub(tmp_path_factory):
     """A hub behind nginx as docs/deployment.md configures it, trusting its forwarded address."""
     require_service("nginx", nginx_available(), NGINX)
-    server = _start(tmp_path_factory, "proxied", {
+    server = start_sqlite_hub(tmp_path_factory, "proxied", {
         "TRUST_PROXY_HEADERS": "1", "MAX_CONNECTIONS_PER_ADDRESS": "5", "CONNECT_TIMEOUT": "60"})
     proxy = Nginx(nginx_proxy_config(f"server 127.0.0.1:{server.port};"))
     try:

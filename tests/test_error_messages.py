@@ -207,7 +207,9 @@ def _codes_in_the_source() -> set[str]:
                 r'\{"code": "([a-z_]+)"\}',                      # connect_error data
                 r'^\s+\d{3}: "([a-z_]+)",',                      # HTTP statuses
                 r'_HTTP_CODES\.get\(status, "([a-z_]+)"\)',
-                r'error_response\("([a-z_]+)"']
+                r'error_response\("([a-z_]+)"',
+                r'_json_error\("[^"]+", "([a-z_]+)"',                 # Engine.IO answers
+                r'return "\d{3} [A-Z ]+", "([a-z_]+)"']
     codes = set()
     for path in [*(ROOT / "services").rglob("*.py"), *(ROOT / "blueprints").glob("*.py")]:
         text = path.read_text()
@@ -221,5 +223,6 @@ def test_docs_api_md_lists_every_error_code_the_hub_answers():
     table = text.split("### Error codes\n", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE))
     found = _codes_in_the_source()
-    assert {"invalid_json", "token_expired", "payload_too_large", "http_error"} <= found
+    assert {"invalid_json", "token_expired", "payload_too_large", "http_error", "invalid_session",
+            "bad_request", "invalid_namespace"} <= found
     assert found - listed == set(), "add these codes to docs/API.md's table"
