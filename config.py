@@ -171,20 +171,23 @@ class Setting:
         """Where the value lives in ``app.config`` (the variable's name unless told)."""
         return self.key or self.name
 
-    def default_for(self, environment: str, read: Mapping[str, Any]) -> Any:
+    def default_for(self, environment: str, earlier: Mapping[str, Any]) -> Any:
+        """The default in ``environment`` (``base``: the shared one); ``earlier`` holds the
+        values of the settings declared before this one, for a computed default."""
         default = getattr(self, environment, _SAME) if environment in ENVIRONMENTS else _SAME
         default = self.default if default is _SAME else default
         if isinstance(default, Fixed):
             return default.value
-        return default(read) if callable(default) else default
+        return default(earlier) if callable(default) else default
 
     def read(self, environment: str, environ: Mapping[str, str],
-             read: Mapping[str, Any] | None = None) -> Any:
-        """The value in ``environment``: the variable when set and not blank, else the
-        default. A value that does not parse stops the start with what was expected."""
+             earlier: Mapping[str, Any] | None = None) -> Any:
+        """The value in ``environment``: the variable when set and not blank (and not
+        ``Fixed`` there), else the default. A value that does not parse stops the start
+        with what was expected."""
         text = (environ.get(self.name) or "").strip()
         if not text or isinstance(getattr(self, environment, None), Fixed):
-            return self.default_for(environment, read or {})
+            return self.default_for(environment, earlier or {})
         try:
             return self.kind.parse(text)
         except (ValueError, KeyError):
@@ -235,7 +238,7 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 "so each deployment needs its own, and a node that finds another deployment "
                 "on its channel refuses to start", documented="named after the database"),
         Setting("RATELIMIT_STORAGE_URI",
-                lambda read: read["SOCKETIO_MESSAGE_QUEUE"] or "memory://",
+                lambda earlier: earlier["SOCKETIO_MESSAGE_QUEUE"] or "memory://",
                 "where the REST rate limits count (a Flask-Limiter storage URI): with Redis "
                 "every node shares the counts", URL,
                 documented="`SOCKETIO_MESSAGE_QUEUE` when set, else `memory://` (per process)"),

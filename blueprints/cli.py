@@ -177,3 +177,7 @@ def notify(user: str, title: str, message: str, kind: str, data: str | None) -> 
     payload, _ = notify_user(account.id, body["title"], body["message"], body["type"],
                              body["data"])
     click.echo(json.dumps(payload))
+    if not current_app.config["SOCKETIO_MESSAGE_QUEUE"]:
+        click.echo("stored, but not sent live: without SOCKETIO_MESSAGE_QUEUE only the hub's "
+                   "own process reaches its sockets; the user sees it on their next fetch",
+                   err=True)

@@ -117,6 +117,7 @@ def test_make_notify_stores_a_notification_for_a_user_named_by_email(sqlite_hub)
     made = _make("notify", f"USER={user.email}", f"TITLE={title}", "MESSAGE=from make",
                  "TYPE=warning", env=_shell(DATABASE_URL=sqlite_hub.database_url))
     assert made.returncode == 0, made.stderr
+    assert "stored, but not sent live: without SOCKETIO_MESSAGE_QUEUE" in made.stderr
     listed = sqlite_hub.api.get("/api/notifications", user.token).json()["notifications"]
     assert [(n["title"], n["message"], n["type"]) for n in listed] == [
         (title, "from make", "warning")]
