@@ -125,7 +125,7 @@ JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "true 
 
 
 def json_body(schema: type[Schema]) -> dict[str, Any]:
-    """The request's JSON object validated by ``schema``; 400 (or 415) saying why not."""
+    """The request's JSON object validated by ``schema``; 400 saying why not."""
     body = request.get_json()
     if not isinstance(body, dict):
         raise InvalidPayload("Body must be a JSON object, not "

@@ -182,10 +182,10 @@ ROUTES = [
 # Answered by every route of its kind, besides its own errors (docs/API.md, "Error codes").
 COMMON_ERRORS = {"400": "Invalid input: marshmallow's messages in error.details",
                  "429": "Rate limited"}
-BODY_ERRORS = {"400": "Invalid input: marshmallow's messages in error.details, or a body that "
-                      "is not JSON (invalid_json, with the line and column)",
-               "413": "Body larger than MAX_CONTENT_LENGTH (both sizes in the message)",
-               "415": "Not sent with Content-Type: application/json"}
+BODY_ERRORS = {"400": "Invalid input: marshmallow's messages in error.details, a body that "
+                      "is not JSON (invalid_json, with the line and column), or one not sent "
+                      "with Content-Type: application/json (unsupported_media_type)",
+               "413": "Body larger than MAX_CONTENT_LENGTH (both sizes in the message)"}
 TOKEN_REFUSED = ("{} token missing, invalid, expired or revoked: error.code says which "
                  "(auth_required, invalid_token, token_expired, token_revoked, user_not_found) "
                  "and the message what to do")

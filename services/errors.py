@@ -42,9 +42,10 @@ class InvalidJson(InvalidPayload):
     default_message = "Body is not valid JSON"
 
 
-class UnsupportedMediaType(AppError):
+class UnsupportedMediaType(InvalidPayload):
+    """Invalid input as API.md's status list has it (400), with the header to send named."""
+
     code = "unsupported_media_type"
-    status = 415
     default_message = "Send Content-Type: application/json"
 
 

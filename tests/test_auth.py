@@ -100,7 +100,7 @@ def test_register_rejects_bad_bodies(api):
     assert {"email", "password"} <= bad.json()["error"]["details"].keys()
     not_json = api.post("/api/auth/register", data="hello",
                         headers={"Content-Type": "text/plain"})
-    assert not_json.status_code == 415
+    assert not_json.status_code == 400
     assert not_json.json()["error"]["code"] == "unsupported_media_type"
 
 

@@ -57,7 +57,7 @@ def test_a_body_without_its_content_type_is_told_which_to_send(sqlite_hub, admin
     body = b'{"title": "Hello", "message": "x"}'
     response = sqlite_hub.api.request(route.method.upper(), _route_path(route, admin),
                                       admin.token, data=body, headers=_signed(route, body))
-    assert _error(response, 415) == {
+    assert _error(response, 400) == {
         "code": "unsupported_media_type",
         "message": "Send Content-Type: application/json (it had none)"}
 
@@ -84,10 +84,10 @@ def test_the_position_counts_lines_of_a_pasted_body(sqlite_hub, admin):
      {"code": "invalid_json", "message": "Body is empty: send a JSON object"}),
     (b"\xff\xfe\x00", "application/json", 400,
      {"code": "invalid_json", "message": "Body is not valid JSON: it is not UTF-8 text"}),
-    (b'{"email": "a@example.com"}', "text/plain", 415,
+    (b'{"email": "a@example.com"}', "text/plain", 400,
      {"code": "unsupported_media_type",
       "message": "Send Content-Type: application/json (this request's is text/plain)"}),
-    (b'{"email": "a@example.com"}', "application/x-www-form-urlencoded", 415,
+    (b'{"email": "a@example.com"}', "application/x-www-form-urlencoded", 400,
      {"code": "unsupported_media_type", "message": "Send Content-Type: application/json "
                                                    "(this request's is "
                                                    "application/x-www-form-urlencoded)"}),
