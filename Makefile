@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 export FLASK_APP := app
 
-.PHONY: run test db lint soak bench bench-scaleout bench-analytics bench-variants assets clean
+.PHONY: help run test db admin notify users docs lint soak bench bench-scaleout bench-analytics \
+	bench-variants assets clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,7 +14,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@$(PY) -m pip install -q -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
+## help: list these targets
+help:
+	@sed -n -e 's/^## \([a-z-]*:\)/\1/p' -e 's/^## /    /p' Makefile
+
 ## run: install, migrate the database, create a demo admin on first run, serve on :5000
+## (Ctrl-C or SIGTERM stops it, whether its output goes to a terminal or a pipe)
 run: db
 	@$(PY) -m flask users demo
 	@$(PY) app.py
@@ -21,6 +27,28 @@ run: db
 ## db: apply the migrations to DATABASE_URL (SQLite under instance/ by default)
 db: $(STAMP)
 	@$(PY) -m flask db upgrade
+
+## admin: create an admin, asking for the password (EMAIL=you@example.com)
+admin: db
+	@test -n "$$EMAIL" || { echo "usage: make admin EMAIL=you@example.com" >&2; exit 2; }
+	@$(PY) -m flask users create "$$EMAIL" --admin
+
+## notify: store a notification for a user and emit it to their sockets
+## (USER=<email or id> TITLE=... MESSAGE=...; TYPE=warning, DATA='{"k": 1}' optional)
+notify: $(STAMP)
+	@test "$(origin USER)" = "command line" && test -n "$$TITLE" && test -n "$$MESSAGE" || \
+		{ echo "usage: make notify USER=<email or id> TITLE=... MESSAGE=..." >&2; exit 2; }
+	@$(PY) -m flask notify "$$USER" --title "$$TITLE" --message "$$MESSAGE" \
+		$(if $(TYPE),--type "$$TYPE") $(if $(DATA),--data "$$DATA")
+
+## users: any `flask users` command: ARGS="disable bob@example.com", ARGS="quota bob@example.com
+## --daily 500", ARGS=--help for the list
+users: $(STAMP)
+	@$(PY) -m flask users $(ARGS)
+
+## docs: rewrite README.md's configuration tables from config.py
+docs: $(STAMP)
+	@$(PY) scripts/settings_docs.py
 
 ## test: the whole suite (PostgreSQL, Redis and Chromium cases skip when absent,
 ## unless REQUIRE_SERVICES=1)

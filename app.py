@@ -1,7 +1,9 @@
 """The application factory, and ``python app.py`` to serve it with gevent.
 
 ``create_app`` is the one place that wires the hub: settings, extensions,
-blueprints, the Socket.IO namespace and error handlers.
+blueprints, the Socket.IO namespace and error handlers. ``flask run`` is
+refused: Werkzeug's server would serve the REST routes without the node
+(dispatcher, heartbeats, analytics) or the hub's WebSocket transport.
 """
 
 if __name__ == "__main__":
@@ -10,19 +12,23 @@ if __name__ == "__main__":
     monkey.patch_all()
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
+import click
 from flask import Flask
+from flask.cli import run_command
 from flask_cors import CORS
 from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
 
-from config import INSTANCE_DIR, Config, engine_options, get_config
+from config import INSTANCE_DIR, Config, engine_options, get_config, settings_in_effect
 from extensions import db, jwt, limiter, migrate, socketio
 from services.transport.json_input import RequestJSONProvider
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 @event.listens_for(Engine, "connect")
@@ -57,8 +63,12 @@ def _create_sqlite_file(url: str) -> None:
 
 def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     """Build the hub. ``config`` names an environment or is a settings class."""
+    from blueprints.common import ApiRequest
+
+    _refuse_flask_run()
     settings = config if isinstance(config, type) else get_config(config)
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.request_class = ApiRequest
     app.config.from_object(settings)
     app.config.update(overrides)
     app.json = RequestJSONProvider(app)
@@ -77,6 +87,23 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     _trust_proxies(app)
     _register_blueprints(app)
     return app
+
+
+def _refuse_flask_run() -> None:
+    """``flask run`` reported ready and never sent a message: say what to run instead."""
+    context = click.get_current_context(silent=True)
+    if context is not None and context.command is run_command:
+        raise click.ClickException(
+            "`flask run` would serve the API without the hub's node (delivery dispatcher, "
+            "heartbeats, analytics) or its WebSocket transport. Start the hub with "
+            "`make run` (installs, migrates, serves) or `.venv/bin/python app.py`; "
+            "in production, gunicorn (docs/deployment.md).")
+
+
+def log_settings(app: Flask) -> None:
+    """One line with every setting in effect, secrets masked: what this process runs with."""
+    shown = " ".join(f"{name}={value}" for name, value in settings_in_effect(app.config).items())
+    log.info("settings in effect: %s", shown)
 
 
 def _trust_proxies(app: Flask) -> None:
@@ -162,7 +189,14 @@ def raise_file_limit() -> int:
 
 
 def serve(app: Flask) -> None:
-    """Run the gevent WebSocket server until interrupted, as one node of the hub."""
+    """Run the gevent WebSocket server as one node of the hub, until SIGINT or SIGTERM.
+
+    Both signals stop it the same way (no new sockets, the open ones closed,
+    the node's rows deleted), whatever the output is and whatever the parent
+    left them set to: a pipeline started in the background by a script
+    (``make run | tee log &``) inherits SIGINT ignored, and Ctrl-C then left
+    the server running after ``make`` and ``tee`` had gone.
+    """
     import signal
 
     import gevent
@@ -176,6 +210,7 @@ def serve(app: Flask) -> None:
     raise_file_limit()
     node = NodeRuntime(app, app.config.get("NODE_ID") or default_node_id(port))
     node.start()
+    log_settings(app)
     handler = make_handler_class(app.config["MAX_MESSAGE_SIZE"],
                                  header_timeout=app.config["HTTP_HEADER_TIMEOUT"])
     listener = gevent.socket.socket(gevent.socket.AF_INET, gevent.socket.SOCK_STREAM)
@@ -186,13 +221,12 @@ def serve(app: Flask) -> None:
     listener.bind((host, port))
     listener.listen(1024)
     server = WSGIServer(listener, app, handler_class=handler, log=None)
-    # SIGTERM stops accepting and ends serve_forever; the node then leaves (node.stop).
-    gevent.signal_handler(signal.SIGTERM, server.close)
+    # Either signal stops accepting and ends serve_forever; the node then leaves (node.stop).
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(stop_signal, server.close)
     print(f"Hub serving on http://{host}:{port} (node {node.node_id})", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         node.stop()
 

@@ -6,7 +6,8 @@ graceful_timeout = 10
 
 
 def post_worker_init(worker):
-    """Start this worker's node once the worker owns its event loop."""
+    """Start this worker's node once the worker owns its event loop, and log its settings."""
+    from app import log_settings
     from services.node.runtime import NodeRuntime, default_node_id
 
     app = worker.wsgi
@@ -14,6 +15,7 @@ def post_worker_init(worker):
     port = addresses[0][1] if addresses and isinstance(addresses[0], tuple) else None
     worker.hub_node = NodeRuntime(app, app.config.get("NODE_ID") or default_node_id(port))
     worker.hub_node.start()
+    log_settings(app)
 
 
 def worker_exit(server, worker):

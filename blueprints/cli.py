@@ -1,7 +1,10 @@
 """Command-line tools: ``flask users create EMAIL [--admin]``, ``flask users demo``,
 ``flask users quota EMAIL [--daily N | --default]``,
 ``flask users delete|disable|enable|promote|demote USER`` and
-``flask notify USER_ID --title ... --message ...`` (emits through the message queue)."""
+``flask notify USER --title ... --message ...`` (emits through the message queue).
+
+``make admin``, ``make notify`` and ``make users`` run them without an
+activated virtualenv."""
 
 import click
 from flask import Blueprint, current_app
@@ -10,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from models import User
 from schemas.auth import RegisterSchema
 from schemas.common import load_or_raise
+from schemas.notifications import NOTIFICATION_TYPES, NotifySchema
 from schemas.quotas import MAX_DAILY_RECIPIENT_QUOTA
 from services import accounts, auth
 from services.errors import AppError
@@ -149,19 +153,32 @@ def demote_user(user: str) -> None:
 
 
 @notify_cli_bp.cli.command("notify")
-@click.argument("user_id", type=int)
+@click.argument("user")
 @click.option("--title", required=True)
 @click.option("--message", required=True)
-@click.option("--type", "kind", default="system",
-              type=click.Choice(["message_sent", "message_failed", "delivery_update", "system",
-                                 "warning"]))
+@click.option("--type", "kind", default="system", type=click.Choice(NOTIFICATION_TYPES))
 @click.option("--data", default=None, help="JSON attached to the notification.")
-def notify(user_id: int, title: str, message: str, kind: str, data: str | None) -> None:
-    """Store a notification for USER_ID and emit it through the message queue."""
+def notify(user: str, title: str, message: str, kind: str, data: str | None) -> None:
+    """Store a notification for USER (email or id) and emit it through the message queue,
+    by the rules of ``POST /api/socket/notify/<userId>``."""
     import json
 
     from services.notifications import notify_user
 
-    payload, _ = notify_user(user_id, title=title, message=message, type=kind,
-                             data=json.loads(data) if data else None)
+    try:
+        attached = json.loads(data) if data else None
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--data") from None
+    account = _account(user)
+    try:
+        body = load_or_raise(NotifySchema, {"title": title, "message": message, "type": kind,
+                                            "data": attached})
+    except AppError as refused:
+        raise click.ClickException(_explain(refused)) from None
+    payload, _ = notify_user(account.id, title=body["title"], message=body["message"],
+                             type=body["type"], data=body["data"])
     click.echo(json.dumps(payload))
+    if not current_app.config["SOCKETIO_MESSAGE_QUEUE"]:
+        click.echo("stored, but not sent live: without SOCKETIO_MESSAGE_QUEUE only the hub's "
+                   "own process reaches its sockets; the user sees it on their next fetch",
+                   err=True)

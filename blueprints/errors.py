@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from extensions import db
-from services.errors import AppError, Unavailable
+from services.errors import AppError, PayloadTooLarge, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,37 @@ def error_response(code: str, message: str, status: int, details=None):
     return jsonify({"error": error}), status
 
 
+def describe_size(size: int) -> str:
+    """``1.2 MB``, ``16 KB``, ``900 bytes`` (units of 1024, as the limits are set)."""
+    for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
+
+
+def too_large() -> PayloadTooLarge:
+    """How big the body is and what the limit is, in the same unit unless they look equal."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    size = request.content_length
+    if size is None:  # chunked: counted while read, so only "more than the limit" is known
+        return PayloadTooLarge(f"Body is larger than the limit of {describe_size(limit)} "
+                               "(MAX_CONTENT_LENGTH)")
+    shown, allowed = describe_size(size), describe_size(limit)
+    if shown == allowed:
+        shown, allowed = f"{size:,} bytes", f"{limit:,} bytes"
+    return PayloadTooLarge(f"Body is {shown}; the limit is {allowed} (MAX_CONTENT_LENGTH)")
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(AppError)
     def handle_app_error(error: AppError):
         response, status = error_response(error.code, error.message, error.status, error.details)
         response.headers.update(error.headers)
         return response, status
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def handle_too_large(error: RequestEntityTooLarge):
+        return handle_app_error(too_large())
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):

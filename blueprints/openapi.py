@@ -18,9 +18,11 @@ from flask import Blueprint, render_template, request
 from marshmallow import Schema
 
 from blueprints.asyncapi import build_asyncapi
+from blueprints.common import token_advice
 from schemas import auth, messages, notifications, quotas, responses
 from schemas.common import MAX_ID, MAX_USER_ID
 from schemas.documentation import TITLE, VERSION, example_of, json_schema_spec
+from services.auth import ACCESS_ONLY
 from services.errors import AppError
 
 openapi_bp = Blueprint("openapi", __name__)
@@ -126,7 +128,7 @@ ROUTES = [
           description="Accepted at once; delivery runs in the background and drives "
                       "`message_update` and `recipient_update`. `+15005550001` fails as an "
                       "invalid number with the simulated provider.",
-          errors={"409": "Idempotency-Key reused with another body", "413": "Too large"}),
+          errors={"409": "Idempotency-Key reused with another body"}),
     Route(path="/api/messages", method="get", summary="The caller's messages, newest first",
           query=messages.MessageListQuerySchema, answer=responses.MessagePageSchema),
     Route(path="/api/messages/{messageId}", method="get",
@@ -177,14 +179,23 @@ ROUTES = [
           answer=ASYNCAPI, access="public"),
 ]
 
-# Answered by every route of its kind, besides its own errors.
+# Answered by every route of its kind, besides its own errors (docs/API.md, "Error codes").
 COMMON_ERRORS = {"400": "Invalid input: marshmallow's messages in error.details",
                  "429": "Rate limited"}
-ACCESS_ERRORS = {"bearer": {"401": "Missing, invalid, expired or revoked token"},
-                 "refresh": {"401": "Missing, invalid, expired or revoked refresh token"},
-                 "admin": {"401": "Missing, invalid, expired or revoked token",
-                           "403": "Admins only"},
+BODY_ERRORS = {"400": "Invalid input: marshmallow's messages in error.details, a body that "
+                      "is not JSON (invalid_json, with the line and column), or one not sent "
+                      "with Content-Type: application/json (unsupported_media_type)",
+               "413": "Body larger than MAX_CONTENT_LENGTH (both sizes in the message)"}
+TOKEN_REFUSED = ("{} token missing, invalid, expired or revoked: error.code says which "
+                 "(auth_required, invalid_token, token_expired, token_revoked, user_not_found) "
+                 "and the message what to do")
+ACCESS_ERRORS = {"bearer": {"401": TOKEN_REFUSED.format("Access")},
+                 "refresh": {"401": TOKEN_REFUSED.format("Refresh")},
+                 "admin": {"401": TOKEN_REFUSED.format("Access"), "403": "Admins only"},
                  "public": {}}
+# The example of a refused token: the commonest cause.
+TOKEN_REFUSED_EXAMPLE = ("token_expired",
+                         f"Token expired: {token_advice('token_expired', ACCESS_ONLY)}")
 
 
 def _json(schema: type[Schema]) -> dict[str, Any]:
@@ -197,10 +208,12 @@ for _error_class in AppError.__subclasses__():
     ERROR_CODES.setdefault(_error_class.status, _error_class.code)
 
 
-def _error(status: str, text: str) -> dict[str, Any]:
-    """An error answer, its example carrying the code that status has (services/errors.py)."""
+def _error(status: str, text: str, example: tuple[str, str] | None = None) -> dict[str, Any]:
+    """An error answer, its example carrying the code that status has (services/errors.py),
+    or ``example``'s code and message."""
     body = example_of(responses.ErrorSchema)
-    body["error"] = {**body["error"], "code": ERROR_CODES[int(status)], "message": text}
+    code, message = example or (ERROR_CODES[int(status)], text)
+    body["error"] = {**body["error"], "code": code, "message": message}
     if status != "400":
         del body["error"]["details"]
     return {"description": text, "content": {JSON: {"schema": responses.ErrorSchema,
@@ -221,14 +234,18 @@ def _success(route: Route) -> dict[str, Any]:
 
 
 def _operation(route: Route) -> dict[str, Any]:
-    errors = {**COMMON_ERRORS, **ACCESS_ERRORS[route.access], **route.errors}
+    errors = {**COMMON_ERRORS, **(BODY_ERRORS if route.body else {}),
+              **ACCESS_ERRORS[route.access], **route.errors}
+    token_refused = route.access != "public"
     operation: dict[str, Any] = {
         "summary": route.summary + (" (admin)" if route.access == "admin" else ""),
         "tags": [route.path.split("/")[2] if route.path.startswith("/api/") else "operations"],
         "security": [] if route.access == "public" else BEARER,
         "responses": {
             route.status: _success(route),
-            **{status: _error(status, text) for status, text in sorted(errors.items())},
+            **{status: _error(status, text,
+                              TOKEN_REFUSED_EXAMPLE if status == "401" and token_refused else None)
+               for status, text in sorted(errors.items())},
         },
     }
     if route.description:

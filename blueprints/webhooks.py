@@ -19,7 +19,7 @@ def delivery_receipts():
     if not verify_webhook_signature(raw, signature=request.headers.get("X-Signature"),
                                     secret=current_app.config["WEBHOOK_SECRET"]):
         raise Unauthenticated("Invalid webhook signature")
-    body = request.get_json(silent=True)
+    body = request.get_json()
     if not isinstance(body, dict | list):
         raise InvalidPayload("Body must be a receipt object or a list of receipts")
     items = load_or_raise(DeliveryReceiptSchema(many=True), body if isinstance(body, list)

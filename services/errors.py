@@ -35,6 +35,20 @@ class InvalidPayload(AppError):
     default_message = "Invalid payload"
 
 
+class InvalidJson(InvalidPayload):
+    """A body that is not JSON at all, as opposed to JSON the schema refuses."""
+
+    code = "invalid_json"
+    default_message = "Body is not valid JSON"
+
+
+class UnsupportedMediaType(InvalidPayload):
+    """Invalid input as API.md's status list has it (400), with the header to send named."""
+
+    code = "unsupported_media_type"
+    default_message = "Send Content-Type: application/json"
+
+
 class Unauthenticated(AppError):
     code = "unauthenticated"
     status = 401
@@ -90,7 +104,8 @@ class Unavailable(AppError):
 
 
 class AuthRefused(Unauthenticated):
-    """A refused socket connect: ``message`` is what ``connect_error`` shows."""
+    """A refused token, with the code of its cause (``token_expired``, ...), the same on a
+    socket's ``connect_error`` (where ``message`` is what it shows) and on REST."""
 
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)

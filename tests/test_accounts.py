@@ -146,7 +146,7 @@ def test_disabling_ends_every_session_and_enabling_does_not_revive_them(hub, mak
                                 ("GET", "/api/auth/me", minted_before)):
         response = hub.api.request(method, path, token)
         assert response.status_code == 401
-        assert response.json()["error"]["message"] == "Token revoked"
+        assert response.json()["error"]["code"] == "token_revoked"
     minted_after = mint_token(str(user.id), iat=int(time.time()))
     assert _status(hub, "GET", "/api/auth/me", minted_after) == 200
 

@@ -104,7 +104,8 @@ def test_register_rejects_bad_bodies(api):
     assert {"email", "password"} <= bad.json()["error"]["details"].keys()
     not_json = api.post("/api/auth/register", data="hello",
                         headers={"Content-Type": "text/plain"})
-    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "invalid_payload"
+    assert not_json.status_code == 400
+    assert not_json.json()["error"]["code"] == "unsupported_media_type"
 
 
 def test_login_refusal_is_the_same_for_unknown_user_and_wrong_password(api, user):
@@ -123,12 +124,14 @@ def test_access_token_cannot_refresh_and_refresh_token_cannot_call_the_api(api, 
 def test_rest_refusals_are_json(api, user):
     missing = api.get("/api/socket/online-count")
     assert missing.status_code == 401
-    assert missing.json()["error"] == {"code": "unauthenticated",
-                                       "message": "Authentication required"}
+    assert missing.json()["error"]["code"] == "auth_required"
+    assert missing.json()["error"]["message"].startswith("Authentication required: ")
     forged = api.get("/api/socket/online-count", mint_token(str(user.id), secret="x" * 40))
-    assert forged.status_code == 401 and forged.json()["error"]["message"] == "Invalid token"
+    assert forged.status_code == 401 and forged.json()["error"]["code"] == "invalid_token"
+    assert forged.json()["error"]["message"].startswith("Invalid token: ")
     expired = api.get("/api/socket/online-count", mint_token(str(user.id), expires_in=-60))
-    assert expired.status_code == 401 and expired.json()["error"]["message"] == "Token expired"
+    assert expired.status_code == 401 and expired.json()["error"]["code"] == "token_expired"
+    assert expired.json()["error"]["message"].startswith("Token expired: ")
     unknown_route = api.get("/api/nothing-here")
     assert unknown_route.status_code == 404 and unknown_route.json()["error"]["code"] == \
         "not_found"

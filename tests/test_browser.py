@@ -184,4 +184,4 @@ def test_log_out_ends_the_session_on_the_server(page, sqlite_hub, sqlite_user, p
     for response in (sqlite_hub.api.post("/api/auth/refresh", refresh),
                      sqlite_hub.api.get("/api/auth/me", access)):
         assert response.status_code == 401
-        assert response.json()["error"]["message"] == "Token revoked"
+        assert response.json()["error"]["code"] == "token_revoked"

@@ -44,20 +44,19 @@ def test_production_starts_with_proper_settings():
 @pytest.mark.parametrize(("value", "hops"), [
     ("", 0), ("0", 0), ("false", 0), ("1", 1), ("true", 1), ("TRUE", 1), ("2", 2), (" 3 ", 3),
 ])
-def test_trust_proxy_headers_is_a_number_of_hops(monkeypatch, value, hops):
-    from config import _env_proxy_hops
+def test_trust_proxy_headers_is_a_number_of_hops(value, hops):
+    from config import declared
 
-    monkeypatch.setenv("TRUST_PROXY_HEADERS", value)
-    assert _env_proxy_hops("TRUST_PROXY_HEADERS") == hops
+    assert declared("TRUST_PROXY_HEADERS").read("production", {"TRUST_PROXY_HEADERS": value}) \
+        == hops
 
 
 @pytest.mark.parametrize("value", ["-1", "yes please", "1.5"])
-def test_trust_proxy_headers_refuses_what_is_not_a_number_of_hops(monkeypatch, value):
-    from config import _env_proxy_hops
+def test_trust_proxy_headers_refuses_what_is_not_a_number_of_hops(value):
+    from config import declared
 
-    monkeypatch.setenv("TRUST_PROXY_HEADERS", value)
     with pytest.raises(RuntimeError, match="TRUST_PROXY_HEADERS must be a number of proxy hops"):
-        _env_proxy_hops("TRUST_PROXY_HEADERS")
+        declared("TRUST_PROXY_HEADERS").read("production", {"TRUST_PROXY_HEADERS": value})
 
 
 def test_the_hub_does_not_start_on_a_guess_at_its_proxies():

@@ -26,7 +26,7 @@ from tests.support import (
 
 
 def _revoked(response) -> bool:
-    return response.status_code == 401 and response.json()["error"]["message"] == "Token revoked"
+    return response.status_code == 401 and response.json()["error"]["code"] == "token_revoked"
 
 
 def test_logout_with_the_access_token_also_revokes_the_refresh_token(api, user):

@@ -102,5 +102,7 @@ def test_deeply_nested_rest_bodies_are_400_json(sqlite_hub, sqlite_user, sqlite_
     response = sqlite_hub.api.post(path.format(user_id=sqlite_user.id), token, data=body,
                                    headers={"Content-Type": "application/json"})
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "invalid_payload"
+    assert response.json()["error"] == {
+        "code": "invalid_json",
+        "message": "Body is JSON nested too deeply: at most about 1,000 levels are read"}
     assert "Traceback" not in _new_log_lines(sqlite_hub, log_before)

@@ -10,9 +10,9 @@ or upgrade that session. Its tag (``#`` and 10 hex digits of a BLAKE2b digest)
 still ties together the lines about one socket, and cannot be turned back
 into the id. Session ids (python-engineio's and python-socketio's alike) are
 20 characters of URL-safe base64; any such word is tagged, except words of
-lower-case letters and underscores only, such as function names in a
-traceback, which a random id essentially never is (the odds are 27/64 to the
-20th power).
+letters of one case and underscores only, such as function names in a
+traceback or setting names (``CORS_ALLOWED_ORIGINS``), which a random id
+essentially never is (the odds are twice 27/64 to the 20th power).
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ import hashlib
 import logging
 import re
 
+# What the start-up line writes for a secret: already masked, or nothing to hide.
+_MASKED = r"(?:\*\*\*|unset)(?=[\s\"'&,}]|$)"
 _SECRETS = [
     (re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]{4,}"), "[jwt]"),
     (re.compile(r"(?i)(bearer\s+)[^\s\"',]+"), r"\1[redacted]"),
-    (re.compile(r"(?i)((?:token|password|secret)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,}]+"),
-     r"\1[redacted]"),
+    (re.compile(r"(?i)((?:token|password|secret)[\"']?\s*[=:]\s*[\"']?)(?!" + _MASKED
+                + r")[^\s\"'&,}]+"), r"\1[redacted]"),
 ]
 _SESSION_ID = re.compile(r"(?<![\w-])[A-Za-z0-9_-]{20}(?![\w-])")
-_IDENTIFIER = re.compile(r"[a-z_]+")
+_IDENTIFIER = re.compile(r"[a-z_]+|[A-Z_]+")
 
 
 def sid_tag(sid: str) -> str:
