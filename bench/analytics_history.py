@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import flask_migrate
-from sqlalchemy import insert, text
+from sqlalchemy import column, insert, table, text
 
 USERS, PER_USER, DAYS = 100, 1000, 60
 
@@ -35,11 +35,14 @@ def build(url):
     app = make_app(url)
     with app.app_context():
         from extensions import db
-        from models import Message, Recipient, User
+        from models import Message, Recipient
         flask_migrate.upgrade(revision="0002")
         rng = random.Random(7)
         midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        db.session.execute(insert(User), [
+        # The users table as revision 0002 has it: the model has columns added since.
+        users = table("users", *(column(name) for name in (
+            "id", "email", "password_hash", "role", "active", "created_at")))
+        db.session.execute(insert(users), [
             {"id": i, "email": f"u{i}@x.org", "password_hash": "x", "role": "user",
              "active": True, "created_at": midnight - timedelta(days=90)}
             for i in range(1, USERS + 1)])
