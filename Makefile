@@ -69,25 +69,25 @@ clean:
 ## bench: the hub against the Node socket.io peer (SIZES=1000,5000,10000 BACKENDS=sqlite,postgresql;
 ## BENCH_LABEL=capacity keeps the run in its own section instead of replacing the main table)
 bench: $(STAMP)
-	@$(PY) bench/run.py $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS)) \
+	@$(PY) -m bench.run $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS)) \
 		$(if $(BENCH_LABEL),--label $(BENCH_LABEL))
 
 ## soak: connection churn for SOAK_SECONDS (default 300) on the hub (full rounds, then basic
 ## ones) and on the Node peer; prints the figures and PASS/FAIL checks, fails if one fails
 soak: $(STAMP)
-	@$(PY) bench/soak.py $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
+	@$(PY) -m bench.soak $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
 
 ## bench-scaleout: 10,000 connections on one process, then on two sharing PostgreSQL and Redis
 ## (CONNECTIONS=10000 ARRANGEMENTS=one,two-one-core,two)
 bench-scaleout: $(STAMP)
-	@$(PY) bench/scaleout.py $(if $(CONNECTIONS),--connections $(CONNECTIONS)) $(if $(ARRANGEMENTS),--arrangements $(ARRANGEMENTS))
+	@$(PY) -m bench.scaleout $(if $(CONNECTIONS),--connections $(CONNECTIONS)) $(if $(ARRANGEMENTS),--arrangements $(ARRANGEMENTS))
 
 ## bench-analytics: 1,000 analytics subscribers, messages completing at 100/s; the
 ## analytics work's share of one core (BACKENDS=sqlite,postgresql BENCH_SECONDS=20)
 bench-analytics: $(STAMP)
-	@$(PY) bench/analytics.py $(if $(BACKENDS),--backends $(BACKENDS)) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
+	@$(PY) -m bench.analytics $(if $(BACKENDS),--backends $(BACKENDS)) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
 
 ## bench-variants: the shipped transport and JSON against python-engineio's own socket,
 ## simple-websocket and the standard json (CONNECTIONS=5000 VARIANTS=hub,hub-json,...)
 bench-variants: $(STAMP)
-	@$(PY) bench/variants.py $(if $(CONNECTIONS),--connections $(CONNECTIONS)) $(if $(VARIANTS),--variants $(VARIANTS))
+	@$(PY) -m bench.variants $(if $(CONNECTIONS),--connections $(CONNECTIONS)) $(if $(VARIANTS),--variants $(VARIANTS))

@@ -9,7 +9,7 @@ REST call is refused and until the socket is dropped (logout, disable) or has
 left ``admins`` (demote). The services' own functions commit the account
 changes, as the commands do, without the command's process start-up.
 
-    python bench/account_changes.py [--rounds 20] [--no-write]
+    python -m bench.account_changes [--rounds 20] [--no-write]
 """
 
 from __future__ import annotations
@@ -18,18 +18,14 @@ import argparse
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.run import machine, write_section  # noqa: E402
-from tests.support import (  # noqa: E402
+from bench.run import machine, write_section
+from tests.support import (
     REDIS_URL,
     LiveServer,
     RecordingClient,
@@ -40,6 +36,8 @@ from tests.support import (  # noqa: E402
     register_user,
     seed_admin,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MARKER = "<!-- bench/account_changes.py results -->"
 KINDS = ("logout", "disable", "demote")
@@ -150,7 +148,7 @@ def report(results: dict[str, dict], rounds: int) -> str:
         f"the first refused REST call on the measured node, and to its socket dropped "
         f"(logout, disable) or out of `admins` (demote); {rounds} rounds, polled every "
         "5 ms. Two nodes: changed through node A, measured on node B.",
-        f"Command: `python bench/account_changes.py --rounds {rounds}`.", "",
+        f"Command: `python -m bench.account_changes --rounds {rounds}`.", "",
         "| change | arrangement | REST refused, ms (median / p95 / max) "
         "| socket acted on, ms (median / p95 / max) |",
         "| --- | --- | --- | --- |",

@@ -13,7 +13,7 @@ recorded beside it. At the end, the last figures each user's sockets received
 are compared with the REST twins and with an independent count in the
 database. The table goes to BENCHMARKS.md under "Live analytics".
 
-    python bench/analytics.py [--backends sqlite,postgresql] [--seconds 20]
+    python -m bench.analytics [--backends sqlite,postgresql] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -29,10 +29,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.run import (  # noqa: E402
+from bench.run import (
     HUB_ENV,
     SECRET,
     WORK,
@@ -42,7 +39,9 @@ from bench.run import (  # noqa: E402
     prepare_kit,
     write_section,
 )
-from bench.soak import wait_for_port  # noqa: E402
+from bench.soak import wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MARKER = "<!-- bench/analytics.py results -->"
 TYPES = ("dashboard_stats", "message_stats", "usage_stats")
@@ -66,7 +65,7 @@ def run_hub(url: str, port: int, tokens_file: Path, config: dict, backend: str,
         driver = subprocess.Popen(
             ["taskset", "-c", "1", "node", str(ROOT / "bench" / "analytics.js"),
              f"http://127.0.0.1:{port}", str(tokens_file), str(server.pid), json.dumps(config)],
-            env={**os.environ, "NODE_PATH": str(kit / "load" / "node_modules")},
+            cwd=ROOT, env={**os.environ, "NODE_PATH": str(kit / "load" / "node_modules")},
             stderr=subprocess.PIPE, text=True)
         profilers = []
         for line in driver.stderr:
@@ -282,7 +281,7 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
         "On PostgreSQL the CPU counted inside the rounds also holds other greenlets' work "
         "(they run while a round waits for the database), so only the total is meaningful "
         "there; on SQLite a round never yields.",
-        f"Command: `make bench-analytics` (`python bench/analytics.py --seconds {args.seconds:g} "
+        f"Command: `make bench-analytics` (`python -m bench.analytics --seconds {args.seconds:g} "
         f"--phases {args.phases} --driver {args.driver}`).", "",
         "| figure | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     for label, pick in rows:
@@ -333,8 +332,9 @@ def main() -> None:
         tokens_file = WORK / f"tokens-analytics-{backend}.json"
         tokens_file.write_text(json.dumps(prepare_hub_database(url, args.users)))
         if args.driver == "rows":
-            config["writer"] = ["taskset", "-c", "1", sys.executable,
-                                str(ROOT / "bench" / "analytics_writer.py"), url, str(tokens_file)]
+            # The driver runs it from ROOT (its cwd), where ``-m`` finds the package.
+            config["writer"] = ["taskset", "-c", "1", sys.executable, "-m",
+                                "bench.analytics_writer", url, str(tokens_file)]
         else:
             config.pop("writer", None)
         started = time.monotonic()

@@ -2,15 +2,20 @@
 
 Offline, in one process: builds the history (messages spread over 60 days,
 recipient rows for the last two), then times ``figures_for_many`` for all
-users (median of 7 rounds). ROOT is a checkout of the hub, so that two trees
-(before and after a change) can be compared on the same data.
+users (median of 7 rounds). ``--root`` names another checkout of the hub, so
+that two trees (before and after a change) can be compared on the same data:
+the measurement then runs in a child Python working in that checkout, whose
+``-c`` puts it first on the import path, so ``services`` and ``tests`` are
+that tree's while this file's code is the same for both.
 
-    python bench/analytics_history.py ROOT sqlite|postgresql OUT.json
+    python -m bench.analytics_history sqlite|postgresql OUT.json [--root CHECKOUT]
 """
+import argparse
 import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,25 +23,26 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-root, backend, out = sys.argv[1], sys.argv[2], sys.argv[3]
-os.chdir(root)
-sys.path.insert(0, root)
-from sqlalchemy import insert, text  # noqa
-import flask_migrate  # noqa
-from tests.support import make_app, fresh_postgres_database  # noqa
+import flask_migrate
+from sqlalchemy import column, insert, table, text
 
 USERS, PER_USER, DAYS = 100, 1000, 60
 
 
 def build(url):
+    from tests.support import make_app
+
     app = make_app(url)
     with app.app_context():
         from extensions import db
-        from models import Message, Recipient, User
+        from models import Message, Recipient
         flask_migrate.upgrade(revision="0002")
         rng = random.Random(7)
         midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        db.session.execute(insert(User), [
+        # The users table as revision 0002 has it: the model has columns added since.
+        users = table("users", *(column(name) for name in (
+            "id", "email", "password_hash", "role", "active", "created_at")))
+        db.session.execute(insert(users), [
             {"id": i, "email": f"u{i}@x.org", "password_hash": "x", "role": "user",
              "active": True, "created_at": midnight - timedelta(days=90)}
             for i in range(1, USERS + 1)])
@@ -88,6 +94,8 @@ def build(url):
 
 
 def measure(url):
+    from tests.support import make_app
+
     app = make_app(url)
     with app.app_context():
         from extensions import db
@@ -124,14 +132,37 @@ def measure(url):
             "figures": {str(k): v for k, v in figures.items()}, "global": glob}
 
 
-if backend == "sqlite":
-    url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "hist.db")
-    built = build(url)
-    result = measure(url)
-else:
-    with fresh_postgres_database() as url:
+def run(backend: str, out: str) -> None:
+    """Build and measure in this process, with whatever tree is first on the import path."""
+    from tests.support import fresh_postgres_database
+
+    if backend == "sqlite":
+        url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "hist.db")
         built = build(url)
         result = measure(url)
-result["messages"], result["recipients"] = built
-Path(out).write_text(json.dumps(result, indent=1, default=str))
-print(backend, root, built, {k: result[k] for k in ("cpu_ms", "server_cpu_ms", "wall_ms")})
+    else:
+        with fresh_postgres_database() as url:
+            built = build(url)
+            result = measure(url)
+    result["messages"], result["recipients"] = built
+    Path(out).write_text(json.dumps(result, indent=1, default=str))
+    print(backend, os.getcwd(), built,
+          {k: result[k] for k in ("cpu_ms", "server_cpu_ms", "wall_ms")})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("backend", choices=("sqlite", "postgresql"))
+    parser.add_argument("out")
+    parser.add_argument("--root", help="another checkout of the hub to measure")
+    args = parser.parse_args()
+    if args.root is None:
+        run(args.backend, args.out)
+        return
+    child = (f"import runpy; runpy.run_path({__file__!r}, run_name='__main__')")
+    subprocess.run([sys.executable, "-c", child, args.backend, str(Path(args.out).resolve())],
+                   cwd=args.root, check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ the owners, the same marks the pipeline makes.
 Reads commands on stdin, one per line, and answers each with one JSON line:
 ``rate N`` (messages created per second from now on), ``count``, ``quit``.
 
-    python bench/analytics_writer.py DATABASE_URL TOKENS_JSON
+    python -m bench.analytics_writer DATABASE_URL TOKENS_JSON
 """
 
 from __future__ import annotations
@@ -30,9 +30,6 @@ from collections import deque
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 TICK = 0.05
 RECEIPT_DELAY = 0.2

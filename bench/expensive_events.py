@@ -13,7 +13,7 @@ and delivered before the scenario starts; ``track_message`` tracks it. The
 Each checkout in ``--roots`` serves in turn (its own ``app.py``), so a tree
 before and after a change are measured in one run, on the same machine.
 
-    python bench/expensive_events.py [--seconds 20] [--roots .,../other-checkout]
+    python -m bench.expensive_events [--seconds 20] [--roots .,../other-checkout]
 """
 
 from __future__ import annotations
@@ -31,15 +31,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import requests
+import socketio
+import websocket
 
-import requests  # noqa: E402
-import socketio  # noqa: E402
-import websocket  # noqa: E402
-
-from bench.run import HUB_ENV, SECRET, WORK, machine, prepare_hub_database, write_section  # noqa: E402
-from bench.soak import wait_for_port  # noqa: E402
+from bench.run import HUB_ENV, SECRET, WORK, machine, prepare_hub_database, write_section
+from bench.soak import wait_for_port
 
 MARKER = "<!-- bench/expensive_events.py results -->"
 PORT = 7131
@@ -210,7 +207,7 @@ def report(runs: list[dict], seconds: float, roots: str) -> str:
         f"{1 / (ACK_INTERVAL + 0.004):.0f} a second). The heavy user has a message of 1,000 "
         "recipients, sent and delivered; `track_message` tracks it. `get_rooms` is the "
         "control. Refused: heavy events answered `rate_limited`.",
-        f"Command: `python bench/expensive_events.py --seconds {seconds:g} --roots {roots}`.", "",
+        f"Command: `python -m bench.expensive_events --seconds {seconds:g} --roots {roots}`.", "",
         "| scenario | commit | bystander ack p50 / p99 / max (ms) | server CPU | refused |",
         "| --- | --- | --- | --- | --- |"]
     for index, (event, sockets) in enumerate(SCENARIOS):

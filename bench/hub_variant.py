@@ -15,7 +15,7 @@ own code carries no switch that only a benchmark would use:
   as it runs when gevent-websocket is not installed, behind gevent's plain
   WSGI handler (as Flask-SocketIO's own ``run`` serves it then).
 
-    python bench/hub_variant.py VARIANT
+    python -m bench.hub_variant VARIANT
 """
 
 from gevent import monkey
@@ -24,10 +24,6 @@ monkey.patch_all()
 
 import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def as_shipped() -> None:

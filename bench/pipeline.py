@@ -17,7 +17,7 @@ With ``--profile DIR`` each run's server is sampled by py-spy (``--gil``: only
 while it holds the GIL, so gevent's idle loop stays out) into raw stacks,
 ``DIR/<database>-<run>.txt``, which flamegraph tools read.
 
-    python bench/pipeline.py [--recipients 10000] [--runs 3] [--backends sqlite,postgresql]
+    python -m bench.pipeline [--recipients 10000] [--runs 3] [--backends sqlite,postgresql]
                              [--profile DIR]
 """
 
@@ -34,11 +34,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.run import POSTGRES_URL, WORK, fresh_postgres, machine, write_section  # noqa: E402
-from tests.support import (  # noqa: E402
+from bench.run import POSTGRES_URL, WORK, fresh_postgres, machine, write_section
+from tests.support import (
     LiveServer,
     RecordingClient,
     migrate_database,
@@ -194,7 +191,7 @@ def main() -> None:
              "provider with zero latency, receipts after 1 s, one tracker connected "
              "(it receives every `recipient_update`). Median of "
              f"{args.runs} runs per database, lowest and highest in brackets.",
-             f"Command: `python bench/pipeline.py --recipients {args.recipients} "
+             f"Command: `python -m bench.pipeline --recipients {args.recipients} "
              f"--runs {args.runs}`.", "",
              "| figure | " + " | ".join(rows) + " |", "| --- |" + " --- |" * len(rows)]
     labels = [("POST /api/messages answered (ms)", "post_ms"),

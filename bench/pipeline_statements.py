@@ -12,7 +12,7 @@ In a gevent-patched process, as the server runs, on SQLite and PostgreSQL:
 
 Each figure is the median of several repetitions, in milliseconds.
 
-    python bench/pipeline_statements.py [--backends sqlite,postgresql]
+    python -m bench.pipeline_statements [--backends sqlite,postgresql]
 """
 
 from __future__ import annotations
@@ -28,10 +28,6 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from decimal import Decimal  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import (  # noqa: E402
     and_,
@@ -185,7 +181,7 @@ def main() -> None:
     lines = [MARKER, f"## Pipeline statements ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)", "",
              f"Machine: {machine()}. In a gevent-patched process, as the server runs; "
              "median milliseconds.",
-             "Command: `python bench/pipeline_statements.py`.", "",
+             "Command: `python -m bench.pipeline_statements`.", "",
              "| statement | " + " | ".join(rows) + " |", "| --- |" + " --- |" * len(rows)]
     labels = [
         (f"store {RECIPIENTS:,} recipients: ORM `executemany`", "insert_executemany"),

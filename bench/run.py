@@ -6,7 +6,7 @@ its real configuration (SQLite, then PostgreSQL when reachable), then the
 Node peer, each pinned to CPU 0 with the load on CPU 1, and writes a table of
 figures and hub/Node ratios to BENCHMARKS.md.
 
-    python bench/run.py [--sizes 1000,5000,10000] [--backends sqlite,postgresql]
+    python -m bench.run [--sizes 1000,5000,10000] [--backends sqlite,postgresql]
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 KIT = Path(os.environ.get("BENCH_KIT", ROOT.parent / "shared" / "bench"))
 WORK = ROOT / "bench" / "out"
 SECRET = "bench-secret-0123456789abcdef0123456789"

@@ -9,7 +9,7 @@ that takes the POST and on the other one; this script then publishes emits
 addressed to nobody on the queue and charges each process the CPU it spends
 receiving them. Figures go to BENCHMARKS.md under "Scale-out".
 
-    python bench/scaleout.py [--connections 10000] [--arrangements one,two-one-core,two]
+    python -m bench.scaleout [--connections 10000] [--arrangements one,two-one-core,two]
 """
 
 from __future__ import annotations
@@ -27,10 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.run import (  # noqa: E402
+from bench.run import (
     HUB_ENV,
     SECRET,
     WORK,
@@ -39,8 +36,10 @@ from bench.run import (  # noqa: E402
     prepare_kit,
     write_section,
 )
-from bench.soak import wait_for_port  # noqa: E402
-from tests.support import fresh_postgres_database  # noqa: E402
+from bench.soak import wait_for_port
+from tests.support import fresh_postgres_database
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MARKER = "<!-- bench/scaleout.py results -->"
 REDIS_BASE = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
@@ -324,7 +323,7 @@ def main() -> None:
     lines = [MARKER, f"## Scale-out: one process or two on Redis "
              f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit})", "",
              f"Machine: {machine()}.",
-             f"Command: `make bench-scaleout` (`python bench/scaleout.py --connections "
+             f"Command: `make bench-scaleout` (`python -m bench.scaleout --connections "
              f"{args.connections} --arrangements {args.arrangements}`).", "",
              pinning(list(results)), "",
              method(args), "",

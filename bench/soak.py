@@ -15,7 +15,7 @@ be back to it, with no connection row left, the greenlets back, memory flat,
 churn at the goal and no error seen by a client. Each check is printed PASS or
 FAIL, figures go to BENCHMARKS.md, and a failed check makes the exit status 1.
 
-    python bench/soak.py [--seconds 300] [--concurrency 20]
+    python -m bench.soak [--seconds 300] [--concurrency 20]
 """
 
 from __future__ import annotations
@@ -35,10 +35,7 @@ from typing import Any
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.run import (  # noqa: E402
+from bench.run import (
     HUB_ENV,
     SECRET,
     WORK,
@@ -47,7 +44,9 @@ from bench.run import (  # noqa: E402
     prepare_kit,
     write_section,
 )
-from services.node.diagnostics import PER_CONNECTION  # noqa: E402
+from services.node.diagnostics import PER_CONNECTION
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MARKER = "<!-- bench/soak.py results -->"
 GOAL_CHURN_PER_SECOND = 200

@@ -8,7 +8,7 @@ settings on a fresh SQLite database and measured by the kit's load generator
 their ratios to the shipped hub go to BENCHMARKS.md; a variant that cannot be
 measured is recorded with its error.
 
-    python bench/variants.py [--connections 5000] [--variants hub,hub-json,...]
+    python -m bench.variants [--connections 5000] [--variants hub,hub-json,...]
 """
 
 from __future__ import annotations
@@ -24,10 +24,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.run import (  # noqa: E402
+from bench.run import (
     FIGURES,
     HUB_ENV,
     LOAD_ARGS,
@@ -41,6 +38,8 @@ from bench.run import (  # noqa: E402
     ratio_table,
     write_section,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MARKER = "<!-- bench/variants.py results -->"
 BEFORE_HEADING = "## Where the hub's time goes"
@@ -76,7 +75,7 @@ def measure(kit: Path, variant: str, connections: int, load_args: str) -> dict:
     tokens_file = WORK / f"tokens-variant-{variant}.json"
     tokens_file.write_text(json.dumps(prepare_hub_database(url)))
     return compare(kit, variant, PORT, connections,
-                   [sys.executable, str(ROOT / "bench" / "hub_variant.py"), variant],
+                   [sys.executable, "-m", "bench.hub_variant", variant],
                    {**HUB_ENV, "DATABASE_URL": url, "TOKENS": str(tokens_file),
                     "JWT_SECRET_KEY": SECRET}, load_args)
 
@@ -86,7 +85,7 @@ def report(results: dict[str, dict], failures: dict[str, str], args: argparse.Na
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in PACKAGES)
-    command = "flock /tmp/cpu.lock .venv/bin/python bench/variants.py"
+    command = "flock /tmp/cpu.lock .venv/bin/python -m bench.variants"
     if args.connections != 5000:
         command += f" --connections {args.connections}"
     lines = [

@@ -5,29 +5,29 @@ real websocket, against a database built by the migrations. Every hub-backed
 test runs on SQLite and, when reachable, on PostgreSQL. PostgreSQL, Redis and
 Chromium cases skip when the service is missing, and fail under
 ``REQUIRE_SERVICES=1``.
+
+A test whose hub needs settings of its own asks ``hub_factory`` (or
+``module_hub_factory`` for a hub its module shares) instead of starting one;
+work done in the test's own process on both backends asks ``database_url``.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import (
-    REDIS_URL,
+    BACKENDS,
+    HubFactory,
     LiveServer,
     RecordingClient,
     TestUser,
-    fresh_postgres_database,
+    empty_database,
     js_packages,
-    migrate_database,
-    postgres_reachable,
-    redis_reachable,
     register_user,
-    require_service,
-    seed_admin,
 )
 
 # fake_twilio, fake_twilio_process, fake_smsc: the outside SMS systems on loopback.
@@ -38,39 +38,33 @@ def pytest_configure(config):
     os.makedirs(os.path.join(os.path.dirname(__file__), "..", "test-output"), exist_ok=True)
 
 
-def _send_log_env(tmp_path_factory) -> dict:
-    """Every SMS the simulated provider accepts, one JSON line each (``server.send_log``)."""
-    return {"SIMULATED_SMS_SEND_LOG": str(tmp_path_factory.mktemp("sends") / "sent.jsonl")}
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path) -> Iterator[str]:
+    """An empty database, once a SQLite file and once a fresh PostgreSQL database."""
+    with empty_database(request.param, tmp_path) as url:
+        yield url
 
 
-def _start_hub(tmp_path_factory, backend: str):
-    if backend == "sqlite":
-        path = tmp_path_factory.mktemp("hub-sqlite") / "hub.db"
-        url = f"sqlite:///{path}"
-        migrate_database(url)
-        admin_email = seed_admin(url)
-        server = LiveServer(url, name="sqlite", env=_send_log_env(tmp_path_factory))
-        server.start()
-        return server, admin_email, None
-    require_service("PostgreSQL", postgres_reachable())
-    database = fresh_postgres_database()
-    url = database.__enter__()
-    migrate_database(url)
-    admin_email = seed_admin(url)
-    server = LiveServer(url, name="postgresql", env=_send_log_env(tmp_path_factory))
-    server.start()
-    return server, admin_email, database
+@pytest.fixture
+def hub_factory(tmp_path_factory) -> Iterator[HubFactory]:
+    """Factory: ``hub_factory(env={...})`` starts a live hub on a new database (``HubFactory``);
+    every hub, node, proxy and database it made is gone after the test."""
+    with HubFactory(tmp_path_factory) as factory:
+        yield factory
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def hub(request, tmp_path_factory):
-    """A running hub, once per database backend for the whole session."""
-    server, admin_email, database = _start_hub(tmp_path_factory, request.param)
-    server.admin_email = admin_email
-    yield server
-    server.stop()
-    if database is not None:
-        database.__exit__(None, None, None)
+@pytest.fixture(scope="module")
+def module_hub_factory(tmp_path_factory) -> Iterator[HubFactory]:
+    """``hub_factory`` for the hubs a module's tests share: they are gone after the module."""
+    with HubFactory(tmp_path_factory) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def hub(request, tmp_path_factory) -> Iterator[LiveServer]:
+    """A running hub, once per database backend for the whole session; it logs its sends."""
+    with HubFactory(tmp_path_factory) as hubs:
+        yield hubs(backend=request.param, name=request.param, send_log=True)
 
 
 @pytest.fixture(scope="session")
@@ -80,34 +74,17 @@ def js_modules() -> Path:
 
 
 @pytest.fixture(scope="session")
-def sqlite_hub(tmp_path_factory):
+def sqlite_hub(tmp_path_factory) -> Iterator[LiveServer]:
     """A hub on SQLite, for tests whose subject does not depend on the database."""
-    server, admin_email, _ = _start_hub(tmp_path_factory, "sqlite")
-    server.admin_email = admin_email
-    yield server
-    server.stop()
+    with HubFactory(tmp_path_factory) as hubs:
+        yield hubs(name="sqlite", send_log=True)
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(module_hub_factory) -> tuple[LiveServer, LiveServer]:
     """Nodes A and B on one fresh PostgreSQL database and one Redis channel, per module."""
-    require_service("PostgreSQL", postgres_reachable())
-    require_service("Redis", redis_reachable())
-    channel = f"hub-test-{uuid.uuid4().hex[:8]}"
-    with fresh_postgres_database() as url:
-        migrate_database(url)
-        seed_admin(url)
-        env = {"SOCKETIO_MESSAGE_QUEUE": REDIS_URL, "SOCKETIO_CHANNEL": channel}
-        a = LiveServer(url, name="node-a", env={**env, "NODE_ID": "node-a"})
-        b = LiveServer(url, name="node-b", env={**env, "NODE_ID": "node-b"})
-        a.start()
-        b.start()
-        a.channel = b.channel = channel
-        try:
-            yield a, b
-        finally:
-            a.stop()
-            b.stop()
+    a, b = module_hub_factory.nodes(2)
+    return a, b
 
 
 @pytest.fixture

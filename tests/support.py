@@ -86,6 +86,24 @@ def fresh_postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+@contextlib.contextmanager
+def empty_database(backend: str, directory: Path) -> Iterator[str]:
+    """An empty database: a SQLite file in ``directory``, or a fresh PostgreSQL database.
+
+    A PostgreSQL database is dropped afterwards; without PostgreSQL the test
+    is skipped, or fails under ``REQUIRE_SERVICES=1``.
+    """
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / 'hub.db'}"
+        return
+    require_service("PostgreSQL", postgres_reachable())
+    with fresh_postgres_database() as url:
+        yield url
+
+
 def make_app(database_url: str, **overrides: Any) -> Flask:
     """The hub's app on this database (testing settings), for work done in process."""
     from app import create_app
@@ -95,27 +113,38 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
                       **overrides)
 
 
+@contextlib.contextmanager
+def app_on(database_url: str, **overrides: Any) -> Iterator[Flask]:
+    """``make_app`` inside its app context, its connections closed on the way out.
+
+    An engine left open would hold a PostgreSQL connection until the process
+    ends and keep a test database from being dropped cleanly.
+    """
+    from extensions import db
+
+    app = make_app(database_url, **overrides)
+    with app.app_context():
+        try:
+            yield app
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
 def migrate_database(database_url: str) -> None:
     """Build the schema the way production does: the Alembic migrations."""
     import flask_migrate
 
-    app = make_app(database_url)
-    with app.app_context():
+    with app_on(database_url):
         flask_migrate.upgrade()
-        from extensions import db
-
-        db.engine.dispose()
 
 
 def seed_admin(database_url: str) -> str:
-    from extensions import db
     from services import auth
 
-    app = make_app(database_url)
-    with app.app_context():
+    with app_on(database_url):
         if auth.get_user_by_email(ADMIN_EMAIL) is None:
             auth.create_user(ADMIN_EMAIL, ADMIN_PASSWORD, name="Admin", admin=True)
-        db.engine.dispose()
     return ADMIN_EMAIL
 
 
@@ -213,6 +242,11 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def channel(self) -> str | None:
+        """Its message-queue channel when set (``flask`` commands beside it need the same)."""
+        return self.extra_env.get("SOCKETIO_CHANNEL")
+
     def start(self, timeout: float = 20.0) -> None:
         OUTPUT_DIR.mkdir(exist_ok=True)
         env = {
@@ -260,15 +294,82 @@ class LiveServer:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
-def start_sqlite_hub(tmp_path_factory: pytest.TempPathFactory, name: str,
-                     env: dict[str, str]) -> LiveServer:
-    """A started hub on a fresh migrated SQLite database with its admin, and these settings."""
-    url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'hub.db'}"
-    migrate_database(url)
-    seed_admin(url)
-    server = LiveServer(url, name=name, env=env)
-    server.start()
-    return server
+class HubFactory(contextlib.ExitStack):
+    """Live hubs on databases of their own, all stopped (and their databases dropped) on close.
+
+    Behind the ``hub_factory`` fixtures. A call is one ``python app.py`` with
+    the given settings on a new database built by the migrations with its
+    seeded admin; ``nodes`` starts several on one PostgreSQL database joined
+    by Redis, ``nginx`` puts a proxy in front. Whatever a test adds with
+    ``callback`` or ``enter_context`` is undone with them, last first.
+    """
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        super().__init__()
+        self.tmp_path_factory = tmp_path_factory
+
+    def database(self, backend: str = "sqlite", *, migrate: bool = True,
+                 admin: bool = True) -> str:
+        """A new database (``empty_database``), migrated and with the admin unless told not."""
+        url = self.enter_context(empty_database(backend, self.tmp_path_factory.mktemp(backend)))
+        if migrate:
+            migrate_database(url)
+            if admin:
+                seed_admin(url)
+        return url
+
+    def __call__(self, env: dict[str, str] | None = None, *, backend: str = "sqlite",
+                 database_url: str | None = None, admin: bool = True, name: str = "hub",
+                 send_log: bool = False, command: list[str] | None = None,
+                 port: int | None = None, start: bool = True) -> LiveServer:
+        """A hub with ``env`` on a new ``backend`` database, or on ``database_url`` as it is.
+
+        ``send_log``: the simulated provider logs every send (``server.send_log``).
+        """
+        env = dict(env or {})
+        if send_log:
+            env.setdefault("SIMULATED_SMS_SEND_LOG",
+                           str(self.tmp_path_factory.mktemp("sends") / "sent.jsonl"))
+        url = database_url or self.database(backend, admin=admin)
+        server = LiveServer(url, name=name, env=env, port=port, command=command)
+        self.callback(server.stop)
+        if start:
+            server.start()
+        return server
+
+    def nodes(self, count: int = 2, env: dict[str, str] | None = None, *, name: str = "node",
+              commands: list[list[str] | None] | None = None,
+              start: bool = True) -> list[LiveServer]:
+        """``count`` hubs sharing one new PostgreSQL database and a Redis message queue.
+
+        Node ids and names are ``NAME-a``, ``NAME-b``...; ``commands`` gives
+        node by node another command (e.g. ``GUNICORN``). Unless ``env`` names
+        its own ``SOCKETIO_MESSAGE_QUEUE``, the nodes get the test Redis and a
+        channel no other test uses.
+        """
+        require_service("Redis", redis_reachable())
+        env = dict(env or {})
+        if "SOCKETIO_MESSAGE_QUEUE" not in env:
+            env |= {"SOCKETIO_MESSAGE_QUEUE": REDIS_URL,
+                    "SOCKETIO_CHANNEL": f"hub-test-{uuid.uuid4().hex[:8]}"}
+        url = self.database("postgresql")
+        letters = "abcdefghijklmnopqrstuvwxyz"[:count]
+        nodes = [self({**env, "NODE_ID": f"{name}-{letter}"}, database_url=url,
+                      name=f"{name}-{letter}", command=command, start=False)
+                 for letter, command in zip(letters, commands or [None] * count, strict=True)]
+        if start:
+            for node in nodes:
+                node.start()
+        return nodes
+
+    def nginx(self, http_config: str, *, start: bool = True) -> Nginx:
+        """Debian's nginx with ``http_config`` (see ``Nginx``); skipped when it is missing."""
+        require_service("nginx", nginx_available(), NGINX)
+        proxy = Nginx(http_config)
+        self.callback(proxy.stop)
+        if start:
+            proxy.start()
+        return proxy
 
 
 @dataclass
@@ -309,13 +410,10 @@ def register_user(server: LiveServer, admin: bool = False) -> TestUser:
 def promote_user(server: LiveServer, user: TestUser) -> TestUser:
     """``user`` made an admin (as ``flask users promote`` does), logged in again for an admin
     token. Done in this process: a second admin is set-up here, not the subject."""
-    from extensions import db
     from services import accounts
 
-    app = make_app(server.database_url)
-    with app.app_context():
+    with app_on(server.database_url):
         accounts.set_role(accounts.find_user(user.email), admin=True)
-        db.engine.dispose()
     response = requests.post(f"{server.url}/api/auth/login",
                              json={"email": user.email, "password": user.password}, timeout=10)
     assert response.status_code == 200, response.text

@@ -10,7 +10,7 @@ import requests
 import socketio
 import websocket
 
-from tests.support import LiveServer, RecordingClient, migrate_database, register_user, seed_admin
+from tests.support import RecordingClient, register_user
 
 LIMITS = {"EVENT_RATE": "20", "EVENT_BURST": "40", "MAX_CONNECTIONS_PER_USER": "20",
           "MAX_CONNECTIONS_PER_ADDRESS": "1000", "LOGIN_RATE_LIMIT": "5/minute",
@@ -19,14 +19,8 @@ LIMITS = {"EVENT_RATE": "20", "EVENT_BURST": "40", "MAX_CONNECTIONS_PER_USER": "
 
 
 @pytest.fixture(scope="module")
-def limited_hub(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('limited') / 'hub.db'}"
-    migrate_database(url)
-    seed_admin(url)
-    server = LiveServer(url, name="limited", env=LIMITS)
-    server.start()
-    yield server
-    server.stop()
+def limited_hub(module_hub_factory):
+    return module_hub_factory(LIMITS, name="limited")
 
 
 def _ack_latency(client, count=20):

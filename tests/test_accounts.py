@@ -10,17 +10,14 @@ import socketio
 from sqlalchemy import delete
 
 from tests.support import (
-    LiveServer,
     RecordingClient,
+    app_on,
     connect_refusal,
     eventually,
-    make_app,
-    migrate_database,
     mint_token,
     promote_user,
     register_user,
     run_flask,
-    seed_admin,
 )
 
 # From the command's commit to every node: one revocation poll (1 s) plus a loop tick,
@@ -75,11 +72,9 @@ def _delete_by_hand(database_url, user_id):
     from extensions import db
     from models import User
 
-    app = make_app(database_url)
-    with app.app_context():
+    with app_on(database_url):
         db.session.execute(delete(User).where(User.id == user_id))
         db.session.commit()
-        db.engine.dispose()
 
 
 def test_a_deleted_users_socket_does_not_freeze_connection_writes_for_others(
@@ -181,15 +176,9 @@ def test_users_commands_explain_an_unknown_user(sqlite_hub):
 
 
 @pytest.fixture(scope="module")
-def slow_receipts_hub(tmp_path_factory):
+def slow_receipts_hub(module_hub_factory):
     """A hub whose simulated provider reports deliveries 2 s after sending."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('slow-receipts') / 'hub.db'}"
-    migrate_database(url)
-    seed_admin(url)
-    server = LiveServer(url, name="slow-receipts", env={"SIMULATED_RECEIPT_DELAY": "2"})
-    server.start()
-    yield server
-    server.stop()
+    return module_hub_factory({"SIMULATED_RECEIPT_DELAY": "2"}, name="slow-receipts")
 
 
 def test_renewing_with_a_users_token_leaves_other_users_message_rooms(slow_receipts_hub):

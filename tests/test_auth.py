@@ -1,8 +1,5 @@
 """Registration, login, refresh, logout, and every way a socket connect is refused."""
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -13,35 +10,26 @@ import socketio
 from tests.churn import internals
 from tests.support import (
     JWT_SECRET,
-    ROOT,
     LiveServer,
     RecordingClient,
     connect_refusal,
-    migrate_database,
     mint_token,
     raw_websocket,
     register_user,
     rss_kb,
+    run_flask,
 )
 
 
 @pytest.fixture(scope="module")
-def closed_hub(tmp_path_factory):
+def closed_hub(module_hub_factory):
     """A hub on its own SQLite database with ``REGISTRATION_ENABLED=0``; no users yet."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('closed') / 'hub.db'}"
-    migrate_database(url)
-    server = LiveServer(url, name="closed", env={"REGISTRATION_ENABLED": "0"})
-    server.start()
-    yield server
-    server.stop()
+    return module_hub_factory({"REGISTRATION_ENABLED": "0"}, name="closed", admin=False)
 
 
 def _flask_users_create(database_url: str, *arguments: str, typed: str | None = None):
     """``flask users create ...`` as an operator runs it; ``typed`` is what they type."""
-    env = {**os.environ, "HUB_ENV": "testing", "DATABASE_URL": database_url}
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create",
-                           *arguments], cwd=ROOT, env=env, input=typed, capture_output=True,
-                          text=True, timeout=60)
+    return run_flask(database_url, "users", "create", *arguments, typed=typed)
 
 
 def _login(server, email, password):

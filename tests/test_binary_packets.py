@@ -18,16 +18,13 @@ import websocket
 
 from tests.support import (
     AckProbe,
-    LiveServer,
     PollingClient,
     RecordingClient,
     assert_acks_stay_flat,
     close_code,
-    migrate_database,
     raw_websocket,
     register_user,
     rss_kb,
-    seed_admin,
 )
 
 # A BINARY_EVENT announcing the most attachments python-socketio's parser accepts.
@@ -37,14 +34,8 @@ CLOSE_UNSUPPORTED_DATA = 1003
 
 
 @pytest.fixture(scope="module")
-def budget_hub(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('budget') / 'hub.db'}"
-    migrate_database(url)
-    seed_admin(url)
-    server = LiveServer(url, name="budget", env={"EVENT_RATE": "20", "EVENT_BURST": "40"})
-    server.start()
-    yield server
-    server.stop()
+def budget_hub(module_hub_factory):
+    return module_hub_factory({"EVENT_RATE": "20", "EVENT_BURST": "40"}, name="budget")
 
 
 def _authenticated_websocket(hub, token: str) -> websocket.WebSocket:

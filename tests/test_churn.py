@@ -4,22 +4,15 @@ import pytest
 
 from services.node.diagnostics import PER_CONNECTION
 from tests.churn import churn, internals
-from tests.support import LiveServer, eventually, migrate_database, register_user, seed_admin
+from tests.support import eventually, register_user
 
 
 @pytest.fixture(scope="module")
-def churn_hub(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('churn') / 'hub.db'}"
-    migrate_database(url)
-    seed_admin(url)
+def churn_hub(module_hub_factory):
     # Abrupt clients are noticed by the ping timeout at worst, so keep it short; the
     # per-user cap is raised because rounds outpace that detection by design.
-    server = LiveServer(url, name="churn", env={"SOCKETIO_PING_INTERVAL": "2",
-                                                "SOCKETIO_PING_TIMEOUT": "2",
-                                                "MAX_CONNECTIONS_PER_USER": "1000"})
-    server.start()
-    yield server
-    server.stop()
+    return module_hub_factory({"SOCKETIO_PING_INTERVAL": "2", "SOCKETIO_PING_TIMEOUT": "2",
+                               "MAX_CONNECTIONS_PER_USER": "1000"}, name="churn")
 
 
 def test_churn_returns_every_structure_to_baseline(churn_hub):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support import ROOT, LiveServer, migrate_database, register_user
+from tests.support import ROOT, migrate_database, register_user
 
 GOOD = {"JWT_SECRET_KEY": "p" * 40, "WEBHOOK_SECRET": "webhook-secret",
         "CORS_ALLOWED_ORIGINS": "https://app.example.com"}
@@ -78,19 +78,16 @@ def _mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_sqlite_database_is_readable_by_its_owner_only(tmp_path):
+def test_sqlite_database_is_readable_by_its_owner_only(hub_factory, tmp_path):
     """Created under the usual umask 022, the file and its WAL files were world-readable."""
     folder = tmp_path / "data"
     url = f"sqlite:///{folder / 'hub.db'}"
-    server = LiveServer(url, name="private-sqlite")
+    server = hub_factory(database_url=url, name="private-sqlite", start=False)
     with _usual_umask():
         migrate_database(url)
         server.start()
-    try:
-        register_user(server)  # writes: the WAL files exist now
-        files = {path.name: _mode(path) for path in folder.iterdir()}
-    finally:
-        server.stop()
+    register_user(server)  # writes: the WAL files exist now
+    files = {path.name: _mode(path) for path in folder.iterdir()}
     assert {"hub.db", "hub.db-wal", "hub.db-shm"} <= files.keys()
     assert set(files.values()) == {0o600}, files
     assert _mode(folder) == 0o700

@@ -9,7 +9,7 @@ import pytest
 from config import TestingConfig
 from extensions import db
 from models import Connection
-from tests.support import eventually, make_app
+from tests.support import app_on, eventually
 
 # Connects, disconnects and pongs reach SQL in one batch per flush interval; the
 # second is headroom for a busy machine.
@@ -19,18 +19,17 @@ FLUSH_BOUND = TestingConfig.CONNECTION_FLUSH_INTERVAL + 1.0
 @pytest.fixture
 def connection_row(hub):
     """Reads one socket's row of the hub's ``connections`` table, as any node would."""
-    app = make_app(hub.database_url)
+    with app_on(hub.database_url) as app:
 
-    def read(sid: str) -> dict | None:
-        with app.app_context():
-            row = db.session.get(Connection, sid)
-            if row is None:
-                return None
-            return {column.key: getattr(row, column.key) for column in Connection.__table__.c}
+        def read(sid: str) -> dict | None:
+            with app.app_context():
+                row = db.session.get(Connection, sid)
+                if row is None:
+                    return None
+                return {column.key: getattr(row, column.key)
+                        for column in Connection.__table__.c}
 
-    yield read
-    with app.app_context():
-        db.engine.dispose()
+        yield read
 
 
 def _online(api, token, user_id):

@@ -14,38 +14,19 @@ from extensions import db
 from models import Message, Recipient
 from services.messaging import messages, queue
 from services.messaging.providers import DeliveryReceipt, SendResult
-from tests.support import (
-    fresh_postgres_database,
-    make_app,
-    migrate_database,
-    postgres_reachable,
-    require_service,
-    seed_admin,
-)
+from tests.support import app_on, migrate_database, seed_admin
 
 PRICE = Decimal("0.0075")
 ADMIN_ID = 1
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app_context(request, tmp_path):
+@pytest.fixture
+def app_context(database_url):
     """An app context on a migrated database; every claim is stale at once (timeout 0)."""
-    if request.param == "sqlite":
-        database = None
-        url = f"sqlite:///{tmp_path / 'hub.db'}"
-    else:
-        require_service("PostgreSQL", postgres_reachable())
-        database = fresh_postgres_database()
-        url = database.__enter__()
-    migrate_database(url)
-    seed_admin(url)
-    app = make_app(url, DISPATCH_CLAIM_TIMEOUT=0.0)
-    with app.app_context():
+    migrate_database(database_url)
+    seed_admin(database_url)
+    with app_on(database_url, DISPATCH_CLAIM_TIMEOUT=0.0) as app:
         yield app
-        db.session.remove()
-        db.engine.dispose()
-    if database is not None:
-        database.__exit__(None, None, None)
 
 
 def _recipients(message_id: int) -> list[Recipient]:

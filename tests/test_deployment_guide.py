@@ -28,14 +28,10 @@ from tests.support import (
     NGINX,
     REDIS_URL,
     ROOT,
-    LiveServer,
-    Nginx,
+    app_on,
     eventually,
     free_port,
-    fresh_postgres_database,
-    make_app,
     nginx_available,
-    postgres_reachable,
     raw_socketio_connect,
     redis_reachable,
     require_service,
@@ -90,65 +86,55 @@ def _wait_for_event(ws, event: str, timeout: float = 10.0) -> list:
 
 
 @pytest.fixture
-def deployment(tmp_path):
+def deployment(hub_factory, tmp_path):
     """Steps 2 to 5 of the guide: environment, schema and first admin, nodes, nginx."""
-    require_service("PostgreSQL", postgres_reachable())
     require_service("Redis", redis_reachable())
     require_service("nginx", nginx_available(), NGINX)
     require_service("openssl", shutil.which("openssl") is not None)
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    with fresh_postgres_database() as database_url:
-        environment = _environment_file()
-        assert environment["HUB_ENV"] == "production"
-        environment.update({
-            "DATABASE_URL": database_url, "SOCKETIO_MESSAGE_QUEUE": REDIS_URL,
-            "JWT_SECRET_KEY": secrets.token_urlsafe(48),
-            "WEBHOOK_SECRET": secrets.token_urlsafe(48),
-            "METRICS_TOKEN": secrets.token_urlsafe(48)})
-        env_file = tmp_path / "env"
-        env_file.write_text("".join(f"{name}={value}\n" for name, value in environment.items()))
+    database_url = hub_factory.database("postgresql", migrate=False)
+    environment = _environment_file()
+    assert environment["HUB_ENV"] == "production"
+    environment.update({
+        "DATABASE_URL": database_url, "SOCKETIO_MESSAGE_QUEUE": REDIS_URL,
+        "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+        "WEBHOOK_SECRET": secrets.token_urlsafe(48),
+        "METRICS_TOKEN": secrets.token_urlsafe(48)})
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in environment.items()))
 
-        password = f"first admin {uuid.uuid4().hex}"
-        commands = _block("sh", "db upgrade").replace("/etc/hub/env", str(env_file))
-        venv_bin = str(GUNICORN[0]).rsplit("/", 1)[0]
-        setup = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", commands], cwd=ROOT,
-            input=f"{password}\n{password}\n", capture_output=True, text=True, timeout=120,
-            env={"PATH": f"{venv_bin}:/usr/bin:/bin", "HOME": str(tmp_path)},
-            start_new_session=True)  # no terminal: the password prompt reads stdin
-        assert setup.returncode == 0, setup.stdout + setup.stderr
+    password = f"first admin {uuid.uuid4().hex}"
+    commands = _block("sh", "db upgrade").replace("/etc/hub/env", str(env_file))
+    venv_bin = str(GUNICORN[0]).rsplit("/", 1)[0]
+    setup = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", commands], cwd=ROOT,
+        input=f"{password}\n{password}\n", capture_output=True, text=True, timeout=120,
+        env={"PATH": f"{venv_bin}:/usr/bin:/bin", "HOME": str(tmp_path)},
+        start_new_session=True)  # no terminal: the password prompt reads stdin
+    assert setup.returncode == 0, setup.stdout + setup.stderr
 
-        command = shlex.split(_unit_setting("ExecStart"))
-        assert command[0] == "/srv/hub/.venv/bin/gunicorn"
-        nodes = []
-        for _ in range(2):
-            port = free_port()
-            node_id = _unit_setting("Environment").removeprefix("NODE_ID=")
-            node_id = node_id.replace("%H", socket.gethostname()).replace("%i", str(port))
-            nodes.append(LiveServer(
-                database_url, name=f"guide-{port}", port=port,
-                env={**environment, "NODE_ID": node_id},
-                command=[GUNICORN[0], *(part.replace("%i", str(port)) for part in command[1:])]))
-        config = (_block("nginx", "upstream hub")
-                  .replace("127.0.0.1:5001", f"127.0.0.1:{nodes[0].port}")
-                  .replace("127.0.0.1:5002", f"127.0.0.1:{nodes[1].port}")
-                  .replace("listen 443 ssl;", "listen 127.0.0.1:{port} ssl;")
-                  .replace("/etc/hub/tls", "{prefix}"))
-        nginx = Nginx(config)
-        _self_signed_certificate(nginx.prefix)
-        app = make_app(database_url)
-        try:
-            for node in nodes:
-                node.start()
-            nginx.start()
-            yield {"nodes": nodes, "nginx": nginx, "env": environment, "app": app,
-                   "admin": ("admin@example.com", password)}
-        finally:
-            nginx.stop()
-            for node in nodes:
-                node.stop()
-            with app.app_context():
-                db.engine.dispose()
+    command = shlex.split(_unit_setting("ExecStart"))
+    assert command[0] == "/srv/hub/.venv/bin/gunicorn"
+    nodes = []
+    for _ in range(2):
+        port = free_port()
+        node_id = _unit_setting("Environment").removeprefix("NODE_ID=")
+        node_id = node_id.replace("%H", socket.gethostname()).replace("%i", str(port))
+        nodes.append(hub_factory(
+            {**environment, "NODE_ID": node_id}, database_url=database_url,
+            name=f"guide-{port}", port=port,
+            command=[GUNICORN[0], *(part.replace("%i", str(port)) for part in command[1:])]))
+    config = (_block("nginx", "upstream hub")
+              .replace("127.0.0.1:5001", f"127.0.0.1:{nodes[0].port}")
+              .replace("127.0.0.1:5002", f"127.0.0.1:{nodes[1].port}")
+              .replace("listen 443 ssl;", "listen 127.0.0.1:{port} ssl;")
+              .replace("/etc/hub/tls", "{prefix}"))
+    nginx = hub_factory.nginx(config, start=False)
+    _self_signed_certificate(nginx.prefix)
+    nginx.start()
+    with app_on(database_url) as app:
+        yield {"nodes": nodes, "nginx": nginx, "env": environment, "app": app,
+               "admin": ("admin@example.com", password)}
 
 
 def _connections(app) -> dict[str, tuple[str, str]]:

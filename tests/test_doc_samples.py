@@ -38,9 +38,6 @@ import pytest
 from tests.support import (
     ADMIN_PASSWORD,
     ROOT,
-    LiveServer,
-    migrate_database,
-    seed_admin,
 )
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -98,15 +95,9 @@ def test_every_sample_runs_or_says_why_not():
 
 
 @pytest.fixture(scope="module")
-def docs_hub(tmp_path_factory):
+def docs_hub(module_hub_factory):
     """A fresh hub: its admin is user 1, as the demo admin of a fresh install is."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('docs-hub') / 'hub.db'}"
-    migrate_database(url)
-    seed_admin(url)
-    server = LiveServer(url, name="docs")
-    server.start()
-    yield server
-    server.stop()
+    return module_hub_factory(name="docs")
 
 
 class Reader:

@@ -16,22 +16,17 @@ import pytest
 import websocket
 
 from tests.support import (
-    NGINX,
     OTHER_ADDRESS,
     AckProbe,
-    Nginx,
     PollingClient,
     RecordingClient,
     assert_acks_stay_flat,
     close_code,
     eventually,
-    nginx_available,
     nginx_proxy_config,
     raw_websocket,
     register_user,
-    require_service,
     rss_kb,
-    start_sqlite_hub,
 )
 
 LISTED_ORIGIN = "https://app.example.com"
@@ -40,40 +35,27 @@ ADDRESS_CAP = 30
 
 
 @pytest.fixture(scope="module")
-def guarded_hub(tmp_path_factory):
-    server = start_sqlite_hub(tmp_path_factory, "guarded", {"CORS_ALLOWED_ORIGINS": LISTED_ORIGIN})
-    yield server
-    server.stop()
+def guarded_hub(module_hub_factory):
+    return module_hub_factory({"CORS_ALLOWED_ORIGINS": LISTED_ORIGIN}, name="guarded")
 
 
 @pytest.fixture(scope="module")
-def capped_hub(tmp_path_factory):
-    server = start_sqlite_hub(tmp_path_factory, "capped", {
-        "MAX_CONNECTIONS_PER_ADDRESS": str(ADDRESS_CAP), "CONNECT_TIMEOUT": "60"})
-    yield server
-    server.stop()
+def capped_hub(module_hub_factory):
+    return module_hub_factory({"MAX_CONNECTIONS_PER_ADDRESS": str(ADDRESS_CAP),
+                               "CONNECT_TIMEOUT": "60"}, name="capped")
 
 
 @pytest.fixture(scope="module")
-def impatient_hub(tmp_path_factory):
-    server = start_sqlite_hub(tmp_path_factory, "impatient", {"CONNECT_TIMEOUT": "1"})
-    yield server
-    server.stop()
+def impatient_hub(module_hub_factory):
+    return module_hub_factory({"CONNECT_TIMEOUT": "1"}, name="impatient")
 
 
 @pytest.fixture(scope="module")
-def proxied_hub(tmp_path_factory):
+def proxied_hub(module_hub_factory):
     """A hub behind nginx as docs/deployment.md configures it, trusting its forwarded address."""
-    require_service("nginx", nginx_available(), NGINX)
-    server = start_sqlite_hub(tmp_path_factory, "proxied", {
-        "TRUST_PROXY_HEADERS": "1", "MAX_CONNECTIONS_PER_ADDRESS": "5", "CONNECT_TIMEOUT": "60"})
-    proxy = Nginx(nginx_proxy_config(f"server 127.0.0.1:{server.port};"))
-    try:
-        proxy.start()
-        yield proxy
-    finally:
-        proxy.stop()
-        server.stop()
+    server = module_hub_factory({"TRUST_PROXY_HEADERS": "1", "MAX_CONNECTIONS_PER_ADDRESS": "5",
+                                 "CONNECT_TIMEOUT": "60"}, name="proxied")
+    return module_hub_factory.nginx(nginx_proxy_config(f"server 127.0.0.1:{server.port};"))
 
 
 def _refusal(attempt) -> tuple[int, dict]:

@@ -7,38 +7,24 @@ import socketio
 
 from tests.support import (
     CuttableProxy,
-    LiveServer,
     RecordingClient,
     eventually,
-    fresh_postgres_database,
-    migrate_database,
     mint_token,
-    postgres_reachable,
     register_user,
-    require_service,
-    seed_admin,
 )
 
 
 @pytest.fixture
-def hub_behind_proxy():
-    require_service("PostgreSQL", postgres_reachable())
-    with fresh_postgres_database() as url:
-        migrate_database(url)
-        seed_admin(url)
-        parts = urlsplit(url)
-        proxy = CuttableProxy(parts.hostname, parts.port or 5432)
-        proxy.start()
-        proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-        # No caches: every connect and call asks the database, which is what is cut.
-        server = LiveServer(proxied, name="faults", env={"USER_CACHE_SECONDS": "0",
-                                                         "TOKEN_CACHE_SECONDS": "0"})
-        server.start()
-        try:
-            yield server, proxy
-        finally:
-            server.stop()
-            proxy.cut()
+def hub_behind_proxy(hub_factory):
+    parts = urlsplit(hub_factory.database("postgresql"))
+    proxy = CuttableProxy(parts.hostname, parts.port or 5432)
+    proxy.start()
+    hub_factory.callback(proxy.cut)
+    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    # No caches: every connect and call asks the database, which is what is cut.
+    server = hub_factory({"USER_CACHE_SECONDS": "0", "TOKEN_CACHE_SECONDS": "0"},
+                         database_url=proxied, name="faults")
+    return server, proxy
 
 
 def test_database_outage_gives_clear_errors_and_recovers(hub_behind_proxy):

@@ -6,20 +6,15 @@ import uuid
 
 import pytest
 
-from tests.support import LiveServer, api_from, migrate_database, register_user
+from tests.support import api_from, register_user
 
 LIMITS = {"LOGIN_RATE_LIMIT": "3/minute", "LOGIN_ACCOUNT_RATE_LIMIT": "5/minute",
           "LOGIN_ADDRESS_RATE_LIMIT": "6/minute"}
 
 
 @pytest.fixture(scope="module")
-def guarded_hub(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('guarded') / 'hub.db'}"
-    migrate_database(url)
-    server = LiveServer(url, name="guarded", env=LIMITS)
-    server.start()
-    yield server
-    server.stop()
+def guarded_hub(module_hub_factory):
+    return module_hub_factory(LIMITS, name="guarded", admin=False)
 
 
 def _login(api, email, password="wrong password"):

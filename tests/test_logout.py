@@ -16,12 +16,9 @@ from services import auth
 from services.errors import AuthRefused
 from tests.support import (
     JWT_SECRET,
+    app_on,
     connect_refusal,
-    fresh_postgres_database,
-    make_app,
     mint_token,
-    postgres_reachable,
-    require_service,
 )
 
 
@@ -81,16 +78,6 @@ def test_token_with_jti_from_another_service_is_revoked_by_its_jti(api, hub, use
     assert _revoked(api.get("/api/auth/me", same_jti))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hub.db'}"
-        return
-    require_service("PostgreSQL", postgres_reachable())
-    with fresh_postgres_database() as url:
-        yield url
-
-
 def test_tokens_revoked_before_the_upgrade_stay_revoked(database_url):
     """Revision 0005 renames the blocklist's token keys to the session keys they now map to."""
     with_jti = mint_token("1", jti=str(uuid.uuid4()))
@@ -99,8 +86,7 @@ def test_tokens_revoked_before_the_upgrade_stay_revoked(database_url):
     canonical = json.dumps(claims, sort_keys=True, separators=(",", ":"))
     old_keys = [jwt.decode(with_jti, JWT_SECRET, algorithms=["HS256"])["jti"],
                 "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()]
-    app = make_app(database_url)
-    with app.app_context():
+    with app_on(database_url):
         flask_migrate.upgrade(revision="0003")
         db.session.execute(text(
             "INSERT INTO users (id, email, password_hash, role, active, created_at) "
@@ -122,5 +108,3 @@ def test_tokens_revoked_before_the_upgrade_stay_revoked(database_url):
             assert auth.authenticate_token(mint_token("1", expires_in=901)).user_id == 1
         finally:
             auth.forget_cached_user(1)  # this process's cache outlives this database
-            db.session.remove()
-            db.engine.dispose()

@@ -20,36 +20,19 @@ from services import auth
 from services.analytics import figures as analytics
 from services.messaging import messages, queue
 from services.messaging.providers import DeliveryReceipt, SendResult
-from tests.support import (
-    fresh_postgres_database,
-    make_app,
-    postgres_reachable,
-    require_service,
-)
+from tests.support import app_on
 
 COUNTERS = ("messages", "recipients", "success", "delivered", "failed", "cost",
             "segments_sent", "status_sending", "status_sent", "status_failed",
             "finished_success", "finished_delivered", "finished_failed")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def hub_app(request, tmp_path):
+@pytest.fixture
+def hub_app(database_url):
     """An app context on a database built by the migrations."""
-    if request.param == "sqlite":
-        database = None
-        url = f"sqlite:///{tmp_path / 'hub.db'}"
-    else:
-        require_service("PostgreSQL", postgres_reachable())
-        database = fresh_postgres_database()
-        url = database.__enter__()
-    app = make_app(url, DISPATCH_CLAIM_TIMEOUT=0.0)
-    with app.app_context():
+    with app_on(database_url, DISPATCH_CLAIM_TIMEOUT=0.0) as app:
         flask_migrate.upgrade()
         yield app
-        db.session.remove()
-        db.engine.dispose()
-    if database is not None:
-        database.__exit__(None, None, None)
 
 
 def _expected() -> dict[tuple, dict[str, object]]:

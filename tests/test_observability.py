@@ -7,24 +7,15 @@ import requests
 import socketio
 
 from tests.support import (
-    LiveServer,
     RecordingClient,
     eventually,
-    migrate_database,
     register_user,
-    seed_admin,
 )
 
 
 @pytest.fixture(scope="module")
-def json_log_hub(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('jsonlog') / 'hub.db'}"
-    migrate_database(url)
-    seed_admin(url)
-    server = LiveServer(url, name="jsonlog", env={"LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG"})
-    server.start()
-    yield server
-    server.stop()
+def json_log_hub(module_hub_factory):
+    return module_hub_factory({"LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG"}, name="jsonlog")
 
 
 def _metric(text: str, name: str, labels: str = "") -> float:

@@ -29,7 +29,6 @@ from tests.support import (
     register_user,
     rss_kb,
     sockets_in_close_wait,
-    start_sqlite_hub,
 )
 
 # Seconds within which every request must be answered: a request still open then hangs.
@@ -201,12 +200,10 @@ def test_connection_close_is_announced_and_done(target, path):
 
 
 @pytest.fixture(scope="module")
-def quick_ping_hub(tmp_path_factory):
+def quick_ping_hub(module_hub_factory):
     """Pings every second: python-engineio's ping greenlet of a closed session ends within it."""
-    server = start_sqlite_hub(tmp_path_factory, "polling", {"SOCKETIO_PING_INTERVAL": "1",
-                                                           "SOCKETIO_PING_TIMEOUT": "5"})
-    yield server
-    server.stop()
+    return module_hub_factory({"SOCKETIO_PING_INTERVAL": "1", "SOCKETIO_PING_TIMEOUT": "5"},
+                              name="polling")
 
 
 def test_posts_that_end_their_own_session_are_answered_and_leave_nothing_behind(quick_ping_hub):

@@ -15,62 +15,35 @@ import pytest
 import socketio
 import websocket
 
-from extensions import db
-from models import Connection
 from tests.support import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
     JWT_SECRET,
-    NGINX,
     WEBHOOK_SECRET,
-    LiveServer,
     Nginx,
     eventually,
-    make_app,
-    migrate_database,
-    nginx_available,
     nginx_proxy_config,
     raw_socketio_connect,
-    require_service,
-    seed_admin,
     session_from,
+    sql_scalar,
 )
 
 
 @pytest.fixture(scope="module")
-def proxied(tmp_path_factory):
+def proxied(module_hub_factory):
     """A production hub (no ``METRICS_TOKEN``) on SQLite, and nginx in front of it."""
-    require_service("nginx", nginx_available(), NGINX)
-    url = f"sqlite:///{tmp_path_factory.mktemp('proxied') / 'hub.db'}"
-    migrate_database(url)
-    seed_admin(url)
-    hub = LiveServer(url, name="proxied", env={
+    hub = module_hub_factory({
         "HUB_ENV": "production", "JWT_SECRET_KEY": JWT_SECRET, "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "TRUST_PROXY_HEADERS": "1", "MAX_CONNECTIONS_PER_USER": "1000",
-        "REGISTRATION_ENABLED": "true"})
-    nginx = Nginx(nginx_proxy_config(f"server 127.0.0.1:{hub.port};"))
-    try:
-        hub.start()
-        nginx.start()
-        yield hub, nginx
-    finally:
-        nginx.stop()
-        hub.stop()
+        "REGISTRATION_ENABLED": "true"}, name="proxied")
+    return hub, module_hub_factory.nginx(nginx_proxy_config(f"server 127.0.0.1:{hub.port};"))
 
 
 @pytest.fixture(scope="module")
 def connection_address(proxied):
     """The address the hub recorded for a socket, read from its ``connections`` row."""
-    app = make_app(proxied[0].database_url)
-
-    def read(sid: str) -> str | None:
-        with app.app_context():
-            row = db.session.get(Connection, sid)
-            return row.remote_addr if row is not None else None
-
-    yield read
-    with app.app_context():
-        db.engine.dispose()
+    return lambda sid: sql_scalar(proxied[0].database_url,
+                                  "SELECT remote_addr FROM connections WHERE sid = :sid", sid=sid)
 
 
 def _admin_token(nginx: Nginx, source: str) -> str:

@@ -13,9 +13,8 @@ import requests
 
 from tests.support import (
     ROOT,
-    LiveServer,
-    migrate_database,
     register_user,
+    run_flask,
     sent_phones,
     sql_scalar,
 )
@@ -102,20 +101,12 @@ def test_only_admins_set_quotas_and_users_see_only_their_own(hub, api, make_user
 
 
 @pytest.fixture(scope="module")
-def quota_hub(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('quota') / 'hub.db'}"
-    migrate_database(url)
-    server = LiveServer(url, name="quota", env={"DAILY_RECIPIENT_QUOTA": "4"})
-    server.start()
-    yield server
-    server.stop()
+def quota_hub(module_hub_factory):
+    return module_hub_factory({"DAILY_RECIPIENT_QUOTA": "4"}, name="quota", admin=False)
 
 
 def _flask_users(database_url, *arguments):
-    env = {**os.environ, "HUB_ENV": "testing", "DATABASE_URL": database_url,
-           "DAILY_RECIPIENT_QUOTA": "4"}
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", *arguments],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return run_flask(database_url, "users", *arguments, env={"DAILY_RECIPIENT_QUOTA": "4"})
 
 
 def test_daily_recipient_quota_applies_to_every_user_and_the_cli_overrides_it(quota_hub):
@@ -141,24 +132,19 @@ PRODUCTION = {"HUB_ENV": "production", "JWT_SECRET_KEY": "p" * 40,
               "WEBHOOK_SECRET": "production-webhook-secret", "METRICS_TOKEN": "m" * 40}
 
 
-def test_production_closes_registration_unless_opened(tmp_path):
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
-    migrate_database(url)
+def test_production_closes_registration_unless_opened(hub_factory):
     # An empty setting counts as unset: production's own default decides.
-    server = LiveServer(url, name="production", env={**PRODUCTION, "REGISTRATION_ENABLED": ""})
-    server.start()
-    try:
-        refused = server.api.post("/api/auth/register", json={
-            "email": "pumper@example.com", "password": "long enough pw"})
-        assert refused.status_code == 403
-        assert refused.json()["error"] == {"code": "forbidden",
-                                           "message": "Registration is disabled"}
-    finally:
-        server.stop()
+    server = hub_factory({**PRODUCTION, "REGISTRATION_ENABLED": ""}, name="production",
+                         admin=False)
+    refused = server.api.post("/api/auth/register", json={
+        "email": "pumper@example.com", "password": "long enough pw"})
+    assert refused.status_code == 403
+    assert refused.json()["error"] == {"code": "forbidden",
+                                       "message": "Registration is disabled"}
     opened = subprocess.run(
         [sys.executable, "-c",
          "from app import create_app; print(create_app().config['REGISTRATION_ENABLED'])"],
-        cwd=ROOT, env={**os.environ, **PRODUCTION, "DATABASE_URL": url,
+        cwd=ROOT, env={**os.environ, **PRODUCTION, "DATABASE_URL": server.database_url,
                        "REGISTRATION_ENABLED": "1"},
         capture_output=True, text=True, timeout=60)
     assert opened.stdout.strip() == "True", opened.stderr

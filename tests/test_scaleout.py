@@ -1,9 +1,6 @@
 """Two processes sharing PostgreSQL and Redis: emits, state and failures across nodes."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -11,10 +8,10 @@ import redis
 
 from tests.support import (
     REDIS_URL,
-    ROOT,
     RecordingClient,
     eventually,
     register_user,
+    run_flask,
 )
 
 
@@ -84,11 +81,9 @@ def test_flask_notify_cli_reaches_a_socket(cluster):
     a, _ = cluster
     user = register_user(a)
     on_a = _client(a, user.token)
-    env = {**os.environ, "HUB_ENV": "testing", "DATABASE_URL": a.database_url,
-           "SOCKETIO_MESSAGE_QUEUE": REDIS_URL, "SOCKETIO_CHANNEL": a.channel}
-    run = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "notify", str(user.id),
-                          "--title", "from cron", "--message", "hello", "--data", '{"k": 1}'],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    run = run_flask(a.database_url, "notify", str(user.id), "--title", "from cron",
+                    "--message", "hello", "--data", '{"k": 1}',
+                    env={"SOCKETIO_MESSAGE_QUEUE": REDIS_URL, "SOCKETIO_CHANNEL": a.channel})
     assert run.returncode == 0, run.stderr
     note = on_a.wait_for("notification")
     assert note["title"] == "from cron" and note["data"] == {"k": 1}

@@ -20,7 +20,6 @@ from tests.support import (
     assert_acks_stay_flat,
     register_user,
     rss_kb,
-    start_sqlite_hub,
 )
 
 HEADER_TIMEOUT = 2.0
@@ -30,11 +29,8 @@ HALF_HEADS = [b"GET /api/socket/online-co", b"GET /api/socket/online-count HTTP/
 
 
 @pytest.fixture(scope="module")
-def impatient_hub(tmp_path_factory):
-    server = start_sqlite_hub(tmp_path_factory, "impatient",
-                              {"HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT)})
-    yield server
-    server.stop()
+def impatient_hub(module_hub_factory):
+    return module_hub_factory({"HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT)}, name="impatient")
 
 
 @pytest.fixture

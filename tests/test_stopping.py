@@ -7,7 +7,6 @@ everyone to A and to B only when A is gone. ``NODE_TTL`` is production's
 """
 
 import time
-import uuid
 
 import pytest
 import socketio
@@ -17,55 +16,26 @@ from extensions import db
 from models import Connection, Node
 from tests.support import (
     GUNICORN,
-    NGINX,
-    REDIS_URL,
-    LiveServer,
-    Nginx,
     RecordingClient,
+    app_on,
     eventually,
-    fresh_postgres_database,
-    make_app,
-    migrate_database,
-    nginx_available,
     nginx_proxy_config,
-    postgres_reachable,
-    redis_reachable,
     register_user,
-    require_service,
-    seed_admin,
 )
 
 EXIT_BOUND = 5.0
 
 
 @pytest.fixture(params=["app.py", "gunicorn"])
-def two_nodes(request):
+def two_nodes(request, hub_factory):
     """Node A (the parameter) and node B, with nginx in front preferring A."""
-    require_service("PostgreSQL", postgres_reachable())
-    require_service("Redis", redis_reachable())
-    require_service("nginx", nginx_available(), NGINX)
-    env = {"SOCKETIO_MESSAGE_QUEUE": REDIS_URL, "NODE_TTL": "15",
-           "SOCKETIO_CHANNEL": f"hub-test-{uuid.uuid4().hex[:8]}"}
-    with fresh_postgres_database() as url:
-        migrate_database(url)
-        seed_admin(url)
-        a = LiveServer(url, name="stopping-a", env={**env, "NODE_ID": "node-a"},
-                       command=GUNICORN if request.param == "gunicorn" else None)
-        b = LiveServer(url, name="stopping-b", env={**env, "NODE_ID": "node-b"})
-        nginx = Nginx(nginx_proxy_config(f"server 127.0.0.1:{a.port} max_fails=1 fail_timeout=30s; "
-                                         f"server 127.0.0.1:{b.port} backup;"))
-        app = make_app(url)
-        try:
-            a.start()
-            b.start()
-            nginx.start()
-            yield a, b, nginx, app
-        finally:
-            nginx.stop()
-            a.stop()
-            b.stop()
-            with app.app_context():
-                db.engine.dispose()
+    a, b = hub_factory.nodes(2, {"NODE_TTL": "15"}, name="node", commands=[
+        GUNICORN if request.param == "gunicorn" else None, None])
+    nginx = hub_factory.nginx(nginx_proxy_config(
+        f"server 127.0.0.1:{a.port} max_fails=1 fail_timeout=30s; "
+        f"server 127.0.0.1:{b.port} backup;"))
+    with app_on(a.database_url) as app:
+        yield a, b, nginx, app
 
 
 def _rows_of(app, node_id: str) -> tuple[int, bool]:

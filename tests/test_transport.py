@@ -12,13 +12,10 @@ import pytest
 import websocket
 
 from tests.support import (
-    LiveServer,
     RecordingClient,
     eventually,
-    migrate_database,
     register_user,
     rss_kb,
-    seed_admin,
 )
 
 
@@ -218,15 +215,9 @@ def test_long_polling_and_its_upgrade_still_work(sqlite_hub, sqlite_user, sqlite
 
 
 @pytest.fixture(scope="module")
-def quick_ping_hub(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('ping') / 'hub.db'}"
-    migrate_database(url)
-    seed_admin(url)
-    server = LiveServer(url, name="ping", env={"SOCKETIO_PING_INTERVAL": "1",
-                                               "SOCKETIO_PING_TIMEOUT": "1"})
-    server.start()
-    yield server
-    server.stop()
+def quick_ping_hub(module_hub_factory):
+    return module_hub_factory({"SOCKETIO_PING_INTERVAL": "1", "SOCKETIO_PING_TIMEOUT": "1"},
+                              name="ping")
 
 
 def test_a_client_that_stops_answering_pings_is_dropped(quick_ping_hub):

@@ -9,24 +9,15 @@ import pytest
 import websocket
 
 from tests.support import (
-    LiveServer,
     RecordingClient,
     eventually,
-    migrate_database,
     register_user,
-    seed_admin,
 )
 
 
 @pytest.fixture(scope="module")
-def strict_hub(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('strict') / 'hub.db'}"
-    migrate_database(url)
-    seed_admin(url)
-    server = LiveServer(url, name="strict", env={"MAX_OUTBOUND_PACKETS": "50"})
-    server.start()
-    yield server
-    server.stop()
+def strict_hub(module_hub_factory):
+    return module_hub_factory({"MAX_OUTBOUND_PACKETS": "50"}, name="strict")
 
 
 def _raw_socketio(hub, token, rcvbuf=None):

@@ -22,7 +22,6 @@ from tests.support import (
     eventually,
     register_user,
     rss_kb,
-    start_sqlite_hub,
 )
 
 # The production defaults: 20 events a second per socket, a snapshot budget per user.
@@ -34,10 +33,8 @@ ACK_INTERVAL = 0.08
 
 
 @pytest.fixture(scope="module")
-def metered_hub(tmp_path_factory):
-    server = start_sqlite_hub(tmp_path_factory, "metered", LIMITS)
-    yield server
-    server.stop()
+def metered_hub(module_hub_factory):
+    return module_hub_factory(LIMITS, name="metered")
 
 
 def _message_of_a_thousand(hub, user) -> str:
