@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from config import INSTANCE_DIR, Config, engine_options, get_config, settings_in_effect
 from extensions import db, jwt, limiter, migrate, socketio
-from services.json_input import RequestJSONProvider
+from services.transport.json_input import RequestJSONProvider
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def log_settings(app: Flask) -> None:
 
 def _trust_proxies(app: Flask) -> None:
     """Outermost layer: every part of the hub sees the client behind trusted proxies."""
-    from services.proxies import ProxyPolicy
+    from services.transport.proxies import ProxyPolicy
 
     policy = ProxyPolicy(app.config["TRUST_PROXY_HEADERS"])
     app.extensions["hub_proxies"] = policy
@@ -117,35 +117,13 @@ def _trust_proxies(app: Flask) -> None:
 
 def _init_socketio(app: Flask) -> None:
     from blueprints.socket_events import HubNamespace
-    from services import rate_limits
-    from services.engine_sessions import EngineSessions
-    from services.origins import origin_policy
-    from services.socket_server import PacketJson, install
+    from services.realtime import snapshots
+    from services.transport.install import install_transport
 
-    origins = origin_policy(app.config["CORS_ALLOWED_ORIGINS"])
-    socketio.init_app(
-        app,
-        async_mode="gevent",
-        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
-        channel=_message_queue_channel(app),
-        cors_allowed_origins=origins,
-        async_handlers=False,
-        manage_session=False,
-        ping_interval=app.config["SOCKETIO_PING_INTERVAL"],
-        ping_timeout=app.config["SOCKETIO_PING_TIMEOUT"],
-        max_http_buffer_size=app.config["MAX_MESSAGE_SIZE"],
-        logger=False,
-        engineio_logger=False,
-        json=PacketJson,
-    )
-    engine_sessions = EngineSessions(max_per_address=app.config["MAX_CONNECTIONS_PER_ADDRESS"],
-                                     connect_timeout=app.config["CONNECT_TIMEOUT"])
-    server = install(socketio.server, app.config["MAX_OUTBOUND_PACKETS"], engine_sessions)
+    _message_queue_channel(app)
+    server = install_transport(app, socketio)
     server.register_namespace(HubNamespace(app))
-    rate_limits.limiter.configure(app.config["EVENT_RATE"], app.config["EVENT_BURST"],
-                                  app.config["EVENT_BYTES_PER_SECOND"],
-                                  app.config["EVENT_BYTES_BURST"])
-    rate_limits.snapshots.configure(app.config["SNAPSHOT_RATE"], app.config["SNAPSHOT_BURST"])
+    snapshots.budgets.configure(app.config["SNAPSHOT_RATE"], app.config["SNAPSHOT_BURST"])
 
 
 def _message_queue_channel(app: Flask) -> str | None:
@@ -156,7 +134,7 @@ def _message_queue_channel(app: Flask) -> str | None:
     """
     if not app.config["SOCKETIO_MESSAGE_QUEUE"]:
         return app.config["SOCKETIO_CHANNEL"]
-    from services.deployment import channel_for, deployment_id
+    from services.node.deployment import channel_for, deployment_id
 
     try:
         with app.app_context():
@@ -195,7 +173,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _configure_logging(app: Flask) -> None:
-    from services.log_context import configure
+    from services.observability.log_context import configure
 
     configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
@@ -225,8 +203,8 @@ def serve(app: Flask) -> None:
     import gevent.socket
     from gevent.pywsgi import WSGIServer
 
-    from services.node import NodeRuntime, default_node_id
-    from services.transport import make_handler_class
+    from services.node.runtime import NodeRuntime, default_node_id
+    from services.transport.handler import make_handler_class
 
     host, port = app.config["HOST"], app.config["PORT"]
     raise_file_limit()

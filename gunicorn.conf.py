@@ -1,6 +1,6 @@
 """gunicorn settings: one gevent WebSocket worker per process, each a node of the hub."""
 
-worker_class = "services.transport.HubWebSocketWorker"
+worker_class = "services.transport.handler.HubWebSocketWorker"
 workers = 1
 graceful_timeout = 10
 
@@ -8,7 +8,7 @@ graceful_timeout = 10
 def post_worker_init(worker):
     """Start this worker's node once the worker owns its event loop, and log its settings."""
     from app import log_settings
-    from services.node import NodeRuntime, default_node_id
+    from services.node.runtime import NodeRuntime, default_node_id
 
     app = worker.wsgi
     addresses = [sock.getsockname() for sock in worker.sockets]

@@ -1,7 +1,7 @@
 """The gunicorn entry point.
 
 ``gunicorn -c gunicorn.conf.py wsgi:app``: one gevent WebSocket worker per process
-(``services.transport.HubWebSocketWorker``, gevent-websocket with the frame limit);
+(``services.transport.handler.HubWebSocketWorker``, gevent-websocket with the frame limit);
 the config file starts each worker's node (heartbeat, dispatcher, housekeeping).
 """
 

@@ -99,7 +99,7 @@ def measure(url):
     app = make_app(url)
     with app.app_context():
         from extensions import db
-        from services import analytics
+        from services.analytics import figures as analytics
         users = list(range(1, USERS + 1))
         backend_pid = None
         if url.startswith("postgresql"):

@@ -47,17 +47,9 @@ def main() -> None:
     from config import _normalise_database_url
     from extensions import db
     from models import Message, Notification, Recipient
-    from models.message import (
-        MESSAGE_FAILED,
-        MESSAGE_SENDING,
-        MESSAGE_SENT,
-        RECIPIENT_DELIVERED,
-        RECIPIENT_FAILED,
-        RECIPIENT_SENDING,
-        RECIPIENT_SENT,
-    )
-    from services import analytics
-    from services.sms_encoding import analyse_body, segment_cost
+    from models.message import MessageStatus, RecipientStatus
+    from services import analytics_marks as analytics
+    from services.messaging.sms_encoding import analyse_body, segment_cost
 
     users = [int(u["id"]) for u in json.loads(Path(tokens_file).read_text())["users"]]
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=_normalise_database_url(url),
@@ -97,7 +89,7 @@ def main() -> None:
             if due:
                 db.session.execute(
                     update(Recipient).where(Recipient.id.in_([r for _, _, r, _ in due]))
-                    .values(status=RECIPIENT_DELIVERED, delivered_at=now, updated_at=now,
+                    .values(status=RecipientStatus.DELIVERED, delivered_at=now, updated_at=now,
                             version=Recipient.version + 1)
                     .execution_options(synchronize_session=False))
                 db.session.execute(
@@ -115,7 +107,7 @@ def main() -> None:
                     cost = segment_cost(segments, price) if accepted else Decimal("0")
                     db.session.execute(
                         update(Recipient).where(Recipient.id == recipient_id)
-                        .values(status=RECIPIENT_SENT if accepted else RECIPIENT_FAILED,
+                        .values(status=RecipientStatus.SENT if accepted else RecipientStatus.FAILED,
                                 provider_message_id=f"bench_{recipient_id}" if accepted else None,
                                 error_code=None if accepted else "invalid_number",
                                 cost=cost, sent_at=now, updated_at=now,
@@ -124,7 +116,8 @@ def main() -> None:
                     db.session.execute(
                         update(Message).where(Message.id == message_id)
                         .values(success_count=int(accepted), failed_count=int(not accepted),
-                                cost=cost, status=MESSAGE_SENT if accepted else MESSAGE_FAILED,
+                                cost=cost,
+                                status=MessageStatus.SENT if accepted else MessageStatus.FAILED,
                                 completed_at=now, updated_at=now, version=Message.version + 2)
                         .execution_options(synchronize_session=False))
                     db.session.add(Notification(
@@ -158,13 +151,13 @@ def main() -> None:
                     message_id = db.session.execute(
                         insert(Message).values(
                             user_id=user_id, body=body, encoding=shape.encoding,
-                            segments=shape.segments, status=MESSAGE_SENDING,
+                            segments=shape.segments, status=MessageStatus.SENDING,
                             recipient_count=1, cost=Decimal("0"), version=1, created_at=now,
                             updated_at=now)
                         .returning(Message.id)).scalar_one()
                     recipient_id = db.session.execute(
                         insert(Recipient).values(
-                            message_id=message_id, phone=phone, status=RECIPIENT_SENDING,
+                            message_id=message_id, phone=phone, status=RecipientStatus.SENDING,
                             claimed_by=WRITER_NODE, claimed_at=now, cost=Decimal("0"),
                             version=1, attempts=1, updated_at=now)
                         .returning(Recipient.id)).scalar_one()

@@ -34,7 +34,7 @@ def stdlib_json() -> None:
     """python-socketio's default packet JSON, so only the JSON module differs."""
     from engineio import json as engineio_json
 
-    from services.socket_server import HubPacket
+    from services.transport.packets import HubPacket
 
     HubPacket.json = engineio_json
 
@@ -43,9 +43,9 @@ def engineio_socket() -> None:
     """Direct WebSockets take python-engineio's path, as upgrades from polling do."""
     from geventwebsocket.handler import WebSocketHandler
 
-    from services import transport
+    from services.transport import handler
 
-    class EngineioSocketHandler(transport.LimitedWebSocketHandler):
+    class EngineioSocketHandler(handler.LimitedWebSocketHandler):
         """The hub's handler, minus the hand-over to ``serve_engine_request``."""
 
         def run_application(self):
@@ -55,7 +55,7 @@ def engineio_socket() -> None:
         return type("EngineioSocketHandler", (EngineioSocketHandler,),
                     {"max_message_size": max_message_size, **options})
 
-    transport.make_handler_class = make_handler_class
+    handler.make_handler_class = make_handler_class
 
 
 def simple_websocket() -> None:
@@ -79,9 +79,9 @@ def simple_websocket() -> None:
     if driver.SimpleWebSocketWSGI is None:
         raise RuntimeError("python-engineio's gevent driver was imported before the variant")
 
-    from services import transport
+    from services.transport import handler
 
-    transport.make_handler_class = lambda _max_message_size, **_options: WSGIHandler
+    handler.make_handler_class = lambda _max_message_size, **_options: WSGIHandler
 
 
 VARIANTS: dict[str, Callable[[], None]] = {

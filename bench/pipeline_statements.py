@@ -74,9 +74,9 @@ def measure(url: str) -> dict[str, float]:
     app = make_app(url)
     from extensions import db
     from models import Message, Recipient
-    from services import messages
-    from services.delivery import _EVENT_COLUMNS, _RESULT_COLUMNS
-    from services.json_rows import json_rows
+    from services.messaging import messages
+    from services.messaging.json_rows import json_rows
+    from services.messaging.queue import _EVENT_COLUMNS, _RESULT_COLUMNS
 
     table = Recipient.__table__
     phones = [f"+1555{i:07d}" for i in range(RECIPIENTS)]
@@ -120,7 +120,7 @@ def measure(url: str) -> dict[str, float]:
                                "b_cost": r["cost"]} for r in results])))
             else:
                 def by_json(results=results) -> None:
-                    batch = json_rows("result", _RESULT_COLUMNS, results)
+                    batch = json_rows("result", columns=_RESULT_COLUMNS, rows=results)
                     db.session.execute(
                         update(table)
                         .where(table.c.id == batch.c.id, table.c.status == "SENDING",

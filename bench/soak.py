@@ -44,7 +44,7 @@ from bench.run import (
     prepare_kit,
     write_section,
 )
-from services.diagnostics import PER_CONNECTION
+from services.node.diagnostics import PER_CONNECTION
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,13 +132,14 @@ def add_messages(url: str, tokens: dict) -> None:
     from app import create_app
     from config import _normalise_database_url
     from extensions import db
-    from services import messages
+    from services.messaging import messages
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=_normalise_database_url(url),
                      JWT_SECRET_KEY=SECRET)
     with app.app_context():
         for user in tokens["users"]:
-            created = messages.create(int(user["id"]), "soak", ["+15551112222"])
+            created = messages.create(int(user["id"]), body="soak",
+                                      raw_recipients=["+15551112222"])
             user["messageId"] = created["id"]
         db.engine.dispose()
 

@@ -3,7 +3,7 @@
 from flask import Blueprint
 
 from blueprints.common import admin_only, authenticated
-from services import analytics
+from services.analytics import figures
 
 analytics_bp = Blueprint("analytics", __name__, url_prefix="/api/analytics")
 
@@ -11,22 +11,22 @@ analytics_bp = Blueprint("analytics", __name__, url_prefix="/api/analytics")
 @analytics_bp.get("/dashboard")
 @authenticated
 def dashboard(identity):
-    return analytics.figures_for(identity.user_id, analytics.DASHBOARD)
+    return figures.figures_for(identity.user_id, figures.DASHBOARD)
 
 
 @analytics_bp.get("/messages")
 @authenticated
 def message_figures(identity):
-    return analytics.figures_for(identity.user_id, analytics.MESSAGES)
+    return figures.figures_for(identity.user_id, figures.MESSAGES)
 
 
 @analytics_bp.get("/usage")
 @authenticated
 def usage(identity):
-    return analytics.figures_for(identity.user_id, analytics.USAGE)
+    return figures.figures_for(identity.user_id, figures.USAGE)
 
 
 @analytics_bp.get("/global")
 @admin_only
 def global_figures(identity):
-    return analytics.global_stats()
+    return figures.global_stats()

@@ -43,7 +43,7 @@ def register():
     if not current_app.config["REGISTRATION_ENABLED"]:
         raise Forbidden("Registration is disabled")
     body = json_body(RegisterSchema)
-    user = auth.register(body["email"], body["password"], body["name"])
+    user = auth.register(body["email"], body["password"], name=body["name"])
     return {"user": schema_instance(UserSchema).dump(user)}, 201
 
 

@@ -15,8 +15,9 @@ from schemas.auth import RegisterSchema
 from schemas.common import load_or_raise
 from schemas.notifications import NOTIFICATION_TYPES, NotifySchema
 from schemas.quotas import MAX_DAILY_RECIPIENT_QUOTA
-from services import accounts, auth, quotas
+from services import accounts, auth
 from services.errors import AppError
+from services.messaging import quotas
 
 cli_bp = Blueprint("users", __name__, cli_group="users")
 notify_cli_bp = Blueprint("notify_cli", __name__, cli_group=None)
@@ -174,8 +175,8 @@ def notify(user: str, title: str, message: str, kind: str, data: str | None) -> 
                                             "data": attached})
     except AppError as refused:
         raise click.ClickException(_explain(refused)) from None
-    payload, _ = notify_user(account.id, body["title"], body["message"], body["type"],
-                             body["data"])
+    payload, _ = notify_user(account.id, title=body["title"], message=body["message"],
+                             type=body["type"], data=body["data"])
     click.echo(json.dumps(payload))
     if not current_app.config["SOCKETIO_MESSAGE_QUEUE"]:
         click.echo("stored, but not sent live: without SOCKETIO_MESSAGE_QUEUE only the hub's "

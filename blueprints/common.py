@@ -27,7 +27,7 @@ from services.errors import (
     InvalidPayload,
     UnsupportedMediaType,
 )
-from services.json_input import TOO_DEEP
+from services.transport.json_input import TOO_DEEP
 
 LOG_IN = "log in again (POST /api/auth/login)"
 WANTED = {auth.ACCESS_ONLY: "an access token", auth.REFRESH_ONLY: "a refresh token"}

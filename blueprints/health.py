@@ -5,8 +5,9 @@ import ipaddress
 
 from flask import Blueprint, Response, current_app, request
 
-from services import health, metrics
 from services.errors import Forbidden, Unavailable
+from services.node import health
+from services.observability import metrics
 
 health_bp = Blueprint("health", __name__)
 

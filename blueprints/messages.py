@@ -11,7 +11,8 @@ from blueprints.common import (
 )
 from extensions import limiter
 from schemas.messages import MessageCreateSchema, MessageListQuerySchema, RecipientListQuerySchema
-from services import idempotency, messages
+from services import idempotency
+from services.messaging import messages, payloads
 
 messages_bp = Blueprint("messages", __name__, url_prefix="/api/messages")
 
@@ -27,8 +28,9 @@ def _per_caller() -> str:
 def create_message(identity):
     body = json_body(MessageCreateSchema)
     return idempotency.run_once(
-        identity.user_id, idempotency_key(), "messages", body,
-        lambda: (messages.create(identity.user_id, body["body"], body["recipients"]), 202),
+        identity.user_id, key=idempotency_key(), endpoint="messages", body=body,
+        action=lambda: (messages.create(identity.user_id, body=body["body"],
+                                        raw_recipients=body["recipients"]), 202),
     )
 
 
@@ -36,13 +38,13 @@ def create_message(identity):
 @authenticated
 def list_messages(identity):
     query = query_args(MessageListQuerySchema)
-    return messages.list_for_user(identity.user_id, query["limit"], query["before"])
+    return messages.list_for_user(identity.user_id, limit=query["limit"], before=query["before"])
 
 
 @messages_bp.get("/<id:message_id>")
 @authenticated
 def get_message(message_id: int, identity):
-    return messages.message_payload(messages.get_visible(identity, message_id))
+    return payloads.message_payload(messages.get_visible(identity, message_id))
 
 
 @messages_bp.get("/<id:message_id>/recipients")
@@ -50,4 +52,5 @@ def get_message(message_id: int, identity):
 def list_recipients(message_id: int, identity):
     query = query_args(RecipientListQuerySchema)
     message = messages.get_visible(identity, message_id)
-    return messages.list_recipients(message, query["limit"], query["after"], query["status"])
+    return messages.list_recipients(message, limit=query["limit"], after=query["after"],
+                                    status=query["status"])

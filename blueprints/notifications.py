@@ -13,15 +13,14 @@ notifications_bp = Blueprint("notifications", __name__, url_prefix="/api/notific
 @authenticated
 def list_notifications(identity):
     query = query_args(NotificationQuerySchema)
-    return notifications.list_for_user(
-        identity.user_id, query["unreadOnly"], query["limit"], query["before"]
-    )
+    return notifications.list_for_user(identity.user_id, unread_only=query["unreadOnly"],
+                                       limit=query["limit"], before=query["before"])
 
 
 @notifications_bp.post("/<id:notification_id>/read")
 @authenticated
 def mark_read(notification_id: int, identity):
-    unread = notifications.mark_read(identity.user_id, notification_id)
+    unread = notifications.mark_read(identity.user_id, notification_id=notification_id)
     return {"id": str(notification_id), "unreadCount": unread}
 
 

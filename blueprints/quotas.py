@@ -4,8 +4,8 @@ from flask import Blueprint
 
 from blueprints.common import admin_only, authenticated, json_body
 from schemas.quotas import QuotaUpdateSchema
-from services import quotas
 from services.errors import Forbidden
+from services.messaging import quotas
 
 quotas_bp = Blueprint("quotas", __name__, url_prefix="/api/users")
 

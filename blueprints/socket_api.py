@@ -7,8 +7,10 @@ from flask import Blueprint, current_app
 from blueprints.common import admin_only, authenticated, idempotency_key, json_body
 from schemas.common import isoformat
 from schemas.notifications import BroadcastSchema, NotifySchema
-from services import connections, diagnostics, idempotency, notifications, sessions
+from services import idempotency, notifications
 from services.errors import Forbidden, NotFound
+from services.node import diagnostics
+from services.realtime import presence, sessions
 
 socket_api_bp = Blueprint("socket_api", __name__, url_prefix="/api/socket")
 STARTED_AT = time.monotonic()
@@ -17,7 +19,7 @@ STARTED_AT = time.monotonic()
 @socket_api_bp.get("/stats")
 @admin_only
 def stats(identity):
-    figures = connections.connection_stats()
+    figures = presence.connection_stats()
     nodes = [
         {"id": node["id"], "connections": node["connections"],
          "lastHeartbeat": isoformat(node["lastHeartbeat"])}
@@ -31,14 +33,14 @@ def stats(identity):
 def user_online(user_id: int, identity):
     if user_id != identity.user_id and not identity.is_admin:
         raise Forbidden("You may only ask about yourself")
-    count = connections.count_user_connections(user_id)
+    count = presence.count_user_connections(user_id)
     return {"userId": str(user_id), "online": count > 0, "connections": count}
 
 
 @socket_api_bp.get("/online-count")
 @authenticated
 def online_count(identity):
-    return {"count": connections.online_user_count()}
+    return {"count": presence.online_user_count()}
 
 
 @socket_api_bp.post("/notify/<user_id:user_id>")
@@ -48,12 +50,12 @@ def notify(user_id: int, identity):
 
     def send():
         notification, delivered = notifications.notify_user(
-            user_id, body["title"], body["message"], body["type"], body["data"]
-        )
+            user_id, title=body["title"], message=body["message"], type=body["type"],
+            data=body["data"])
         return {"notification": notification, "delivered": delivered}, 201
 
-    return idempotency.run_once(identity.user_id, idempotency_key(), f"notify:{user_id}",
-                                body, send)
+    return idempotency.run_once(identity.user_id, key=idempotency_key(),
+                                endpoint=f"notify:{user_id}", body=body, action=send)
 
 
 @socket_api_bp.post("/broadcast")
@@ -63,18 +65,18 @@ def broadcast(identity):
 
     def send():
         notification, audience = notifications.broadcast(
-            body["title"], body["message"], body["type"]
-        )
+            body["title"], message=body["message"], type=body["type"])
         return {"notification": notification, "recipients": audience}, 201
 
-    return idempotency.run_once(identity.user_id, idempotency_key(), "broadcast", body, send)
+    return idempotency.run_once(identity.user_id, key=idempotency_key(), endpoint="broadcast",
+                                body=body, action=send)
 
 
 @socket_api_bp.post("/ping")
 @admin_only
 def ping(identity):
     sent = sessions.ping_all()
-    return {"sent": connections.count_all_connections(), "timestamp": sent["timestamp"]}
+    return {"sent": presence.count_all_connections(), "timestamp": sent["timestamp"]}
 
 
 @socket_api_bp.get("/debug/internals")

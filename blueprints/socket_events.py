@@ -4,6 +4,19 @@ Each ``on_<event>`` validates its payload with a schema, calls one service
 function and returns the acknowledgement. ``dispatch_event`` wraps them all:
 payload arity, the error shape, ``error`` events when there is no ack, and
 the guarantee that an exception never kills the connection.
+
+Events bypass Flask-SocketIO's request context. This is python-socketio's
+``Namespace``, not Flask-SocketIO's, and the hub's server
+(``services.transport.socket_server``) hands each event straight to
+``dispatch_event``: Flask-SocketIO would push a request context for every
+event (a copy of the handshake's environ, a session), which the hub needs for
+nothing, and the events that touch neither the database nor the settings
+(``NO_APP_CONTEXT``) run without even an app context. So ``flask.request``,
+``flask.session`` and Flask-SocketIO's ``emit``, ``join_room`` and ``rooms``
+do not work here. Use instead the ``LiveConnection`` each handler is given
+(its ``sid``, ``identity`` and ``rooms``), ``services.realtime.emitter`` to
+emit and to move sockets between rooms, and ``current_app`` inside the app
+context the other handlers run in.
 """
 
 from __future__ import annotations
@@ -18,18 +31,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from schemas.common import load_or_raise
 from schemas.events import IdPayload, PongPayload, RoomPayload, TokenPayload
 from schemas.notifications import NotificationQuerySchema
-from services import (
-    analytics,
-    messages,
-    metrics,
-    notifications,
-    rate_limits,
-    realtime,
-    rooms,
-    sessions,
-)
+from services import notifications
+from services.analytics import publisher
 from services.auth import Identity
-from services.connections import LiveConnection, registry
 from services.errors import (
     AppError,
     AuthRefused,
@@ -38,7 +42,12 @@ from services.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.log_context import connection_context, leave_connection_context
+from services.messaging import messages
+from services.observability import metrics
+from services.observability.log_context import connection_context, leave_connection_context
+from services.realtime import emitter, rooms, sessions
+from services.realtime.connections import LiveConnection, registry
+from services.transport import rate_limits
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +133,7 @@ class HubNamespace(socketio.Namespace):
             return
         identity, environ = pending
         with self.app.app_context():
-            sessions.open_session(sid, identity, environ)
+            sessions.open_session(sid, identity=identity, environ=environ)
 
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._authenticated.pop(sid, None)
@@ -134,7 +143,7 @@ class HubNamespace(socketio.Namespace):
 
     # Event dispatch -------------------------------------------------------
 
-    def dispatch_event(self, sid: str, event: str, args: list[Any], wants_ack: bool) -> Any:
+    def dispatch_event(self, sid: str, *, event: str, args: list[Any], wants_ack: bool) -> Any:
         """Run one client event; always returns an ack value, never raises."""
         conn = registry.get(sid)
         context = connection_context(sid, conn.identity.user_id if conn else None)
@@ -152,13 +161,13 @@ class HubNamespace(socketio.Namespace):
             leave_connection_context(context)
         return self._answer(sid, event, result, wants_ack)
 
-    def refuse_event(self, sid: str, event: str, wants_ack: bool) -> dict[str, Any]:
+    def refuse_event(self, sid: str, *, event: str, wants_ack: bool) -> dict[str, Any]:
         """Over the socket's rate limit: answered, not run."""
         metrics.rate_limited.inc()
         return self._answer(sid, event, _failure(RateLimited(
             "Too many events: slow down")), wants_ack)
 
-    def refuse_binary(self, sid: str, event: str, wants_ack: bool) -> dict[str, Any]:
+    def refuse_binary(self, sid: str, *, event: str, wants_ack: bool) -> dict[str, Any]:
         """Binary data, which no event takes: answered, not run; the connection then closes."""
         return self._answer(sid, event, _failure(InvalidPayload(
             "Binary data is not accepted")), wants_ack)
@@ -168,7 +177,8 @@ class HubNamespace(socketio.Namespace):
         failed = isinstance(result, dict) and result.get("ok") is False
         metrics.acks.inc(result["error"]["code"] if failed else "ok")
         if not wants_ack and isinstance(result, dict) and result.get("ok") is False:
-            realtime.emit_to_sid(sid, "error", {"event": event[:64], **result["error"]})
+            emitter.emit_to_sid(sid, event="error",
+                                payload={"event": event[:64], **result["error"]})
         return result
 
     def _run(self, conn: LiveConnection | None, event: str, args: list[Any]) -> Any:
@@ -195,7 +205,8 @@ class HubNamespace(socketio.Namespace):
 
     def on_join_room(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         room = load_or_raise(RoomPayload, {"room": payload})["room"]
-        return {"ok": True, "room": sessions.join_room(conn, room, messages.owner_of)}
+        return {"ok": True,
+                "room": sessions.join_room(conn, room=room, message_owner=messages.owner_of)}
 
     def on_leave_room(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         room = load_or_raise(RoomPayload, {"room": payload})["room"]
@@ -206,7 +217,8 @@ class HubNamespace(socketio.Namespace):
 
     def on_mark_notification_read(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         notification_id = load_or_raise(IdPayload, {"id": payload})["id"]
-        unread = notifications.mark_read(conn.identity.user_id, notification_id, conn.sid)
+        unread = notifications.mark_read(conn.identity.user_id, notification_id=notification_id,
+                                         origin_sid=conn.sid)
         return {"ok": True, "id": str(notification_id), "unreadCount": unread}
 
     def on_mark_all_notifications_read(self, conn: LiveConnection) -> dict[str, Any]:
@@ -215,9 +227,8 @@ class HubNamespace(socketio.Namespace):
 
     def on_get_notifications(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         query = load_or_raise(NotificationQuerySchema, _payload_or_empty(payload))
-        page = notifications.list_for_user(
-            conn.identity.user_id, query["unreadOnly"], query["limit"], query["before"]
-        )
+        page = notifications.list_for_user(conn.identity.user_id, unread_only=query["unreadOnly"],
+                                           limit=query["limit"], before=query["before"])
         return {"ok": True, **page}
 
     def on_pong(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
@@ -225,16 +236,17 @@ class HubNamespace(socketio.Namespace):
         return {"ok": True, "rttMs": sessions.record_pong(conn, timestamp)}
 
     def on_subscribe_analytics(self, conn: LiveConnection) -> dict[str, Any]:
-        analytics.subscribe(conn)
+        publisher.subscribe(conn)
         return {"ok": True}
 
     def on_unsubscribe_analytics(self, conn: LiveConnection) -> dict[str, Any]:
-        analytics.unsubscribe(conn)
+        publisher.unsubscribe(conn)
         return {"ok": True}
 
     def on_track_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         message_id = load_or_raise(IdPayload, {"id": payload})["id"]
-        return {"ok": True, **messages.track(conn.identity, conn.sid, message_id)}
+        return {"ok": True,
+                **messages.track(conn.identity, sid=conn.sid, message_id=message_id)}
 
     def on_untrack_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         message_id = load_or_raise(IdPayload, {"id": payload})["id"]
@@ -244,4 +256,5 @@ class HubNamespace(socketio.Namespace):
     def on_authenticate(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         token = payload.get("token") if isinstance(payload, dict) else payload
         token = load_or_raise(TokenPayload, {"token": token})["token"]
-        return {"ok": True, **sessions.renew(conn, token, messages.owner_of)}
+        return {"ok": True,
+                **sessions.renew(conn, token=token, message_owner=messages.owner_of)}

@@ -4,10 +4,10 @@ from flask import Blueprint, current_app, request
 
 from schemas.common import load_or_raise
 from schemas.messages import DeliveryReceiptSchema
-from services import delivery
 from services.errors import InvalidPayload, Unauthenticated
-from services.providers import DeliveryReceipt
-from services.webhook_signing import verify_webhook_signature
+from services.messaging import queue
+from services.messaging.providers import DeliveryReceipt
+from services.messaging.webhook_signing import verify_webhook_signature
 
 webhooks_bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks")
 
@@ -16,8 +16,8 @@ webhooks_bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks")
 def delivery_receipts():
     """One receipt object or a list of them, signed as a whole in ``X-Signature``."""
     raw = request.get_data(cache=True)
-    if not verify_webhook_signature(raw, request.headers.get("X-Signature"),
-                                    current_app.config["WEBHOOK_SECRET"]):
+    if not verify_webhook_signature(raw, signature=request.headers.get("X-Signature"),
+                                    secret=current_app.config["WEBHOOK_SECRET"]):
         raise Unauthenticated("Invalid webhook signature")
     body = request.get_json()
     if not isinstance(body, dict | list):
@@ -26,5 +26,5 @@ def delivery_receipts():
                           else [body])
     receipts = [DeliveryReceipt(item["providerMessageId"], item["status"], item["errorCode"],
                                 item["errorMessage"]) for item in items]
-    applied, unknown = delivery.apply_receipts(receipts)
+    applied, unknown = queue.apply_receipts(receipts)
     return {"received": len(receipts), "applied": applied, "unknown": len(unknown)}

@@ -7,6 +7,7 @@ grows with every change so clients can drop stale or repeated updates.
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -14,15 +15,30 @@ from sqlalchemy.orm import Mapped, mapped_column
 from extensions import db
 from models.base import BigIntId, UTCDateTime, utcnow
 
-MESSAGE_SENDING = "SENDING"
-MESSAGE_SENT = "SENT"
-MESSAGE_FAILED = "FAILED"
 
-RECIPIENT_PENDING = "PENDING"
-RECIPIENT_SENDING = "SENDING"
-RECIPIENT_SENT = "SENT"
-RECIPIENT_DELIVERED = "DELIVERED"
-RECIPIENT_FAILED = "FAILED"
+class MessageStatus(StrEnum):
+    """Where a message is: sending until every recipient has an outcome, then sent or failed.
+
+    Stored and sent as these exact strings; a status never moves backwards.
+    """
+
+    SENDING = "SENDING"
+    SENT = "SENT"  # at least one recipient accepted
+    FAILED = "FAILED"  # none accepted
+
+
+class RecipientStatus(StrEnum):
+    """Where one recipient is: queued, claimed by a node, sent, then delivered or failed.
+
+    Stored and sent as these exact strings; a status never moves backwards.
+    """
+
+    PENDING = "PENDING"
+    SENDING = "SENDING"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
 
 Money = Numeric(14, 4)
 
@@ -37,7 +53,7 @@ class Message(db.Model):
     body: Mapped[str] = mapped_column(Text, nullable=False)
     encoding: Mapped[str] = mapped_column(String(8), nullable=False)
     segments: Mapped[int] = mapped_column(Integer, nullable=False)
-    status: Mapped[str] = mapped_column(String(10), nullable=False, default=MESSAGE_SENDING)
+    status: Mapped[str] = mapped_column(String(10), nullable=False, default=MessageStatus.SENDING)
     recipient_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     success_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     failed_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -63,7 +79,7 @@ class Recipient(db.Model):
         BigIntId, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False
     )
     phone: Mapped[str] = mapped_column(String(16), nullable=False)
-    status: Mapped[str] = mapped_column(String(10), nullable=False, default=RECIPIENT_PENDING)
+    status: Mapped[str] = mapped_column(String(10), nullable=False, default=RecipientStatus.PENDING)
     provider_message_id: Mapped[str | None] = mapped_column(String(64))
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(255))

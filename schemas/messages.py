@@ -2,10 +2,11 @@
 
 from marshmallow import Schema, fields, validate
 
+from models.message import RecipientStatus
 from schemas.common import Id
 
 MAX_BODY_LENGTH = 1600
-RECIPIENT_STATUSES = ("PENDING", "SENDING", "SENT", "DELIVERED", "FAILED")
+RECIPIENT_STATUSES = tuple(status.value for status in RecipientStatus)
 
 
 class MessageCreateSchema(Schema):

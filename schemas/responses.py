@@ -285,6 +285,9 @@ class InternalsSchema(Schema):
     rateLimitBuckets = fields.Integer(required=True, metadata={"example": 3})
     analyticsSubscribers = fields.Integer(required=True, metadata={"example": 1})
     greenlets = fields.Integer(required=True, metadata={"example": 25})
+    tracebacks = fields.Integer(
+        required=True, metadata={"description": "traceback entries alive in the process; each "
+                                                "keeps a frame and its locals", "example": 0})
     rssKb = fields.Integer(required=True, metadata={"example": 81234})
 
 

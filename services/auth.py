@@ -32,7 +32,6 @@ from models import RevokedToken, User
 from models.user import ROLE_ADMIN, ROLE_USER
 from services.errors import AuthRefused, Conflict, Unauthenticated
 
-REFUSAL_MISSING = AuthRefused("Authentication required", "auth_required")
 TOKEN_TYPE_ACCESS = "access"
 TOKEN_TYPE_REFRESH = "refresh"
 ACCESS_ONLY = frozenset({TOKEN_TYPE_ACCESS})
@@ -111,7 +110,8 @@ def get_user_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == normalise_email(email)))
 
 
-def create_user(email: str, password: str, name: str | None = None, admin: bool = False) -> User:
+def create_user(email: str, password: str, *, name: str | None = None,
+                admin: bool = False) -> User:
     """Store a new user; ``Conflict`` when the email is taken."""
     user = User(
         email=normalise_email(email),
@@ -128,7 +128,7 @@ def create_user(email: str, password: str, name: str | None = None, admin: bool 
     return user
 
 
-def register(email: str, password: str, name: str | None = None) -> User:
+def register(email: str, password: str, *, name: str | None = None) -> User:
     """A new user, or, when the email is taken, one shaped like it that is not stored.
 
     The answer must not tell who has an account: the taken email costs the
@@ -137,7 +137,7 @@ def register(email: str, password: str, name: str | None = None) -> User:
     verification; the login limits bound that probe.)
     """
     try:
-        return create_user(email, password, name)
+        return create_user(email, password, name=name)
     except Conflict:
         next_id = (db.session.scalar(select(func.max(User.id))) or 0) + 1
         return User(id=next_id, email=normalise_email(email), name=name, role=ROLE_USER,
@@ -341,7 +341,9 @@ def forget_cached_user(user_id: int) -> None:
 def decode_token(token: Any, token_types: frozenset[str] = ACCESS_ONLY) -> dict[str, Any]:
     """Verified claims of a token of one of ``token_types``, or ``AuthRefused`` saying why not."""
     if token is None or token == "":
-        raise REFUSAL_MISSING
+        # A new exception each time: raising a shared one again grows its traceback,
+        # which kept the frames of every refused connect alive.
+        raise AuthRefused("Authentication required", "auth_required")
     if not isinstance(token, str) or len(token) > 8192:
         raise AuthRefused("Invalid token", "invalid_token")
     config = current_app.config

@@ -92,7 +92,7 @@ class QuotaExceeded(AppError):
     status = 429
     default_message = "Daily quota exceeded"
 
-    def __init__(self, message: str, details: Any, retry_after: int) -> None:
+    def __init__(self, message: str, *, details: Any, retry_after: int) -> None:
         super().__init__(message, details)
         self.headers = {"Retry-After": str(retry_after)}
 

@@ -51,6 +51,7 @@ def _this_key(user_id: int, key: str):
 
 def run_once(
     user_id: int,
+    *,
     key: str | None,
     endpoint: str,
     body: Any,

@@ -15,14 +15,15 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from extensions import db
 from models import Notification, NotificationRead, User
 from schemas.common import isoformat
-from services import analytics, realtime
+from services import analytics_marks
 from services.auth import user_created_at
-from services.connections import count_user_connections
 from services.errors import NotFound
+from services.realtime import emitter
+from services.realtime.presence import count_user_connections
 
 
 def to_payload(
-    notification: Notification, read: bool, unread_count: int | None
+    notification: Notification, *, read: bool, unread_count: int | None
 ) -> dict[str, Any]:
     """The ``notification`` event shape; ``data`` only when there is some."""
     payload: dict[str, Any] = {
@@ -87,7 +88,7 @@ def unread_counts(user_ids: list[int]) -> dict[int, int]:
 
 
 def notify_user(
-    user_id: int, title: str, message: str, type: str = "system", data: Any = None
+    user_id: int, *, title: str, message: str, type: str = "system", data: Any = None
 ) -> tuple[dict[str, Any], int]:
     """Store a notification for one user, then emit it; returns it and the sockets reached."""
     since = _user_created_at(user_id)
@@ -96,16 +97,16 @@ def notify_user(
     notification.id = db.session.connection().scalar(_INSERT_NOTIFICATION, {
         "user_id": user_id, "type": type, "title": title, "message": message, "data": data,
         "created_at": notification.created_at})
-    analytics.mark_changed({user_id})
+    analytics_marks.mark_changed({user_id})
     # Counted inside the transaction, so it includes this one and needs no second transaction.
     unread = unread_count(user_id, since)
     db.session.commit()
     payload = to_payload(notification, read=False, unread_count=unread)
-    realtime.emit_to_user(user_id, "notification", payload)
+    emitter.emit_to_user(user_id, event="notification", payload=payload)
     return payload, count_user_connections(user_id)
 
 
-def broadcast(title: str, message: str, type: str = "system") -> tuple[dict[str, Any], int]:
+def broadcast(title: str, *, message: str, type: str = "system") -> tuple[dict[str, Any], int]:
     """One stored row for everyone, one emit to every authenticated socket.
 
     The event carries ``unreadCount: null``: it is one packet for all sockets,
@@ -113,7 +114,7 @@ def broadcast(title: str, message: str, type: str = "system") -> tuple[dict[str,
     """
     notification = Notification(user_id=None, type=type, title=title, message=message)
     db.session.add(notification)
-    analytics.mark_everyone_changed()
+    analytics_marks.mark_everyone_changed()
     db.session.commit()
     audience = db.session.scalar(
         select(func.count()).select_from(User).where(
@@ -121,12 +122,12 @@ def broadcast(title: str, message: str, type: str = "system") -> tuple[dict[str,
         )
     ) or 0
     payload = to_payload(notification, read=False, unread_count=None)
-    realtime.emit_to_authenticated("notification", payload)
+    emitter.emit_to_authenticated("notification", payload)
     return payload, audience
 
 
 def list_for_user(
-    user_id: int, unread_only: bool = False, limit: int = 20, before: int | None = None
+    user_id: int, *, unread_only: bool = False, limit: int = 20, before: int | None = None
 ) -> dict[str, Any]:
     """The user's notifications and broadcasts, newest first, with read state."""
     since = _user_created_at(user_id)
@@ -171,7 +172,7 @@ def _visible_notification(user_id: int, notification_id: int) -> Notification:
     raise NotFound("Notification not found")
 
 
-def mark_read(user_id: int, notification_id: int, origin_sid: str | None = None) -> int:
+def mark_read(user_id: int, *, notification_id: int, origin_sid: str | None = None) -> int:
     """Mark one notification read (idempotent); the user's other sockets are told."""
     notification = _visible_notification(user_id, notification_id)
     now = datetime.now(UTC)
@@ -185,13 +186,13 @@ def mark_read(user_id: int, notification_id: int, origin_sid: str | None = None)
         if changed:
             notification.read_at = now
     if changed:
-        analytics.mark_changed({user_id})
+        analytics_marks.mark_changed({user_id})
     db.session.commit()
     count = unread_count(user_id)
     if changed:
-        realtime.emit_to_user(user_id, "notification_read",
-                              {"id": str(notification.id), "unreadCount": count},
-                              skip_sid=origin_sid)
+        emitter.emit_to_user(user_id, event="notification_read",
+                             payload={"id": str(notification.id), "unreadCount": count},
+                             skip_sid=origin_sid)
     return count
 
 
@@ -220,10 +221,10 @@ def mark_all_read(user_id: int, origin_sid: str | None = None) -> int:
         ])
     shared = len(unread_broadcast_ids)
     if personal or shared:
-        analytics.mark_changed({user_id})
+        analytics_marks.mark_changed({user_id})
     db.session.commit()
     changed = personal + shared
     if changed:
-        realtime.emit_to_user(user_id, "notification_read", {"all": True, "unreadCount": 0},
-                              skip_sid=origin_sid)
+        emitter.emit_to_user(user_id, event="notification_read",
+                             payload={"all": True, "unreadCount": 0}, skip_sid=origin_sid)
     return changed

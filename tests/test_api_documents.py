@@ -17,7 +17,7 @@ import jsonschema_rs
 import pytest
 import requests
 
-from services.webhook_signing import sign_webhook_body
+from services.messaging.webhook_signing import sign_webhook_body
 from tests.support import (
     ROOT,
     WEBHOOK_SECRET,

@@ -7,11 +7,16 @@ import jwt
 import pytest
 import socketio
 
+from tests.churn import internals
 from tests.support import (
     JWT_SECRET,
+    LiveServer,
     RecordingClient,
     connect_refusal,
     mint_token,
+    raw_websocket,
+    register_user,
+    rss_kb,
     run_flask,
 )
 
@@ -175,6 +180,37 @@ def test_connect_refused_with_clear_reason(hub, auth, message, code):
     with pytest.raises(socketio.exceptions.ConnectionError):
         client.connect(auth=auth if auth is not None else None)
     assert client.connect_error == {"message": message, "data": {"code": code}}
+
+
+def _refused_without_a_token(server: LiveServer) -> str:
+    """One Socket.IO CONNECT without a token, on a WebSocket of its own: the refusal."""
+    ws = raw_websocket(server)
+    try:
+        assert ws.recv().startswith("0")  # Engine.IO's open packet
+        ws.send("40")
+        return ws.recv()
+    finally:
+        ws.close()
+
+
+def test_token_less_connects_leave_the_hubs_memory_and_tracebacks_flat(sqlite_hub):
+    """1,000 connects without a token, each refused, keep nothing alive.
+
+    The refusal was one exception object raised again and again: each raise
+    added its frames to the object's traceback, so every refused connect's
+    frames (and the request they held) stayed, 4 entries a connect.
+    """
+    admin = register_user(sqlite_hub, admin=True)
+    for _ in range(100):  # the allocator and the caches settle first
+        _refused_without_a_token(sqlite_hub)
+    before, rss_before = internals(sqlite_hub, admin), rss_kb(sqlite_hub.process.pid)
+    for _ in range(1000):
+        assert _refused_without_a_token(sqlite_hub) == (
+            '44{"message":"Authentication required","data":{"code":"auth_required"}}')
+    after, rss_after = internals(sqlite_hub, admin), rss_kb(sqlite_hub.process.pid)
+    assert after["tracebacks"] - before["tracebacks"] < 50, (before["tracebacks"],
+                                                             after["tracebacks"])
+    assert rss_after - rss_before < 2048, (rss_before, rss_after)
 
 
 def test_connect_refuses_expired_forged_and_unknown_user_tokens(hub, user):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.diagnostics import PER_CONNECTION
+from services.node.diagnostics import PER_CONNECTION
 from tests.churn import churn, internals
 from tests.support import eventually, register_user
 

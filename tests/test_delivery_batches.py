@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from extensions import db
 from models import Message, Recipient
-from services import delivery, messages
-from services.providers import DeliveryReceipt, SendResult
+from services.messaging import messages, queue
+from services.messaging.providers import DeliveryReceipt, SendResult
 from tests.support import app_on, migrate_database, seed_admin
 
 PRICE = Decimal("0.0075")
@@ -42,11 +42,11 @@ def _message(message_id: int) -> Message:
 
 def _sent_message(count: int, tag: str) -> tuple[int, list[str]]:
     """A message whose recipients are all SENT (version 3); returns it and their provider ids."""
-    message_id = int(messages.create(ADMIN_ID, f"batch {tag}",
-                                     [f"+1555700{i:04d}" for i in range(count)])["id"])
-    claimed = delivery.claim_batch("node-a", count)
-    delivery.record_outcomes("node-a", [(row, SendResult(True, f"sim-{tag}-{row.id}"))
-                                        for row in claimed])
+    message_id = int(messages.create(ADMIN_ID, body=f"batch {tag}", raw_recipients=[
+        f"+1555700{i:04d}" for i in range(count)])["id"])
+    claimed = queue.claim_batch("node-a", count)
+    queue.record_outcomes("node-a", [(row, SendResult(True, f"sim-{tag}-{row.id}"))
+                                     for row in claimed])
     return message_id, [f"sim-{tag}-{row.id}" for row in claimed]
 
 
@@ -69,9 +69,9 @@ def _receipts(ids: list[str]) -> list[DeliveryReceipt]:
 
 def test_a_claim_taken_over_is_recorded_by_its_new_holder_only(app_context):
     phones = [f"+1555600{i:04d}" for i in range(5)] + ["+15005550001"]
-    message_id = int(messages.create(ADMIN_ID, "takeover", phones)["id"])
-    first = delivery.claim_batch("node-a", 10)
-    taken = delivery.claim_batch("node-b", 10)
+    message_id = int(messages.create(ADMIN_ID, body="takeover", raw_recipients=phones)["id"])
+    first = queue.claim_batch("node-a", 10)
+    taken = queue.claim_batch("node-b", 10)
     assert [row.id for row in taken] == [row.id for row in first]
     assert {row.version for row in taken} == {3}
 
@@ -80,12 +80,12 @@ def test_a_claim_taken_over_is_recorded_by_its_new_holder_only(app_context):
                  else SendResult(False, error_code="invalid_number",
                                  error_message="Invalid phone number")) for row in rows]
 
-    assert delivery.record_outcomes("node-a", results(first, "a")) == []
+    assert queue.record_outcomes("node-a", results(first, "a")) == []
     assert {(r.status, r.claimed_by, r.version) for r in _recipients(message_id)} == {
         ("SENDING", "node-b", 3)}
     assert _message(message_id).success_count == 0
 
-    assert delivery.record_outcomes("node-b", results(taken, "b")) == [message_id]
+    assert queue.record_outcomes("node-b", results(taken, "b")) == [message_id]
     stored = _recipients(message_id)
     assert [(r.status, r.version, r.provider_message_id) for r in stored] == [
         ("SENT", 4, f"b-{r.id}") for r in stored[:5]] + [("FAILED", 4, None)]
@@ -98,12 +98,13 @@ def test_a_claim_taken_over_is_recorded_by_its_new_holder_only(app_context):
 
 def test_a_restarted_node_offers_its_claims_again_without_moving_them_back(app_context):
     app_context.config["DISPATCH_CLAIM_TIMEOUT"] = 30.0
-    message_id = int(messages.create(ADMIN_ID, "restart", ["+15556100001", "+15556100002"])["id"])
-    claimed = delivery.claim_batch("node-a", 10)
-    assert delivery.claim_batch("node-b", 10) == []  # a fresh claim is not taken over
-    assert delivery.release_own_claims("node-a") == 2
+    message_id = int(messages.create(ADMIN_ID, body="restart",
+                                     raw_recipients=["+15556100001", "+15556100002"])["id"])
+    claimed = queue.claim_batch("node-a", 10)
+    assert queue.claim_batch("node-b", 10) == []  # a fresh claim is not taken over
+    assert queue.release_own_claims("node-a") == 2
     assert {(r.status, r.claimed_by) for r in _recipients(message_id)} == {("SENDING", None)}
-    again = delivery.claim_batch("node-b", 10)
+    again = queue.claim_batch("node-b", 10)
     assert [row.id for row in again] == [row.id for row in claimed]
     assert [row.version for row in again] == [row.version + 1 for row in claimed]
 
@@ -111,8 +112,8 @@ def test_a_restarted_node_offers_its_claims_again_without_moving_them_back(app_c
 def test_a_receipt_batch_does_what_the_receipts_one_by_one_would(app_context):
     batched, batched_ids = _sent_message(4, "batch")
     single, single_ids = _sent_message(4, "single")
-    assert delivery.apply_receipts(_receipts(batched_ids)) == (3, {"sim-nobody"})
-    applied = [delivery.apply_receipts([receipt])[0] for receipt in _receipts(single_ids)]
+    assert queue.apply_receipts(_receipts(batched_ids)) == (3, {"sim-nobody"})
+    applied = [queue.apply_receipts([receipt])[0] for receipt in _receipts(single_ids)]
     assert sum(applied) == 3
     expected = [("FAILED", 4, "carrier_rejected", 'Opérateur: "refusé"', False),
                 ("DELIVERED", 4, None, None, True),
@@ -124,9 +125,9 @@ def test_a_receipt_batch_does_what_the_receipts_one_by_one_would(app_context):
 
 def test_a_repeated_receipt_batch_changes_nothing(app_context):
     message_id, ids = _sent_message(4, "again")
-    delivery.apply_receipts(_receipts(ids))
+    queue.apply_receipts(_receipts(ids))
     before, version = _state(message_id), _message(message_id).version
-    assert delivery.apply_receipts(_receipts(ids)) == (0, {"sim-nobody"})
-    assert delivery.apply_receipts([DeliveryReceipt(i, "DELIVERED") for i in ids[:3]]) == (0, set())
+    assert queue.apply_receipts(_receipts(ids)) == (0, {"sim-nobody"})
+    assert queue.apply_receipts([DeliveryReceipt(i, "DELIVERED") for i in ids[:3]]) == (0, set())
     assert _state(message_id) == before
     assert _message(message_id).version == version

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from services.webhook_signing import sign_webhook_body
+from services.messaging.webhook_signing import sign_webhook_body
 from tests.support import (
     WEBHOOK_SECRET,
     RecordingClient,

@@ -115,7 +115,7 @@ def test_a_node_of_another_deployment_on_the_same_channel_refuses_to_start(hub_f
 
 
 def _deployment_of(url: str) -> str:
-    from services.deployment import deployment_id
+    from services.node.deployment import deployment_id
 
     with app_on(url):
         return deployment_id()

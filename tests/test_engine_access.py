@@ -78,7 +78,7 @@ def test_session_ids_never_reach_the_log(guarded_hub):
     text = eventually(lambda: (t := guarded_hub.log_text()) and "socket disconnected" in t and t)
     assert "GET /socket.io/?transport=polling" in text, "no access log line to check"
     assert engine_sid not in text and socket_sid not in text
-    from services.log_redaction import sid_tag
+    from services.observability.log_redaction import sid_tag
 
     assert sid_tag(engine_sid) in text, "the access log lost the tag of the session"
     assert sid_tag(socket_sid) in text, "log lines about the socket lost their sid"

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from blueprints.openapi import ROUTES
-from services.webhook_signing import sign_webhook_body
+from services.messaging.webhook_signing import sign_webhook_body
 from tests.support import ROOT, WEBHOOK_SECRET, connect_refusal, mint_token, register_user
 
 MB = 1024 * 1024

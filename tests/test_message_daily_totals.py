@@ -16,8 +16,10 @@ from sqlalchemy import delete, select
 
 from extensions import db
 from models import Message, MessageDailyTotal
-from services import analytics, auth, delivery, messages
-from services.providers import DeliveryReceipt, SendResult
+from services import auth
+from services.analytics import figures as analytics
+from services.messaging import messages, queue
+from services.messaging.providers import DeliveryReceipt, SendResult
 from tests.support import app_on
 
 COUNTERS = ("messages", "recipients", "success", "delivered", "failed", "cost",
@@ -69,11 +71,11 @@ def _stored() -> dict[tuple, dict[str, object]]:
 
 def _send_round(node: str, tag: str) -> list[str]:
     """Claim everything pending; every third recipient is refused. Returns accepted ids."""
-    claimed = delivery.claim_batch(node, 1000)
+    claimed = queue.claim_batch(node, 1000)
     outcomes = [(row, SendResult(True, f"{tag}-{row.id}") if n % 3 else
                  SendResult(False, None, "invalid_number", "Refused"))
                 for n, row in enumerate(claimed)]
-    delivery.record_outcomes(node, outcomes)
+    queue.record_outcomes(node, outcomes)
     return [result.provider_message_id for _, result in outcomes if result.accepted]
 
 
@@ -81,13 +83,15 @@ def _activity(users: list[int], tag: str) -> None:
     """Messages of several users through the whole pipeline, some left in flight."""
     for n, user_id in enumerate(users):
         for size in (1, 3, 4):
-            messages.create(user_id, f"{tag} {'é' * n} " * (size * 20),
-                            [f"+1555{user_id:03d}{size}{i:03d}" for i in range(size)])
+            messages.create(user_id, body=f"{tag} {'é' * n} " * (size * 20),
+                            raw_recipients=[f"+1555{user_id:03d}{size}{i:03d}"
+                                            for i in range(size)])
     accepted = _send_round("node-a", tag)
-    delivery.apply_receipts([DeliveryReceipt(pid, "DELIVERED") for pid in accepted[::2]] +
-                            [DeliveryReceipt(pid, "FAILED", "carrier", "Lost")
-                             for pid in accepted[1::4]])
-    messages.create(users[0], f"{tag} still in flight", ["+15559990001", "+15559990002"])
+    queue.apply_receipts([DeliveryReceipt(pid, "DELIVERED") for pid in accepted[::2]] +
+                         [DeliveryReceipt(pid, "FAILED", "carrier", "Lost")
+                          for pid in accepted[1::4]])
+    messages.create(users[0], body=f"{tag} still in flight",
+                    raw_recipients=["+15559990001", "+15559990002"])
 
 
 def _move_back(message_ids: list[int], days: int) -> None:
@@ -114,7 +118,7 @@ def test_backfill_and_triggers_keep_the_totals_equal_to_the_messages(hub_app):
     assert len({day for _, day in backfilled}) == 2 and len(backfilled) > 3
 
     _activity(users, "after")
-    delivery.apply_receipts([DeliveryReceipt(f"after-{n}", "DELIVERED") for n in range(200)])
+    queue.apply_receipts([DeliveryReceipt(f"after-{n}", "DELIVERED") for n in range(200)])
     # A message moved to another day, and one deleted (as a cascade from its user would).
     _move_back([4], days=40)
     db.session.execute(delete(Message).where(Message.id == 5))

@@ -4,9 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from services.phones import InvalidPhoneNumber, normalise_phone, normalise_recipients
-from services.sms_encoding import GSM7, UCS2, analyse_body, segment_cost
-from services.webhook_signing import sign_webhook_body, verify_webhook_signature
+from services.messaging.phones import InvalidPhoneNumber, normalise_phone, normalise_recipients
+from services.messaging.sms_encoding import GSM7, UCS2, analyse_body, segment_cost
+from services.messaging.webhook_signing import sign_webhook_body, verify_webhook_signature
 
 
 @pytest.mark.parametrize(("text", "encoding", "units", "segments"), [
@@ -81,9 +81,9 @@ def test_recipients_are_deduplicated_after_normalisation_and_invalid_ones_named(
 def test_webhook_signature_round_trip_and_refusals():
     body = b'{"providerMessageId": "x", "status": "DELIVERED"}'
     signature = sign_webhook_body(body, "secret")
-    assert verify_webhook_signature(body, signature, "secret")
-    assert verify_webhook_signature(body, "sha256=" + signature, "secret")
-    assert not verify_webhook_signature(body + b" ", signature, "secret")
-    assert not verify_webhook_signature(body, signature, "other")
-    assert not verify_webhook_signature(body, None, "secret")
-    assert not verify_webhook_signature(body, "", "secret")
+    assert verify_webhook_signature(body, signature=signature, secret="secret")
+    assert verify_webhook_signature(body, signature="sha256=" + signature, secret="secret")
+    assert not verify_webhook_signature(body + b" ", signature=signature, secret="secret")
+    assert not verify_webhook_signature(body, signature=signature, secret="other")
+    assert not verify_webhook_signature(body, signature=None, secret="secret")
+    assert not verify_webhook_signature(body, signature="", secret="secret")

@@ -1,0 +1,1 @@
+"""Live analytics: the figures and their publisher."""

@@ -1,0 +1,1 @@
+"""Bulk SMS: messages, their payloads, the send queue, dispatcher and providers."""

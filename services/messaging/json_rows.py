@@ -1,0 +1,51 @@
+"""Many rows as one bound parameter: a JSON array that the database reads as a table.
+
+An ``UPDATE ... FROM`` or ``INSERT ... SELECT`` over such a table does for a
+whole batch what would otherwise take a statement per row (a round trip each
+on PostgreSQL) or a ``CASE`` with a branch per row, which SQLAlchemy builds,
+cache-keys and compiles anew for every batch. Here the statement's text is
+the same whatever the batch holds, so it is compiled once and cached, the
+rows travel as one string that orjson encodes in a single call, and
+``RETURNING`` still tells exactly which rows changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import Text, bindparam, cast, column, func, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.types import TypeEngine
+
+from extensions import db
+
+
+def _encode(value: Any) -> Any:
+    """Decimals as strings: exact, and both databases read a string into a numeric column."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as a JSON row value")
+
+
+def json_rows(name: str, *, columns: Mapping[str, TypeEngine], rows: list[dict[str, Any]]
+              ) -> FromClause:
+    """``rows`` as a table called ``name`` with these typed columns, for one statement.
+
+    On PostgreSQL ``jsonb_to_recordset``; on SQLite ``json_each`` with one
+    ``json_extract`` per column. Rows keep the order of the list.
+    """
+    payload = bindparam(f"{name}_rows", orjson.dumps(rows, default=_encode).decode(),
+                        type_=Text)
+    if db.engine.dialect.name == "postgresql":
+        return (func.jsonb_to_recordset(cast(payload, JSONB))
+                .table_valued(*(column(key, type_) for key, type_ in columns.items()))
+                .render_derived(name=name, with_types=True))
+    items = func.json_each(payload).table_valued("value").alias(f"{name}_items")
+    return select(*(
+        type_coerce(func.json_extract(items.c.value, f"$.{key}"), type_).label(key)
+        for key, type_ in columns.items()
+    )).subquery(name)

@@ -1,0 +1,79 @@
+"""What messages and recipients look like on the wire: REST bodies and their live events.
+
+``message_update`` and ``recipient_update`` carry the figures a tracker needs
+and a ``version`` that grows with every change, so clients drop stale
+updates; the REST shapes are the same figures plus what was sent and when.
+Built here once for every path that sends them: creation, the dispatcher's
+announcements, tracking snapshots and the REST listings.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Row
+
+from models import Message, Recipient
+from schemas.common import isoformat
+
+
+def money(value: Decimal | None) -> float:
+    return float(value or 0)
+
+
+def message_update_payload(message: Message) -> dict[str, Any]:
+    """The ``message_update`` event shape."""
+    return {
+        "messageId": str(message.id),
+        "status": message.status,
+        "successCount": message.success_count,
+        "failedCount": message.failed_count,
+        "deliveredCount": message.delivered_count,
+        "recipientCount": message.recipient_count,
+        "cost": money(message.cost),
+        "version": message.version,
+    }
+
+
+def message_payload(message: Message) -> dict[str, Any]:
+    """A message as REST returns it: the live figures plus what was sent and when."""
+    return {
+        "id": str(message.id),
+        **{k: v for k, v in message_update_payload(message).items() if k != "messageId"},
+        "body": message.body,
+        "encoding": message.encoding,
+        "segments": message.segments,
+        "createdAt": isoformat(message.created_at),
+        "completedAt": isoformat(message.completed_at),
+    }
+
+
+def recipient_update_payload(recipient: Recipient | Row[Any]) -> dict[str, Any]:
+    """The ``recipient_update`` event shape; error fields only when there is an error.
+
+    ``recipient`` is a recipient or a row of its ``SNAPSHOT_COLUMNS``.
+    """
+    payload: dict[str, Any] = {
+        "messageId": str(recipient.message_id),
+        "recipientId": str(recipient.id),
+        "phone": recipient.phone,
+        "status": recipient.status,
+        "version": recipient.version,
+    }
+    if recipient.error_message:
+        payload["errorMessage"] = recipient.error_message
+    if recipient.error_code:
+        payload["errorCode"] = recipient.error_code
+    return payload
+
+
+def recipient_payload(recipient: Recipient) -> dict[str, Any]:
+    return {
+        **recipient_update_payload(recipient),
+        "id": str(recipient.id),
+        "providerMessageId": recipient.provider_message_id,
+        "cost": money(recipient.cost),
+        "sentAt": isoformat(recipient.sent_at),
+        "deliveredAt": isoformat(recipient.delivered_at),
+    }

@@ -1,0 +1,1 @@
+"""This process as a node of the hub: runtime, heartbeats, health, diagnostics."""

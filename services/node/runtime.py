@@ -1,0 +1,170 @@
+"""This process as a node of the hub: registration, heartbeat and housekeeping.
+
+One background loop per process writes the connection batch, heart-beats,
+removes dead nodes, warns and drops sockets whose token expires or whose
+session is revoked, checks again the sockets of accounts that changed, and
+purges what has expired. Every step survives a database outage: it logs,
+and the next tick tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask
+
+from extensions import db, socketio
+from services import auth, idempotency
+from services.analytics.publisher import publisher
+from services.messaging import messages, queue
+from services.messaging.dispatcher import Dispatcher
+from services.node import heartbeats
+from services.node.deployment import SharedChannel
+from services.node.queue_canary import canary
+from services.observability import metrics
+from services.realtime import sessions
+from services.realtime.connections import registry
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL = 3600.0
+SESSION_SWEEP_INTERVAL = 1.0
+# Revocations are looked up with this much overlap, so clock skew between nodes loses none.
+REVOCATION_OVERLAP = timedelta(seconds=30)
+
+
+def default_node_id(port: int | None = None) -> str:
+    """Stable across restarts on one host and port, so a restart clears its own stale rows."""
+    host = socket.gethostname()
+    return f"{host}:{port}" if port else f"{host}:pid{os.getpid()}"
+
+
+class NodeRuntime:
+    """The node's identity and its single maintenance loop."""
+
+    def __init__(self, app: Flask, node_id: str) -> None:
+        self.app = app
+        self.node_id = node_id
+        self.running = False
+        self.stopped = False
+        self._stopping = threading.Lock()
+        self._revocations_checked = datetime.now(UTC)
+        self._seen_revocations: set[str] = set()
+        self.dispatcher = Dispatcher(app, node_id)
+
+    def start(self) -> None:
+        """Join the hub; ``SharedChannel`` when another deployment is on the queue's channel."""
+        self.app.config["NODE_ID"] = self.node_id
+        self._listen_to_queue()
+        with self.app.app_context():
+            heartbeats.register_node(self.node_id, hostname=socket.gethostname(),
+                                     pid=os.getpid())
+        self.running = True
+        socketio.start_background_task(self._loop)
+        self.dispatcher.start()
+        log.info("node %s started", self.node_id)
+
+    def _listen_to_queue(self) -> None:
+        """With a message queue, subscribe now (not at the first socket) and watch it.
+
+        Before serving anyone, the channel is probed for other deployments.
+        """
+        server = socketio.server
+        config = self.app.config
+        if not config["SOCKETIO_MESSAGE_QUEUE"]:
+            return
+        canary.install(server.manager, deployment=config["DEPLOYMENT_ID"], node_id=self.node_id)
+        if not server.manager_initialized:
+            server.manager_initialized = True
+            server.manager.initialize()
+        others = canary.probe()
+        if others:
+            deployment, node = next(iter(others.items()))
+            raise SharedChannel(
+                f"refusing to start node {self.node_id}: node {node} of another deployment "
+                f"({deployment}) uses the message queue channel {config['SOCKETIO_CHANNEL']!r}; "
+                f"give each deployment its own SOCKETIO_CHANNEL, or leave it unset to name it "
+                f"after the database")
+
+    def stop(self) -> None:
+        """Leave the hub at once: no new sockets, ours closed so that their clients reconnect
+        to another node, and this node's rows deleted rather than left for ``NODE_TTL``.
+
+        A second call (gunicorn's ``worker_exit`` after SIGTERM) waits for the
+        first to finish, so that the process never exits halfway through.
+        """
+        with self._stopping:
+            if self.stopped:
+                return
+            self.running = False
+            self.dispatcher.stop()
+            with self.app.app_context():
+                closed = 0
+                try:
+                    closed = sessions.close_all_sessions()
+                except Exception:
+                    log.exception("node %s could not close all its sockets", self.node_id)
+                try:
+                    registry.flush()
+                    heartbeats.unregister_node(self.node_id)
+                except Exception:
+                    log.exception("node %s could not unregister cleanly", self.node_id)
+            self.stopped = True
+            log.info("node %s stopped; %d sockets closed", self.node_id, closed)
+
+    def _loop(self) -> None:
+        config = self.app.config
+        schedule: list[tuple[float, Callable[[], None]]] = [
+            (config["CONNECTION_FLUSH_INTERVAL"], registry.flush),
+            (config["NODE_HEARTBEAT_INTERVAL"], self._heartbeat),
+            (SESSION_SWEEP_INTERVAL, self._sweep_sessions),
+            (config["ANALYTICS_INTERVAL"], publisher.publish),
+            (HOUSEKEEPING_INTERVAL, self._housekeeping),
+        ]
+        next_run = [0.0] * len(schedule)
+        tick = min(interval for interval, _ in schedule)
+        while self.running:
+            now = time.monotonic()
+            for index, (interval, step) in enumerate(schedule):
+                if now >= next_run[index]:
+                    next_run[index] = now + interval
+                    self._run_step(step)
+            socketio.sleep(tick)
+
+    def _run_step(self, step: Callable[[], None]) -> None:
+        with self.app.app_context():
+            try:
+                step()
+            except Exception:
+                db.session.rollback()
+                log.exception("node %s: %s failed; retrying on the next tick",
+                              self.node_id, getattr(step, "__name__", step))
+
+    def _heartbeat(self) -> None:
+        heartbeats.heartbeat(self.node_id)
+        heartbeats.reap_dead_nodes()
+        metrics.dispatch_backlog.set(queue.backlog())
+        if canary.enabled:
+            canary.publish()
+            canary.check(3 * self.app.config["NODE_HEARTBEAT_INTERVAL"] + 2.0)
+
+    def _sweep_sessions(self) -> None:
+        sessions.sweep_expiring_sessions()
+        checked = datetime.now(UTC)
+        revoked = auth.revoked_since(self._revocations_checked - REVOCATION_OVERLAP)
+        fresh = {key: user_id for key, user_id in revoked.items()
+                 if key not in self._seen_revocations}
+        self._seen_revocations = set(revoked)
+        self._revocations_checked = checked
+        if fresh:
+            sessions.apply_revocations(fresh, messages.owner_of)
+
+    def _housekeeping(self) -> None:
+        auth.purge_expired_revocations()
+        idempotency.purge_expired()

@@ -1,0 +1,1 @@
+"""Metrics, traffic counts and log lines: what the hub tells its operators."""

@@ -1,0 +1,1 @@
+"""The one emitter, rooms, the connection registry, presence and socket sessions."""

@@ -1,0 +1,120 @@
+"""The one place that emits to sockets and moves sockets between rooms.
+
+Services call these after their transaction has committed. With
+``SOCKETIO_MESSAGE_QUEUE`` set, Flask-SocketIO carries each emit to every
+process, so the same call reaches sockets wherever they are connected.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from extensions import socketio
+from services.observability import metrics
+from services.observability.traffic import traffic
+from services.realtime import rooms
+from services.realtime.connections import registry
+
+NAMESPACE = "/"
+
+
+def _count(event: str) -> None:
+    traffic.events_out += 1
+    metrics.events_out.inc(event)
+
+
+def emit_to_room(room: str, *, event: str, payload: Any, skip_sid: str | None = None) -> None:
+    _count(event)
+    started = time.perf_counter()
+    socketio.emit(event, payload, to=room, namespace=NAMESPACE, skip_sid=skip_sid)
+    metrics.emit_seconds.observe(time.perf_counter() - started)
+
+
+def emit_to_local_room(room: str, *, event: str, payload: Any) -> None:
+    """Only to this process's sockets in ``room``, not through the message queue.
+
+    For figures every node computes for its own subscribers, which would
+    otherwise arrive once per node.
+    """
+    _count(event)
+    socketio.server.manager.emit(event, payload, namespace=NAMESPACE, room=room,
+                                 ignore_queue=True)
+
+
+def emit_to_rooms(room_list: list[str], *, event: str, payload: Any) -> None:
+    """One packet to the union of several rooms: a socket in two of them gets it once."""
+    _count(event)
+    started = time.perf_counter()
+    socketio.emit(event, payload, to=room_list, namespace=NAMESPACE)
+    metrics.emit_seconds.observe(time.perf_counter() - started)
+
+
+EMITS_BETWEEN_YIELDS = 200
+# A pause long enough for the event loop to poll: gevent's ``sleep(0)`` only runs the
+# greenlets already scheduled, so sockets whose data has arrived waited for the whole burst.
+YIELD_SECONDS = 0.001
+
+
+def emit_each(targets_and_payloads, event: str) -> None:
+    """Many emits in a row (a snapshot, a batch of recipients), yielding now and then.
+
+    Yielding every few hundred emits lets the sockets' readers and any
+    flushing writers run, so a long burst neither starves other clients nor
+    makes a reader look like one that stopped reading.
+    """
+    for count, (room, payload) in enumerate(targets_and_payloads, start=1):
+        emit_to_room(room, event=event, payload=payload)
+        if count % EMITS_BETWEEN_YIELDS == 0:
+            socketio.sleep(YIELD_SECONDS)
+
+
+def emit_to_user(user_id: int, *, event: str, payload: Any, skip_sid: str | None = None) -> None:
+    emit_to_room(rooms.user_room(user_id), event=event, payload=payload, skip_sid=skip_sid)
+
+
+def emit_to_sid(sid: str, *, event: str, payload: Any) -> None:
+    emit_to_room(sid, event=event, payload=payload)
+
+
+def emit_to_authenticated(event: str, payload: Any) -> None:
+    """Every authenticated socket on every node; never the bare namespace."""
+    emit_to_room(rooms.AUTHENTICATED_ROOM, event=event, payload=payload)
+
+
+def enter_room(sid: str, room: str) -> None:
+    """Put a local socket in a room and remember it for ``get_rooms``."""
+    conn = registry.get(sid)
+    if conn is None:
+        return
+    socketio.server.enter_room(sid, room, namespace=NAMESPACE)
+    conn.rooms.add(room)
+
+
+def leave_room(sid: str, room: str) -> None:
+    conn = registry.get(sid)
+    if conn is None or room not in conn.rooms:
+        return
+    socketio.server.leave_room(sid, room, namespace=NAMESPACE)
+    conn.rooms.discard(room)
+
+
+def disconnect_sid(sid: str) -> None:
+    socketio.server.disconnect(sid, namespace=NAMESPACE)
+
+
+def close_transports() -> int:
+    """Close every socket of this process at the Engine.IO level, for a node that stops.
+
+    No Socket.IO DISCONNECT packet is sent: the official clients take one as
+    the server ending the session and stay away, while a lost transport makes
+    them reconnect, through the load balancer, to another node. The
+    disconnect handlers run before this returns.
+    """
+    engine = socketio.server.eio
+    sockets = list(engine.sockets.items())
+    for sid, sock in sockets:
+        sock.close(wait=False, abort=True, reason=engine.reason.SERVER_DISCONNECT)
+        engine.sockets.pop(sid, None)
+    return len(sockets)
+

@@ -1,0 +1,1 @@
+"""The Engine.IO / Socket.IO engine room; no domain code imports it."""

@@ -1,0 +1,105 @@
+"""The client manager python-socketio is built with: the library's, with the hub's additions.
+
+python-socketio keeps rooms, and with a message queue carries emits between
+processes, in its client manager, which it takes as a constructor argument
+(``client_manager=``). ``build_client_manager`` picks the library's class for
+``SOCKETIO_MESSAGE_QUEUE`` as Flask-SocketIO would, and mixes in:
+
+- ``RoomIndex``: each sid's rooms, so a disconnect costs O(its rooms);
+- with a queue, ``LocalSidEmits`` (``services.transport.local_emits``):
+  emits to this process's own sockets stay off the queue;
+- with a queue, ``QueueObserver``: what the listener hears is shown to an
+  observer first (the queue canary, ``services.node.queue_canary``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import socketio
+
+from services.transport.local_emits import LocalSidEmits
+
+
+class RoomIndex:
+    """Mixed into python-socketio's client manager: each sid's rooms, kept as they change.
+
+    The manager's ``basic_disconnect`` copies the table of every room in the
+    namespace and probes each one for the departing sid, and every socket has
+    a room of its own: one disconnect costs O(connections), a deploy that
+    drops them all O(connections²). With this index a disconnect touches only
+    the sid's own rooms.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sid_rooms: dict[tuple[str, str], set[Any]] = {}
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any,
+                         eio_sid: str | None = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self.sid_rooms.setdefault((namespace, sid), set()).add(room)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        joined = self.sid_rooms.get((namespace, sid))
+        if joined is not None:
+            joined.discard(room)
+            if not joined:
+                del self.sid_rooms[(namespace, sid)]
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        for room in tuple(self.sid_rooms.get((namespace, sid), ())):
+            self.basic_leave_room(sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            waiting = pending.get(namespace)
+            if waiting and sid in waiting:
+                waiting.remove(sid)
+                if not waiting:
+                    del pending[namespace]
+
+    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
+        return [room for room in self.sid_rooms.get((namespace, sid), ()) if room is not None]
+
+
+class QueueObserver:
+    """Mixed in ahead of a pub/sub manager's class: ``queue_observer`` sees every message heard.
+
+    The observer is set once the node starts; python-socketio's listener
+    then reads the queue through this, as before.
+    """
+
+    queue_observer: Callable[[Any], None] | None = None
+
+    def _listen(self) -> Iterator[Any]:
+        for message in super()._listen():  # type: ignore[misc]
+            observer = self.queue_observer
+            if observer is not None:
+                observer(message)
+            yield message
+
+
+def queue_manager_class(url: str) -> type[socketio.PubSubManager]:
+    """python-socketio's manager for a message queue URL, chosen as Flask-SocketIO chooses it."""
+    if url.startswith(("redis://", "rediss://")):
+        return socketio.RedisManager
+    if url.startswith("kafka://"):
+        return socketio.KafkaManager
+    if url.startswith("zmq"):
+        return socketio.ZmqManager
+    return socketio.KombuManager
+
+
+def build_client_manager(message_queue: str | None, channel: str | None) -> socketio.Manager:
+    """The manager for ``client_manager=``: in memory, or on ``message_queue``'s ``channel``."""
+    if not message_queue:
+        return _combined(socketio.Manager, RoomIndex)()
+    base = queue_manager_class(message_queue)
+    manager_class = _combined(base, RoomIndex, LocalSidEmits, QueueObserver)
+    return manager_class(message_queue, channel=channel, write_only=False)
+
+
+def _combined(base: type, *mixins: type) -> type:
+    return type(f"Hub{base.__name__}", (*mixins, base), {})
