@@ -231,3 +231,20 @@ def test_retry_queues_unknown_expired_and_retryable_failed_only(app_context):
     assert (message.status, message.success_count, message.failed_count, message.cost) == (
         "SENT", 3, 1, 3 * PRICE)
     assert queue.retry(message) == 0
+
+
+def test_the_pace_spaces_slots_halves_when_throttled_and_recovers():
+    from services.messaging.pace import LocalTimeline, Pace
+
+    clock = [100.0]
+    pace = Pace(10.0, LocalTimeline(lambda: clock[0]), "k", clock=lambda: clock[0])
+    waits = [pace.timeline.reserve("k", 1 / (pace.rate * pace.factor())) for _ in range(3)]
+    assert waits == pytest.approx([0.0, 0.1, 0.2])
+    pace.throttled()
+    assert pace.factor() == pytest.approx(0.5)
+    pace.throttled()
+    assert pace.factor() == pytest.approx(0.25)
+    clock[0] += 5
+    assert pace.factor() == pytest.approx(0.25 * 1.1 ** 5)
+    clock[0] += 60
+    assert pace.factor() == 1.0
