@@ -21,7 +21,7 @@ class TwilioStatusCallbackSchema(Schema):
     MessageSid = fields.String(required=True, validate=MESSAGE_SID,
                                metadata={"example": "SM" + "0f" * 16})
     MessageStatus = fields.String(required=True, validate=validate.OneOf(MESSAGE_STATUSES),
-                                  metadata={"example": "delivered"})
+                                  metadata={"example": "undelivered"})
     ErrorCode = fields.String(load_default=None, validate=ERROR_CODE,
                               metadata={"example": "30003"})
     AccountSid = fields.String(metadata={"example": "AC" + "0f" * 16})
