@@ -250,6 +250,7 @@ class TwilioProvider:
 
     def __init__(self, settings: TwilioSettings) -> None:
         self.settings = settings
+        self.sender = settings.messaging_service_sid or settings.sender
         self.max_in_flight = settings.max_in_flight
         self._in_flight = BoundedSemaphore(settings.max_in_flight)
         self._http = HubHttpClient(timeout=settings.timeout, pool_size=settings.max_in_flight)
