@@ -159,7 +159,7 @@ ROUTES = [
                     "schema": {"type": "string"}, "example": "sha256=" + "0f" * 32},),
           errors={"401": "Invalid signature"}),
     *(Route(path=f"/api/webhooks/twilio/{kind}", method="post", summary=summary,
-            access="public", form=form, answer=EMPTY_TWIML,
+            access="public", form=form, query=query, answer=EMPTY_TWIML,
             description="Posted by Twilio, signed: `X-Twilio-Signature` is the SDK's "
                         "`RequestValidator` signature, with `TWILIO_AUTH_TOKEN`, of "
                         f"`PUBLIC_BASE_URL` + `/api/webhooks/twilio/{kind}` (+ query) and the "
@@ -169,10 +169,11 @@ ROUTES = [
                       "example": "0KRuFQU7xlDjNrMHFLLs0H5AE5s="},),
             errors={"403": "Not signed by Twilio for this URL and these parameters, or "
                            "SMS_PROVIDER is not twilio: nothing changed"})
-      for kind, summary, form in (
+      for kind, summary, form, query in (
           ("status", "Twilio's status callbacks for the SMS the hub sent",
-           twilio.TwilioStatusCallbackSchema),
-          ("inbound", "SMS sent to the hub's Twilio number", twilio.TwilioInboundSchema))),
+           twilio.TwilioStatusCallbackSchema, twilio.TwilioStatusQuerySchema),
+          ("inbound", "SMS sent to the hub's Twilio number", twilio.TwilioInboundSchema,
+           None))),
     Route(path="/api/analytics/dashboard", method="get", summary="The caller's dashboard_stats",
           answer=responses.DashboardStatsSchema),
     Route(path="/api/analytics/messages", method="get", summary="The caller's message_stats",

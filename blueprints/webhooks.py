@@ -9,7 +9,11 @@ from flask import Blueprint, Response, current_app, request
 
 from schemas.common import load_or_raise
 from schemas.messages import DeliveryReceiptSchema
-from schemas.twilio import TwilioInboundSchema, TwilioStatusCallbackSchema
+from schemas.twilio import (
+    TwilioInboundSchema,
+    TwilioStatusCallbackSchema,
+    TwilioStatusQuerySchema,
+)
 from services.errors import InvalidPayload, Unauthenticated
 from services.messaging import queue, twilio_webhooks
 from services.messaging.providers import DeliveryReceipt
@@ -50,8 +54,9 @@ def _empty_twiml():
 def twilio_status():
     """Twilio's status callback for a message the hub sent (its ``StatusCallback``)."""
     provider = _signed_twilio_provider()
+    query = load_or_raise(TwilioStatusQuerySchema, request.args)
     twilio_webhooks.receive_status(provider, load_or_raise(TwilioStatusCallbackSchema,
-                                                           request.form))
+                                                           request.form), query["recipient"])
     return _empty_twiml()
 
 

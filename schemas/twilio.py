@@ -6,12 +6,21 @@ new ones), which are left alone rather than refused.
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from schemas.common import Id
+
 # Every ``MessageStatus`` Twilio reports for an outgoing message.
 MESSAGE_STATUSES = ("accepted", "scheduled", "queued", "sending", "sent", "delivered",
                     "undelivered", "failed", "read", "canceled", "partially_delivered")
 MESSAGE_SID = validate.Regexp(r"^(SM|MM)[0-9a-f]{32}$",
                               error="Must be a Twilio message SID (SM and 32 hex digits)")
 ERROR_CODE = validate.Regexp(r"^\d{1,6}$", error="Must be Twilio's numeric error code")
+
+
+class TwilioStatusQuerySchema(Schema):
+    """The query of the ``StatusCallback`` URL the hub gave with the send."""
+
+    recipient = Id(load_default=None, metadata={
+        "description": "the recipient the SMS was sent to", "example": "42"})
 
 
 class TwilioStatusCallbackSchema(Schema):

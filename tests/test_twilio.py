@@ -68,7 +68,7 @@ def test_an_accepted_send_keeps_twilios_sid_and_segment_count(provider, fake_twi
     assert result.provider_status == "queued"
     assert (logged["from"], logged["to"], logged["messaging_service_sid"]) == (
         SENDER, HANDSET, None)
-    assert logged["status_callback"] == PUBLIC + "/api/webhooks/twilio/status"
+    assert logged["status_callback"] == PUBLIC + "/api/webhooks/twilio/status?recipient=1"
 
 
 def test_a_messaging_service_sends_without_from(fake_twilio):
@@ -219,7 +219,7 @@ def test_wrong_settings_stop_the_start_saying_what_to_fix(fake_twilio, overrides
 def test_an_alphanumeric_sender_and_a_trailing_slash_are_fine(fake_twilio):
     settings = TwilioSettings.from_config(twilio_config(
         fake_twilio, TWILIO_FROM="Acme Shop", PUBLIC_BASE_URL=PUBLIC + "/"))
-    assert settings.status_callback == PUBLIC + "/api/webhooks/twilio/status"
+    assert settings.status_callback(7) == PUBLIC + "/api/webhooks/twilio/status?recipient=7"
 
 
 # --- Through a live hub -------------------------------------------------------------------
@@ -239,6 +239,14 @@ def twilio_hub(module_hub_factory, twilio_fake) -> LiveServer:
     hub = module_hub_factory(env=hub_env(twilio_fake), name="twilio")
     twilio_fake.route(PUBLIC, hub.url)
     return hub
+
+
+@pytest.fixture
+def quiet_fake(twilio_fake) -> Iterator[FakeTwilio]:
+    """The module's fake posting no callbacks of its own: the test posts them."""
+    twilio_fake.settings(auto_callbacks=False)
+    yield twilio_fake
+    twilio_fake.settings(auto_callbacks=True)
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +314,7 @@ def test_a_message_goes_through_twilio_to_delivered_by_signed_callbacks(twilio_h
         assert final[phone]["parts"] == 2
         assert final[phone]["providerStatus"] == "delivered"
         statuses = [(event["status"], event["signature"], event["http_status"],
-                     event["body"], event["content_type"])
+                     event["body"], event["content_type"].split(";")[0])
                     for event in callbacks_to(twilio_fake, sid)]
         assert statuses == [("sent", "valid", 200, "<Response/>", "text/xml"),
                             ("delivered", "valid", 200, "<Response/>", "text/xml")]
@@ -341,10 +349,10 @@ def test_undelivered_keeps_its_cost_and_failed_is_not_billed(twilio_hub, sender,
     ("drop", "UNKNOWN", "ambiguous_submit", None),
     ("slow", "UNKNOWN", "ambiguous_submit", None),
 ])
-def test_each_answer_ends_in_its_documented_status(twilio_hub, sender, twilio_fake, kind,
+def test_each_answer_ends_in_its_documented_status(twilio_hub, sender, quiet_fake, kind,
                                                    status, error_code, provider_error_code):
     phone = new_handset()
-    twilio_fake.fail(phone, kind, delay=4)
+    quiet_fake.fail(phone, kind, delay=4)
 
     message_id = send_message(twilio_hub, sender, [phone])
 
@@ -352,6 +360,21 @@ def test_each_answer_ends_in_its_documented_status(twilio_hub, sender, twilio_fa
     assert (final["errorCode"], final.get("providerErrorCode")) == (error_code,
                                                                      provider_error_code)
     assert float(final["cost"]) == 0
+    assert len([event for event in quiet_fake.submissions() if event["to"] == phone]) == 1
+
+
+@pytest.mark.parametrize("kind", ["drop", "slow"])
+def test_a_send_whose_answer_was_lost_is_settled_by_its_callbacks(twilio_hub, sender,
+                                                                   twilio_fake, kind):
+    """Twilio took it; the hub never read the SID, but the callback URL names the recipient."""
+    phone = new_handset()
+    twilio_fake.fail(phone, kind, delay=4)
+
+    message_id = send_message(twilio_hub, sender, [phone])
+
+    final = settle(twilio_hub, sender, message_id, {phone: "DELIVERED"}, timeout=20)[phone]
+    assert final["providerMessageId"] == sid_of(twilio_fake, phone)
+    assert float(final["cost"]) > 0
     assert len([event for event in twilio_fake.submissions() if event["to"] == phone]) == 1
 
 
@@ -389,14 +412,6 @@ def post_form(hub: LiveServer, path: str, params: dict[str, str],
               signature: str | None) -> requests.Response:
     headers = {"X-Twilio-Signature": signature} if signature is not None else {}
     return requests.post(hub.url + path, data=params, headers=headers, timeout=10)
-
-
-@pytest.fixture
-def quiet_fake(twilio_fake) -> Iterator[FakeTwilio]:
-    """The module's fake posting no callbacks of its own: the test posts them."""
-    twilio_fake.settings(auto_callbacks=False)
-    yield twilio_fake
-    twilio_fake.settings(auto_callbacks=True)
 
 
 def accepted_recipient(hub: LiveServer, user: TestUser, fake: FakeTwilio) -> tuple[str, str, str]:
@@ -491,7 +506,7 @@ def test_an_inbound_sms_is_answered_with_empty_twiml_and_handed_on(twilio_hub, t
                                       body="STOP")
 
     assert (answer["http_status"], answer["body"], answer["content_type"]) == (
-        200, "<Response/>", "text/xml")
+        200, "<Response/>", "text/xml; charset=utf-8")
     assert inbound_count(twilio_hub) == before + 1
 
 

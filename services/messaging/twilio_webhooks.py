@@ -50,8 +50,10 @@ def signed_provider(*, path: str, query: str, params: Mapping[str, Any],
     return provider
 
 
-def receipt_from_status(callback: Mapping[str, Any]) -> ProviderReceipt:
-    """A validated status callback (``schemas.twilio.TwilioStatusCallbackSchema``) as a receipt."""
+def receipt_from_status(callback: Mapping[str, Any], recipient_id: int | None) -> ProviderReceipt:
+    """A validated status callback (``schemas.twilio.TwilioStatusCallbackSchema``) as a
+    receipt; ``recipient_id`` from its URL ties it to the recipient even when the send's
+    answer, with the message SID, never came back."""
     status = callback["MessageStatus"]
     effect = STATUS_EFFECTS.get(status)
     error_code = callback["ErrorCode"] if effect == RecipientStatus.FAILED else None
@@ -62,12 +64,14 @@ def receipt_from_status(callback: Mapping[str, Any]) -> ProviderReceipt:
         error_message=(f"Twilio reported the SMS {status}"
                        + (f" (error {error_code})" if error_code else "")
                        if effect == RecipientStatus.FAILED else None),
-        billable=status not in NOT_BILLED, occurred_at=datetime.now(UTC))
+        billable=status not in NOT_BILLED, occurred_at=datetime.now(UTC),
+        recipient_id=recipient_id)
 
 
-def receive_status(provider: TwilioProvider, callback: Mapping[str, Any]) -> ProviderReceipt:
+def receive_status(provider: TwilioProvider, callback: Mapping[str, Any],
+                   recipient_id: int | None) -> ProviderReceipt:
     """Hand a status callback to the dispatcher; returns the receipt it made."""
-    receipt = receipt_from_status(callback)
+    receipt = receipt_from_status(callback, recipient_id)
     provider.receive_receipt(receipt)
     return receipt
 

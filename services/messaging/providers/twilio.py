@@ -95,9 +95,10 @@ class TwilioSettings:
     timeout: float
     max_in_flight: int
 
-    @property
-    def status_callback(self) -> str:
-        return self.public_base_url + STATUS_PATH
+    def status_callback(self, recipient_id: int) -> str:
+        """Where Twilio posts a send's statuses. The recipient's id rides along (signed, as
+        the whole URL is), so a callback can settle a send whose answer was lost."""
+        return f"{self.public_base_url}{STATUS_PATH}?recipient={recipient_id}"
 
     @classmethod
     def from_config(cls, config: Any) -> TwilioSettings:
@@ -287,7 +288,8 @@ class TwilioProvider:
         with self._in_flight:
             try:
                 message = self._client.messages.create(
-                    to=sms.phone, body=sms.body, status_callback=self.settings.status_callback,
+                    to=sms.phone, body=sms.body,
+                    status_callback=self.settings.status_callback(sms.recipient_id),
                     **self._sender)
             except TwilioRestException as error:
                 return outcome_of_refusal(error, self._http.last_headers())
