@@ -1,8 +1,10 @@
 """``/api/webhooks/...``: signed posts from SMS providers.
 
-``/delivery`` takes delivery receipts signed with ``WEBHOOK_SECRET``;
-``/twilio/status`` and ``/twilio/inbound`` take Twilio's form posts signed with
-``X-Twilio-Signature`` (``services.messaging.twilio_webhooks``).
+``/delivery`` takes delivery receipts in the hub's own format, signed with
+``WEBHOOK_SECRET`` (``SENT`` there is a receipt that changes nothing: the
+recipient is already sent); ``/twilio/status`` and ``/twilio/inbound`` take
+Twilio's form posts signed with ``X-Twilio-Signature``
+(``services.messaging.twilio_webhooks``).
 """
 
 from flask import Blueprint, Response, current_app, request
@@ -16,7 +18,7 @@ from schemas.twilio import (
 )
 from services.errors import InvalidPayload, Unauthenticated
 from services.messaging import queue, twilio_webhooks
-from services.messaging.providers import DeliveryReceipt
+from services.messaging.providers import ProviderReceipt
 from services.messaging.webhook_signing import verify_webhook_signature
 
 webhooks_bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks")
@@ -34,8 +36,10 @@ def delivery_receipts():
         raise InvalidPayload("Body must be a receipt object or a list of receipts")
     items = load_or_raise(DeliveryReceiptSchema(many=True), body if isinstance(body, list)
                           else [body])
-    receipts = [DeliveryReceipt(item["providerMessageId"], item["status"], item["errorCode"],
-                                item["errorMessage"]) for item in items]
+    receipts = [ProviderReceipt(item["providerMessageId"],
+                                None if item["status"] == "SENT" else item["status"],
+                                error_code=item["errorCode"], error_message=item["errorMessage"])
+                for item in items]
     applied, unknown = queue.apply_receipts(receipts)
     return {"received": len(receipts), "applied": applied, "unknown": len(unknown)}
 
