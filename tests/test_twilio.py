@@ -363,6 +363,24 @@ def test_each_answer_ends_in_its_documented_status(twilio_hub, sender, quiet_fak
     assert len([event for event in quiet_fake.submissions() if event["to"] == phone]) == 1
 
 
+def test_a_sent_callback_proves_an_ambiguous_submit_accepted(twilio_hub, sender, quiet_fake):
+    phone = new_handset()
+    quiet_fake.fail(phone, "drop")
+    message_id = send_message(twilio_hub, sender, [phone])
+    settle(twilio_hub, sender, message_id, {phone: "UNKNOWN"})
+    sid = sid_of(quiet_fake, phone)
+
+    answer = quiet_fake.send_status(sid, "sent")  # to the StatusCallback the send gave
+
+    assert answer["http_status"] == 200
+    sent = settle(twilio_hub, sender, message_id, {phone: "SENT"})[phone]
+    assert (sent["providerMessageId"], sent["providerStatus"], sent.get("errorCode")) == (
+        sid, "sent", None)
+    assert float(sent["cost"]) > 0
+    quiet_fake.send_status(sid, "delivered")
+    settle(twilio_hub, sender, message_id, {phone: "DELIVERED"})
+
+
 @pytest.mark.parametrize("kind", ["drop", "slow"])
 def test_a_send_whose_answer_was_lost_is_settled_by_its_callbacks(twilio_hub, sender,
                                                                    twilio_fake, kind):
