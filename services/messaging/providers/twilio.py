@@ -59,8 +59,7 @@ log = logging.getLogger(__name__)
 sdk_log = logging.getLogger(__name__ + ".sdk")
 sdk_log.setLevel(logging.WARNING)
 
-STATUS_PATH = "/api/webhooks/twilio/status"
-INBOUND_PATH = "/api/webhooks/twilio/inbound"
+STATUS_PATH = "/api/webhooks/twilio/status"  # blueprints/webhooks.py serves it
 
 ACCOUNT_SID = re.compile(r"^AC[0-9a-f]{32}$")
 SERVICE_SID = re.compile(r"^MG[0-9a-f]{32}$")
@@ -72,7 +71,7 @@ THROTTLED_CODES = {20429, 21611}  # too many requests; the sender's queue is ful
 OPTED_OUT_CODE = 21610
 # The hub's own word for Twilio's commonest refusals; any other 4xx is ``provider_rejected``.
 REJECTION_CODES = {21211: "invalid_number", 21614: "invalid_number", 21612: "unroutable",
-                   21408: "unroutable", 21606: "invalid_sender", 21659: "invalid_sender"}
+                   21408: "unroutable"}
 # Refusals that say nothing against the number: the hub's account or settings are at
 # fault, so the recipient may be retried on request once they are put right.
 ACCOUNT_STATUSES = {401, 403, 404}
