@@ -27,10 +27,9 @@ from flask import Flask
 from gevent.event import AsyncResult, Event
 
 from extensions import db
-from services.messaging import announcements, queue
+from services.messaging import announcements, inbound, queue
 from services.messaging.pace import Pace, pace_for
 from services.messaging.providers import (
-    InboundSms,
     Outcome,
     OutgoingSms,
     ProviderReceipt,
@@ -96,7 +95,7 @@ class Dispatcher:
         if self.app.config["ENV_NAME"] == "production" and self.provider.name == "simulated":
             log.warning("SMS_PROVIDER is simulated: no SMS leaves this hub; set SMS_PROVIDER "
                         "to twilio or smpp to send (docs/providers.md)")
-        self.provider.start(self._queue_receipt, self._inbound)
+        self.provider.start(self._queue_receipt, inbound.receive_inbound)
         loops = [self._dispatch_loop, self._receipt_loop, self._update_loop, self._sweep_loop]
         if self.marks is not None:
             loops.append(self.marks.loop)
@@ -115,10 +114,6 @@ class Dispatcher:
     def _queue_receipt(self, receipt: ProviderReceipt) -> None:
         self._receipts.append(receipt)
         self._receipts_ready.set()
-
-    def _inbound(self, message: InboundSms) -> None:
-        """An inbound SMS; keeping and answering them (opt-outs) is not built yet."""
-        log.info("inbound SMS through %s, not kept", self.provider.name)
 
     def _forever(self, loop) -> None:
         """Run a loop until stopped; a failure (database down) is logged and retried."""
