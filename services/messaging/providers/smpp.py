@@ -1,0 +1,634 @@
+"""SMPP 3.4 provider: binds to an SMSC as a transceiver and submits through a window.
+
+smpplib encodes and decodes the PDUs; this module owns the socket. smpplib's
+``Client`` reads a PDU and parses it in one call, so a PDU it cannot parse is
+lost with its sequence number and cannot be answered; a read timeout in the
+middle of a PDU drops the bytes already read; and an SMSC's ``unbind`` is never
+answered. Here one greenlet per bind reads whole frames (length first, so a bad
+body never desynchronises the stream), answers every request it is sent, and
+hands responses to the submits waiting for them; a submit waits for its own
+``submit_sm_resp`` while up to ``SMPP_WINDOW`` others are outstanding on that
+bind. The socket is gevent's, so this cooperates whether or not the process
+was monkey-patched.
+
+At most once: a ``submit_sm`` written to the socket and not answered (a
+timeout, a lost or unbound link) may have been taken by the SMSC, so it comes
+back ``UNKNOWN`` and is never written again. Only what certainly did not
+reach the SMSC (no bind, a write that failed, ``ESME_RTHROTTLED``) is sent
+again or handed back as throttled. A long text is split the way the hub
+counts its segments (``sms_encoding.split_body``), each part a ``submit_sm``
+with a concatenation UDH and its own SMSC id; parts go one after another, so a
+part the SMSC refuses stops the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import re
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import gevent
+import gevent.socket
+import smpplib.smpp
+from gevent.event import AsyncResult, Event
+from gevent.lock import Semaphore
+from smpplib import consts
+from smpplib.client import SimpleSequenceGenerator
+
+from services.messaging.providers.base import (
+    InboundHandler,
+    InboundSms,
+    Outcome,
+    OutgoingSms,
+    ProviderReceipt,
+    ReceiptHandler,
+    SubmitResult,
+)
+from services.messaging.sms_encoding import GSM7, decode_gsm7, encode_gsm7, split_body
+
+log = logging.getLogger(__name__)
+
+HEADER = struct.Struct(">LLLL")
+HEADER_SIZE = HEADER.size
+MAX_PDU_LENGTH = 64 * 1024  # SMPP 3.4 PDUs are far smaller; anything longer is a lost frame
+RESPONSE_BIT = 0x80000000
+DELIVER_SM = 0x00000005
+
+# esm_class bits 2-5 (SMPP 3.4, 5.2.12): the message type; bit 6: a UDH leads the text.
+ESM_CLASS_TYPE_BITS = 0x3C
+ESM_CLASS_RECEIPT = 0x04
+ESM_CLASS_INTERMEDIATE = 0x20
+ESM_CLASS_UDHI = 0x40
+DATA_CODINGS = {GSM7: 0x00}  # everything else is UCS-2
+UCS2_DATA_CODING = 0x08
+REGISTERED_DELIVERY_RECEIPT = 0x01
+
+THROTTLED_STATUSES = frozenset({consts.SMPP_ESME_RTHROTTLED, consts.SMPP_ESME_RMSGQFUL})
+# Refusals the SMSC calls temporary: FAILED, but queued again by an explicit retry.
+RETRYABLE_STATUSES = frozenset({consts.SMPP_ESME_RSYSERR, consts.SMPP_ESME_RSUBMITFAIL})
+REJECTION_CODES = {consts.SMPP_ESME_RINVDSTADR: "invalid_number",
+                   consts.SMPP_ESME_RINVSRCADR: "invalid_sender"}
+
+# message_state (SMPP 3.4, 5.3.2.35) as the receipt text's stat: word.
+MESSAGE_STATE_WORDS = {1: "ENROUTE", 2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIV",
+                       6: "ACCEPTD", 7: "UNKNOWN", 8: "REJECTD"}
+# Long forms some SMSCs write in the text, as the usual seven letters.
+STAT_ALIASES = {"DELIVERED": "DELIVRD", "UNDELIVERABLE": "UNDELIV", "REJECTED": "REJECTD",
+                "ACCEPTED": "ACCEPTD"}
+# The recipient status each stat word leads to; None changes nothing.
+STAT_STATUSES: dict[str, str | None] = {
+    "DELIVRD": "DELIVERED", "UNDELIV": "FAILED", "REJECTD": "FAILED", "DELETED": "FAILED",
+    "EXPIRED": "FAILED", "ACCEPTD": None, "ENROUTE": None, "UNKNOWN": "UNKNOWN"}
+
+RECEIPT_FIELD = re.compile(r"\b(id|sub|dlvrd|stat|err):(\S*)", re.IGNORECASE)
+RECEIPT_TEXT_FIELD = re.compile(r"\btext:", re.IGNORECASE)
+HEX_ID = re.compile(r"[0-9a-f]+", re.IGNORECASE)
+HEX_LETTER = re.compile(r"[a-f]", re.IGNORECASE)
+
+RECONNECT_FIRST_DELAY = 0.5
+RECONNECT_MAX_DELAY = 30.0
+PART_RETRY_WINDOW = 30.0  # how long a later part may keep meeting throttling or no bind
+ALPHANUMERIC_SENDER_MAX = 11
+
+TON_UNKNOWN, TON_INTERNATIONAL, TON_ALPHANUMERIC = 0, 1, 5
+NPI_UNKNOWN, NPI_ISDN = 0, 1
+
+
+class LinkLost(Exception):
+    """The bind can no longer be used: closed, reset, unbound, silent, or refused."""
+
+
+# Addresses, ids and receipts: pure rules ----------------------------------------------------
+
+def source_address(addr: str, ton: int | None = None, npi: int | None = None
+                   ) -> tuple[str, int, int]:
+    """The sender as SMPP writes it: ``(address, TON, NPI)``.
+
+    ``+`` and digits is an international number (TON 1, NPI 1, without the
+    ``+``); bare digits are left to the SMSC (TON 0, NPI 1: a short code or a
+    national number); anything else is an alphanumeric sender ID (TON 5, NPI
+    0), at most 11 characters as GSM allows. ``ton``/``npi`` override.
+    """
+    if not addr:
+        raise ValueError("SMPP_SOURCE_ADDR must be set: the sender's number or sender ID")
+    if addr.startswith("+") and addr[1:].isdigit():
+        derived = (addr[1:], TON_INTERNATIONAL, NPI_ISDN)
+    elif addr.isdigit():
+        derived = (addr, TON_UNKNOWN, NPI_ISDN)
+    elif len(addr) <= ALPHANUMERIC_SENDER_MAX:
+        derived = (addr, TON_ALPHANUMERIC, NPI_UNKNOWN)
+    else:
+        raise ValueError(f"SMPP_SOURCE_ADDR {addr!r} is neither a number nor an alphanumeric "
+                         f"sender ID of at most {ALPHANUMERIC_SENDER_MAX} characters")
+    return (derived[0], derived[1] if ton is None else ton, derived[2] if npi is None else npi)
+
+
+def destination_address(phone: str) -> tuple[str, int, int]:
+    """An E.164 number as an international SMPP address: digits, TON 1, NPI 1."""
+    return phone.removeprefix("+"), TON_INTERNATIONAL, NPI_ISDN
+
+
+def handset_address(addr: bytes | None, ton: int | None) -> str:
+    """A handset's address from a ``deliver_sm``, in E.164 when it is international."""
+    text = (addr or b"").decode("ascii", "replace")
+    if ton == TON_INTERNATIONAL and text.isdigit():
+        return "+" + text
+    return text
+
+
+class IdBase:
+    """Reads one kind of SMSC message id (``submit_sm_resp``'s, or the receipt text's) into
+    the hub's form, so that a receipt matches its submit whichever base each writes.
+
+    Numeric ids are kept in decimal without leading zeros; an id with a letter
+    ``a``-``f`` is hexadecimal, and once one such id has been seen, every id of
+    the same kind is read as hexadecimal. Other ids are kept as written.
+    """
+
+    def __init__(self) -> None:
+        self.hexadecimal = False
+
+    def read(self, raw: str) -> str:
+        text = raw.strip()
+        if not HEX_ID.fullmatch(text):
+            return text
+        if HEX_LETTER.search(text):
+            self.hexadecimal = True
+        if self.hexadecimal:
+            return str(int(text, 16))
+        return str(int(text))
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptText:
+    """The fields of a receipt's text that the hub uses; ``None`` where absent."""
+
+    message_id: str | None
+    stat: str | None
+    err: str | None
+
+
+def parse_receipt_text(text: str) -> ReceiptText:
+    """``id:… sub:… dlvrd:… submit date:… done date:… stat:… err:… text:…`` (SMPP 3.4
+    appendix B), any letter case; the free ``text:`` at the end is never read for fields."""
+    head = RECEIPT_TEXT_FIELD.split(text, maxsplit=1)[0]
+    fields = {name.lower(): value for name, value in RECEIPT_FIELD.findall(head) if value}
+    stat = fields.get("stat", "").upper() or None
+    return ReceiptText(fields.get("id"), STAT_ALIASES.get(stat, stat), fields.get("err"))
+
+
+def receipt_from_pdu(pdu: Any, *, resp_ids: IdBase, text_ids: IdBase) -> ProviderReceipt | None:
+    """The receipt a ``deliver_sm`` carries: the ``receipted_message_id`` and
+    ``message_state`` TLVs first, the text for what they leave out; ``None`` when it
+    names no message."""
+    text = parse_receipt_text((pdu.short_message or b"").decode("latin-1"))
+    if pdu.receipted_message_id:
+        message_id = resp_ids.read(pdu.receipted_message_id.decode("latin-1"))
+    elif text.message_id:
+        message_id = text_ids.read(text.message_id)
+    else:
+        return None
+    stat = MESSAGE_STATE_WORDS.get(pdu.message_state) or text.stat
+    if stat is None:
+        return None
+    err = text.err if text.err and text.err.strip("0") else None
+    return ProviderReceipt(provider_message_id=message_id, status=STAT_STATUSES.get(stat),
+                           provider_status=stat, provider_error_code=err)
+
+
+def decode_short_message(payload: bytes, data_coding: int) -> str:
+    """A mobile-originated text: GSM-7 (0), IA5 (1), Latin-1 (3), UCS-2 (8)."""
+    if data_coding == 0x00:
+        return decode_gsm7(payload)
+    if data_coding == UCS2_DATA_CODING:
+        return payload.decode("utf-16-be", "replace")
+    if data_coding == 0x01:
+        return payload.decode("ascii", "replace")
+    return payload.decode("latin-1")
+
+
+def inbound_from_pdu(pdu: Any) -> InboundSms:
+    """A person's message from a ``deliver_sm`` without the receipt bit (its UDH dropped)."""
+    payload = pdu.message_payload or pdu.short_message or b""
+    if pdu.esm_class & ESM_CLASS_UDHI and payload:
+        payload = payload[1 + payload[0]:]
+    return InboundSms(sender=handset_address(pdu.source_addr, pdu.source_addr_ton),
+                      to=handset_address(pdu.destination_addr, pdu.dest_addr_ton),
+                      body=decode_short_message(payload, pdu.data_coding or 0),
+                      received_at=datetime.now(UTC))
+
+
+def hex_status(status: int) -> str:
+    """An SMPP command status as the hub keeps it: ``0x58``."""
+    return f"0x{status:02x}"
+
+
+def split_into_parts(body: str, reference: int) -> tuple[int, int, list[bytes]]:
+    """``(data_coding, esm_class, short_messages)`` for ``body``: one message, or the parts
+    of a concatenated one, each led by an 8-bit-reference UDH (IEI 0x00)."""
+    encoding, texts = split_body(body)
+    data_coding = DATA_CODINGS.get(encoding, UCS2_DATA_CODING)
+    encoded = [encode_gsm7(text) if data_coding == 0x00 else text.encode("utf-16-be")
+               for text in texts]
+    if len(encoded) == 1:
+        return data_coding, 0, encoded
+    total = len(encoded)
+    return data_coding, ESM_CLASS_UDHI, [
+        bytes((5, 0x00, 3, reference % 256, total, number)) + chunk
+        for number, chunk in enumerate(encoded, start=1)]
+
+
+# One bind ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PartAnswer:
+    """What became of one ``submit_sm``.
+
+    ``sent`` is False only when it certainly never reached the SMSC. With
+    ``sent`` and no ``status``, it may have: no answer came (``reason`` says why).
+    """
+
+    sent: bool
+    status: int | None = None
+    message_id: str | None = None
+    reason: str = ""
+
+
+class Bind:
+    """One ``bind_transceiver`` session: its socket, window, waiting submits and read loop."""
+
+    def __init__(self, provider: SmppProvider, number: int) -> None:
+        self.provider = provider
+        self.number = number
+        self.window = Semaphore(provider.window)
+        self.bound = Event()
+        self.pending: dict[int, AsyncResult] = {}
+        self.sequence = SimpleSequenceGenerator()
+        self.send_lock = Semaphore(1)
+        self.sock: gevent.socket.socket | None = None
+        self.last_heard = 0.0
+        self.runner: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        self.runner = gevent.spawn(self.run)
+
+    def run(self) -> None:
+        """Bind, read until the link is lost, then bind again after a growing pause."""
+        delay = RECONNECT_FIRST_DELAY
+        while self.provider.running:
+            try:
+                self.connect()
+            except (OSError, LinkLost) as exc:
+                log.warning("SMPP bind %d to %s:%s failed (%s); again in %.1fs", self.number,
+                            self.provider.host, self.provider.port, exc, delay)
+                self.close()
+                gevent.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                continue
+            delay = RECONNECT_FIRST_DELAY
+            keeper = gevent.spawn(self.keep_alive)
+            try:
+                self.read_forever()
+            except (OSError, LinkLost) as exc:
+                if self.provider.running:
+                    log.warning("SMPP bind %d lost: %s", self.number, exc)
+            finally:
+                keeper.kill()
+                self.lose()
+
+    def connect(self) -> None:
+        """Open the socket and ``bind_transceiver``; raises ``LinkLost`` when refused."""
+        provider = self.provider
+        with gevent.Timeout(provider.response_timeout, LinkLost("no bind_transceiver_resp")):
+            self.sock = gevent.socket.create_connection((provider.host, provider.port))
+            self.send(smpplib.smpp.make_pdu(
+                "bind_transceiver", client=self.sequence, system_id=provider.system_id,
+                password=provider.password, system_type=provider.system_type))
+            answer = self.read_pdu()
+        if answer is None or answer.command != "bind_transceiver_resp" or answer.status:
+            status = hex_status(answer.status) if answer is not None else "unreadable"
+            raise LinkLost(f"bind_transceiver refused ({status}: "
+                           f"{consts.DESCRIPTIONS.get(getattr(answer, 'status', -1), '?')})")
+        self.last_heard = time.monotonic()
+        self.bound.set()
+        log.info("SMPP bind %d to %s:%s bound", self.number, provider.host, provider.port)
+
+    def close(self) -> None:
+        self.bound.clear()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def lose(self) -> None:
+        """The link is gone: every submit still waiting may have been taken, so is ambiguous."""
+        self.close()
+        waiting, self.pending = self.pending, {}
+        for waiter in waiting.values():
+            waiter.set(PartAnswer(sent=True, reason="the SMSC connection was lost"))
+
+    def send(self, pdu: Any) -> None:
+        """Write one PDU whole; sends from several greenlets never interleave."""
+        data = pdu.generate()
+        with self.send_lock:
+            if self.sock is None:
+                raise LinkLost("not connected")
+            self.sock.sendall(data)
+
+    def receive_exactly(self, size: int) -> bytes:
+        sock = self.sock
+        if sock is None:
+            raise LinkLost("closed")
+        chunks, needed = [], size
+        while needed:
+            chunk = sock.recv(needed)
+            if not chunk:
+                raise LinkLost("the SMSC closed the connection")
+            chunks.append(chunk)
+            needed -= len(chunk)
+        return b"".join(chunks)
+
+    def read_pdu(self) -> Any | None:
+        """The next PDU, parsed; ``None`` (after answering it) when smpplib cannot parse it."""
+        head = self.receive_exactly(HEADER_SIZE)
+        length, command_id, status, sequence = HEADER.unpack(head)
+        if not HEADER_SIZE <= length <= MAX_PDU_LENGTH:
+            raise LinkLost(f"a PDU of {length} bytes: the stream is out of step")
+        raw = head + self.receive_exactly(length - HEADER_SIZE)
+        try:
+            return smpplib.smpp.parse_pdu(raw, client=self.sequence,
+                                          allow_unknown_opt_params=True)
+        except Exception as exc:  # smpplib's parser fails with whatever the bytes provoke
+            log.warning("SMPP bind %d: unreadable PDU 0x%08x seq %d (%s: %s)", self.number,
+                        command_id, sequence, type(exc).__name__, exc)
+            self.refuse(command_id, status, sequence)
+            return None
+
+    def refuse(self, command_id: int, status: int, sequence: int) -> None:
+        """Answer a PDU that could not be read: a request gets an error, a response
+        settles its submit as unanswered (its status alone, when it says refused)."""
+        if command_id & RESPONSE_BIT:
+            if status:
+                self.settle(sequence, PartAnswer(sent=True, status=status))
+            else:
+                self.settle(sequence, PartAnswer(sent=True, reason="an unreadable answer"))
+        elif command_id == DELIVER_SM:
+            self.respond("deliver_sm_resp", sequence, consts.SMPP_ESME_RX_P_APPN)
+        else:
+            self.respond("generic_nack", sequence, consts.SMPP_ESME_RINVCMDID)
+
+    def respond(self, command: str, sequence: int, status: int = consts.SMPP_ESME_ROK) -> None:
+        answer = smpplib.smpp.make_pdu(command, client=self.sequence, status=status)
+        answer.sequence = sequence
+        self.send(answer)
+
+    def settle(self, sequence: int, answer: PartAnswer) -> None:
+        waiter = self.pending.pop(sequence, None)
+        if waiter is None:
+            log.info("SMPP bind %d: an answer to seq %d, which no submit awaits", self.number,
+                     sequence)
+        else:
+            waiter.set(answer)
+
+    def read_forever(self) -> None:
+        while True:
+            pdu = self.read_pdu()
+            self.last_heard = time.monotonic()
+            if pdu is not None:
+                self.act_on(pdu)
+
+    def act_on(self, pdu: Any) -> None:
+        """Every request is answered; a response goes to the submit that waits for it."""
+        command = pdu.command
+        if command in ("submit_sm_resp", "generic_nack"):
+            message_id = pdu.message_id if command == "submit_sm_resp" else None
+            self.settle(pdu.sequence, PartAnswer(
+                sent=True, status=pdu.status,
+                message_id=message_id.decode("latin-1") if message_id else None))
+        elif command == "deliver_sm":
+            self.respond("deliver_sm_resp", pdu.sequence, self.provider.take_delivery(pdu))
+        elif command == "enquire_link":
+            self.respond("enquire_link_resp", pdu.sequence)
+        elif command == "unbind":
+            self.bound.clear()
+            self.respond("unbind_resp", pdu.sequence)
+            raise LinkLost("the SMSC unbound")
+        elif command == "unbind_resp":
+            raise LinkLost("unbound")
+        elif not pdu.is_response() and command != "alert_notification":
+            self.respond("generic_nack", pdu.sequence, consts.SMPP_ESME_RINVCMDID)
+
+    def keep_alive(self) -> None:
+        """``enquire_link`` every interval; a link silent past an answer's time is closed."""
+        interval = self.provider.enquire_link_interval
+        while True:
+            gevent.sleep(interval)
+            if time.monotonic() - self.last_heard > interval + self.provider.response_timeout:
+                log.warning("SMPP bind %d: no answer to enquire_link; closing", self.number)
+                self.close()
+                return
+            try:
+                self.send(smpplib.smpp.make_pdu("enquire_link", client=self.sequence))
+            except (OSError, LinkLost):
+                self.close()
+                return
+
+    def submit(self, fields: dict[str, Any]) -> PartAnswer:
+        """One ``submit_sm`` within the window; waits for its answer or the timeout."""
+        with self.window:
+            if not self.bound.is_set():
+                return PartAnswer(sent=False, reason="not bound")
+            pdu = smpplib.smpp.make_pdu("submit_sm", client=self.sequence, **fields)
+            waiter = AsyncResult()
+            self.pending[pdu.sequence] = waiter
+            try:
+                self.send(pdu)
+            except (OSError, LinkLost) as exc:
+                # Not written whole: the SMSC cannot act on part of a PDU.
+                self.pending.pop(pdu.sequence, None)
+                return PartAnswer(sent=False, reason=f"not written ({exc})")
+            try:
+                answer = waiter.get(timeout=self.provider.response_timeout)
+            except gevent.Timeout:
+                self.pending.pop(pdu.sequence, None)
+                return PartAnswer(sent=True, reason="no submit_sm_resp in time")
+        if answer.status == consts.SMPP_ESME_RINVBNDSTS:
+            log.warning("SMPP bind %d: the SMSC says it is not bound; binding again",
+                        self.number)
+            self.close()
+            return PartAnswer(sent=False, reason="the SMSC said the bind was not bound")
+        return answer
+
+    def stop(self) -> None:
+        if self.bound.is_set():
+            with contextlib.suppress(OSError, LinkLost):
+                self.send(smpplib.smpp.make_pdu("unbind", client=self.sequence))
+        if self.runner is not None:
+            self.runner.kill()
+        self.lose()
+
+
+# The provider ------------------------------------------------------------------------------
+
+class SmppProvider:
+    """``SMS_PROVIDER=smpp``: ``SMPP_BINDS`` transceiver binds of ``SMPP_WINDOW`` each."""
+
+    name = "smpp"
+    exactly_once = False
+
+    def __init__(self, *, host: str, port: int, system_id: str, password: str,
+                 system_type: str = "", source_addr: str, source_ton: int | None = None,
+                 source_npi: int | None = None, window: int = 10, binds: int = 1,
+                 response_timeout: float = 10.0, enquire_link_interval: float = 30.0) -> None:
+        if not host or not system_id:
+            raise ValueError("SMS_PROVIDER=smpp needs SMPP_HOST and SMPP_SYSTEM_ID")
+        if window < 1 or binds < 1:
+            raise ValueError("SMPP_WINDOW and SMPP_BINDS must be at least 1")
+        self.host, self.port = host, port
+        self.system_id, self.password, self.system_type = system_id, password, system_type
+        self.source = source_address(source_addr, source_ton, source_npi)
+        self.window = window
+        self.max_in_flight = window * binds
+        self.response_timeout = response_timeout
+        self.enquire_link_interval = enquire_link_interval
+        self.binds = [Bind(self, number) for number in range(1, binds + 1)]
+        self.resp_ids = IdBase()
+        self.text_ids = IdBase()
+        self._references = itertools.count(int(time.time()))
+        self.running = False
+        self.on_receipt: ReceiptHandler | None = None
+        self.on_inbound: InboundHandler | None = None
+
+    def start(self, on_receipt: ReceiptHandler, on_inbound: InboundHandler) -> None:
+        self.on_receipt, self.on_inbound = on_receipt, on_inbound
+        self.running = True
+        for bind in self.binds:
+            bind.start()
+
+    def stop(self) -> None:
+        self.running = False
+        for bind in self.binds:
+            bind.stop()
+
+    def ready_bind(self) -> Bind | None:
+        """The bound bind with the most room in its window; waits a while for one."""
+        bound = [bind for bind in self.binds if bind.bound.is_set()]
+        if not bound:
+            gevent.wait([bind.bound for bind in self.binds], timeout=self.response_timeout,
+                        count=1)
+            bound = [bind for bind in self.binds if bind.bound.is_set()]
+        return max(bound, key=lambda bind: bind.window.counter, default=None)
+
+    def submit_part(self, fields: dict[str, Any]) -> PartAnswer:
+        bind = self.ready_bind()
+        if bind is None:
+            return PartAnswer(sent=False, reason="no bind to the SMSC")
+        return bind.submit(fields)
+
+    def submit(self, sms: OutgoingSms) -> SubmitResult:
+        """Every part in turn; the first answer that is not an acceptance decides."""
+        data_coding, esm_class, messages = split_into_parts(sms.body, next(self._references))
+        dest, dest_ton, dest_npi = destination_address(sms.phone)
+        source, source_ton, source_npi = self.source
+        part_ids: list[str] = []
+        for short_message in messages:
+            fields = {"source_addr_ton": source_ton, "source_addr_npi": source_npi,
+                      "source_addr": source, "dest_addr_ton": dest_ton,
+                      "dest_addr_npi": dest_npi, "destination_addr": dest,
+                      "esm_class": esm_class, "data_coding": data_coding,
+                      "registered_delivery": REGISTERED_DELIVERY_RECEIPT,
+                      "short_message": short_message}
+            answer = self.submit_part(fields)
+            if part_ids:
+                answer = self.retry_later_part(answer, fields)
+            if answer.sent and answer.status == 0 and answer.message_id:
+                part_ids.append(self.resp_ids.read(answer.message_id))
+                continue
+            return self.outcome(answer, part_ids, len(messages))
+        return SubmitResult(Outcome.ACCEPTED, provider_message_id=part_ids[0],
+                            part_ids=tuple(part_ids), parts=len(messages))
+
+    def retry_later_part(self, answer: PartAnswer, fields: dict[str, Any]) -> PartAnswer:
+        """A part after the first cannot go back to the queue (the parts before it would be
+        sent again), so while it certainly was not taken it is sent again here, for a while."""
+        deadline = time.monotonic() + PART_RETRY_WINDOW
+        pause = RECONNECT_FIRST_DELAY
+        while self.not_taken(answer) and time.monotonic() < deadline and self.running:
+            gevent.sleep(pause)
+            pause = min(pause * 2, RECONNECT_MAX_DELAY)
+            answer = self.submit_part(fields)
+        return answer
+
+    @staticmethod
+    def not_taken(answer: PartAnswer) -> bool:
+        return not answer.sent or answer.status in THROTTLED_STATUSES
+
+    def outcome(self, answer: PartAnswer, part_ids: list[str], parts: int) -> SubmitResult:
+        """The result of a submission stopped at ``answer`` after ``part_ids`` were taken."""
+        taken = {"provider_message_id": part_ids[0] if part_ids else None,
+                 "part_ids": tuple(part_ids), "parts": parts}
+        if answer.sent and answer.status is None:
+            return SubmitResult(Outcome.UNKNOWN, **taken, error_code="ambiguous_submit",
+                                error_message=f"The SMSC may have taken it: {answer.reason}")
+        if not answer.sent and not part_ids:
+            return SubmitResult(Outcome.THROTTLED, error_code="smsc_unavailable",
+                                error_message=f"Not sent: {answer.reason}",
+                                retry_after=self.response_timeout)
+        if answer.status in THROTTLED_STATUSES and not part_ids:
+            return SubmitResult(Outcome.THROTTLED, error_code="throttled",
+                                error_message=consts.DESCRIPTIONS.get(answer.status),
+                                provider_error_code=hex_status(answer.status))
+        if answer.status == 0:  # accepted, but without the id a receipt would need
+            return SubmitResult(Outcome.UNKNOWN, **taken, error_code="ambiguous_submit",
+                                error_message="The SMSC accepted it without a message id",
+                                provider_error_code=hex_status(0))
+        status = answer.status
+        code = REJECTION_CODES.get(status, "rejected") if status is not None else "rejected"
+        message = (consts.DESCRIPTIONS.get(status, "Refused by the SMSC")
+                   if status is not None else f"Not sent: {answer.reason}")
+        if part_ids:
+            message = f"Part {len(part_ids) + 1} of {parts} refused: {message}"
+        return SubmitResult(Outcome.REJECTED, **taken, error_code=code, error_message=message,
+                            provider_error_code=hex_status(status) if status is not None
+                            else None,
+                            retryable=status is None or status in RETRYABLE_STATUSES
+                            or status in THROTTLED_STATUSES)
+
+    def take_delivery(self, pdu: Any) -> int:
+        """A ``deliver_sm``: a receipt to ``on_receipt`` or a message to ``on_inbound``.
+        Returns the ``deliver_sm_resp`` status: taken, or a temporary error to be sent
+        again when the hub could not take it."""
+        kind = pdu.esm_class & ESM_CLASS_TYPE_BITS
+        try:
+            if kind in (ESM_CLASS_RECEIPT, ESM_CLASS_INTERMEDIATE):
+                receipt = receipt_from_pdu(pdu, resp_ids=self.resp_ids, text_ids=self.text_ids)
+                if receipt is None:
+                    log.warning("SMPP: a receipt naming no message or state; ignored")
+                else:
+                    self.on_receipt(receipt)
+            elif kind == 0:
+                self.on_inbound(inbound_from_pdu(pdu))
+            else:
+                log.info("SMPP: a deliver_sm of esm_class 0x%02x; ignored", pdu.esm_class)
+        except Exception:
+            log.exception("SMPP: could not take a deliver_sm; the SMSC will send it again")
+            return consts.SMPP_ESME_RX_T_APPN
+        return consts.SMPP_ESME_ROK
+
+
+def build_smpp_provider(config: Mapping[str, Any]) -> SmppProvider:
+    """The provider the ``SMPP_*`` settings describe."""
+    return SmppProvider(
+        host=config["SMPP_HOST"], port=config["SMPP_PORT"],
+        system_id=config["SMPP_SYSTEM_ID"], password=config["SMPP_PASSWORD"],
+        system_type=config["SMPP_SYSTEM_TYPE"], source_addr=config["SMPP_SOURCE_ADDR"],
+        source_ton=config["SMPP_SOURCE_TON"], source_npi=config["SMPP_SOURCE_NPI"],
+        window=config["SMPP_WINDOW"], binds=config["SMPP_BINDS"],
+        response_timeout=config["SMPP_RESPONSE_TIMEOUT"],
+        enquire_link_interval=config["SMPP_ENQUIRE_LINK_INTERVAL"])
