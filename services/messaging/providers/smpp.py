@@ -122,7 +122,7 @@ def source_address(addr: str, ton: int | None = None, npi: int | None = None
         derived = (addr[1:], TON_INTERNATIONAL, NPI_ISDN)
     elif addr.isdigit():
         derived = (addr, TON_UNKNOWN, NPI_ISDN)
-    elif len(addr) <= ALPHANUMERIC_SENDER_MAX:
+    elif not addr.startswith("+") and len(addr) <= ALPHANUMERIC_SENDER_MAX:
         derived = (addr, TON_ALPHANUMERIC, NPI_UNKNOWN)
     else:
         raise ValueError(f"SMPP_SOURCE_ADDR {addr!r} is neither a number nor an alphanumeric "
@@ -221,7 +221,7 @@ def inbound_from_pdu(pdu: Any) -> InboundSms:
         payload = payload[1 + payload[0]:]
     return InboundSms(sender=handset_address(pdu.source_addr, pdu.source_addr_ton),
                       to=handset_address(pdu.destination_addr, pdu.dest_addr_ton),
-                      body=decode_short_message(payload, pdu.data_coding or 0),
+                      body=decode_short_message(payload, pdu.data_coding),
                       received_at=datetime.now(UTC))
 
 
@@ -299,6 +299,8 @@ class Bind:
             except (OSError, LinkLost) as exc:
                 if self.provider.running:
                     log.warning("SMPP bind %d lost: %s", self.number, exc)
+            except Exception:  # a fault of ours must not end the bind for good: bind again
+                log.exception("SMPP bind %d failed; binding again", self.number)
             finally:
                 keeper.kill()
                 self.lose()
@@ -439,11 +441,12 @@ class Bind:
                 self.close()
                 return
 
-    def submit(self, fields: dict[str, Any]) -> PartAnswer:
-        """One ``submit_sm`` within the window; waits for its answer or the timeout."""
+    def submit(self, fields: dict[str, Any]) -> PartAnswer | None:
+        """One ``submit_sm`` within the window; waits for its answer or the timeout.
+        ``None`` when the bind was lost while the submit waited for room."""
         with self.window:
             if not self.bound.is_set():
-                return PartAnswer(sent=False, reason="not bound")
+                return None
             pdu = smpplib.smpp.make_pdu("submit_sm", client=self.sequence, **fields)
             waiter = AsyncResult()
             self.pending[pdu.sequence] = waiter
@@ -516,20 +519,24 @@ class SmppProvider:
         for bind in self.binds:
             bind.stop()
 
-    def ready_bind(self) -> Bind | None:
-        """The bound bind with the most room in its window; waits a while for one."""
+    def ready_bind(self, deadline: float) -> Bind | None:
+        """The bound bind with the most room in its window; waits until ``deadline``."""
         bound = [bind for bind in self.binds if bind.bound.is_set()]
         if not bound:
-            gevent.wait([bind.bound for bind in self.binds], timeout=self.response_timeout,
-                        count=1)
+            gevent.wait([bind.bound for bind in self.binds], count=1,
+                        timeout=max(0.0, deadline - time.monotonic()))
             bound = [bind for bind in self.binds if bind.bound.is_set()]
         return max(bound, key=lambda bind: bind.window.counter, default=None)
 
     def submit_part(self, fields: dict[str, Any]) -> PartAnswer:
-        bind = self.ready_bind()
-        if bind is None:
-            return PartAnswer(sent=False, reason="no bind to the SMSC")
-        return bind.submit(fields)
+        """One ``submit_sm`` on whichever bind is up, waiting a while for one (a bind lost
+        while this waited for room in its window sends it to another, or the next)."""
+        deadline = time.monotonic() + self.response_timeout
+        while (bind := self.ready_bind(deadline)) is not None:
+            answer = bind.submit(fields)
+            if answer is not None:
+                return answer
+        return PartAnswer(sent=False, reason="no bind to the SMSC")
 
     def submit(self, sms: OutgoingSms) -> SubmitResult:
         """Every part in turn; the first answer that is not an acceptance decides."""
@@ -604,6 +611,9 @@ class SmppProvider:
         """A ``deliver_sm``: a receipt to ``on_receipt`` or a message to ``on_inbound``.
         Returns the ``deliver_sm_resp`` status: taken, or a temporary error to be sent
         again when the hub could not take it."""
+        if pdu.esm_class is None or pdu.data_coding is None:
+            log.warning("SMPP: a deliver_sm without its mandatory fields; refused")
+            return consts.SMPP_ESME_RX_P_APPN
         kind = pdu.esm_class & ESM_CLASS_TYPE_BITS
         try:
             if kind in (ESM_CLASS_RECEIPT, ESM_CLASS_INTERMEDIATE):
