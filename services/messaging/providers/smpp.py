@@ -310,6 +310,8 @@ class Bind:
         provider = self.provider
         with gevent.Timeout(provider.response_timeout, LinkLost("no bind_transceiver_resp")):
             self.sock = gevent.socket.create_connection((provider.host, provider.port))
+            # Each PDU is one small write: Nagle's delay would hold it for the last one's ACK.
+            self.sock.setsockopt(gevent.socket.IPPROTO_TCP, gevent.socket.TCP_NODELAY, 1)
             self.send(smpplib.smpp.make_pdu(
                 "bind_transceiver", client=self.sequence, system_id=provider.system_id,
                 password=provider.password, system_type=provider.system_type))

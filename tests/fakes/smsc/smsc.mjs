@@ -325,6 +325,7 @@ function onBind(session, mode, pdu) {
 
 const server = smpp.createServer((session) => {
   session.number = nextSessionNumber++;
+  session.socket.setNoDelay(true); // answers leave at once, as an SMSC tuned for throughput
   sessions.add(session);
   for (const mode of ['transceiver', 'transmitter', 'receiver']) {
     session.on(`bind_${mode}`, (pdu) => onBind(session, mode, pdu));
