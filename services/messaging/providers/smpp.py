@@ -497,6 +497,7 @@ class SmppProvider:
             raise ValueError("SMPP_WINDOW and SMPP_BINDS must be at least 1")
         self.host, self.port = host, port
         self.system_id, self.password, self.system_type = system_id, password, system_type
+        self.sender = source_addr
         self.source = source_address(source_addr, source_ton, source_npi)
         self.window = window
         self.max_in_flight = window * binds
