@@ -242,6 +242,7 @@ def test_without_a_bind_nothing_is_sent_and_the_submit_is_throttled(fake_smsc, s
 
     assert (result.outcome, result.error_code) == (Outcome.THROTTLED, "smsc_unavailable")
     assert fake_smsc.submissions() == []
+    smsc.wait(lambda: [e for e in fake_smsc.events() if e["event"] == "bind"])
     assert {event["status"] for event in fake_smsc.events() if event["event"] == "bind"} == {
         0x0E}
 

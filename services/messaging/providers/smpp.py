@@ -271,8 +271,10 @@ class Bind:
         self.bound = Event()
         self.pending: dict[int, AsyncResult] = {}
         self.sequence = SimpleSequenceGenerator()
-        self.send_lock = Semaphore(1)
         self.sock: gevent.socket.socket | None = None
+        self.inbox = bytearray()
+        self.outbox: list[tuple[int | None, bytes]] = []  # (awaited sequence, PDU)
+        self.outbox_ready = Event()
         self.last_heard = 0.0
         self.runner: gevent.Greenlet | None = None
 
@@ -293,7 +295,7 @@ class Bind:
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
                 continue
             delay = RECONNECT_FIRST_DELAY
-            keeper = gevent.spawn(self.keep_alive)
+            helpers = [gevent.spawn(self.write_forever), gevent.spawn(self.keep_alive)]
             try:
                 self.read_forever()
             except (OSError, LinkLost) as exc:
@@ -302,7 +304,7 @@ class Bind:
             except Exception:  # a fault of ours must not end the bind for good: bind again
                 log.exception("SMPP bind %d failed; binding again", self.number)
             finally:
-                keeper.kill()
+                gevent.killall(helpers)
                 self.lose()
 
     def connect(self) -> None:
@@ -312,9 +314,10 @@ class Bind:
             self.sock = gevent.socket.create_connection((provider.host, provider.port))
             # Each PDU is one small write: Nagle's delay would hold it for the last one's ACK.
             self.sock.setsockopt(gevent.socket.IPPROTO_TCP, gevent.socket.TCP_NODELAY, 1)
-            self.send(smpplib.smpp.make_pdu(
+            self.inbox, self.outbox = bytearray(), []
+            self.sock.sendall(smpplib.smpp.make_pdu(
                 "bind_transceiver", client=self.sequence, system_id=provider.system_id,
-                password=provider.password, system_type=provider.system_type))
+                password=provider.password, system_type=provider.system_type).generate())
             answer = self.read_pdu()
         if answer is None or answer.command != "bind_transceiver_resp" or answer.status:
             status = hex_status(answer.status) if answer is not None else "unreadable"
@@ -331,32 +334,52 @@ class Bind:
             self.sock = None
 
     def lose(self) -> None:
-        """The link is gone: every submit still waiting may have been taken, so is ambiguous."""
+        """The link is gone: every submit written and not answered may have been taken, so
+        is ambiguous; one still in the outbox was never written."""
         self.close()
-        waiting, self.pending = self.pending, {}
-        for waiter in waiting.values():
-            waiter.set(PartAnswer(sent=True, reason="the SMSC connection was lost"))
+        unwritten = {sequence for sequence, _ in self.outbox}
+        waiting, self.pending, self.outbox = self.pending, {}, []
+        for sequence, waiter in waiting.items():
+            waiter.set(PartAnswer(sent=sequence not in unwritten,
+                                  reason="the SMSC connection was lost"))
 
-    def send(self, pdu: Any) -> None:
-        """Write one PDU whole; sends from several greenlets never interleave."""
-        data = pdu.generate()
-        with self.send_lock:
-            if self.sock is None:
-                raise LinkLost("not connected")
-            self.sock.sendall(data)
+    def send(self, pdu: Any, *, awaited: bool = False) -> None:
+        """Queue one PDU for the writer (``awaited``: a request whose answer a submit waits
+        for). The PDUs queued while the writer waits leave in one write."""
+        if self.sock is None:
+            raise LinkLost("not connected")
+        self.outbox.append((pdu.sequence if awaited else None, pdu.generate()))
+        self.outbox_ready.set()
+
+    def write_forever(self) -> None:
+        """The one writer, so PDUs never interleave; with many submits in flight each write
+        carries several (one system call instead of one each). A failed write closes the
+        socket: what it carried may have been taken, the reader's loss says so."""
+        while True:
+            self.outbox_ready.wait()
+            self.outbox_ready.clear()
+            while self.outbox and self.sock is not None:
+                batch, self.outbox = self.outbox, []
+                try:
+                    self.sock.sendall(b"".join(data for _, data in batch))
+                except OSError as exc:
+                    log.warning("SMPP bind %d: write failed (%s)", self.number, exc)
+                    self.close()
+                    return
 
     def receive_exactly(self, size: int) -> bytes:
-        sock = self.sock
-        if sock is None:
-            raise LinkLost("closed")
-        chunks, needed = [], size
-        while needed:
-            chunk = sock.recv(needed)
+        """``size`` bytes, from what one ``recv`` brought in (often several PDUs) first."""
+        while len(self.inbox) < size:
+            sock = self.sock
+            if sock is None:
+                raise LinkLost("closed")
+            chunk = sock.recv(65536)
             if not chunk:
                 raise LinkLost("the SMSC closed the connection")
-            chunks.append(chunk)
-            needed -= len(chunk)
-        return b"".join(chunks)
+            self.inbox += chunk
+        data = bytes(self.inbox[:size])
+        del self.inbox[:size]
+        return data
 
     def read_pdu(self) -> Any | None:
         """The next PDU, parsed; ``None`` (after answering it) when smpplib cannot parse it."""
@@ -439,8 +462,7 @@ class Bind:
                 return
             try:
                 self.send(smpplib.smpp.make_pdu("enquire_link", client=self.sequence))
-            except (OSError, LinkLost):
-                self.close()
+            except LinkLost:
                 return
 
     def submit(self, fields: dict[str, Any]) -> PartAnswer | None:
@@ -453,16 +475,17 @@ class Bind:
             waiter = AsyncResult()
             self.pending[pdu.sequence] = waiter
             try:
-                self.send(pdu)
-            except (OSError, LinkLost) as exc:
-                # Not written whole: the SMSC cannot act on part of a PDU.
+                self.send(pdu, awaited=True)
+            except LinkLost:
                 self.pending.pop(pdu.sequence, None)
-                return PartAnswer(sent=False, reason=f"not written ({exc})")
+                return None
             try:
                 answer = waiter.get(timeout=self.provider.response_timeout)
             except gevent.Timeout:
                 self.pending.pop(pdu.sequence, None)
                 return PartAnswer(sent=True, reason="no submit_sm_resp in time")
+            if not answer.sent:  # lost before it was written: another bind may take it
+                return None
         if answer.status == consts.SMPP_ESME_RINVBNDSTS:
             log.warning("SMPP bind %d: the SMSC says it is not bound; binding again",
                         self.number)
@@ -472,8 +495,11 @@ class Bind:
 
     def stop(self) -> None:
         if self.bound.is_set():
-            with contextlib.suppress(OSError, LinkLost):
+            with contextlib.suppress(LinkLost):
                 self.send(smpplib.smpp.make_pdu("unbind", client=self.sequence))
+            with gevent.Timeout(1.0, False):
+                while self.outbox:
+                    gevent.sleep(0.01)
         if self.runner is not None:
             self.runner.kill()
         self.lose()
