@@ -17,6 +17,7 @@ from services.messaging.providers.base import InboundSms, Outcome, OutgoingSms, 
 from services.messaging.providers.smpp import (
     IdBase,
     SmppProvider,
+    inbound_from_pdu,
     parse_receipt_text,
     receipt_from_pdu,
     source_address,
@@ -344,10 +345,15 @@ def test_ids_are_read_in_the_base_the_smsc_writes(ids, expected):
     assert [base.read(raw) for raw in ids] == expected
 
 
-def receipt_pdu(**fields: Any) -> Any:
-    raw = smpplib.smpp.make_pdu("deliver_sm", sequence=1, esm_class=0x04, **fields).generate()
+def deliver_sm(**fields: Any) -> Any:
+    """A ``deliver_sm`` as the provider gets it: encoded, then parsed, by smpplib."""
+    raw = smpplib.smpp.make_pdu("deliver_sm", sequence=1, **fields).generate()
     return smpplib.smpp.parse_pdu(raw, client=SimpleSequenceGenerator(),
                                   allow_unknown_opt_params=True)
+
+
+def receipt_pdu(**fields: Any) -> Any:
+    return deliver_sm(esm_class=0x04, **fields)
 
 
 def test_the_tlvs_win_over_the_receipt_text():
@@ -390,3 +396,23 @@ def test_gsm_parts_keep_extension_characters_whole_and_decode_back():
     assert [part[:6] for part in parts] == [bytes((5, 0, 3, 300 % 256, 3, n)) for n in (1, 2, 3)]
     assert all(len(part) <= 6 + 153 for part in parts)
     assert "".join(decode_gsm7(part[6:]) for part in parts) == text
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"short_message": b"STOP", "data_coding": 0, "source_addr_ton": 1},
+     ("+15558675310", "STOP")),
+    ({"short_message": b"\x00 home \x1b\x65", "data_coding": 0, "source_addr_ton": 0},
+     ("15558675310", "@ home €")),
+    ({"short_message": "Стоп".encode("utf-16-be"), "data_coding": 8, "source_addr_ton": 1},
+     ("+15558675310", "Стоп")),
+    ({"short_message": b"\x05\x00\x03\x2a\x02\x01" + b"part one", "data_coding": 1,
+      "esm_class": 0x40, "source_addr_ton": 1}, ("+15558675310", "part one")),
+    ({"short_message": b"caf\xe9", "data_coding": 3, "source_addr_ton": 1},
+     ("+15558675310", "café")),
+])
+def test_a_persons_message_is_decoded_by_its_data_coding(fields, expected):
+    pdu = deliver_sm(source_addr="15558675310", destination_addr="15017122661",
+                     **{"esm_class": 0} | fields)
+    inbound = inbound_from_pdu(pdu)
+    assert (inbound.sender, inbound.body) == expected
+    assert inbound.to == "15017122661"

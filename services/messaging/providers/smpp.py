@@ -66,8 +66,7 @@ ESM_CLASS_TYPE_BITS = 0x3C
 ESM_CLASS_RECEIPT = 0x04
 ESM_CLASS_INTERMEDIATE = 0x20
 ESM_CLASS_UDHI = 0x40
-DATA_CODINGS = {GSM7: 0x00}  # everything else is UCS-2
-UCS2_DATA_CODING = 0x08
+GSM7_DATA_CODING, IA5_DATA_CODING, UCS2_DATA_CODING = 0x00, 0x01, 0x08
 REGISTERED_DELIVERY_RECEIPT = 0x01
 
 THROTTLED_STATUSES = frozenset({consts.SMPP_ESME_RTHROTTLED, consts.SMPP_ESME_RMSGQFUL})
@@ -205,11 +204,11 @@ def receipt_from_pdu(pdu: Any, *, resp_ids: IdBase, text_ids: IdBase) -> Provide
 
 def decode_short_message(payload: bytes, data_coding: int) -> str:
     """A mobile-originated text: GSM-7 (0), IA5 (1), Latin-1 (3), UCS-2 (8)."""
-    if data_coding == 0x00:
+    if data_coding == GSM7_DATA_CODING:
         return decode_gsm7(payload)
     if data_coding == UCS2_DATA_CODING:
         return payload.decode("utf-16-be", "replace")
-    if data_coding == 0x01:
+    if data_coding == IA5_DATA_CODING:
         return payload.decode("ascii", "replace")
     return payload.decode("latin-1")
 
@@ -234,9 +233,10 @@ def split_into_parts(body: str, reference: int) -> tuple[int, int, list[bytes]]:
     """``(data_coding, esm_class, short_messages)`` for ``body``: one message, or the parts
     of a concatenated one, each led by an 8-bit-reference UDH (IEI 0x00)."""
     encoding, texts = split_body(body)
-    data_coding = DATA_CODINGS.get(encoding, UCS2_DATA_CODING)
-    encoded = [encode_gsm7(text) if data_coding == 0x00 else text.encode("utf-16-be")
-               for text in texts]
+    if encoding == GSM7:
+        data_coding, encoded = GSM7_DATA_CODING, [encode_gsm7(text) for text in texts]
+    else:
+        data_coding, encoded = UCS2_DATA_CODING, [text.encode("utf-16-be") for text in texts]
     if len(encoded) == 1:
         return data_coding, 0, encoded
     total = len(encoded)
