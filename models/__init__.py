@@ -3,7 +3,7 @@
 from models.analytics import AnalyticsMark, MessageDailyTotal
 from models.connection import Connection, Node
 from models.idempotency import IdempotencyRecord
-from models.message import Message, Recipient
+from models.message import Message, Recipient, RecipientPart
 from models.notification import Notification, NotificationRead
 from models.quota import UserQuota
 from models.token import RevokedToken
@@ -19,6 +19,7 @@ __all__ = [
     "Notification",
     "NotificationRead",
     "Recipient",
+    "RecipientPart",
     "RevokedToken",
     "User",
     "UserQuota",
