@@ -13,6 +13,7 @@ from services.messaging.providers.base import (
     SubmitResult,
 )
 from services.messaging.providers.simulated import SimulatedProvider
+from services.messaging.providers.smpp import build_smpp_provider
 
 __all__ = ["InboundSms", "OutgoingSms", "Outcome", "ProviderReceipt", "SimulatedProvider",
            "SmsProvider", "SubmitResult", "build_provider"]
@@ -30,4 +31,6 @@ def build_provider(app: Flask) -> SmsProvider:
             idempotent=config["SIMULATED_SMS_IDEMPOTENT"],
             max_in_flight=config["DISPATCH_CONCURRENCY"],
         )
+    if name == "smpp":
+        return build_smpp_provider(config)
     raise RuntimeError(f"unknown SMS_PROVIDER {name!r}")
