@@ -140,3 +140,17 @@ def test_pdus_the_hub_cannot_read_do_not_stop_it_sending(fake_smsc, hub_factory)
     assert [(a["resp_command"], a["resp_status"]) for a in answers] == [
         ("generic_nack", 0x03), ("deliver_sm_resp", 0x65), (None, None)]
     hub.settled(hub.send("Still here", ["+15558670001"]), {"DELIVERED"})
+
+
+def test_an_answer_after_the_timeout_lets_the_receipt_settle_the_unknown_recipient(
+        fake_smsc, hub_factory):
+    fake_smsc.script({"kind": "delay", "delay_ms": 2500})
+    hub = Sender(hub_factory(smpp_env(fake_smsc, SMPP_RESPONSE_TIMEOUT="1"), name="smpp-late"))
+
+    message_id = hub.send("Hello", ["+15558670001"])
+
+    unknown = hub.settled(message_id, {"UNKNOWN"})["+15558670001"]
+    assert (unknown["errorCode"], float(unknown["cost"])) == ("ambiguous_submit", 0.0)
+    delivered = hub.settled(message_id, {"DELIVERED"})["+15558670001"]
+    assert float(delivered["cost"]) > 0 and delivered["providerStatus"] == "DELIVRD"
+    assert len(fake_smsc.submissions()) == 1

@@ -211,6 +211,21 @@ def test_a_withheld_answer_is_unknown_and_never_sent_again(fake_smsc, smpp):
     assert per_phone(fake_smsc.submissions(), "dest") == {HANDSET[1:]: 1, "15558675311": 1}
 
 
+def test_an_answer_after_the_timeout_ties_its_receipt_to_the_recipient(fake_smsc, smpp):
+    fake_smsc.script({"kind": "delay", "delay_ms": 1500})
+    smsc = smpp(response_timeout=0.5)
+
+    late = smsc.submit(recipient_id=41)
+    on_time = smsc.submit(phone="+15558675311", recipient_id=42)
+
+    assert (late.outcome, late.provider_message_id) == (Outcome.UNKNOWN, None)
+    smsc.wait(lambda: len(smsc.receipts) == 2)
+    by_recipient = {receipt.recipient_id: receipt for receipt in smsc.receipts}
+    assert by_recipient[None].provider_message_id == on_time.provider_message_id
+    assert (by_recipient[41].status, by_recipient[41].provider_message_id) == (
+        "DELIVERED", fake_smsc.submissions()[0]["message_id"])
+
+
 @pytest.mark.parametrize("fault", ["drop", "unbind"])
 def test_a_lost_bind_makes_the_windows_submits_unknown_then_rebinds(fake_smsc, smpp, fault):
     fake_smsc.script("ok", "withhold", "withhold", fault)

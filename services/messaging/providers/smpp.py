@@ -27,8 +27,9 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gevent
@@ -72,6 +73,7 @@ log = logging.getLogger(__name__)
 RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 30.0
 PART_RETRY_WINDOW = 30.0  # how long a later part may keep meeting throttling or no bind
+LATE_IDS_KEPT = 10_000
 
 
 # One bind ----------------------------------------------------------------------------------
@@ -99,6 +101,7 @@ class Bind:
         self.window = Semaphore(provider.window)
         self.bound = Event()
         self.pending: dict[int, AsyncResult] = {}
+        self.overdue: dict[int, int] = {}  # sequence -> recipient, of submits that timed out
         self.sequence = SimpleSequenceGenerator()
         self.sock: gevent.socket.socket | None = None
         self.frames: FrameReader | None = None
@@ -166,6 +169,7 @@ class Bind:
         """The link is gone: every submit written and not answered may have been taken, so
         is ambiguous; one still in the outbox was never written."""
         self.close()
+        self.overdue.clear()
         unwritten = {sequence for sequence, _ in self.outbox}
         waiting, self.pending, self.outbox = self.pending, {}, []
         for sequence, waiter in waiting.items():
@@ -230,11 +234,15 @@ class Bind:
 
     def settle(self, sequence: int, answer: PartAnswer) -> None:
         waiter = self.pending.pop(sequence, None)
-        if waiter is None:
+        if waiter is not None:
+            waiter.set(answer)
+            return
+        recipient_id = self.overdue.pop(sequence, None)
+        if recipient_id is not None and answer.status == 0 and answer.message_id:
+            self.provider.accepted_late(answer.message_id, recipient_id)
+        else:
             log.info("SMPP bind %d: an answer to seq %d, which no submit awaits", self.number,
                      sequence)
-        else:
-            waiter.set(answer)
 
     def read_forever(self) -> None:
         while True:
@@ -278,9 +286,10 @@ class Bind:
             except LinkLost:
                 return
 
-    def submit(self, fields: dict[str, Any]) -> PartAnswer | None:
+    def submit(self, fields: dict[str, Any], recipient_id: int | None) -> PartAnswer | None:
         """One ``submit_sm`` within the window; waits for its answer or the timeout.
-        ``None`` when the bind was lost while the submit waited for room."""
+        ``None`` when the bind was lost while the submit waited for room. An answer after
+        the timeout still tells ``recipient_id``'s SMSC id (a whole SMS's, not a part's)."""
         with self.window:
             if not self.bound.is_set():
                 return None
@@ -296,6 +305,8 @@ class Bind:
                 answer = waiter.get(timeout=self.provider.response_timeout)
             except gevent.Timeout:
                 self.pending.pop(pdu.sequence, None)
+                if recipient_id is not None:
+                    self.overdue[pdu.sequence] = recipient_id
                 return PartAnswer(sent=True, reason="no submit_sm_resp in time")
             if not answer.sent:  # lost before it was written: another bind may take it
                 return None
@@ -344,6 +355,9 @@ class SmppProvider:
         self.enquire_link_interval = enquire_link_interval
         self.binds = [Bind(self, number) for number in range(1, binds + 1)]
         self.resp_ids = IdBase()
+        # SMSC id -> recipient, for answers that came after the submit was given up as
+        # UNKNOWN: their receipts name the recipient, which has no provider id to match.
+        self.late_ids: OrderedDict[str, int] = OrderedDict()
         self.text_ids = IdBase()
         self._references = itertools.count(int(time.time()))
         self.running = False
@@ -370,12 +384,13 @@ class SmppProvider:
             bound = [bind for bind in self.binds if bind.bound.is_set()]
         return max(bound, key=lambda bind: bind.window.counter, default=None)
 
-    def submit_part(self, fields: dict[str, Any]) -> PartAnswer:
+    def submit_part(self, fields: dict[str, Any], recipient_id: int | None = None
+                    ) -> PartAnswer:
         """One ``submit_sm`` on whichever bind is up, waiting a while for one (a bind lost
         while this waited for room in its window sends it to another, or the next)."""
         deadline = time.monotonic() + self.response_timeout
         while (bind := self.ready_bind(deadline)) is not None:
-            answer = bind.submit(fields)
+            answer = bind.submit(fields, recipient_id)
             if answer is not None:
                 return answer
         return PartAnswer(sent=False, reason="no bind to the SMSC")
@@ -393,7 +408,7 @@ class SmppProvider:
                       "esm_class": esm_class, "data_coding": data_coding,
                       "registered_delivery": REGISTERED_DELIVERY_RECEIPT,
                       "short_message": short_message}
-            answer = self.submit_part(fields)
+            answer = self.submit_part(fields, sms.recipient_id if len(messages) == 1 else None)
             if part_ids:
                 answer = self.retry_later_part(answer, fields)
             if answer.sent and answer.status == 0 and answer.message_id:
@@ -449,6 +464,14 @@ class SmppProvider:
                             retryable=status is None or status in RETRYABLE_STATUSES
                             or status in THROTTLED_STATUSES)
 
+    def accepted_late(self, message_id: str, recipient_id: int) -> None:
+        """A ``submit_sm_resp`` after its submit gave up: the SMSC took it after all. Its
+        receipt, when it comes, settles the recipient; the oldest of many are forgotten."""
+        self.late_ids[self.resp_ids.read(message_id)] = recipient_id
+        while len(self.late_ids) > LATE_IDS_KEPT:
+            self.late_ids.popitem(last=False)
+        log.info("SMPP: recipient %d was accepted after its submit timed out", recipient_id)
+
     def take_delivery(self, pdu: Any) -> int:
         """A ``deliver_sm``: a receipt to ``on_receipt`` or a message to ``on_inbound``.
         Returns the ``deliver_sm_resp`` status: taken, or a temporary error to be sent
@@ -463,7 +486,10 @@ class SmppProvider:
                 if receipt is None:
                     log.warning("SMPP: a receipt naming no message or state; ignored")
                 else:
-                    self.on_receipt(receipt)
+                    late = self.late_ids.get(receipt.provider_message_id)
+                    if late is not None and receipt.status is not None:
+                        del self.late_ids[receipt.provider_message_id]
+                    self.on_receipt(replace(receipt, recipient_id=late))
             elif kind == 0:
                 self.on_inbound(inbound_from_pdu(pdu))
             else:
