@@ -144,7 +144,8 @@ class SimulatedProvider:
         if self.send_log:
             with self._log_lock, open(self.send_log, "a") as handle:
                 handle.write(json.dumps({"key": key, "phone": phone, "outcome": outcome,
-                                         "providerMessageId": provider_id}) + "\n")
+                                         "providerMessageId": provider_id,
+                                         "at": time.time()}) + "\n")
 
     def _deliver_receipts(self) -> None:
         while self._due and self.on_receipt is not None:
