@@ -13,6 +13,7 @@ from services.messaging.providers.base import (
     SubmitResult,
 )
 from services.messaging.providers.simulated import SimulatedProvider
+from services.messaging.providers.smpp import build_smpp_provider
 from services.messaging.providers.twilio import TwilioProvider, TwilioSettings
 
 __all__ = ["InboundSms", "OutgoingSms", "Outcome", "ProviderReceipt", "SimulatedProvider",
@@ -31,6 +32,8 @@ def build_provider(app: Flask) -> SmsProvider:
             idempotent=config["SIMULATED_SMS_IDEMPOTENT"],
             max_in_flight=config["DISPATCH_CONCURRENCY"],
         )
+    if name == "smpp":
+        return build_smpp_provider(config)
     if name == "twilio":
         return TwilioProvider(TwilioSettings.from_config(config))
     raise RuntimeError(f"unknown SMS_PROVIDER {name!r}")
