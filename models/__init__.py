@@ -3,6 +3,7 @@
 from models.analytics import AnalyticsMark, MessageDailyTotal
 from models.connection import Connection, Node
 from models.idempotency import IdempotencyRecord
+from models.inbound import InboundMessage, Suppression
 from models.message import Message, Recipient
 from models.notification import Notification, NotificationRead
 from models.quota import UserQuota
@@ -13,6 +14,7 @@ __all__ = [
     "AnalyticsMark",
     "Connection",
     "IdempotencyRecord",
+    "InboundMessage",
     "Message",
     "MessageDailyTotal",
     "Node",
@@ -20,6 +22,7 @@ __all__ = [
     "NotificationRead",
     "Recipient",
     "RevokedToken",
+    "Suppression",
     "User",
     "UserQuota",
 ]

@@ -19,7 +19,7 @@ from flask import Flask
 from gevent.event import Event
 
 from extensions import db
-from services.messaging import announcements, queue
+from services.messaging import announcements, queue, suppressions
 from services.messaging.providers import DeliveryReceipt, SendResult, build_provider
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,14 @@ RECEIPT_RETRY_INTERVAL = 0.5
 RECEIPT_RETRY_WINDOW = 60.0
 
 _dispatcher: Dispatcher | None = None
+
+
+def send_reply(phone: str, *, body: str, key: str) -> bool:
+    """A keyword's reply through this node's provider, outside the queue and its
+    suppression check; whether the provider accepted it (False without a dispatcher)."""
+    if _dispatcher is None:
+        return False
+    return _dispatcher.provider.send(phone, body=body, idempotency_key=key).accepted
 
 
 def wake_dispatcher() -> None:
@@ -97,13 +105,15 @@ class Dispatcher:
                 self.wake.clear()
                 continue
             bodies = queue.message_bodies({row.message_id for row in claimed})
+            gate = suppressions.SendGate((row.phone for row in claimed),
+                                         sender=suppressions.outgoing_sender(), engine=db.engine)
             db.session.close()
             announcements.emit_recipient_updates(claimed)
-            queue.record_outcomes(self.node_id, self._send_all(claimed, bodies))
+            queue.record_outcomes(self.node_id, self._send_all(claimed, bodies, gate))
             db.session.close()
 
-    def _send_all(self, claimed: list[Any], bodies: dict[int, str]
-                  ) -> list[tuple[Any, SendResult]]:
+    def _send_all(self, claimed: list[Any], bodies: dict[int, str],
+                  gate: suppressions.SendGate) -> list[tuple[Any, SendResult]]:
         """Send a batch with at most ``concurrency`` sends in flight.
 
         A fixed set of workers takes the rows in turn, rather than a greenlet
@@ -114,13 +124,16 @@ class Dispatcher:
 
         def work() -> None:
             for row in rows:
-                outcomes.append((row, self._send(row, bodies[row.message_id])))
+                outcomes.append((row, self._send(row, bodies[row.message_id], gate)))
 
         gevent.joinall([gevent.spawn(work) for _ in range(min(self.concurrency, len(claimed)))],
                        raise_error=True)
         return outcomes
 
-    def _send(self, row: Any, body: str) -> SendResult:
+    def _send(self, row: Any, body: str, gate: suppressions.SendGate) -> SendResult:
+        if gate.blocks(row.phone):
+            return SendResult(False, error_code=queue.OPTED_OUT,
+                              error_message="The number opted out")
         try:
             return self.provider.send(row.phone, body=body, idempotency_key=str(row.id))
         except Exception as exc:

@@ -47,6 +47,8 @@ _RECEIPT_COLUMNS = {name: _recipients.c[name].type for name in (
 _RECEIPT_STATUSES = (RecipientStatus.DELIVERED, RecipientStatus.FAILED)
 
 RELEASED_CLAIM = datetime(2000, 1, 1, tzinfo=UTC)
+# The error code of a recipient not sent because its number is on the suppression list.
+OPTED_OUT = "opted_out"
 
 
 def _now() -> datetime:
@@ -128,7 +130,7 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
     now = _now()
     results = json_rows("result", columns=_RESULT_COLUMNS, rows=[
         {"id": row.id,
-         "status": RecipientStatus.SENT if result.accepted else RecipientStatus.FAILED,
+         "status": _status_of(result),
          "provider_message_id": result.provider_message_id,
          "error_code": result.error_code, "error_message": result.error_message,
          "cost": costs[row.message_id] if result.accepted else Decimal("0")}
@@ -151,6 +153,12 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
     db.session.commit()
     announcements.outcomes_recorded(recorded, messages_by_id(completed))
     return completed
+
+
+def _status_of(result: SendResult) -> RecipientStatus:
+    if result.accepted:
+        return RecipientStatus.SENT
+    return RecipientStatus.SUPPRESSED if result.error_code == OPTED_OUT else RecipientStatus.FAILED
 
 
 def _count_into_messages(recorded: list[Any], owners: dict[int, int],
