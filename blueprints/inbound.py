@@ -28,4 +28,4 @@ def inject_inbound(identity):
     body = json_body(SimulatedInboundSchema)
     sms = InboundSms(sender=body["sender"], to=body["to"] or current_app.config[
         "SIMULATED_SMS_FROM"], body=body["body"], provider_message_id=body["providerMessageId"])
-    return inbound.receive(sms), 201
+    return inbound.receive_inbound(sms), 201

@@ -192,6 +192,8 @@ class DashboardFiguresSchema(Schema):
     costMonth = fields.Float(required=True, metadata={"example": 12.3})
     costTotal = fields.Float(required=True, metadata={"example": 30.0})
     inFlight = fields.Integer(required=True, metadata={"example": 1})
+    inboundToday = fields.Integer(required=True, metadata={"example": 2})
+    inboundTotal = fields.Integer(required=True, metadata={"example": 14})
 
 
 class DashboardStatsSchema(DashboardFiguresSchema):

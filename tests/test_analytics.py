@@ -8,7 +8,7 @@ from tests.support import eventually
 
 KEYS = {"messagesToday", "messagesTotal", "recipientsToday", "recipientsTotal", "sent",
         "delivered", "failed", "deliveryRate", "costToday", "costMonth", "costTotal",
-        "inFlight", "unreadNotifications"}
+        "inFlight", "inboundToday", "inboundTotal", "unreadNotifications"}
 
 
 def _latest(client, kind):
@@ -61,7 +61,7 @@ def test_figures_match_an_independent_count(api, user, connect):
     stats = api.get("/api/analytics/messages", user.token).json()
     assert stats["messagesByStatus"] == {"SENDING": 0, "SENT": 2, "FAILED": 0}
     assert stats["recipientsByStatus"] == {"PENDING": 0, "SENDING": 0, "SENT": 0,
-                                           "DELIVERED": 3, "FAILED": 2}
+                                           "DELIVERED": 3, "FAILED": 2, "SUPPRESSED": 0}
     this_hour = stats["hourly"][-1]
     assert (this_hour["sent"], this_hour["delivered"], this_hour["failed"]) == (3, 3, 2)
     usage = api.get("/api/analytics/usage", user.token).json()["daily"][-1]

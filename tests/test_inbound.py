@@ -7,9 +7,23 @@ import random
 import pytest
 from sqlalchemy import String, Text, create_engine, inspect, text
 
+from services.messaging.inbound import keyword_of
 from tests.support import eventually, register_user, sent_phones
 
 HUB_NUMBER = "+15005550006"  # SIMULATED_SMS_FROM's default
+
+
+@pytest.mark.parametrize(("body", "keyword"), [
+    ("STOP", "STOP"), ("Stop", "STOP"), (" stop ", "STOP"), ("STOPALL", "STOP"),
+    ("unsubscribe", "STOP"), ("Cancel", "STOP"), ("END", "STOP"), ("quit", "STOP"),
+    ("REVOKE", "STOP"), ("optout", "STOP"), ("Opt Out", "STOP"), ("OPT\tOUT\n", "STOP"),
+    ("START", "START"), ("unstop", "START"), ("Yes", "START"),
+    ("HELP", "HELP"), ("info", "HELP"),
+    ("stop please", None), ("STOP!", None), ("STOPP", None), ("", None), ("yes please", None),
+    ("ＳＴＯＰ", None),
+])
+def test_a_keyword_is_the_whole_message_in_any_case_and_spacing(body, keyword):
+    assert keyword_of(body) == keyword
 
 
 def _phone():

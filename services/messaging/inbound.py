@@ -1,7 +1,9 @@
 """Messages people send to the hub: stored, acted on when they are keywords, shown live.
 
-``receive`` is the one entry point every provider's inbound path calls (the
-Twilio inbound webhook, SMPP ``deliver_sm``, the simulator's injection). It
+``receive_inbound`` is the one entry point every provider's inbound path
+calls (the Twilio inbound webhook, SMPP ``deliver_sm``, the simulator's
+injection), through the handler the dispatcher gives the provider
+(``handler``). It
 stores the message, applies its keyword in the same transaction (STOP
 suppresses the number for the sender it wrote to, START lifts what a keyword
 or the provider put there), commits, emits ``inbound_message`` to admins and
@@ -25,10 +27,11 @@ from sqlalchemy.exc import IntegrityError
 from extensions import db
 from models import InboundMessage, Message, Recipient
 from schemas.common import isoformat
+from services import analytics_marks
 from services.auth import Identity
 from services.messaging import dispatcher, suppressions
 from services.messaging.phones import InvalidPhoneNumber, normalise_phone
-from services.messaging.providers.base import InboundSms
+from services.messaging.providers.base import InboundHandler, InboundSms
 from services.messaging.suppressions import SuppressionReason
 from services.realtime import emitter, rooms
 
@@ -102,7 +105,7 @@ def _reply_text(keyword: Keyword | None) -> str:
     return ""
 
 
-def receive(sms: InboundSms) -> dict[str, Any]:
+def receive_inbound(sms: InboundSms) -> dict[str, Any]:
     """Store one inbound message and act on it; returns its ``inbound_message`` payload.
 
     A repeat of a provider id already stored returns the stored one and does nothing.
@@ -123,6 +126,8 @@ def receive(sms: InboundSms) -> dict[str, Any]:
     if sms.received_at is not None:
         message.received_at = sms.received_at
     db.session.add(message)
+    if message.user_id is not None:
+        analytics_marks.mark_changed({message.user_id})
     if valid and keyword is Keyword.STOP:
         suppressions.add_opt_outs([sender], sender=to, reason=SuppressionReason.KEYWORD)
     elif valid and keyword is Keyword.START:
@@ -145,10 +150,16 @@ def receive(sms: InboundSms) -> dict[str, Any]:
     return shown
 
 
-def receive_in(app: Flask, sms: InboundSms) -> None:
-    """``receive`` for a provider's own greenlet (SMPP), which has no application context."""
-    with app.app_context():
-        receive(sms)
+def handler(app: Flask) -> InboundHandler:
+    """``receive_inbound`` as a provider's ``on_inbound``: it also runs in the provider's own
+    greenlet (SMPP's reader), which has no application context. An exception reaches the
+    provider, which then lets the message come again (SMPP answers a temporary error)."""
+
+    def on_inbound(sms: InboundSms) -> None:
+        with app.app_context():
+            receive_inbound(sms)
+
+    return on_inbound
 
 
 def _by_provider_id(provider_message_id: str) -> InboundMessage | None:
