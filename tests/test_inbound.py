@@ -3,12 +3,21 @@ enforced before every submission, and erasure of a person's number."""
 
 import json
 import random
+import time
 
 import pytest
 from sqlalchemy import String, Text, create_engine, inspect, text
 
 from services.messaging.inbound import keyword_of
-from tests.support import eventually, register_user, sent_phones
+from tests.support import (
+    REDIS_URL,
+    eventually,
+    redis_reachable,
+    register_user,
+    require_service,
+    sent_phones,
+    sql_scalar,
+)
 
 HUB_NUMBER = "+15005550006"  # SIMULATED_SMS_FROM's default
 
@@ -41,7 +50,7 @@ def _recipients_when_final(api, user, message_id):
         message = api.get(f"/api/messages/{message_id}", user.token).json()
         return message if message["status"] != "SENDING" else None
     message = eventually(final, timeout=15)
-    page = api.get(f"/api/messages/{message_id}/recipients", user.token).json()
+    page = api.get(f"/api/messages/{message_id}/recipients?limit=1000", user.token).json()
     return message, {r["phone"]: r for r in page["recipients"]}
 
 
@@ -212,3 +221,54 @@ def test_erasure_leaves_no_clear_number_keeps_counts_and_the_opt_out(hub, api, a
     assert recipients[phone]["status"] == "SUPPRESSED"
     assert sent_phones(hub.send_log).count(phone) == 1
     assert json.dumps(api.get("/api/inbound?limit=100", admin.token).json()).count(phone) == 0
+
+
+def _sends(send_log):
+    try:
+        with open(send_log) as handle:
+            return [json.loads(line) for line in handle]
+    except FileNotFoundError:
+        return []
+
+
+def test_stop_on_one_node_stops_a_2000_recipient_send_on_another_within_a_second(
+        hub_factory, tmp_path):
+    """Node A takes the STOP; node B does the sending (A claims one recipient at a time and
+    takes seconds over each). The number is in four messages, queued behind each other."""
+    require_service("Redis", redis_reachable())
+    database = hub_factory.database("postgresql")
+    send_log = str(tmp_path / "sent.jsonl")
+    shared = {"SOCKETIO_MESSAGE_QUEUE": REDIS_URL, "SOCKETIO_CHANNEL": f"inbound-{_phone()}",
+              "SIMULATED_SMS_SEND_LOG": send_log, "DISPATCH_BATCH_SIZE": "20",
+              "DISPATCH_CONCURRENCY": "4"}
+    node_a = hub_factory({**shared, "NODE_ID": "stop-a", "DISPATCH_BATCH_SIZE": "1",
+                          "SIMULATED_SMS_LATENCY": "5"}, database_url=database, name="stop-a")
+    node_b = hub_factory({**shared, "NODE_ID": "stop-b", "SIMULATED_SMS_LATENCY": "0.02"},
+                         database_url=database, name="stop-b")
+    owner, admin = register_user(node_a), register_user(node_a, admin=True)
+    target = _phone()
+    others = iter(f"+1556{n:07d}" for n in range(2000))
+    messages = []
+    for position in (5, 250, 250, 250):
+        phones = [next(others) for _ in range(499)]
+        phones.insert(position, target)
+        messages.append(_send(node_a.api, owner, phones, body=f"Batch {len(messages)}"))
+    eventually(lambda: target in sent_phones(send_log), timeout=20)
+
+    injected = node_a.api.post("/api/simulator/inbound", admin.token,
+                               json={"from": target, "body": "STOP"})
+    acknowledged = time.time()
+    assert injected.status_code == 201, injected.text
+
+    outcomes = [_recipients_when_final(node_b.api, owner, message_id)[1][target]
+                for message_id in messages]
+    sends = [entry for entry in _sends(send_log) if entry["phone"] == target]
+    assert sends and all(entry["ts"] <= acknowledged + 1.0 for entry in sends), (
+        [entry["ts"] - acknowledged for entry in sends])
+    suppressed = [outcome for outcome in outcomes if outcome["status"] == "SUPPRESSED"]
+    assert len(suppressed) >= 2 and outcomes[-1]["status"] == "SUPPRESSED"
+    claimed_by = sql_scalar(database, "SELECT string_agg(DISTINCT claimed_by, ',') FROM "
+                            "recipients WHERE phone = :phone AND status = 'SUPPRESSED'",
+                            phone=target)
+    assert "stop-b" in claimed_by
+    assert len(_sends(send_log)) >= 1900  # the rest went out

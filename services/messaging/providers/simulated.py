@@ -98,7 +98,8 @@ class SimulatedProvider:
         if self.send_log:
             with self._log_lock, open(self.send_log, "a") as handle:
                 handle.write(json.dumps({"key": idempotency_key, "phone": phone,
-                                         "providerMessageId": provider_id}) + "\n")
+                                         "providerMessageId": provider_id,
+                                         "ts": time.time()}) + "\n")
         if self.on_receipt is not None:
             self._due.append((time.monotonic() + self.receipt_delay,
                               DeliveryReceipt(provider_id, "DELIVERED", occurred_at=None)))
