@@ -360,8 +360,22 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
     ),
     "Messages and analytics": (
         Setting("SMS_PROVIDER", "simulated",
-                "the SMS provider; `simulated` is built in: it sends after "
-                "`SIMULATED_SMS_LATENCY` and posts a receipt after `SIMULATED_RECEIPT_DELAY`"),
+                "who sends the SMS: `simulated` (built in, sends nothing: it answers after "
+                "`SIMULATED_SMS_LATENCY` and reports delivery after `SIMULATED_RECEIPT_DELAY`), "
+                "`twilio` or `smpp` (see docs/providers.md)",
+                one_of("simulated", "twilio", "smpp")),
+        Setting("SMS_MAX_PER_SECOND",
+                lambda earlier: None if earlier["SMS_PROVIDER"] == "simulated" else 30.0,
+                "most submissions per second per sender, all nodes together (counted in Redis "
+                "with `SOCKETIO_MESSAGE_QUEUE`, else per process); a throttled answer halves "
+                "it for a while", NUMBER,
+                documented="30 for `twilio` and `smpp`; unset (no pace) for `simulated`"),
+        Setting("SMS_VALIDITY_SECONDS", 14_400.0,
+                "a recipient not submitted within this long after it could first be sent "
+                "becomes `EXPIRED`, never sent", NUMBER),
+        Setting("RECEIPT_TIMEOUT_SECONDS", 259_200.0,
+                "a `SENT` recipient without a final receipt after this long becomes `UNKNOWN` "
+                "(`no_receipt`); a later receipt still settles it", NUMBER),
         Setting("SMS_PRICE_PER_SEGMENT", Decimal("0.0075"), "cost of one SMS segment",
                 DECIMAL),
         Setting("SIMULATED_SMS_LATENCY", 0.05, "seconds the simulated provider takes per send",
@@ -369,8 +383,12 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("SIMULATED_RECEIPT_DELAY", 1.0,
                 "seconds from a simulated send to its delivery receipt", NUMBER, testing=0.3),
         Setting("SIMULATED_SMS_SEND_LOG", None,
-                "a file where the simulated provider appends every send it accepts (tests "
-                "read it)"),
+                "a file where the simulated provider appends every submission that reached it "
+                "(tests read it)"),
+        Setting("SIMULATED_SMS_IDEMPOTENT", True,
+                "whether the simulated provider recognises a recipient submitted again (so "
+                "sends are exactly once); `false` makes it forget, like a real provider",
+                FLAG),
         Setting("SIMULATED_SMS_FROM", "+15005550006",
                 "the number the simulated provider sends from: the sender its suppression "
                 "entries and injected inbound messages name"),

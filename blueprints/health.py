@@ -22,7 +22,7 @@ def readyz():
     ready, checks = health.readiness()
     if not ready:
         raise Unavailable("Not ready", details=checks)
-    return {"status": "ready", "checks": checks}
+    return {"status": "ready", "checks": checks, "provider": current_app.config["SMS_PROVIDER"]}
 
 
 @health_bp.get("/metrics")

@@ -12,7 +12,7 @@ from blueprints.common import (
 from extensions import limiter
 from schemas.messages import MessageCreateSchema, MessageListQuerySchema, RecipientListQuerySchema
 from services import idempotency
-from services.messaging import messages, payloads
+from services.messaging import messages
 
 messages_bp = Blueprint("messages", __name__, url_prefix="/api/messages")
 
@@ -44,7 +44,14 @@ def list_messages(identity):
 @messages_bp.get("/<id:message_id>")
 @authenticated
 def get_message(message_id: int, identity):
-    return payloads.message_payload(messages.get_visible(identity, message_id))
+    return messages.shown(messages.get_visible(identity, message_id))
+
+
+@messages_bp.post("/<id:message_id>/retry")
+@authenticated
+def retry_message(message_id: int, identity):
+    """Send the unknown, expired and retryable failed recipients again, on request."""
+    return messages.retry(identity, message_id)
 
 
 @messages_bp.get("/<id:message_id>/recipients")

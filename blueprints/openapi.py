@@ -127,14 +127,21 @@ ROUTES = [
           body=messages.MessageCreateSchema, answer=responses.MessageCreatedSchema, status="202",
           headers=(IDEMPOTENCY_KEY,),
           description="Accepted at once; delivery runs in the background and drives "
-                      "`message_update` and `recipient_update`. `+15005550001` fails as an "
-                      "invalid number with the simulated provider.",
+                      "`message_update` and `recipient_update`. With the simulated provider "
+                      "test numbers give each outcome (`+15005550001` fails as an invalid "
+                      "number; docs/providers.md lists them).",
           errors={"409": "Idempotency-Key reused with another body"}),
     Route(path="/api/messages", method="get", summary="The caller's messages, newest first",
           query=messages.MessageListQuerySchema, answer=responses.MessagePageSchema),
     Route(path="/api/messages/{messageId}", method="get",
           summary="One message with counts and cost", path_ids=("messageId",),
           answer=responses.MessageSchema, errors={"404": "Not found"}),
+    Route(path="/api/messages/{messageId}/retry", method="post",
+          summary="Queue the UNKNOWN, EXPIRED and retryable FAILED recipients again",
+          path_ids=("messageId",), answer=responses.RetryResultSchema,
+          description="Owner or admin. An explicit new attempt: those recipients go back to "
+                      "`PENDING` with a higher `version`, the message back to `SENDING`.",
+          errors={"404": "Not found"}),
     Route(path="/api/messages/{messageId}/recipients", method="get",
           summary="A message's recipients, paged", path_ids=("messageId",),
           query=messages.RecipientListQuerySchema, answer=responses.RecipientPageSchema,

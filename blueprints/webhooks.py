@@ -1,4 +1,8 @@
-"""``/api/webhooks/delivery``: signed delivery receipts from the SMS provider."""
+"""``/api/webhooks/delivery``: signed delivery receipts in the hub's own format.
+
+For a provider that posts the hub's own receipt shape; ``SENT`` there is a
+receipt that changes nothing (the recipient is already sent).
+"""
 
 from flask import Blueprint, current_app, request
 
@@ -6,7 +10,7 @@ from schemas.common import load_or_raise
 from schemas.messages import DeliveryReceiptSchema
 from services.errors import InvalidPayload, Unauthenticated
 from services.messaging import queue
-from services.messaging.providers import DeliveryReceipt
+from services.messaging.providers import ProviderReceipt
 from services.messaging.webhook_signing import verify_webhook_signature
 
 webhooks_bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks")
@@ -24,7 +28,9 @@ def delivery_receipts():
         raise InvalidPayload("Body must be a receipt object or a list of receipts")
     items = load_or_raise(DeliveryReceiptSchema(many=True), body if isinstance(body, list)
                           else [body])
-    receipts = [DeliveryReceipt(item["providerMessageId"], item["status"], item["errorCode"],
-                                item["errorMessage"]) for item in items]
+    receipts = [ProviderReceipt(item["providerMessageId"],
+                                None if item["status"] == "SENT" else item["status"],
+                                error_code=item["errorCode"], error_message=item["errorMessage"])
+                for item in items]
     applied, unknown = queue.apply_receipts(receipts)
     return {"received": len(receipts), "applied": applied, "unknown": len(unknown)}

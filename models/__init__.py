@@ -4,7 +4,7 @@ from models.analytics import AnalyticsMark, MessageDailyTotal
 from models.connection import Connection, Node
 from models.idempotency import IdempotencyRecord
 from models.inbound import InboundMessage, Suppression
-from models.message import Message, Recipient
+from models.message import Message, Recipient, RecipientPart
 from models.notification import Notification, NotificationRead
 from models.quota import UserQuota
 from models.token import RevokedToken
@@ -21,6 +21,7 @@ __all__ = [
     "Notification",
     "NotificationRead",
     "Recipient",
+    "RecipientPart",
     "RevokedToken",
     "Suppression",
     "User",

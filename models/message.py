@@ -2,14 +2,16 @@
 
 A dispatcher claims ``PENDING`` recipients (and ``SENDING`` ones whose claim has
 gone stale after a crash), sends them, and records each outcome; ``version``
-grows with every change so clients can drop stale or repeated updates.
+grows with every change so clients can drop stale or repeated updates. A
+recipient sent in several parts with an id each (SMPP) has a ``RecipientPart``
+per part, so that it settles once every part has a final receipt.
 """
 
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, Text, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from extensions import db
@@ -20,26 +22,43 @@ from models.inbound import PHONE_COLUMN_LENGTH
 class MessageStatus(StrEnum):
     """Where a message is: sending until every recipient has an outcome, then sent or failed.
 
-    Stored and sent as these exact strings; a status never moves backwards.
+    Stored and sent as these exact strings. Only ``POST /api/messages/{id}/retry``
+    takes a final message back to ``SENDING``.
     """
 
+    SCHEDULED = "SCHEDULED"
     SENDING = "SENDING"
+    PAUSED = "PAUSED"
     SENT = "SENT"  # at least one recipient accepted
     FAILED = "FAILED"  # none accepted
+    CANCELED = "CANCELED"
 
 
 class RecipientStatus(StrEnum):
     """Where one recipient is: queued, claimed by a node, sent, then delivered or failed.
 
-    Stored and sent as these exact strings; a status never moves backwards.
+    Stored and sent as these exact strings; a status never moves backwards, except by
+    an explicit retry. ``UNKNOWN`` (the provider may or may not have it) and ``SENT``
+    can still be settled by a receipt.
     """
 
     PENDING = "PENDING"
+    SCHEDULED = "SCHEDULED"
     SENDING = "SENDING"
     SENT = "SENT"
     DELIVERED = "DELIVERED"
     FAILED = "FAILED"
     SUPPRESSED = "SUPPRESSED"
+    EXPIRED = "EXPIRED"
+    CANCELED = "CANCELED"
+    UNKNOWN = "UNKNOWN"
+
+
+# Not yet given to the provider: a message is final once none of its recipients is.
+QUEUED_STATUSES = (RecipientStatus.PENDING, RecipientStatus.SCHEDULED, RecipientStatus.SENDING)
+# Final for the hub's own processing; a receipt never moves a recipient out of them.
+FINAL_STATUSES = (RecipientStatus.DELIVERED, RecipientStatus.FAILED, RecipientStatus.SUPPRESSED,
+                  RecipientStatus.EXPIRED, RecipientStatus.CANCELED)
 
 
 Money = Numeric(14, 4)
@@ -60,6 +79,8 @@ class Message(db.Model):
     success_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     failed_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     delivered_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Recipients no longer queued: the message is final when this reaches recipient_count.
+    settled_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     cost: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal("0"))
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
@@ -93,6 +114,18 @@ class Recipient(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    provider_status: Mapped[str | None] = mapped_column(String(32))
+    provider_error_code: Mapped[str | None] = mapped_column(String(32))
+    parts: Mapped[int | None] = mapped_column(Integer)
+    retryable: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                            server_default=false())
+    # Set, and committed, before the provider is called: a claim taken over with this set
+    # may have reached the provider and is never submitted again on the hub's own.
+    submit_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A throttled recipient is not claimed again before this.
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When it could first be sent: the validity (SMS_VALIDITY_SECONDS) runs from here.
+    first_sendable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_recipients_message_id_id", "message_id", "id"),
@@ -108,4 +141,29 @@ class Recipient(db.Model):
             postgresql_where=text("status IN ('PENDING', 'SENDING')"),
             sqlite_where=text("status IN ('PENDING', 'SENDING')"),
         ),
+        # The receipt timeout looks only at recipients still waiting for a receipt.
+        Index(
+            "ix_recipients_awaiting_receipt",
+            "sent_at",
+            postgresql_where=text("status = 'SENT'"),
+            sqlite_where=text("status = 'SENT'"),
+        ),
     )
+
+
+class RecipientPart(db.Model):
+    """One part of a recipient sent as several, each with its own provider id (SMPP)."""
+
+    __tablename__ = "recipient_parts"
+
+    provider_message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False
+    )
+    part_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    # DELIVERED, FAILED or UNKNOWN once a final receipt came; a final part never changes.
+    status: Mapped[str | None] = mapped_column(String(10))
+    provider_status: Mapped[str | None] = mapped_column(String(32))
+    provider_error_code: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_recipient_parts_recipient_id", "recipient_id"),)

@@ -118,6 +118,10 @@ class MessageUpdateSchema(Schema):
     failedCount = fields.Integer(required=True, metadata={"example": 1})
     deliveredCount = fields.Integer(required=True, metadata={"example": 1})
     recipientCount = fields.Integer(required=True, metadata={"example": 2})
+    statusCounts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                               metadata={"description": "Recipients per status, for each "
+                                                        "status present",
+                                         "example": {"DELIVERED": 1, "FAILED": 1}})
     cost = fields.Float(required=True, metadata={"example": 0.0075})
     version = fields.Integer(required=True, metadata={
         "description": "Grows by one per change: keep the highest seen", "example": 4})
@@ -134,6 +138,17 @@ class RecipientUpdateSchema(Schema):
     errorCode = fields.String(metadata={"description": "Only when it failed",
                                         "example": "invalid_number"})
     version = fields.Integer(required=True, metadata={"example": 3})
+    providerStatus = fields.String(required=True, allow_none=True, metadata={
+        "description": "The provider's own word for it (e.g. undelivered, UNDELIV)",
+        "example": "failed"})
+    providerErrorCode = fields.String(required=True, allow_none=True, metadata={
+        "description": "The provider's error code, always as text (21211, 0x58)",
+        "example": "21211"})
+    parts = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "Segments sent (the provider's count when it gives one)", "example": 1})
+    retryable = fields.Boolean(required=True, metadata={
+        "description": "The provider called the failure temporary: POST .../retry sends it "
+                       "again", "example": False})
 
 
 class NotificationReadSchema(Schema):

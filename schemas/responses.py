@@ -6,11 +6,12 @@ the example of a whole response from them.
 
 from marshmallow import Schema, fields
 
+from models.message import MessageStatus
 from schemas.auth import UserSchema
 from schemas.messages import RECIPIENT_STATUSES
 from schemas.notifications import NOTIFICATION_TYPES
 
-MESSAGE_STATUSES = ("SENDING", "SENT", "FAILED")
+MESSAGE_STATUSES = tuple(status.value for status in MessageStatus)
 WHEN = "2026-05-01T09:30:00.000Z"
 
 
@@ -130,6 +131,10 @@ class MessageSchema(Schema):
     successCount = fields.Integer(required=True, metadata={"example": 0})
     failedCount = fields.Integer(required=True, metadata={"example": 0})
     deliveredCount = fields.Integer(required=True, metadata={"example": 0})
+    statusCounts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                               metadata={"description": "Recipients per status, for each "
+                                                        "status present",
+                                         "example": {"PENDING": 2}})
     cost = fields.Float(required=True, metadata={"example": 0.0})
     version = fields.Integer(required=True, metadata={"example": 1})
     createdAt = fields.String(required=True, metadata={"example": WHEN})
@@ -161,6 +166,16 @@ class RecipientSchema(Schema):
                                         "example": "invalid_number"})
     errorMessage = fields.String(metadata={"description": "Only when it failed",
                                            "example": "Invalid phone number"})
+    providerStatus = fields.String(required=True, allow_none=True, metadata={
+        "description": "The provider's own word for it (e.g. undelivered, UNDELIV)",
+        "example": "failed"})
+    providerErrorCode = fields.String(required=True, allow_none=True, metadata={
+        "description": "The provider's error code, always as text (21211, 0x58)",
+        "example": "21211"})
+    parts = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "Segments sent (the provider's count when it gives one)", "example": 1})
+    retryable = fields.Boolean(required=True, metadata={
+        "description": "The provider called the failure temporary", "example": False})
     cost = fields.Float(required=True, metadata={"example": 0.0})
     sentAt = fields.String(allow_none=True, metadata={"example": WHEN})
     deliveredAt = fields.String(allow_none=True, metadata={"example": None})
@@ -169,6 +184,13 @@ class RecipientSchema(Schema):
 class RecipientPageSchema(Schema):
     recipients = fields.List(fields.Nested(RecipientSchema), required=True)
     nextCursor = fields.String(allow_none=True, metadata={"example": None})
+
+
+class RetryResultSchema(Schema):
+    queued = fields.Integer(required=True, metadata={
+        "description": "Recipients queued again: UNKNOWN, EXPIRED and retryable FAILED",
+        "example": 1})
+    message = fields.Nested(MessageSchema, required=True)
 
 
 class ReceiptResultSchema(Schema):
@@ -208,11 +230,15 @@ class MessagesByStatusSchema(Schema):
 
 class RecipientsByStatusSchema(Schema):
     PENDING = fields.Integer(required=True, metadata={"example": 0})
+    SCHEDULED = fields.Integer(required=True, metadata={"example": 0})
     SENDING = fields.Integer(required=True, metadata={"example": 2})
     SENT = fields.Integer(required=True, metadata={"example": 50})
     DELIVERED = fields.Integer(required=True, metadata={"example": 3950})
     FAILED = fields.Integer(required=True, metadata={"example": 100})
-    SUPPRESSED = fields.Integer(required=True, metadata={"example": 4})
+    SUPPRESSED = fields.Integer(required=True, metadata={"example": 0})
+    EXPIRED = fields.Integer(required=True, metadata={"example": 0})
+    CANCELED = fields.Integer(required=True, metadata={"example": 0})
+    UNKNOWN = fields.Integer(required=True, metadata={"example": 0})
 
 
 class HourSchema(Schema):
@@ -263,6 +289,8 @@ class ReadySchema(Schema):
                          metadata={"description": "database, and with a queue messageQueue "
                                                   "and messageQueueListener: ok or why not",
                                    "example": {"database": "ok"}})
+    provider = fields.String(required=True, metadata={
+        "description": "SMS_PROVIDER: who sends the SMS", "example": "simulated"})
 
 
 class InternalsSchema(Schema):

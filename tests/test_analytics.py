@@ -60,8 +60,10 @@ def test_figures_match_an_independent_count(api, user, connect):
     assert figures["unreadNotifications"] == 2  # one "message sent" per message
     stats = api.get("/api/analytics/messages", user.token).json()
     assert stats["messagesByStatus"] == {"SENDING": 0, "SENT": 2, "FAILED": 0}
-    assert stats["recipientsByStatus"] == {"PENDING": 0, "SENDING": 0, "SENT": 0,
-                                           "DELIVERED": 3, "FAILED": 2, "SUPPRESSED": 0}
+    assert stats["recipientsByStatus"] == {"PENDING": 0, "SCHEDULED": 0, "SENDING": 0,
+                                           "SENT": 0, "DELIVERED": 3, "FAILED": 2,
+                                           "SUPPRESSED": 0, "EXPIRED": 0, "CANCELED": 0,
+                                           "UNKNOWN": 0}
     this_hour = stats["hourly"][-1]
     assert (this_hour["sent"], this_hour["delivered"], this_hour["failed"]) == (3, 3, 2)
     usage = api.get("/api/analytics/usage", user.token).json()["daily"][-1]

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from extensions import db
 from models import Message, Recipient
 from services.messaging import messages, queue
-from services.messaging.providers import DeliveryReceipt, SendResult
+from services.messaging.providers import Outcome, ProviderReceipt, SubmitResult
 from tests.support import app_on, migrate_database, seed_admin
 
 PRICE = Decimal("0.0075")
@@ -45,7 +45,7 @@ def _sent_message(count: int, tag: str) -> tuple[int, list[str]]:
     message_id = int(messages.create(ADMIN_ID, body=f"batch {tag}", raw_recipients=[
         f"+1555700{i:04d}" for i in range(count)])["id"])
     claimed = queue.claim_batch("node-a", count)
-    queue.record_outcomes("node-a", [(row, SendResult(True, f"sim-{tag}-{row.id}"))
+    queue.record_outcomes("node-a", [(row, _accepted(f"sim-{tag}-{row.id}"))
                                      for row in claimed])
     return message_id, [f"sim-{tag}-{row.id}" for row in claimed]
 
@@ -55,15 +55,20 @@ def _state(message_id: int) -> list[tuple]:
             for r in _recipients(message_id)]
 
 
-def _receipts(ids: list[str]) -> list[DeliveryReceipt]:
+def _accepted(provider_id: str) -> SubmitResult:
+    return SubmitResult(Outcome.ACCEPTED, provider_message_id=provider_id)
+
+
+def _receipts(ids: list[str]) -> list[ProviderReceipt]:
     return [
-        DeliveryReceipt(ids[0], "FAILED", "carrier_rejected", 'Opérateur: "refusé"'),
-        DeliveryReceipt(ids[0], "DELIVERED"),
-        DeliveryReceipt(ids[1], "DELIVERED"),
-        DeliveryReceipt(ids[1], "DELIVERED"),
-        DeliveryReceipt(ids[2], "FAILED"),
-        DeliveryReceipt(ids[1], "SENT"),
-        DeliveryReceipt("sim-nobody", "DELIVERED"),
+        ProviderReceipt(ids[0], "FAILED", error_code="carrier_rejected",
+                        error_message='Opérateur: "refusé"'),
+        ProviderReceipt(ids[0], "DELIVERED"),
+        ProviderReceipt(ids[1], "DELIVERED"),
+        ProviderReceipt(ids[1], "DELIVERED"),
+        ProviderReceipt(ids[2], "FAILED"),
+        ProviderReceipt(ids[1], None, provider_status="sent"),
+        ProviderReceipt("sim-nobody", "DELIVERED"),
     ]
 
 
@@ -76,9 +81,9 @@ def test_a_claim_taken_over_is_recorded_by_its_new_holder_only(app_context):
     assert {row.version for row in taken} == {3}
 
     def results(rows, node):
-        return [(row, SendResult(True, f"{node}-{row.id}") if row.phone != "+15005550001"
-                 else SendResult(False, error_code="invalid_number",
-                                 error_message="Invalid phone number")) for row in rows]
+        return [(row, _accepted(f"{node}-{row.id}") if row.phone != "+15005550001"
+                 else SubmitResult(Outcome.REJECTED, error_code="invalid_number",
+                                   error_message="Invalid phone number")) for row in rows]
 
     assert queue.record_outcomes("node-a", results(first, "a")) == []
     assert {(r.status, r.claimed_by, r.version) for r in _recipients(message_id)} == {
@@ -128,6 +133,6 @@ def test_a_repeated_receipt_batch_changes_nothing(app_context):
     queue.apply_receipts(_receipts(ids))
     before, version = _state(message_id), _message(message_id).version
     assert queue.apply_receipts(_receipts(ids)) == (0, {"sim-nobody"})
-    assert queue.apply_receipts([DeliveryReceipt(i, "DELIVERED") for i in ids[:3]]) == (0, set())
+    assert queue.apply_receipts([ProviderReceipt(i, "DELIVERED") for i in ids[:3]]) == (0, set())
     assert _state(message_id) == before
     assert _message(message_id).version == version

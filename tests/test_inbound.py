@@ -263,8 +263,8 @@ def test_stop_on_one_node_stops_a_2000_recipient_send_on_another_within_a_second
     outcomes = [_recipients_when_final(node_b.api, owner, message_id)[1][target]
                 for message_id in messages]
     sends = [entry for entry in _sends(send_log) if entry["phone"] == target]
-    assert sends and all(entry["ts"] <= acknowledged + 1.0 for entry in sends), (
-        [entry["ts"] - acknowledged for entry in sends])
+    assert sends and all(entry["at"] <= acknowledged + 1.0 for entry in sends), (
+        [entry["at"] - acknowledged for entry in sends])
     suppressed = [outcome for outcome in outcomes if outcome["status"] == "SUPPRESSED"]
     assert len(suppressed) >= 2 and outcomes[-1]["status"] == "SUPPRESSED"
     claimed_by = sql_scalar(database, "SELECT string_agg(DISTINCT claimed_by, ',') FROM "
@@ -272,3 +272,26 @@ def test_stop_on_one_node_stops_a_2000_recipient_send_on_another_within_a_second
                             phone=target)
     assert "stop-b" in claimed_by
     assert len(_sends(send_log)) >= 1900  # the rest went out
+
+
+def test_a_provider_opt_out_joins_the_list_and_the_next_send_never_reaches_the_provider(
+        api, user, admin):
+    opted_out = "+15005550004"  # the simulator answers: opted out (Twilio's 21610)
+    api.request("DELETE", f"/api/suppressions/{opted_out}", admin.token)
+    _, recipients = _recipients_when_final(api, user, _send(api, user, [opted_out]))
+    first = recipients[opted_out]
+    assert (first["status"], first["errorCode"], first["providerErrorCode"]) == (
+        "SUPPRESSED", "opted_out", "21610")
+    listed = api.get("/api/suppressions", admin.token,
+                     params={"phone": opted_out}).json()["suppressions"]
+    assert [(s["sender"], s["reason"]) for s in listed] == [(HUB_NUMBER, "provider")]
+
+    message, recipients = _recipients_when_final(api, user, _send(api, user, [opted_out]))
+    second = recipients[opted_out]
+    assert (second["status"], second["errorCode"], second["providerErrorCode"]) == (
+        "SUPPRESSED", "opted_out", None)
+    assert second["cost"] == 0 and message["cost"] == 0
+
+    _inject(api, admin, opted_out, "UNSTOP")
+    assert api.get("/api/suppressions", admin.token,
+                   params={"phone": opted_out}).json()["suppressions"] == []

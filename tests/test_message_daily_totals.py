@@ -19,7 +19,7 @@ from models import Message, MessageDailyTotal
 from services import auth
 from services.analytics import figures as analytics
 from services.messaging import messages, queue
-from services.messaging.providers import DeliveryReceipt, SendResult
+from services.messaging.providers import Outcome, ProviderReceipt, SubmitResult
 from tests.support import app_on
 
 COUNTERS = ("messages", "recipients", "success", "delivered", "failed", "cost",
@@ -72,11 +72,13 @@ def _stored() -> dict[tuple, dict[str, object]]:
 def _send_round(node: str, tag: str) -> list[str]:
     """Claim everything pending; every third recipient is refused. Returns accepted ids."""
     claimed = queue.claim_batch(node, 1000)
-    outcomes = [(row, SendResult(True, f"{tag}-{row.id}") if n % 3 else
-                 SendResult(False, None, "invalid_number", "Refused"))
+    outcomes = [(row, SubmitResult(Outcome.ACCEPTED, f"{tag}-{row.id}") if n % 3 else
+                 SubmitResult(Outcome.REJECTED, error_code="invalid_number",
+                              error_message="Refused"))
                 for n, row in enumerate(claimed)]
     queue.record_outcomes(node, outcomes)
-    return [result.provider_message_id for _, result in outcomes if result.accepted]
+    return [result.provider_message_id for _, result in outcomes
+            if result.outcome == Outcome.ACCEPTED]
 
 
 def _activity(users: list[int], tag: str) -> None:
@@ -87,8 +89,9 @@ def _activity(users: list[int], tag: str) -> None:
                             raw_recipients=[f"+1555{user_id:03d}{size}{i:03d}"
                                             for i in range(size)])
     accepted = _send_round("node-a", tag)
-    queue.apply_receipts([DeliveryReceipt(pid, "DELIVERED") for pid in accepted[::2]] +
-                         [DeliveryReceipt(pid, "FAILED", "carrier", "Lost")
+    queue.apply_receipts([ProviderReceipt(pid, "DELIVERED") for pid in accepted[::2]] +
+                         [ProviderReceipt(pid, "FAILED", error_code="carrier",
+                                          error_message="Lost")
                           for pid in accepted[1::4]])
     messages.create(users[0], body=f"{tag} still in flight",
                     raw_recipients=["+15559990001", "+15559990002"])
@@ -118,7 +121,7 @@ def test_backfill_and_triggers_keep_the_totals_equal_to_the_messages(hub_app):
     assert len({day for _, day in backfilled}) == 2 and len(backfilled) > 3
 
     _activity(users, "after")
-    queue.apply_receipts([DeliveryReceipt(f"after-{n}", "DELIVERED") for n in range(200)])
+    queue.apply_receipts([ProviderReceipt(f"after-{n}", "DELIVERED") for n in range(200)])
     # A message moved to another day, and one deleted (as a cascade from its user would).
     _move_back([4], days=40)
     db.session.execute(delete(Message).where(Message.id == 5))

@@ -66,7 +66,9 @@ def test_message_to_three_numbers_is_watched_recipient_by_recipient(api, user, c
     assert final == {"messageId": message_id, "status": "SENT", "successCount": 2,
                      "failedCount": 1, "deliveredCount": final["deliveredCount"],
                      "recipientCount": 3, "cost": pytest.approx(2 * PRICE),
-                     "version": final["version"]}
+                     "statusCounts": final["statusCounts"], "version": final["version"]}
+    counts = final["statusCounts"]
+    assert counts["FAILED"] == 1 and counts.get("SENT", 0) + counts.get("DELIVERED", 0) == 2
 
     def final_states():
         best = _latest_by_recipient(tracker.received("recipient_update"))
@@ -96,7 +98,7 @@ def test_all_refused_message_ends_failed_and_costs_nothing(api, user, connect):
     update = client.wait_for("message_update", lambda m: m["status"] != "SENDING")
     assert update == {"messageId": message_id, "status": "FAILED", "successCount": 0,
                       "failedCount": 2, "deliveredCount": 0, "recipientCount": 2, "cost": 0,
-                      "version": final["version"]}
+                      "statusCounts": {"FAILED": 2}, "version": final["version"]}
     note = client.wait_for("notification", lambda n: n["type"] == "message_failed")
     assert note["data"]["messageId"] == message_id
     recipients = api.get(f"/api/messages/{message_id}/recipients", user.token).json()

@@ -16,6 +16,7 @@ from models import Message
 from models.message import MessageStatus
 from services import notifications
 from services.messaging.payloads import message_update_payload, money, recipient_update_payload
+from services.messaging.status_counts import status_counts
 from services.realtime import emitter, rooms
 
 
@@ -55,6 +56,12 @@ def emit_recipient_updates(rows: list[Any]) -> None:
                       "recipient_update")
 
 
+def claimed(rows: list[Any]) -> None:
+    """A batch was claimed: its recipients are ``SENDING``, their messages' counts moved."""
+    emit_recipient_updates(rows)
+    message_updates.note({row.message_id for row in rows})
+
+
 def outcomes_recorded(recorded: list[Any], completed: list[Message]) -> None:
     """A batch of sends was recorded: ``completed`` are the messages it finished."""
     emit_recipient_updates(recorded)
@@ -84,7 +91,12 @@ def _announce_completion(message: Message) -> None:
                               data={"messageId": str(message.id), "cost": money(message.cost)})
 
 
-def emit_message_update(message: Message) -> None:
-    """To the owner and to the message's trackers; a socket in both rooms gets it once."""
+def emit_message_update(message: Message, counts: dict[str, int] | None = None) -> None:
+    """To the owner and to the message's trackers; a socket in both rooms gets it once.
+
+    ``counts`` (``statusCounts``) are read from the recipients when not given.
+    """
+    if counts is None:
+        counts = status_counts([message.id])[message.id]
     emitter.emit_to_rooms([rooms.user_room(message.user_id), rooms.message_room(message.id)],
-                          event="message_update", payload=message_update_payload(message))
+                          event="message_update", payload=message_update_payload(message, counts))

@@ -1,11 +1,19 @@
 """This node's sender: background loops that claim, send, record and announce.
 
 One loop claims batches from the send queue (``services.messaging.queue``)
-and sends each with bounded concurrency through the SMS provider, the
-recipient id as idempotency key; one applies the provider's delivery
-receipts, retrying those that overtook their send's commit; one sends the
-coalesced ``message_update`` events a few times a second. New work wakes
-the sender at once (``wake_dispatcher``) rather than at its next poll.
+and submits each with bounded concurrency through the SMS provider, within
+the sender's pace (``services.messaging.pace``), acting on the five
+outcomes the same way whatever the provider; one applies the provider's
+delivery receipts, retrying those that overtook their send's commit; one
+sends the coalesced ``message_update`` events a few times a second; one
+expires what waited past its validity and gives up on receipts that never
+came. New work wakes the sender at once (``wake_dispatcher``) rather than at
+its next poll.
+
+With a provider that does not deduplicate (every real one), each submission
+is marked in the database, committed, before the provider is called
+(``SubmitMarks``), so that no node ever submits a recipient that may
+already have reached the provider.
 """
 
 from __future__ import annotations
@@ -16,26 +24,41 @@ from typing import Any
 
 import gevent
 from flask import Flask
-from gevent.event import Event
+from gevent.event import AsyncResult, Event
 
 from extensions import db
 from services.messaging import announcements, queue, suppressions
-from services.messaging.providers import DeliveryReceipt, SendResult, build_provider
+from services.messaging.pace import Pace, pace_for
+from services.messaging.providers import (
+    InboundHandler,
+    Outcome,
+    OutgoingSms,
+    ProviderReceipt,
+    SmsProvider,
+    SubmitResult,
+    build_provider,
+)
+from services.messaging.status_counts import status_counts
 
 log = logging.getLogger(__name__)
 
 RECEIPT_RETRY_INTERVAL = 0.5
 RECEIPT_RETRY_WINDOW = 60.0
+SWEEP_INTERVAL = 1.0
+# A paced claim holds about this share of the claim timeout's worth of submissions, so
+# that it is submitted long before another node may take it over.
+PACED_CLAIM_SHARE = 0.25
 
 _dispatcher: Dispatcher | None = None
 
 
-def send_reply(phone: str, *, body: str, key: str) -> bool:
-    """A keyword's reply through this node's provider, outside the queue and its
-    suppression check; whether the provider accepted it (False without a dispatcher)."""
+def send_reply(phone: str, *, body: str, reply_id: int) -> SubmitResult | None:
+    """A keyword's reply through this node's provider, outside the queue and the suppression
+    list; ``None`` without a dispatcher. ``reply_id`` is negative (no recipient has it), so
+    the simulator's deduplication by recipient id keeps replies apart from recipients."""
     if _dispatcher is None:
-        return False
-    return _dispatcher.provider.send(phone, body=body, idempotency_key=key).accepted
+        return None
+    return _dispatcher.provider.submit(OutgoingSms(reply_id, phone, body))
 
 
 def wake_dispatcher() -> None:
@@ -47,9 +70,10 @@ def wake_dispatcher() -> None:
 class Dispatcher:
     """This node's sender: claims, sends concurrently, records; plus receipts and updates."""
 
-    def __init__(self, app: Flask, node_id: str) -> None:
+    def __init__(self, app: Flask, node_id: str, *, on_inbound: InboundHandler) -> None:
         self.app = app
         self.node_id = node_id
+        self.on_inbound = on_inbound
         self.wake = Event()
         self.running = False
         config = app.config
@@ -57,10 +81,18 @@ class Dispatcher:
         self.concurrency = config["DISPATCH_CONCURRENCY"]
         self.poll_interval = config["DISPATCH_POLL_INTERVAL"]
         self.update_interval = config["MESSAGE_UPDATE_INTERVAL"]
-        self._receipts: list[DeliveryReceipt] = []
+        self._receipts: list[ProviderReceipt] = []
         self._receipts_ready = Event()
         self._early_since: dict[str, float] = {}
-        self.provider = build_provider(app, self._queue_receipt)
+        self.provider: SmsProvider = build_provider(app)
+        self.sender = suppressions.normalise_sender(self.provider.sender)
+        self.concurrency = min(self.concurrency, self.provider.max_in_flight)
+        self.exactly_once = self.provider.exactly_once
+        self.pace: Pace | None = pace_for(app, self.provider.sender)
+        if self.pace is not None:
+            paced = int(self.pace.rate * config["DISPATCH_CLAIM_TIMEOUT"] * PACED_CLAIM_SHARE)
+            self.batch_size = max(1, min(self.batch_size, paced))
+        self.marks = None if self.exactly_once else SubmitMarks(app, node_id)
 
     def start(self) -> None:
         global _dispatcher
@@ -68,19 +100,29 @@ class Dispatcher:
         self.running = True
         announcements.message_updates.start()
         with self.app.app_context():
-            released = queue.release_own_claims(self.node_id)
+            released = queue.release_own_claims(self.node_id, exactly_once=self.exactly_once)
         if released:
             log.warning("re-queued %d recipients a previous run of %s had claimed",
                         released, self.node_id)
-        for loop in (self._dispatch_loop, self._receipt_loop, self._update_loop):
+        if self.app.config["ENV_NAME"] == "production" and self.provider.name == "simulated":
+            log.warning("SMS_PROVIDER is simulated: no SMS leaves this hub; set SMS_PROVIDER "
+                        "to twilio or smpp to send (docs/providers.md)")
+        self.provider.start(self._queue_receipt, self.on_inbound)
+        loops = [self._dispatch_loop, self._receipt_loop, self._update_loop, self._sweep_loop]
+        if self.marks is not None:
+            loops.append(self.marks.loop)
+        for loop in loops:
             gevent.spawn(self._forever, loop)
 
     def stop(self) -> None:
         self.running = False
         self.wake.set()
         self._receipts_ready.set()
+        if self.marks is not None:
+            self.marks.ready.set()
+        self.provider.stop()
 
-    def _queue_receipt(self, receipt: DeliveryReceipt) -> None:
+    def _queue_receipt(self, receipt: ProviderReceipt) -> None:
         self._receipts.append(receipt)
         self._receipts_ready.set()
 
@@ -98,48 +140,61 @@ class Dispatcher:
 
     def _dispatch_loop(self) -> None:
         while self.running:
-            claimed = queue.claim_batch(self.node_id, self.batch_size)
+            claimed = queue.claim_batch(self.node_id, self.batch_size,
+                                        exactly_once=self.exactly_once)
             if not claimed:
                 db.session.close()
                 self.wake.wait(self.poll_interval)
                 self.wake.clear()
                 continue
             bodies = queue.message_bodies({row.message_id for row in claimed})
-            gate = suppressions.SendGate((row.phone for row in claimed),
-                                         sender=suppressions.outgoing_sender(), engine=db.engine)
+            gate = suppressions.SendGate((row.phone for row in claimed), sender=self.sender,
+                                         engine=db.engine)
             db.session.close()
-            announcements.emit_recipient_updates(claimed)
-            queue.record_outcomes(self.node_id, self._send_all(claimed, bodies, gate))
+            announcements.claimed(claimed)
+            queue.record_outcomes(self.node_id, self._submit_all(claimed, bodies, gate),
+                                  sender=self.sender)
             db.session.close()
 
-    def _send_all(self, claimed: list[Any], bodies: dict[int, str],
-                  gate: suppressions.SendGate) -> list[tuple[Any, SendResult]]:
-        """Send a batch with at most ``concurrency`` sends in flight.
+    def _submit_all(self, claimed: list[Any], bodies: dict[int, str],
+                    gate: suppressions.SendGate) -> list[tuple[Any, SubmitResult]]:
+        """Submit a batch with at most ``concurrency`` submissions in flight.
 
         A fixed set of workers takes the rows in turn, rather than a greenlet
-        spawned per recipient.
+        spawned per recipient. A row whose mark was refused (its claim went to
+        another node) is left out.
         """
         rows = iter(claimed)
-        outcomes: list[tuple[Any, SendResult]] = []
+        outcomes: list[tuple[Any, SubmitResult]] = []
 
         def work() -> None:
             for row in rows:
-                outcomes.append((row, self._send(row, bodies[row.message_id], gate)))
+                result = self._submit(row, bodies[row.message_id], gate)
+                if result is not None:
+                    outcomes.append((row, result))
 
         gevent.joinall([gevent.spawn(work) for _ in range(min(self.concurrency, len(claimed)))],
                        raise_error=True)
         return outcomes
 
-    def _send(self, row: Any, body: str, gate: suppressions.SendGate) -> SendResult:
+    def _submit(self, row: Any, body: str, gate: suppressions.SendGate) -> SubmitResult | None:
+        """Wait for the pace, ask the suppression list, mark, submit; ``None`` when it must
+        not be submitted here. The list is asked after the pace, right before the call."""
+        if self.pace is not None:
+            self.pace.wait()
         if gate.blocks(row.phone):
-            return SendResult(False, error_code=queue.OPTED_OUT,
-                              error_message="The number opted out")
+            return suppressions.ON_LIST
+        if self.marks is not None and not self.marks.mark(row.id):
+            return None
         try:
-            return self.provider.send(row.phone, body=body, idempotency_key=str(row.id))
+            result = self.provider.submit(OutgoingSms(row.id, row.phone, body))
         except Exception as exc:
             log.warning("provider error for recipient %s: %s", row.id, type(exc).__name__)
-            return SendResult(False, error_code="provider_error",
-                              error_message="The SMS provider failed")
+            result = SubmitResult(Outcome.UNKNOWN, error_code="ambiguous_submit",
+                                  error_message="The SMS provider failed")
+        if result.outcome == Outcome.THROTTLED and self.pace is not None:
+            self.pace.throttled()
+        return result
 
     def _receipt_loop(self) -> None:
         while self.running:
@@ -157,7 +212,7 @@ class Dispatcher:
                 db.session.close()
             self._retry_early(batch, early)
 
-    def _retry_early(self, batch: list[DeliveryReceipt], early: set[str]) -> None:
+    def _retry_early(self, batch: list[ProviderReceipt], early: set[str]) -> None:
         """Receipts that overtook their send's commit go round again, for a while."""
         now = time.monotonic()
         for receipt in batch:
@@ -177,7 +232,59 @@ class Dispatcher:
             started = time.monotonic()
             changed = announcements.message_updates.take()
             if changed:
+                counts = status_counts(changed)
                 for message in queue.messages_by_id(changed):
-                    announcements.emit_message_update(message)
+                    announcements.emit_message_update(message, counts[message.id])
                 db.session.close()
             gevent.sleep(max(0.0, self.update_interval - (time.monotonic() - started)))
+
+    def _sweep_loop(self) -> None:
+        """What waited past its validity expires; what waited past its receipt is unknown."""
+        while self.running:
+            queue.expire()
+            queue.time_out_receipts()
+            db.session.close()
+            gevent.sleep(SWEEP_INTERVAL)
+
+
+class SubmitMarks:
+    """Marks submissions as started, all those about to start on this node in one commit.
+
+    Each worker asks for its recipient and waits; one greenlet takes every
+    request waiting and marks them in a single ``UPDATE`` (a group commit), so
+    with many submissions in flight each costs a share of one statement. A
+    recipient refused (taken over elsewhere), or a mark that failed to commit,
+    is not submitted: unmarked, it is sent by whoever claims it next.
+    """
+
+    def __init__(self, app: Flask, node_id: str) -> None:
+        self.app = app
+        self.node_id = node_id
+        self.ready = Event()
+        self._waiting: list[tuple[int, AsyncResult]] = []
+
+    def mark(self, recipient_id: int) -> bool:
+        """Whether ``recipient_id`` is now marked, committed, and still this node's."""
+        answer: AsyncResult = AsyncResult()
+        self._waiting.append((recipient_id, answer))
+        self.ready.set()
+        return answer.get()
+
+    def loop(self) -> None:
+        """Run inside the dispatcher's ``_forever``: mark what waits, answer, repeat."""
+        while _dispatcher is not None and _dispatcher.running:
+            self.ready.wait()
+            self.ready.clear()
+            waiting, self._waiting = self._waiting, []
+            if not waiting:
+                continue
+            try:
+                marked = queue.mark_submitting(self.node_id, [rid for rid, _ in waiting])
+            except Exception:
+                for _, answer in waiting:
+                    answer.set(False)
+                raise
+            finally:
+                db.session.close()
+            for recipient_id, answer in waiting:
+                answer.set(recipient_id in marked)

@@ -31,7 +31,7 @@ from services import analytics_marks
 from services.auth import Identity
 from services.messaging import dispatcher, suppressions
 from services.messaging.phones import InvalidPhoneNumber, normalise_phone
-from services.messaging.providers.base import InboundHandler, InboundSms
+from services.messaging.providers.base import InboundHandler, InboundSms, Outcome
 from services.messaging.suppressions import SuppressionReason
 from services.realtime import emitter, rooms
 
@@ -81,7 +81,7 @@ def _latest_sender_owner(phone: str) -> int | None:
     """The owner of the most recent message sent to ``phone``: whom its reply concerns."""
     return db.session.scalar(
         select(Message.user_id).join(Recipient, Recipient.message_id == Message.id)
-        .where(Recipient.phone == phone, Recipient.sent_at.is_not(None))
+        .where(Recipient.phone == phone, Recipient.provider_message_id.is_not(None))
         .order_by(Recipient.id.desc()).limit(1))
 
 
@@ -184,9 +184,9 @@ def _send_reply(app: Flask, inbound_id: int) -> None:
             db.session.commit()
             if claimed is None:
                 return
-            accepted = dispatcher.send_reply(
-                claimed.sender, body=_reply_text(Keyword(claimed.keyword)),
-                key=f"reply:{inbound_id}")
+            result = dispatcher.send_reply(
+                claimed.sender, body=_reply_text(Keyword(claimed.keyword)), reply_id=-inbound_id)
+            accepted = result is not None and result.outcome == Outcome.ACCEPTED
             db.session.execute(
                 update(InboundMessage).where(InboundMessage.id == inbound_id)
                 .values(reply_status=ReplyStatus.SENT if accepted else ReplyStatus.FAILED))

@@ -21,7 +21,7 @@ from models.message import MessageStatus, RecipientStatus
 from services import analytics_marks
 from services.auth import Identity
 from services.errors import InvalidPayload, NotFound
-from services.messaging import dispatcher, quotas
+from services.messaging import announcements, dispatcher, queue, quotas
 from services.messaging.json_rows import json_rows
 from services.messaging.payloads import (
     message_payload,
@@ -31,6 +31,7 @@ from services.messaging.payloads import (
 )
 from services.messaging.phones import normalise_recipients
 from services.messaging.sms_encoding import analyse_body
+from services.messaging.status_counts import status_counts
 from services.realtime import emitter, rooms, snapshots
 
 MAX_RECIPIENTS = 10_000
@@ -38,7 +39,9 @@ TRACK_SNAPSHOT_LIMIT = 1_000
 # What a ``recipient_update`` needs, read as plain rows: a thousand ORM objects take
 # four times as long to load, all of it before the snapshot can yield to anyone.
 SNAPSHOT_COLUMNS = (Recipient.id, Recipient.message_id, Recipient.phone, Recipient.status,
-                    Recipient.version, Recipient.error_message, Recipient.error_code)
+                    Recipient.version, Recipient.error_message, Recipient.error_code,
+                    Recipient.provider_status, Recipient.provider_error_code, Recipient.parts,
+                    Recipient.retryable)
 
 
 def owner_of(message_id: int) -> int | None:
@@ -74,10 +77,12 @@ def create(user_id: int, *, body: str, raw_recipients: list[Any]) -> dict[str, A
     _insert_recipients(message.id, phones, message.created_at)
     analytics_marks.mark_changed({user_id})
     db.session.commit()
-    update = message_update_payload(message)
+    counts = {RecipientStatus.PENDING.value: len(phones)}
+    update = message_update_payload(message, counts)
     emitter.emit_to_user(user_id, event="message_update", payload=update)
     dispatcher.wake_dispatcher()
-    return {**message_payload(message), "duplicatesRemoved": len(raw_recipients) - len(phones),
+    return {**message_payload(message, counts),
+            "duplicatesRemoved": len(raw_recipients) - len(phones),
             "pricePerSegment": float(current_app.config["SMS_PRICE_PER_SEGMENT"])}
 
 
@@ -91,12 +96,30 @@ def _insert_recipients(message_id: int, phones: list[str], now: datetime) -> Non
     batch = json_rows("batch", columns={"phone": table.c.phone.type},
                       rows=[{"phone": p} for p in phones])
     db.session.execute(insert(table).from_select(
-        ["message_id", "phone", "status", "cost", "version", "attempts", "updated_at"],
+        ["message_id", "phone", "status", "cost", "version", "attempts", "updated_at",
+         "first_sendable_at"],
         select(literal(message_id, table.c.message_id.type), batch.c.phone,
                literal(RecipientStatus.PENDING, table.c.status.type),
                literal(Decimal("0"), table.c.cost.type), literal(1, table.c.version.type),
-               literal(0, table.c.attempts.type), literal(now, table.c.updated_at.type)),
+               literal(0, table.c.attempts.type), literal(now, table.c.updated_at.type),
+               literal(now, table.c.first_sendable_at.type)),
     ))
+
+
+def shown(message: Message) -> dict[str, Any]:
+    """The message's REST shape, with its recipients' counts by status."""
+    return message_payload(message, status_counts([message.id])[message.id])
+
+
+def retry(identity: Identity, message_id: int) -> dict[str, Any]:
+    """Queue the message's unknown, expired and retryable failed recipients again."""
+    message = get_visible(identity, message_id)
+    queued = queue.retry(message)
+    if queued:
+        dispatcher.wake_dispatcher()
+        db.session.refresh(message)
+        announcements.emit_message_update(message)
+    return {"queued": queued, "message": shown(message)}
 
 
 def get_visible(identity: Identity, message_id: int) -> Message:
@@ -112,8 +135,9 @@ def list_for_user(user_id: int, *, limit: int, before: int | None) -> dict[str, 
     if before is not None:
         query = query.where(Message.id < before)
     page = list(db.session.scalars(query.order_by(Message.id.desc()).limit(limit)))
+    counts = status_counts(m.id for m in page)
     return {
-        "messages": [message_payload(m) for m in page],
+        "messages": [message_payload(m, counts[m.id]) for m in page],
         "nextCursor": str(page[-1].id) if len(page) == limit else None,
     }
 
@@ -143,7 +167,8 @@ def track(identity: Identity, *, sid: str, message_id: int) -> dict[str, Any]:
     snapshots.charge_snapshot(identity.user_id,
                               1 + min(message.recipient_count, TRACK_SNAPSHOT_LIMIT))
     emitter.enter_room(sid, rooms.message_room(message.id))
-    emitter.emit_to_sid(sid, event="message_update", payload=message_update_payload(message))
+    emitter.emit_to_sid(sid, event="message_update", payload=message_update_payload(
+        message, status_counts([message.id])[message.id]))
     recipients = db.session.execute(
         select(*SNAPSHOT_COLUMNS).where(Recipient.message_id == message.id)
         .order_by(Recipient.id).limit(TRACK_SNAPSHOT_LIMIT + 1)

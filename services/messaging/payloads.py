@@ -22,8 +22,8 @@ def money(value: Decimal | None) -> float:
     return float(value or 0)
 
 
-def message_update_payload(message: Message) -> dict[str, Any]:
-    """The ``message_update`` event shape."""
+def message_update_payload(message: Message, status_counts: dict[str, int]) -> dict[str, Any]:
+    """The ``message_update`` event shape; ``status_counts`` is ``queue.status_counts``'s."""
     return {
         "messageId": str(message.id),
         "status": message.status,
@@ -31,16 +31,18 @@ def message_update_payload(message: Message) -> dict[str, Any]:
         "failedCount": message.failed_count,
         "deliveredCount": message.delivered_count,
         "recipientCount": message.recipient_count,
+        "statusCounts": status_counts,
         "cost": money(message.cost),
         "version": message.version,
     }
 
 
-def message_payload(message: Message) -> dict[str, Any]:
+def message_payload(message: Message, status_counts: dict[str, int]) -> dict[str, Any]:
     """A message as REST returns it: the live figures plus what was sent and when."""
     return {
         "id": str(message.id),
-        **{k: v for k, v in message_update_payload(message).items() if k != "messageId"},
+        **{k: v for k, v in message_update_payload(message, status_counts).items()
+           if k != "messageId"},
         "body": message.body,
         "encoding": message.encoding,
         "segments": message.segments,
@@ -53,6 +55,8 @@ def recipient_update_payload(recipient: Recipient | Row[Any]) -> dict[str, Any]:
     """The ``recipient_update`` event shape; error fields only when there is an error.
 
     ``recipient`` is a recipient or a row of its ``SNAPSHOT_COLUMNS``.
+    ``providerStatus`` and ``providerErrorCode`` are the provider's own words
+    (``null`` until it has said any); ``parts`` is the segment count sent.
     """
     payload: dict[str, Any] = {
         "messageId": str(recipient.message_id),
@@ -60,6 +64,10 @@ def recipient_update_payload(recipient: Recipient | Row[Any]) -> dict[str, Any]:
         "phone": recipient.phone,
         "status": recipient.status,
         "version": recipient.version,
+        "providerStatus": recipient.provider_status,
+        "providerErrorCode": recipient.provider_error_code,
+        "parts": recipient.parts,
+        "retryable": bool(recipient.retryable),
     }
     if recipient.error_message:
         payload["errorMessage"] = recipient.error_message

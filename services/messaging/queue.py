@@ -8,67 +8,116 @@ crashed node's work is picked up), on PostgreSQL with
 every outcome of the batch in one statement that only moves rows this node
 still holds. Each function commits, then hands what changed to
 ``services.messaging.announcements``.
+
+At most once: with a provider that does not deduplicate, each recipient's
+``submit_started_at`` is committed before it is submitted
+(``mark_submitting``). A stale claim with that mark may have reached the
+provider, so it is never claimed again: it becomes ``UNKNOWN``
+(``ambiguous_submit``) until a receipt or an explicit ``retry`` says more.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 
 from extensions import db
-from models import Message, Recipient
+from models import Message, Recipient, RecipientPart
 from models.message import MessageStatus, RecipientStatus
 from services import analytics_marks
 from services.messaging import announcements
 from services.messaging.json_rows import json_rows
-from services.messaging.providers import DeliveryReceipt, SendResult
+from services.messaging.providers import Outcome, ProviderReceipt, SubmitResult
 from services.messaging.sms_encoding import segment_cost
+from services.messaging.suppressions import ANY_SENDER, ON_LIST, SuppressionReason, add_opt_outs
 from services.observability import metrics
 
 log = logging.getLogger(__name__)
 
 _recipients = Recipient.__table__
+_parts = RecipientPart.__table__
 # What a ``recipient_update`` is made of; Core statements on the table return them
 # without the ORM's bookkeeping.
 _EVENT_COLUMNS = tuple(_recipients.c[name] for name in (
     "id", "message_id", "phone", "status", "version", "error_code", "error_message", "cost",
-    "provider_message_id"))
+    "provider_message_id", "provider_status", "provider_error_code", "parts", "retryable"))
 _RESULT_COLUMNS = {name: _recipients.c[name].type for name in (
-    "id", "status", "provider_message_id", "error_code", "error_message", "cost")}
+    "id", "status", "provider_message_id", "error_code", "error_message", "cost",
+    "provider_status", "provider_error_code", "parts", "retryable")}
 _RECEIPT_COLUMNS = {name: _recipients.c[name].type for name in (
-    "provider_message_id", "status", "error_code", "error_message")}
-# A receipt moves a recipient only forwards: from SENT to one of these.
-_RECEIPT_STATUSES = (RecipientStatus.DELIVERED, RecipientStatus.FAILED)
+    "id", "version", "status", "provider_message_id", "error_code", "error_message", "cost",
+    "provider_status", "provider_error_code", "parts")}
+_PART_COLUMNS = {name: _parts.c[name].type for name in (
+    "provider_message_id", "recipient_id", "part_number", "status", "provider_status",
+    "provider_error_code")}
+
+# What each outcome makes of the recipient (a throttled one goes back to PENDING).
+_OUTCOME_STATUS = {
+    Outcome.ACCEPTED: RecipientStatus.SENT,
+    Outcome.REJECTED: RecipientStatus.FAILED,
+    Outcome.OPTED_OUT: RecipientStatus.SUPPRESSED,
+    Outcome.UNKNOWN: RecipientStatus.UNKNOWN,
+}
+_OUTCOME_ERRORS = {
+    Outcome.REJECTED: ("rejected", "The provider refused the message"),
+    Outcome.OPTED_OUT: ("opted_out", "The number opted out of messages from this sender"),
+    Outcome.UNKNOWN: ("ambiguous_submit", "The provider may or may not have taken the message"),
+}
+AMBIGUOUS = ("ambiguous_submit", "The send was interrupted after it may have reached the provider")
+# A receipt moves a recipient from one of these only.
+_RECEIPT_FROM = (RecipientStatus.SENT, RecipientStatus.UNKNOWN)
+_RECEIPT_STATUSES = (RecipientStatus.DELIVERED, RecipientStatus.FAILED, RecipientStatus.UNKNOWN)
+# Back to the queue on request (``retry``): may not have been sent, or failed for a while.
+_RETRIED = (RecipientStatus.UNKNOWN, RecipientStatus.EXPIRED)
+THROTTLE_BACKOFF_MAX = 60.0
 
 RELEASED_CLAIM = datetime(2000, 1, 1, tzinfo=UTC)
-# The error code of a recipient not sent because its number is on the suppression list.
-OPTED_OUT = "opted_out"
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def claim_batch(node_id: str, limit: int) -> list[Any]:
-    """Claim up to ``limit`` recipients for this node; returns their event columns."""
-    now = _now()
-    stale = now - timedelta(seconds=current_app.config["DISPATCH_CLAIM_TIMEOUT"])
+def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
+                now: datetime | None = None) -> list[Any]:
+    """Claim up to ``limit`` recipients for this node; returns their event columns.
+
+    A stale claim is taken over only when it was certainly not submitted (no
+    mark), unless the provider deduplicates (``exactly_once``); the marked
+    ones become ``UNKNOWN`` first. A throttled recipient waits for its
+    ``not_before``; one past its validity is left for ``expire``.
+    """
+    now = now or _now()
+    config = current_app.config
+    stale = now - timedelta(seconds=config["DISPATCH_CLAIM_TIMEOUT"])
+    if not exactly_once:
+        _settle_ambiguous(and_(_recipients.c.status == RecipientStatus.SENDING,
+                               _recipients.c.claimed_at < stale,
+                               _recipients.c.submit_started_at.is_not(None)), now)
+    valid_from = now - timedelta(seconds=config["SMS_VALIDITY_SECONDS"])
     # The first condition repeats the queue index's own, values written out: without
     # it SQLite does not see that the partial index applies and walks every recipient
     # ever stored.
     queued = bindparam("queued", (RecipientStatus.PENDING, RecipientStatus.SENDING), expanding=True,
                        literal_execute=True)
+    taken_over = and_(Recipient.status == RecipientStatus.SENDING, Recipient.claimed_at < stale)
+    if not exactly_once:
+        taken_over = and_(taken_over, Recipient.submit_started_at.is_(None))
     candidates = (
         select(Recipient.id)
         .where(Recipient.status.in_(queued),
-               or_(Recipient.status == RecipientStatus.PENDING,
-                   and_(Recipient.status == RecipientStatus.SENDING, Recipient.claimed_at < stale)))
+               or_(and_(Recipient.status == RecipientStatus.PENDING,
+                        or_(Recipient.not_before.is_(None), Recipient.not_before <= now),
+                        or_(Recipient.first_sendable_at.is_(None),
+                            Recipient.first_sendable_at > valid_from)),
+                   taken_over))
         .order_by(Recipient.id)
         .limit(limit)
     )
@@ -80,8 +129,10 @@ def claim_batch(node_id: str, limit: int) -> list[Any]:
         .values(status=RecipientStatus.SENDING, claimed_by=node_id, claimed_at=now,
                 attempts=_recipients.c.attempts + 1, version=_recipients.c.version + 1,
                 updated_at=now)
-        .returning(*_EVENT_COLUMNS)
+        .returning(*_EVENT_COLUMNS, _recipients.c.attempts)
     ).all()
+    # Their messages' statusCounts changed: a new version for each.
+    _count_into_messages({row.message_id: _Totals() for row in claimed}, now)
     db.session.commit()
     return sorted(claimed, key=lambda row: row.id)
 
@@ -94,13 +145,19 @@ def backlog() -> int:
     ) or 0
 
 
-def release_own_claims(node_id: str) -> int:
+def release_own_claims(node_id: str, *, exactly_once: bool = True) -> int:
     """At start: what a previous run of this node claimed but never recorded is offered again.
 
     The recipients stay ``SENDING`` (a status never moves backwards, and no
     event is owed), with a claim dated so long ago that the next claim, here
     or on any node, takes them at once and announces them with a new version.
+    Those the previous run may have submitted become ``UNKNOWN`` instead,
+    unless the provider deduplicates.
     """
+    own = and_(_recipients.c.status == RecipientStatus.SENDING,
+               _recipients.c.claimed_by == node_id)
+    if not exactly_once:
+        _settle_ambiguous(and_(own, _recipients.c.submit_started_at.is_not(None)), _now())
     released = db.session.execute(
         update(Recipient)
         .where(Recipient.status == RecipientStatus.SENDING, Recipient.claimed_by == node_id)
@@ -111,162 +168,483 @@ def release_own_claims(node_id: str) -> int:
     return released or 0
 
 
-def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> list[int]:
-    """Store a batch of send results; returns the ids of messages that just completed.
+def _settle_ambiguous(where: Any, now: datetime) -> None:
+    """Claims that may have reached the provider become ``UNKNOWN``, never submitted again."""
+    settled = db.session.execute(
+        update(_recipients).where(where)
+        .values(status=RecipientStatus.UNKNOWN, error_code=AMBIGUOUS[0],
+                error_message=AMBIGUOUS[1], claimed_by=None, updated_at=now,
+                version=_recipients.c.version + 1)
+        .returning(*_EVENT_COLUMNS)
+    ).all()
+    if settled:
+        log.warning("%d recipients may have been submitted by a node that stopped: UNKNOWN",
+                    len(settled))
+        _settle_into_messages(settled, now)
+
+
+def mark_submitting(node_id: str, recipient_ids: list[int],
+                    now: datetime | None = None) -> set[int]:
+    """Mark these claims as about to be submitted, and commit; returns those still this node's.
+
+    One statement for every submission about to start on this node (the
+    dispatcher gathers them), so the mark costs a share of one ``UPDATE`` and
+    one commit. A recipient not returned was taken over elsewhere: it must not
+    be submitted here.
+    """
+    now = now or _now()
+    marked = db.session.scalars(
+        update(_recipients)
+        .where(_recipients.c.id.in_(recipient_ids), _recipients.c.status == RecipientStatus.SENDING,
+               _recipients.c.claimed_by == node_id, _recipients.c.submit_started_at.is_(None))
+        .values(submit_started_at=now)
+        .returning(_recipients.c.id)
+    ).all()
+    db.session.commit()
+    return set(marked)
+
+
+@dataclass
+class _Totals:
+    """What a batch adds to one message's counters."""
+
+    accepted: int = 0
+    failed: int = 0
+    delivered: int = 0
+    settled: int = 0
+    cost: Decimal = field(default_factory=lambda: Decimal("0"))
+
+
+def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
+                    now: datetime | None = None, *, sender: str = ANY_SENDER) -> list[int]:
+    """Store a batch of submission outcomes; returns the ids of messages that just completed.
 
     Only rows still ``SENDING`` under this node's claim move, so a claim that went
     stale and was taken over elsewhere is never counted twice. The whole batch is
-    one ``UPDATE ... FROM`` its results, and ``RETURNING`` says which rows moved.
+    one ``UPDATE ... FROM`` its results, and ``RETURNING`` says which rows moved;
+    throttled ones go back to the queue until their ``not_before``. A number the
+    provider reports opted out joins the suppression list for ``sender``.
     """
     if not outcomes:
         return []
+    now = now or _now()
     price = current_app.config["SMS_PRICE_PER_SEGMENT"]
     message_ids = {row.message_id for row, _ in outcomes}
-    owners, costs = {}, {}
-    for message_id, user_id, count in db.session.execute(
-            select(Message.id, Message.user_id, Message.segments)
-            .where(Message.id.in_(message_ids))).all():
-        owners[message_id], costs[message_id] = user_id, segment_cost(count, price)
-    now = _now()
-    results = json_rows("result", columns=_RESULT_COLUMNS, rows=[
-        {"id": row.id,
-         "status": _status_of(result),
-         "provider_message_id": result.provider_message_id,
-         "error_code": result.error_code, "error_message": result.error_message,
-         "cost": costs[row.message_id] if result.accepted else Decimal("0")}
-        for row, result in outcomes
-    ])
-    recorded = db.session.execute(
-        update(_recipients)
-        .where(_recipients.c.id == results.c.id, _recipients.c.status == RecipientStatus.SENDING,
-               _recipients.c.claimed_by == node_id)
-        .values(status=results.c.status, provider_message_id=results.c.provider_message_id,
-                error_code=results.c.error_code, error_message=results.c.error_message,
-                cost=results.c.cost, sent_at=now, updated_at=now, version=_recipients.c.version + 1)
-        .returning(*_EVENT_COLUMNS)
-    ).all()
-    completed = _count_into_messages(recorded, owners, now)
-    outcomes_by_status = Counter(row.status for row in recorded)
-    for status, count in outcomes_by_status.items():
+    segments = dict(db.session.execute(
+        select(Message.id, Message.segments).where(Message.id.in_(message_ids))).all())
+    throttled = [(row, result) for row, result in outcomes if result.outcome == Outcome.THROTTLED]
+    rows = []
+    part_ids: dict[int, tuple[str, ...]] = {}
+    for row, result in outcomes:
+        if result.outcome == Outcome.THROTTLED:
+            continue
+        accepted = result.outcome == Outcome.ACCEPTED
+        parts = result.parts or segments[row.message_id]
+        code, message = _OUTCOME_ERRORS.get(result.outcome, (None, None))
+        if len(result.part_ids) > 1 and accepted:
+            part_ids[row.id] = result.part_ids
+        rows.append({
+            "id": row.id, "status": _OUTCOME_STATUS[result.outcome],
+            "provider_message_id": result.provider_message_id or (result.part_ids or (None,))[0],
+            "error_code": None if accepted else (result.error_code or code),
+            "error_message": None if accepted else (result.error_message or message),
+            "cost": segment_cost(parts, price) if accepted else Decimal("0"),
+            "provider_status": result.provider_status,
+            "provider_error_code": result.provider_error_code,
+            "parts": parts, "retryable": result.retryable and not accepted,
+        })
+    recorded: list[Any] = []
+    if rows:
+        results = json_rows("result", columns=_RESULT_COLUMNS, rows=rows)
+        recorded = db.session.execute(
+            update(_recipients)
+            .where(_recipients.c.id == results.c.id,
+                   _recipients.c.status == RecipientStatus.SENDING,
+                   _recipients.c.claimed_by == node_id)
+            .values(status=results.c.status, provider_message_id=results.c.provider_message_id,
+                    error_code=results.c.error_code, error_message=results.c.error_message,
+                    cost=results.c.cost, provider_status=results.c.provider_status,
+                    provider_error_code=results.c.provider_error_code, parts=results.c.parts,
+                    retryable=results.c.retryable, sent_at=now, updated_at=now,
+                    version=_recipients.c.version + 1)
+            .returning(*_EVENT_COLUMNS)
+        ).all()
+        _store_parts([row.id for row in recorded if row.id in part_ids], part_ids)
+        suppressed = {row.id for row in recorded if row.status == RecipientStatus.SUPPRESSED}
+        add_opt_outs([row.phone for row, result in outcomes
+                      if row.id in suppressed and result != ON_LIST],
+                     sender=sender, reason=SuppressionReason.PROVIDER)
+    requeued = _requeue_throttled(node_id, throttled, now)
+    completed = _settle_into_messages(recorded, now)
+    for status, count in Counter(row.status for row in recorded).items():
         metrics.recipients_sent.labels(status.lower()).inc(count)
-    analytics_marks.mark_changed({owners[row.message_id] for row in recorded})
     db.session.commit()
-    announcements.outcomes_recorded(recorded, messages_by_id(completed))
+    announcements.outcomes_recorded(recorded + requeued, messages_by_id(completed))
     return completed
 
 
-def _status_of(result: SendResult) -> RecipientStatus:
-    if result.accepted:
-        return RecipientStatus.SENT
-    return RecipientStatus.SUPPRESSED if result.error_code == OPTED_OUT else RecipientStatus.FAILED
+def _store_parts(recipient_ids: list[int], part_ids: dict[int, tuple[str, ...]]) -> None:
+    """The provider id of each part of the recipients sent in several."""
+    if not recipient_ids:
+        return
+    batch = json_rows("part", columns=_PART_COLUMNS, rows=[
+        {"provider_message_id": part_id, "recipient_id": recipient_id, "part_number": number,
+         "status": None, "provider_status": None, "provider_error_code": None}
+        for recipient_id in recipient_ids
+        for number, part_id in enumerate(part_ids[recipient_id], start=1)])
+    db.session.execute(insert(_parts).from_select(list(_PART_COLUMNS), select(
+        *(batch.c[name] for name in _PART_COLUMNS))))
 
 
-def _count_into_messages(recorded: list[Any], owners: dict[int, int],
-                         now: datetime) -> list[int]:
-    """Add the batch to its messages' counters, in (owner, message) order.
+def throttle_delay(result: SubmitResult, attempts: int) -> float:
+    """How long a throttled recipient waits: the provider's ``Retry-After``, else a backoff."""
+    if result.retry_after is not None:
+        return max(0.0, result.retry_after)
+    return min(THROTTLE_BACKOFF_MAX, 2.0 ** max(0, min(attempts - 1, 6)))
+
+
+def _requeue_throttled(node_id: str, throttled: list[tuple[Any, SubmitResult]],
+                       now: datetime) -> list[Any]:
+    """Throttled recipients go back to ``PENDING`` until their delay has passed.
+
+    Rare enough (a burst of them slows the whole pace down) to take a statement
+    per distinct delay.
+    """
+    by_delay: dict[float, list[int]] = defaultdict(list)
+    for row, result in throttled:
+        by_delay[throttle_delay(result, getattr(row, "attempts", 1))].append(row.id)
+    requeued: list[Any] = []
+    for delay, ids in by_delay.items():
+        requeued += db.session.execute(
+            update(_recipients)
+            .where(_recipients.c.id.in_(ids), _recipients.c.status == RecipientStatus.SENDING,
+                   _recipients.c.claimed_by == node_id)
+            .values(status=RecipientStatus.PENDING, claimed_by=None, claimed_at=None,
+                    submit_started_at=None, not_before=now + timedelta(seconds=delay),
+                    updated_at=now, version=_recipients.c.version + 1)
+            .returning(*_EVENT_COLUMNS)
+        ).all()
+    return requeued
+
+
+def _settle_into_messages(recorded: list[Any], now: datetime) -> list[int]:
+    """Recipients that left the queue: add them to their messages' counters."""
+    totals: dict[int, _Totals] = defaultdict(_Totals)
+    for row in recorded:
+        total = totals[row.message_id]
+        total.settled += 1
+        if row.status == RecipientStatus.SENT:
+            total.accepted += 1
+            total.cost += row.cost
+        elif row.status == RecipientStatus.FAILED:
+            total.failed += 1
+    return _count_into_messages(totals, now)
+
+
+def _count_into_messages(totals: dict[int, _Totals], now: datetime) -> list[int]:
+    """Add each message's totals to its counters, in (owner, message) order.
 
     Each message update also updates its owner's row of the day in
     ``message_daily_totals`` (a trigger); taking those row locks in one order
     keeps two nodes recording batches for the same users from deadlocking.
+    Returns the messages this made final: sent if any recipient was accepted,
+    else failed.
     """
-    totals: dict[int, list] = defaultdict(lambda: [0, 0, Decimal("0")])
-    for row in recorded:
-        total = totals[row.message_id]
-        if row.status == RecipientStatus.SENT:
-            total[0] += 1
-            total[2] += row.cost
-        else:
-            total[1] += 1
+    if not totals:
+        return []
+    owners = dict(db.session.execute(
+        select(Message.id, Message.user_id).where(Message.id.in_(totals))).all())
     completed = []
     for message_id in sorted(totals, key=lambda key: (owners[key], key)):
-        sent, failed, cost = totals[message_id]
+        total = totals[message_id]
         counts = db.session.execute(
             update(Message).where(Message.id == message_id)
-            .values(success_count=Message.success_count + sent,
-                    failed_count=Message.failed_count + failed,
-                    cost=Message.cost + cost, version=Message.version + 1, updated_at=now)
-            .returning(Message.success_count, Message.failed_count, Message.recipient_count)
+            .values(success_count=Message.success_count + total.accepted,
+                    failed_count=Message.failed_count + total.failed,
+                    delivered_count=Message.delivered_count + total.delivered,
+                    settled_count=Message.settled_count + total.settled,
+                    cost=Message.cost + total.cost, version=Message.version + 1, updated_at=now)
+            .returning(Message.success_count, Message.settled_count, Message.recipient_count,
+                       Message.status)
             .execution_options(synchronize_session=False)
         ).one()
-        if counts.success_count + counts.failed_count >= counts.recipient_count:
-            final = MessageStatus.SENT if counts.success_count else MessageStatus.FAILED
-            finished = db.session.execute(
-                update(Message)
-                .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
-                .values(status=final, completed_at=now, version=Message.version + 1)
-                .returning(Message.id)
-                .execution_options(synchronize_session=False)
-            ).first()
-            if finished is not None:
-                completed.append(message_id)
+        if counts.settled_count < counts.recipient_count:
+            continue
+        final = MessageStatus.SENT if counts.success_count else MessageStatus.FAILED
+        if counts.status == final:
+            continue
+        # Final now, or a receipt proved that a FAILED message's recipient was accepted.
+        finished = db.session.execute(
+            update(Message)
+            .where(Message.id == message_id,
+                   Message.status.in_((MessageStatus.SENDING, MessageStatus.FAILED)))
+            .values(status=final, completed_at=now, version=Message.version + 1)
+            .returning(Message.id)
+            .execution_options(synchronize_session=False)
+        ).first()
+        if finished is not None:
+            completed.append(message_id)
+    if any(total != _Totals() for total in totals.values()):
+        analytics_marks.mark_changed(set(owners.values()))
     return completed
 
 
-def apply_receipts(receipts: list[DeliveryReceipt]) -> tuple[int, set[str]]:
-    """Apply delivery receipts, from the webhook or the simulator, in one statement.
+def apply_receipts(receipts: list[ProviderReceipt],
+                   now: datetime | None = None) -> tuple[int, set[str]]:
+    """Apply delivery receipts, from a webhook or a provider, in one statement.
 
     Returns how many recipients changed, and the provider ids of receipts that
     may apply later: a receipt can overtake the commit that records its send.
     Idempotent: a repeated receipt, or one that would move a recipient
-    backwards, changes nothing. Within a batch the first receipt for a provider
-    id is the one that counts, as if the receipts were applied one by one.
+    backwards, changes nothing; within a batch they apply as if one by one. A
+    recipient sent in parts settles once each part has a final receipt:
+    delivered only if every part was.
     """
-    now = _now()
-    first: dict[str, dict[str, Any]] = {}
-    for receipt in receipts:
-        if receipt.status in _RECEIPT_STATUSES and receipt.provider_message_id not in first:
-            failed = receipt.status == RecipientStatus.FAILED
-            first[receipt.provider_message_id] = {
-                "provider_message_id": receipt.provider_message_id, "status": receipt.status,
-                "error_code": (receipt.error_code or "delivery_failed") if failed else None,
-                "error_message": (receipt.error_message or "Delivery failed") if failed else None,
-            }
+    now = now or _now()
+    price = current_app.config["SMS_PRICE_PER_SEGMENT"]
+    receipts = [r for r in receipts if r.status in _RECEIPT_STATUSES]
+    of_parts, from_parts = _apply_part_receipts(receipts, now)
+    whole = [r for r in receipts if r.provider_message_id not in of_parts] + from_parts
+    by_provider_id, by_id = _receipt_candidates(whole)
+    states: dict[int, dict[str, Any]] = {}
+    early: set[str] = set()
+    for receipt in whole:
+        row = (by_id.get(receipt.recipient_id) if receipt.recipient_id
+               else by_provider_id.get(receipt.provider_message_id))
+        if row is None or row.status == RecipientStatus.SENDING:
+            early.add(receipt.provider_message_id)
+            continue
+        state = states.setdefault(row.id, _state_of(row))
+        _apply_one(state, receipt, price)
+    moved = [state for state in states.values() if state["receipt_ids"]]
     changed: list[Any] = []
-    if first:
-        batch = json_rows("receipt", columns=_RECEIPT_COLUMNS, rows=list(first.values()))
+    if moved:
+        batch = json_rows("receipt", columns=_RECEIPT_COLUMNS, rows=[
+            {name: state[name] for name in _RECEIPT_COLUMNS} for state in moved])
         changed = db.session.execute(
             update(_recipients)
-            .where(_recipients.c.provider_message_id == batch.c.provider_message_id,
-                   _recipients.c.status == RecipientStatus.SENT)
-            .values(status=batch.c.status,
-                    error_code=func.coalesce(batch.c.error_code, _recipients.c.error_code),
-                    error_message=func.coalesce(batch.c.error_message, _recipients.c.error_message),
+            .where(_recipients.c.id == batch.c.id, _recipients.c.version == batch.c.version)
+            .values(status=batch.c.status, provider_message_id=batch.c.provider_message_id,
+                    error_code=batch.c.error_code, error_message=batch.c.error_message,
+                    cost=batch.c.cost, provider_status=batch.c.provider_status,
+                    provider_error_code=batch.c.provider_error_code, parts=batch.c.parts,
                     delivered_at=case((batch.c.status == RecipientStatus.DELIVERED, now),
                                       else_=_recipients.c.delivered_at),
                     updated_at=now, version=_recipients.c.version + 1)
             .returning(*_EVENT_COLUMNS)
         ).all()
-    delivered: dict[int, int] = defaultdict(int)
-    for row in changed:
-        if row.status == RecipientStatus.DELIVERED:
-            delivered[row.message_id] += 1
-    owners: dict[int, int] = dict(db.session.execute(
-        select(Message.id, Message.user_id)
-        .where(Message.id.in_({row.message_id for row in changed}))).all()) if changed else {}
-    # In (owner, message) order, like ``_count_into_messages``: each update also
-    # locks the owner's row of the day in ``message_daily_totals``.
-    for message_id in sorted(delivered, key=lambda key: (owners[key], key)):
-        db.session.execute(
-            update(Message).where(Message.id == message_id)
-            .values(delivered_count=Message.delivered_count + delivered[message_id],
-                    version=Message.version + 1, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    analytics_marks.mark_changed(set(owners.values()))
+    done = {row.id for row in changed}
+    totals: dict[int, _Totals] = defaultdict(_Totals)
+    for state in moved:
+        if state["id"] not in done:
+            # Moved by another node since it was read: the receipts go round again.
+            early |= state["receipt_ids"]
+            continue
+        total = totals[state["message_id"]]
+        total.delivered += state["status"] == RecipientStatus.DELIVERED
+        total.accepted += state["newly_accepted"]
+        total.cost += state["cost"] - state["old_cost"]
+    _count_into_messages(totals, now)
     db.session.commit()
     metrics.receipts_applied.inc(len(changed))
-    announcements.receipts_applied(changed, set(delivered))
-    unmatched = {r.provider_message_id for r in receipts} - {
-        row.provider_message_id for row in changed}
-    # Settled: already DELIVERED or FAILED, so the receipt is a repeat or would go
-    # backwards. Anything else (no such id yet, or a send committed after the update
-    # above looked) is worth another try.
-    settled = set(db.session.scalars(select(Recipient.provider_message_id).where(
-        Recipient.provider_message_id.in_(unmatched),
-        Recipient.status.in_((RecipientStatus.DELIVERED, RecipientStatus.FAILED))))
-    ) if unmatched else set()
+    announcements.receipts_applied(changed, set(totals))
+    return len(changed), early
+
+
+def _receipt_candidates(receipts: list[ProviderReceipt]) -> tuple[dict[str, Any], dict[int, Any]]:
+    """The recipients these receipts name, by provider id and by recipient id."""
+    provider_ids = {r.provider_message_id for r in receipts if not r.recipient_id}
+    recipient_ids = {r.recipient_id for r in receipts if r.recipient_id}
+    if not receipts:
+        return {}, {}
+    found = db.session.execute(
+        select(*_EVENT_COLUMNS, _recipients.c.delivered_at)
+        .where(or_(_recipients.c.provider_message_id.in_(provider_ids),
+                   _recipients.c.id.in_(recipient_ids)))
+    ).all()
+    return ({row.provider_message_id: row for row in found if row.provider_message_id},
+            {row.id: row for row in found})
+
+
+def _state_of(row: Any) -> dict[str, Any]:
+    """A recipient as receipts will move it, before any has."""
+    return {"id": row.id, "message_id": row.message_id, "version": row.version,
+            "status": row.status, "provider_message_id": row.provider_message_id,
+            "error_code": row.error_code, "error_message": row.error_message,
+            "cost": row.cost, "old_cost": row.cost, "provider_status": row.provider_status,
+            "provider_error_code": row.provider_error_code, "parts": row.parts,
+            "newly_accepted": 0, "receipt_ids": set()}
+
+
+def _apply_one(state: dict[str, Any], receipt: ProviderReceipt, price: Decimal) -> None:
+    """One receipt on a recipient's state: forwards only, and once.
+
+    From ``SENT`` or ``UNKNOWN`` to ``DELIVERED``, ``FAILED`` or ``UNKNOWN``;
+    nothing leaves a final status. A recipient not known to be accepted (an
+    ambiguous submit) is proved accepted by any receipt, and costs from then
+    on; one the provider does not bill (``billable``) costs nothing.
+    """
+    if state["status"] not in _RECEIPT_FROM or state["status"] == receipt.status:
+        return
+    accepted_before = state["provider_message_id"] is not None
+    state["status"] = receipt.status
+    state["provider_message_id"] = state["provider_message_id"] or receipt.provider_message_id
+    state["parts"] = receipt.parts or state["parts"] or 1
+    state["provider_status"] = receipt.provider_status or state["provider_status"]
+    state["provider_error_code"] = receipt.provider_error_code or state["provider_error_code"]
+    if not receipt.billable:
+        state["cost"] = Decimal("0")
+    elif not accepted_before:
+        state["cost"] = segment_cost(state["parts"], price)
+        state["newly_accepted"] = 1
+    if receipt.status == RecipientStatus.DELIVERED:
+        state["error_code"] = state["error_message"] = None
+    elif receipt.status == RecipientStatus.FAILED:
+        state["error_code"] = receipt.error_code or "delivery_failed"
+        state["error_message"] = receipt.error_message or "Delivery failed"
+    else:
+        state["error_code"] = receipt.error_code or "delivery_unknown"
+        state["error_message"] = receipt.error_message or "The provider does not know the outcome"
+    state["receipt_ids"].add(receipt.provider_message_id)
+
+
+def _apply_part_receipts(receipts: list[ProviderReceipt], now: datetime
+                         ) -> tuple[set[str], list[ProviderReceipt]]:
+    """Receipts for parts of recipients sent in several: record each part's outcome.
+
+    Returns the provider ids that were parts, and one receipt per recipient
+    whose parts are now all final, naming it by id: ``DELIVERED`` when every
+    part was, else ``FAILED`` (or ``UNKNOWN``), with the first failing part's
+    provider words. A final part never changes.
+    """
+    ids = {r.provider_message_id for r in receipts if not r.recipient_id}
+    if not ids:
+        return set(), []
+    parts = {row.provider_message_id: dict(row._mapping) for row in db.session.execute(
+        select(_parts).where(_parts.c.provider_message_id.in_(ids))).all()}
+    if not parts:
+        return set(), []
+    moved = {}
+    for receipt in receipts:
+        part = parts.get(receipt.provider_message_id)
+        if part is None or part["status"] in (RecipientStatus.DELIVERED, RecipientStatus.FAILED) \
+                or part["status"] == receipt.status:
+            continue
+        part.update(status=receipt.status, provider_status=receipt.provider_status,
+                    provider_error_code=receipt.provider_error_code)
+        moved[receipt.provider_message_id] = part
+    if moved:
+        batch = json_rows("part", columns=_PART_COLUMNS, rows=list(moved.values()))
+        db.session.execute(
+            update(_parts)
+            .where(_parts.c.provider_message_id == batch.c.provider_message_id,
+                   or_(_parts.c.status.is_(None), _parts.c.status == RecipientStatus.UNKNOWN))
+            .values(status=batch.c.status, provider_status=batch.c.provider_status,
+                    provider_error_code=batch.c.provider_error_code))
+    recipient_ids = {part["recipient_id"] for part in moved.values()}
+    whole: list[ProviderReceipt] = []
+    by_recipient: dict[int, list[Any]] = defaultdict(list)
+    for row in db.session.execute(select(_parts).where(_parts.c.recipient_id.in_(recipient_ids))
+                                  .order_by(_parts.c.recipient_id, _parts.c.part_number)).all():
+        by_recipient[row.recipient_id].append(row)
+    for recipient_id, rows in by_recipient.items():
+        if any(row.status is None for row in rows):
+            continue
+        worst = next((row for row in rows if row.status == RecipientStatus.FAILED),
+                     next((row for row in rows if row.status != RecipientStatus.DELIVERED),
+                          rows[-1]))
+        whole.append(ProviderReceipt(rows[0].provider_message_id, worst.status,
+                                     provider_status=worst.provider_status,
+                                     provider_error_code=worst.provider_error_code,
+                                     parts=len(rows), recipient_id=recipient_id))
+    return set(parts), whole
+
+
+def expire(now: datetime | None = None) -> int:
+    """Recipients not submitted within ``SMS_VALIDITY_SECONDS`` become ``EXPIRED``, never sent."""
+    now = now or _now()
+    cutoff = now - timedelta(seconds=current_app.config["SMS_VALIDITY_SECONDS"])
+    expired = db.session.execute(
+        update(_recipients)
+        .where(_recipients.c.status == RecipientStatus.PENDING,
+               _recipients.c.first_sendable_at <= cutoff)
+        .values(status=RecipientStatus.EXPIRED, error_code="expired",
+                error_message="Not sent within its validity", claimed_by=None,
+                updated_at=now, version=_recipients.c.version + 1)
+        .returning(*_EVENT_COLUMNS)
+    ).all()
+    completed = _settle_into_messages(expired, now) if expired else []
     db.session.commit()
-    return len(changed), unmatched - settled
+    if expired:
+        announcements.outcomes_recorded(expired, messages_by_id(completed))
+    return len(expired)
+
+
+def time_out_receipts(now: datetime | None = None) -> int:
+    """``SENT`` recipients without a receipt for ``RECEIPT_TIMEOUT_SECONDS`` become ``UNKNOWN``.
+
+    They stay accepted and keep their cost; a late receipt still settles them.
+    """
+    now = now or _now()
+    cutoff = now - timedelta(seconds=current_app.config["RECEIPT_TIMEOUT_SECONDS"])
+    timed_out = db.session.execute(
+        update(_recipients)
+        .where(_recipients.c.status == RecipientStatus.SENT, _recipients.c.sent_at <= cutoff)
+        .values(status=RecipientStatus.UNKNOWN, error_code="no_receipt",
+                error_message="No delivery receipt came in time", updated_at=now,
+                version=_recipients.c.version + 1)
+        .returning(*_EVENT_COLUMNS)
+    ).all()
+    db.session.commit()
+    if timed_out:
+        announcements.receipts_applied(timed_out, {row.message_id for row in timed_out})
+    return len(timed_out)
+
+
+def retry(message: Message, now: datetime | None = None) -> int:
+    """Queue the message's ``UNKNOWN``, ``EXPIRED`` and retryable ``FAILED`` recipients again.
+
+    An explicit new attempt: each goes back to ``PENDING`` with a new
+    ``version``, loses its previous outcome (and the cost and acceptance it
+    counted), and the message goes back to ``SENDING``. Returns how many.
+    """
+    now = now or _now()
+    retried = or_(_recipients.c.status.in_(_RETRIED),
+                  and_(_recipients.c.status == RecipientStatus.FAILED, _recipients.c.retryable))
+    chosen = select(_recipients.c.id, _recipients.c.status, _recipients.c.cost,
+                    _recipients.c.provider_message_id).where(
+        _recipients.c.message_id == message.id, retried)
+    if db.engine.dialect.name == "postgresql":
+        chosen = chosen.with_for_update()
+    rows = db.session.execute(chosen).all()
+    if not rows:
+        db.session.commit()
+        return 0
+    queued = db.session.execute(
+        update(_recipients)
+        .where(_recipients.c.id.in_([row.id for row in rows]), retried)
+        .values(status=RecipientStatus.PENDING, claimed_by=None, claimed_at=None,
+                submit_started_at=None, not_before=None, first_sendable_at=now,
+                provider_message_id=None, provider_status=None, provider_error_code=None,
+                error_code=None, error_message=None, retryable=False, cost=Decimal("0"),
+                sent_at=None, updated_at=now, version=_recipients.c.version + 1)
+        .returning(*_EVENT_COLUMNS)
+    ).all()
+    db.session.execute(
+        update(Message).where(Message.id == message.id)
+        .values(settled_count=Message.settled_count - len(rows),
+                failed_count=Message.failed_count
+                - sum(row.status == RecipientStatus.FAILED for row in rows),
+                success_count=Message.success_count
+                - sum(row.provider_message_id is not None for row in rows),
+                cost=Message.cost - sum((row.cost for row in rows), Decimal("0")),
+                status=MessageStatus.SENDING, completed_at=None, version=Message.version + 1,
+                updated_at=now)
+        .execution_options(synchronize_session=False))
+    analytics_marks.mark_changed({message.user_id})
+    db.session.commit()
+    announcements.outcomes_recorded(queued, [])
+    return len(queued)
 
 
 def message_bodies(message_ids: set[int]) -> dict[int, str]:

@@ -35,11 +35,15 @@ from models import Suppression
 from schemas.common import isoformat
 from services.errors import InvalidPayload
 from services.messaging.phones import InvalidPhoneNumber, normalise_phone
+from services.messaging.providers.base import Outcome, SubmitResult
 
 ANY_SENDER = "*"
 # What replaces an erased number in recipients and inbound messages: this, then its hash.
 ERASED_PREFIX = "erased:"
 RECHECK_SECONDS = 0.5
+# What the dispatcher records for a recipient the list stopped: no provider call was made.
+ON_LIST = SubmitResult(Outcome.OPTED_OUT, error_code="opted_out",
+                       error_message="The number is on the suppression list")
 
 
 class SuppressionReason(StrEnum):
@@ -77,19 +81,6 @@ def normalise_sender(raw: str) -> str:
         return normalise_phone(raw)
     except InvalidPhoneNumber:
         return raw.strip()
-
-
-def outgoing_sender() -> str:
-    """The sender this deployment's SMS go out from, as the suppression list names it."""
-    config = current_app.config
-    provider = config["SMS_PROVIDER"]
-    if provider == "twilio":
-        sender = config["TWILIO_FROM"] or config["TWILIO_MESSAGING_SERVICE_SID"]
-    elif provider == "smpp":
-        sender = config["SMPP_SOURCE_ADDR"]
-    else:
-        sender = config["SIMULATED_SMS_FROM"]
-    return normalise_sender(sender)
 
 
 def _matching(hashes: Iterable[str], sender: str) -> Any:

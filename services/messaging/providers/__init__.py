@@ -1,13 +1,35 @@
 """SMS providers: the contract (``base``), the simulator, and the one ``SMS_PROVIDER`` names."""
 
-from services.messaging.providers.simulated import (
-    INVALID_NUMBER,
-    UNROUTABLE_NUMBER,
-    DeliveryReceipt,
-    SendResult,
-    SimulatedProvider,
-    build_provider,
-)
+from __future__ import annotations
 
-__all__ = ["INVALID_NUMBER", "UNROUTABLE_NUMBER", "DeliveryReceipt", "SendResult",
-           "SimulatedProvider", "build_provider"]
+from flask import Flask
+
+from services.messaging.providers.base import (
+    InboundHandler,
+    InboundSms,
+    Outcome,
+    OutgoingSms,
+    ProviderReceipt,
+    SmsProvider,
+    SubmitResult,
+)
+from services.messaging.providers.simulated import SimulatedProvider
+
+__all__ = ["InboundHandler", "InboundSms", "OutgoingSms", "Outcome", "ProviderReceipt",
+           "SimulatedProvider", "SmsProvider", "SubmitResult", "build_provider"]
+
+
+def build_provider(app: Flask) -> SmsProvider:
+    """The provider ``SMS_PROVIDER`` names, configured from the app's settings (not started)."""
+    config = app.config
+    name = config["SMS_PROVIDER"]
+    if name == "simulated":
+        return SimulatedProvider(
+            latency=config["SIMULATED_SMS_LATENCY"],
+            receipt_delay=config["SIMULATED_RECEIPT_DELAY"],
+            send_log=config["SIMULATED_SMS_SEND_LOG"],
+            idempotent=config["SIMULATED_SMS_IDEMPOTENT"],
+            max_in_flight=config["DISPATCH_CONCURRENCY"],
+            sender=config["SIMULATED_SMS_FROM"],
+        )
+    raise RuntimeError(f"unknown SMS_PROVIDER {name!r}")

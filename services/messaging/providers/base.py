@@ -65,7 +65,10 @@ class ProviderReceipt:
     ``status`` is the recipient status it leads to (``DELIVERED``, ``FAILED``,
     ``UNKNOWN``) or ``None`` when it changes nothing (``queued``, ``ENROUTE``).
     ``billable`` is ``False`` when the provider does not charge for it (Twilio's
-    ``failed``).
+    ``failed``). ``recipient_id`` is set when the provider can tie the id to the
+    recipient whose submission came back ``unknown`` (a ``submit_sm_resp`` after
+    the window gave up, a callback URL carrying the recipient): the receipt then
+    settles that recipient, records the id, and counts its cost.
     """
 
     provider_message_id: str
@@ -77,6 +80,7 @@ class ProviderReceipt:
     parts: int | None = None
     billable: bool = True
     occurred_at: datetime | None = None
+    recipient_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +105,13 @@ class SmsProvider(Protocol):
     simulator), so a claim taken over after a crash may be submitted again;
     ``False`` for every real provider, whose possibly-submitted recipients
     become ``UNKNOWN`` instead. ``max_in_flight`` bounds concurrent submits on
-    this node (an SMPP window times its binds).
+    this node (an SMPP window times its binds). ``sender`` is the number or
+    sender id it sends from: ``SMS_MAX_PER_SECOND`` paces each sender across
+    the deployment.
     """
 
     name: str
+    sender: str
     exactly_once: bool
     max_in_flight: int
 

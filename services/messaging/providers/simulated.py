@@ -1,9 +1,11 @@
-"""SMS providers: the interface the dispatcher sends through, and the built-in simulator.
+"""The built-in simulator: a provider that sends nothing, with a test number for every outcome.
 
-A provider takes one SMS with an idempotency key (the recipient's id) and
-either accepts it, returning its message id, or refuses it with a reason.
-Delivery receipts come back later, from a real provider through the signed
-webhook, from the simulator through the same receipt-handling function.
+It answers like a real provider would, so every path of the dispatcher can be
+reached without one (``docs/providers.md`` lists the numbers, as Twilio's
+test credentials do). It deduplicates by recipient id, so it is exactly-once
+and a claim taken over after a crash may be submitted to it again; with
+``idempotent=False`` it forgets, like a real provider, which is how the tests
+prove the hub's own at-most-once.
 """
 
 from __future__ import annotations
@@ -14,101 +16,139 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
 
 import gevent
-from flask import Flask
+
+from services.messaging.providers.base import (
+    InboundHandler,
+    Outcome,
+    OutgoingSms,
+    ProviderReceipt,
+    ReceiptHandler,
+    SubmitResult,
+)
 
 INVALID_NUMBER = "+15005550001"
 UNROUTABLE_NUMBER = "+15005550009"
+UNDELIVERED_NUMBER = "+15005550003"
+OPTED_OUT_NUMBER = "+15005550004"
+TEMPORARY_FAILURE_NUMBER = "+15005550005"
+THROTTLED_NUMBER = "+15005550007"
+UNKNOWN_NUMBER = "+15005550008"
 
+THROTTLE_RETRY_AFTER = 1.0
 
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    accepted: bool
-    provider_message_id: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryReceipt:
-    provider_message_id: str
-    status: str
-    error_code: str | None = None
-    error_message: str | None = None
-    occurred_at: datetime | None = None
-
-
-class SmsProvider(Protocol):
-    name: str
-
-    def send(self, phone: str, *, body: str, idempotency_key: str) -> SendResult: ...
+# The fixed answers, in the words a provider would use (Twilio's codes).
+_REFUSALS = {
+    INVALID_NUMBER: SubmitResult(Outcome.REJECTED, error_code="invalid_number",
+                                 error_message="Invalid phone number",
+                                 provider_error_code="21211", provider_status="failed"),
+    UNROUTABLE_NUMBER: SubmitResult(Outcome.REJECTED, error_code="unroutable",
+                                    error_message="Unroutable destination",
+                                    provider_error_code="21612", provider_status="failed"),
+    TEMPORARY_FAILURE_NUMBER: SubmitResult(Outcome.REJECTED, error_code="provider_unavailable",
+                                           error_message="The provider's queue is full",
+                                           provider_error_code="30001",
+                                           provider_status="failed", retryable=True),
+    OPTED_OUT_NUMBER: SubmitResult(Outcome.OPTED_OUT, error_code="opted_out",
+                                   error_message="The number opted out",
+                                   provider_error_code="21610", provider_status="failed"),
+    UNKNOWN_NUMBER: SubmitResult(Outcome.UNKNOWN, error_code="ambiguous_submit",
+                                 error_message="No answer from the provider"),
+}
 
 
 class SimulatedProvider:
-    """Sends nothing; behaves like a provider, with test numbers that fail.
+    """Sends nothing; behaves like a provider, with test numbers for each outcome.
 
-    ``+15005550001`` is refused as an invalid number and ``+15005550009`` as
-    unroutable; every other number is accepted and, after
-    ``receipt_delay`` seconds, reported delivered to ``on_receipt``. Receipts
-    wait in one queue drained by one greenlet (the delay is the same for all,
-    so the queue is in due order), not in a greenlet and timer each.
-    Sends are idempotent by key, and with ``send_log`` set every accepted send
-    is appended to that file (one JSON line), which also makes the key memory
-    survive a restart, as a real provider's would.
+    Every other number is accepted and, after ``receipt_delay`` seconds,
+    reported delivered. Receipts wait in one queue drained by one greenlet (the
+    delay is the same for all, so the queue is in due order), not in a
+    greenlet and timer each. With ``send_log`` set every submission that
+    reached it (accepted or unknown) is appended to that file (one JSON line),
+    which also makes the key memory survive a restart, as a real provider's
+    would.
     """
 
     name = "simulated"
 
     def __init__(self, *, latency: float = 0.0, receipt_delay: float = 1.0,
-                 on_receipt: Callable[[DeliveryReceipt], None] | None = None,
-                 send_log: str | None = None) -> None:
+                 send_log: str | None = None, idempotent: bool = True,
+                 max_in_flight: int = 50, sender: str = "+15005550006") -> None:
+        self.sender = sender
         self.latency = latency
         self.receipt_delay = receipt_delay
-        self.on_receipt = on_receipt
         self.send_log = send_log
+        self.exactly_once = idempotent
+        self.max_in_flight = max_in_flight
+        self.on_receipt: ReceiptHandler | None = None
         self._accepted_by_key: dict[str, str] = {}
-        self._due: deque[tuple[float, DeliveryReceipt]] = deque()
+        self._throttled_keys: set[str] = set()
+        self._due: deque[tuple[float, ProviderReceipt]] = deque()
         self._courier: gevent.Greenlet | None = None
         self._log_lock = threading.Lock()
-        if send_log and os.path.exists(send_log):
+        if send_log and idempotent and os.path.exists(send_log):
             with open(send_log) as handle:
                 for line in handle:
                     entry = json.loads(line)
-                    self._accepted_by_key[entry["key"]] = entry["providerMessageId"]
+                    if entry["outcome"] == Outcome.ACCEPTED:
+                        self._accepted_by_key[entry["key"]] = entry["providerMessageId"]
 
-    def send(self, phone: str, *, body: str, idempotency_key: str) -> SendResult:
+    def start(self, on_receipt: ReceiptHandler, on_inbound: InboundHandler) -> None:
+        """Receipts go to ``on_receipt``; the simulator receives no inbound messages."""
+        self.on_receipt = on_receipt
+
+    def stop(self) -> None:
+        """Receipts still due are dropped, as a provider's would be until the next start."""
+        self.on_receipt = None
+        if self._courier is not None:
+            self._courier.kill(block=False)
+
+    def submit(self, sms: OutgoingSms) -> SubmitResult:
         if self.latency:
             gevent.sleep(self.latency)
-        if phone == INVALID_NUMBER:
-            return SendResult(False, error_code="invalid_number",
-                              error_message="Invalid phone number")
-        if phone == UNROUTABLE_NUMBER:
-            return SendResult(False, error_code="unroutable",
-                              error_message="Unroutable destination")
-        known = self._accepted_by_key.get(idempotency_key)
+        key = str(sms.recipient_id)
+        if sms.phone == THROTTLED_NUMBER and key not in self._throttled_keys:
+            self._throttled_keys.add(key)
+            return SubmitResult(Outcome.THROTTLED, error_code="throttled",
+                                provider_error_code="20429", retry_after=THROTTLE_RETRY_AFTER)
+        refusal = _REFUSALS.get(sms.phone)
+        if refusal is not None:
+            if refusal.outcome == Outcome.UNKNOWN:
+                self._log(key, sms.phone, None, Outcome.UNKNOWN)
+            return refusal
+        known = self._accepted_by_key.get(key) if self.exactly_once else None
         if known is not None:
-            return SendResult(True, provider_message_id=known)
+            return SubmitResult(Outcome.ACCEPTED, provider_message_id=known,
+                                provider_status="queued")
         provider_id = "sim_" + uuid.uuid4().hex
-        self._accepted_by_key[idempotency_key] = provider_id
+        if self.exactly_once:
+            self._accepted_by_key[key] = provider_id
+        self._log(key, sms.phone, provider_id, Outcome.ACCEPTED)
+        self._due.append((time.monotonic() + self.receipt_delay,
+                          self._receipt_for(sms, provider_id)))
+        if self._courier is None or self._courier.dead:
+            self._courier = gevent.spawn(self._deliver_receipts)
+        return SubmitResult(Outcome.ACCEPTED, provider_message_id=provider_id,
+                            provider_status="queued")
+
+    @staticmethod
+    def _receipt_for(sms: OutgoingSms, provider_id: str) -> ProviderReceipt:
+        if sms.phone == UNDELIVERED_NUMBER:
+            return ProviderReceipt(provider_id, "FAILED", provider_status="undelivered",
+                                   provider_error_code="30003", error_code="delivery_failed",
+                                   error_message="The handset was unreachable")
+        return ProviderReceipt(provider_id, "DELIVERED", provider_status="delivered")
+
+    def _log(self, key: str, phone: str, provider_id: str | None, outcome: Outcome) -> None:
         if self.send_log:
             with self._log_lock, open(self.send_log, "a") as handle:
-                handle.write(json.dumps({"key": idempotency_key, "phone": phone,
+                handle.write(json.dumps({"key": key, "phone": phone, "outcome": outcome,
                                          "providerMessageId": provider_id,
-                                         "ts": time.time()}) + "\n")
-        if self.on_receipt is not None:
-            self._due.append((time.monotonic() + self.receipt_delay,
-                              DeliveryReceipt(provider_id, "DELIVERED", occurred_at=None)))
-            if self._courier is None or self._courier.dead:
-                self._courier = gevent.spawn(self._deliver_receipts)
-        return SendResult(True, provider_message_id=provider_id)
+                                         "at": time.time()}) + "\n")
 
     def _deliver_receipts(self) -> None:
-        while self._due:
+        while self._due and self.on_receipt is not None:
             due, receipt = self._due[0]
             wait = due - time.monotonic()
             if wait > 0:
@@ -116,16 +156,3 @@ class SimulatedProvider:
                 continue
             self._due.popleft()
             self.on_receipt(receipt)
-
-
-def build_provider(app: Flask, on_receipt: Callable[[DeliveryReceipt], None]) -> SmsProvider:
-    """The provider ``SMS_PROVIDER`` names, reporting its delivery receipts to ``on_receipt``."""
-    name = app.config["SMS_PROVIDER"]
-    if name == "simulated":
-        return SimulatedProvider(
-            latency=app.config["SIMULATED_SMS_LATENCY"],
-            receipt_delay=app.config["SIMULATED_RECEIPT_DELAY"],
-            on_receipt=on_receipt,
-            send_log=app.config["SIMULATED_SMS_SEND_LOG"],
-        )
-    raise RuntimeError(f"unknown SMS_PROVIDER {name!r}")

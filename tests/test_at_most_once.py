@@ -1,0 +1,147 @@
+"""At most once with a provider that does not deduplicate, and the pace across nodes.
+
+The simulator with ``SIMULATED_SMS_IDEMPOTENT=false`` forgets what it was
+sent, as a real provider does, and its send log (written by the provider,
+outliving a hub killed with ``kill -9``) says how often each phone was
+submitted.
+"""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from tests.support import eventually, register_user
+
+NOT_IDEMPOTENT = {"SIMULATED_SMS_IDEMPOTENT": "false"}
+
+
+def _log(path: str | Path) -> list[dict]:
+    try:
+        with open(path) as handle:
+            return [json.loads(line) for line in handle]
+    except FileNotFoundError:
+        return []
+
+
+def _wait_final(server, token, message_id, timeout=90):
+    def final():
+        message = server.api.get(f"/api/messages/{message_id}", token).json()
+        return message if message["status"] not in ("SENDING", "PAUSED") else None
+    return eventually(final, timeout=timeout, interval=0.3)
+
+
+def _recipients(server, token, message_id) -> list[dict]:
+    found, after = [], None
+    while True:
+        page = server.api.get(f"/api/messages/{message_id}/recipients", token,
+                              params={"limit": 1000, **({"after": after} if after else {})}
+                              ).json()
+        found += page["recipients"]
+        after = page["nextCursor"]
+        if after is None:
+            return found
+
+
+def test_a_node_killed_mid_send_leaves_no_phone_submitted_twice(hub_factory, tmp_path):
+    send_log = tmp_path / "sent.jsonl"
+    first, second = hub_factory.nodes(2, {**NOT_IDEMPOTENT, "SIMULATED_SMS_LATENCY": "0.05",
+                                          "DISPATCH_CONCURRENCY": "10",
+                                          "DISPATCH_BATCH_SIZE": "40",
+                                          "SIMULATED_SMS_SEND_LOG": str(send_log)})
+    token = register_user(first, admin=True).token
+    phones = [f"+1555444{i:04d}" for i in range(2000)]
+    message_id = first.api.post("/api/messages", token, json={
+        "body": "at most once", "recipients": phones}).json()["id"]
+    eventually(lambda: len(_log(send_log)) >= 400, timeout=60)
+    first.kill()
+    final = _wait_final(second, token, message_id)
+    submitted = Counter(entry["phone"] for entry in _log(send_log))
+    assert max(submitted.values()) == 1, [p for p, n in submitted.items() if n > 1][:5]
+    recipients = _recipients(second, token, message_id)
+    by_status = Counter(r["status"] for r in recipients)
+    assert set(by_status) <= {"SENT", "DELIVERED", "UNKNOWN"}, by_status
+    unknown = [r for r in recipients if r["status"] == "UNKNOWN"]
+    # Those the killed node had marked but whose outcomes it had not recorded: at most its
+    # batch, all submitted but for those still waiting on the provider (its concurrency).
+    assert 1 <= len(unknown) <= 40, by_status
+    assert len({r["phone"] for r in unknown} & set(submitted)) >= len(unknown) - 10
+    assert {r["errorCode"] for r in unknown} == {"ambiguous_submit"}
+    assert all(r["cost"] == 0 for r in unknown)
+    settled = {r["phone"] for r in recipients if r["status"] != "UNKNOWN"}
+    assert settled <= set(submitted), "every recipient sent was submitted once"
+    assert final["status"] == "SENT" and final["successCount"] == len(settled)
+    assert final["statusCounts"].get("UNKNOWN") == len(unknown)
+
+    # The owner asks: only the unknown ones go out again, and once each.
+    retried = second.api.post(f"/api/messages/{message_id}/retry", token)
+    assert retried.status_code == 200 and retried.json()["queued"] == len(unknown)
+    _wait_final(second, token, message_id)
+    again = Counter(entry["phone"] for entry in _log(send_log))
+    assert {phone for phone, n in again.items() if n > submitted[phone]} <= {
+        r["phone"] for r in unknown}
+
+
+def test_retry_is_the_owners_or_an_admins_and_requeues_only_what_may_be_sent(hub_factory):
+    server = hub_factory({"SIMULATED_RECEIPT_DELAY": "0.1"}, name="retry")
+    owner = register_user(server)
+    other = register_user(server)
+    phones = ["+15005550008", "+15005550005", "+15005550001", "+15551239001"]
+    message_id = server.api.post("/api/messages", owner.token, json={
+        "body": "retry", "recipients": phones}).json()["id"]
+    _wait_final(server, owner.token, message_id)
+    before = {r["phone"]: r for r in _recipients(server, owner.token, message_id)}
+    assert {p: (before[p]["status"], before[p]["retryable"]) for p in phones[:3]} == {
+        "+15005550008": ("UNKNOWN", False), "+15005550005": ("FAILED", True),
+        "+15005550001": ("FAILED", False)}
+    assert server.api.post(f"/api/messages/{message_id}/retry",
+                           other.token).status_code == 404
+    answer = server.api.post(f"/api/messages/{message_id}/retry", owner.token)
+    assert answer.status_code == 200
+    assert answer.json()["queued"] == 2 and answer.json()["message"]["status"] == "SENDING"
+    _wait_final(server, owner.token, message_id)
+    after = {r["phone"]: r for r in _recipients(server, owner.token, message_id)}
+    for phone in phones[:2]:
+        assert after[phone]["version"] > before[phone]["version"]
+    assert after["+15005550001"]["version"] == before["+15005550001"]["version"]
+
+
+def test_the_outcomes_reach_the_client_with_the_providers_words(hub_factory):
+    server = hub_factory({"SIMULATED_RECEIPT_DELAY": "0.1"}, name="outcomes")
+    user = register_user(server)
+    phones = ["+15005550004", "+15005550007", "+15005550003", "+15551239002"]
+    message_id = server.api.post("/api/messages", user.token, json={
+        "body": "outcomes", "recipients": phones}).json()["id"]
+    final = _wait_final(server, user.token, message_id)
+
+    def settled():
+        found = {r["phone"]: r for r in _recipients(server, user.token, message_id)}
+        return found if found["+15005550003"]["status"] == "FAILED" else None
+    found = eventually(settled, timeout=10)
+    assert (found["+15005550004"]["status"], found["+15005550004"]["errorCode"],
+            found["+15005550004"]["providerErrorCode"]) == ("SUPPRESSED", "opted_out", "21610")
+    assert found["+15005550007"]["status"] == "DELIVERED", "throttled, then sent"
+    assert (found["+15005550003"]["providerStatus"],
+            found["+15005550003"]["providerErrorCode"]) == ("undelivered", "30003")
+    assert found["+15005550004"]["cost"] == 0 and found["+15005550003"]["cost"] > 0
+    assert final["status"] == "SENT" and final["successCount"] == 3
+
+
+def test_two_nodes_keep_to_the_pace_together(hub_factory, tmp_path):
+    send_log = tmp_path / "sent.jsonl"
+    nodes = hub_factory.nodes(2, {"SMS_MAX_PER_SECOND": "50", "SIMULATED_SMS_LATENCY": "0.01",
+                                  "SIMULATED_SMS_SEND_LOG": str(send_log)})
+    token = register_user(nodes[0], admin=True).token
+    ids = [node.api.post("/api/messages", token, json={
+        "body": f"paced {n}", "recipients": [f"+155566{n}{i:04d}" for i in range(500)]}
+    ).json()["id"] for n, node in enumerate(nodes)]
+    for message_id in ids:
+        _wait_final(nodes[0], token, message_id, timeout=120)
+    times = sorted(entry["at"] for entry in _log(send_log))
+    assert len(times) == 1000
+    busiest, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= 1.0:
+            start += 1
+        busiest = max(busiest, end - start + 1)
+    assert busiest <= 55, busiest
+    assert times[-1] - times[0] >= 1000 / 50 - 1
