@@ -410,6 +410,35 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("ANALYTICS_INTERVAL", 1.0,
                 "seconds between analytics updates per subscriber", NUMBER, testing=0.5),
     ),
+    "Twilio": (
+        Setting("TWILIO_ACCOUNT_SID", "",
+                "the account's SID (`AC` and 32 hex digits); required with "
+                "`SMS_PROVIDER=twilio`"),
+        Setting("TWILIO_AUTH_TOKEN", "",
+                "the account's auth token: authenticates the sends and checks the "
+                "`X-Twilio-Signature` of Twilio's posts to the webhooks", SECRET),
+        Setting("TWILIO_FROM", "",
+                "the sender: an E.164 number (`+15017122661`) or an alphanumeric sender ID "
+                "of up to 11 characters; or set `TWILIO_MESSAGING_SERVICE_SID` instead"),
+        Setting("TWILIO_MESSAGING_SERVICE_SID", "",
+                "a Messaging Service (`MG` and 32 hex digits) that picks the sender; "
+                "instead of `TWILIO_FROM`"),
+        Setting("TWILIO_API_BASE", "https://api.twilio.com",
+                "where the Messages API is reached (a test points it at a loopback fake)",
+                URL),
+        Setting("TWILIO_TIMEOUT", 10.0,
+                "seconds a send may take to connect and to be answered; past it the "
+                "recipient becomes `UNKNOWN` (`ambiguous_submit`), never sent again on its "
+                "own", NUMBER),
+        Setting("TWILIO_MAX_IN_FLIGHT", 20,
+                "sends to Twilio in flight at once per node (Twilio queues or refuses "
+                "past an account's concurrency limit)", INTEGER),
+        Setting("PUBLIC_BASE_URL", "",
+                "the hub's externally visible base URL, e.g. `https://hub.example.com`: "
+                "Twilio posts to `{PUBLIC_BASE_URL}/api/webhooks/twilio/status` and "
+                "`/inbound`, and signs over that URL; required with `SMS_PROVIDER=twilio`",
+                URL),
+    ),
 }
 
 

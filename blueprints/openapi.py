@@ -19,7 +19,7 @@ from marshmallow import Schema
 
 from blueprints.asyncapi import build_asyncapi
 from blueprints.common import token_advice
-from schemas import auth, inbound, messages, notifications, quotas, responses
+from schemas import auth, inbound, messages, notifications, quotas, responses, twilio
 from schemas.common import MAX_ID, MAX_USER_ID
 from schemas.documentation import TITLE, VERSION, example_of, json_schema_spec
 from services.auth import ACCESS_ONLY
@@ -29,6 +29,7 @@ openapi_bp = Blueprint("openapi", __name__)
 
 BEARER = [{"bearer": []}]
 JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 METRICS_EXAMPLE = ("# TYPE hub_connections gauge\nhub_connections 3.0\n"
                    "# TYPE hub_events_in_total counter\nhub_events_in_total{event=\"pong\"} 12.0\n")
 
@@ -43,6 +44,8 @@ class Document:
 
 
 METRICS = Document("text/plain", {"type": "string"}, METRICS_EXAMPLE)
+EMPTY_TWIML = Document("text/xml", {"type": "string", "description": "empty TwiML: no reply"},
+                       "<Response/>")
 OPENAPI = Document(JSON, {"type": "object", "required": ["openapi", "info", "paths"],
                           "description": "OpenAPI 3.1: this document"},
                    {"openapi": "3.1.0", "info": {"title": TITLE, "version": VERSION}, "paths": {}})
@@ -62,6 +65,7 @@ class Route:
     answer: type[Schema] | Document
     status: str = "200"
     body: type[Schema] | None = None
+    form: type[Schema] | None = None
     query: type[Schema] | None = None
     path_ids: tuple[str, ...] = ()
     path_phone: bool = False  # ``{phone}`` in the path: an E.164 number
@@ -162,6 +166,22 @@ ROUTES = [
           headers=({"in": "header", "name": "X-Signature", "required": True,
                     "schema": {"type": "string"}, "example": "sha256=" + "0f" * 32},),
           errors={"401": "Invalid signature"}),
+    *(Route(path=f"/api/webhooks/twilio/{kind}", method="post", summary=summary,
+            access="public", form=form, query=query, answer=EMPTY_TWIML,
+            description="Posted by Twilio, signed: `X-Twilio-Signature` is the SDK's "
+                        "`RequestValidator` signature, with `TWILIO_AUTH_TOKEN`, of "
+                        f"`PUBLIC_BASE_URL` + `/api/webhooks/twilio/{kind}` (+ query) and the "
+                        "form parameters. Other parameters Twilio sends are ignored.",
+            headers=({"in": "header", "name": "X-Twilio-Signature", "required": True,
+                      "schema": {"type": "string"},
+                      "example": "0KRuFQU7xlDjNrMHFLLs0H5AE5s="},),
+            errors={"403": "Not signed by Twilio for this URL and these parameters, or "
+                           "SMS_PROVIDER is not twilio: nothing changed"})
+      for kind, summary, form, query in (
+          ("status", "Twilio's status callbacks for the SMS the hub sent",
+           twilio.TwilioStatusCallbackSchema, twilio.TwilioStatusQuerySchema),
+          ("inbound", "SMS sent to the hub's Twilio number", twilio.TwilioInboundSchema,
+           None))),
     Route(path="/api/inbound", method="get",
           summary="Inbound messages, newest first: an admin's all, a user's those shown to them",
           query=inbound.InboundListQuerySchema, answer=responses.InboundPageSchema,
@@ -302,6 +322,9 @@ def _operation(route: Route) -> dict[str, Any]:
         operation["parameters"] = parameters
     if route.body is not None:
         operation["requestBody"] = {"required": True, "content": _json(route.body)}
+    if route.form is not None:
+        operation["requestBody"] = {"required": True, "content": {FORM: {
+            "schema": route.form, "example": example_of(route.form)}}}
     return operation
 
 

@@ -86,7 +86,7 @@ def test_every_flask_route_is_documented_with_schemas_and_examples(openapi):
             assert "example" in parameter or "example" in parameter["schema"], \
                 f"{where} {parameter['name']} has no example"
         if "requestBody" in operation:
-            media = operation["requestBody"]["content"]["application/json"]
+            [media] = operation["requestBody"]["content"].values()
             assert "schema" in media and "example" in media, where
         if method == "post" and not path.startswith("/api/auth/") and "{" not in path:
             assert "requestBody" in operation or path in {
@@ -113,7 +113,7 @@ def test_request_examples_pass_the_hubs_own_validation():
     from schemas.documentation import example_of
 
     for route in ROUTES:
-        for schema in filter(None, (route.body, route.query)):
+        for schema in filter(None, (route.body, route.form, route.query)):
             errors = schema().validate(example_of(schema))
             assert errors == {}, f"{route.method.upper()} {route.path}: {errors}"
 
@@ -137,6 +137,8 @@ def test_every_route_answers_its_example_as_documented(sqlite_hub, openapi):
     tokens = {"/api/auth/refresh": admin.refresh_token,
               "/api/auth/logout": register_user(sqlite_hub, admin=True).token}
     for path, method, operation in _operations(openapi):
+        if path.startswith("/api/webhooks/twilio/"):
+            continue  # Twilio-signed, on a hub sending through Twilio: tests/test_twilio.py
         where = f"{method.upper()} {path}"
         url = re.sub(r"\{(\w+)\}", lambda m: str(path_ids[m.group(1)]), path)
         headers = {"Authorization": f"Bearer {tokens.get(path, admin.token)}"}

@@ -33,6 +33,7 @@ from services.messaging import dispatcher, suppressions
 from services.messaging.phones import InvalidPhoneNumber, normalise_phone
 from services.messaging.providers.base import InboundHandler, InboundSms, Outcome
 from services.messaging.suppressions import SuppressionReason
+from services.observability import metrics
 from services.realtime import emitter, rooms
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def receive_inbound(sms: InboundSms) -> dict[str, Any]:
     if sms.received_at is not None:
         message.received_at = sms.received_at
     db.session.add(message)
+    metrics.inbound_sms.inc()
     if message.user_id is not None:
         analytics_marks.mark_changed({message.user_id})
     if valid and keyword is Keyword.STOP:

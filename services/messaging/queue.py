@@ -73,7 +73,8 @@ _OUTCOME_ERRORS = {
 AMBIGUOUS = ("ambiguous_submit", "The send was interrupted after it may have reached the provider")
 # A receipt moves a recipient from one of these only.
 _RECEIPT_FROM = (RecipientStatus.SENT, RecipientStatus.UNKNOWN)
-_RECEIPT_STATUSES = (RecipientStatus.DELIVERED, RecipientStatus.FAILED, RecipientStatus.UNKNOWN)
+_RECEIPT_STATUSES = (RecipientStatus.SENT, RecipientStatus.DELIVERED, RecipientStatus.FAILED,
+                     RecipientStatus.UNKNOWN)
 # Back to the queue on request (``retry``): may not have been sent, or failed for a while.
 _RETRIED = (RecipientStatus.UNKNOWN, RecipientStatus.EXPIRED)
 THROTTLE_BACKOFF_MAX = 60.0
@@ -482,9 +483,13 @@ def _apply_one(state: dict[str, Any], receipt: ProviderReceipt, price: Decimal) 
     From ``SENT`` or ``UNKNOWN`` to ``DELIVERED``, ``FAILED`` or ``UNKNOWN``;
     nothing leaves a final status. A recipient not known to be accepted (an
     ambiguous submit) is proved accepted by any receipt, and costs from then
-    on; one the provider does not bill (``billable``) costs nothing.
+    on; one the provider does not bill (``billable``) costs nothing. A ``SENT``
+    receipt (Twilio's ``sent``) only does that proving: it moves an ambiguous
+    submit to ``SENT`` and nothing else.
     """
     if state["status"] not in _RECEIPT_FROM or state["status"] == receipt.status:
+        return
+    if receipt.status == RecipientStatus.SENT and state["provider_message_id"] is not None:
         return
     accepted_before = state["provider_message_id"] is not None
     state["status"] = receipt.status
@@ -497,7 +502,7 @@ def _apply_one(state: dict[str, Any], receipt: ProviderReceipt, price: Decimal) 
     elif not accepted_before:
         state["cost"] = segment_cost(state["parts"], price)
         state["newly_accepted"] = 1
-    if receipt.status == RecipientStatus.DELIVERED:
+    if receipt.status in (RecipientStatus.SENT, RecipientStatus.DELIVERED):
         state["error_code"] = state["error_message"] = None
     elif receipt.status == RecipientStatus.FAILED:
         state["error_code"] = receipt.error_code or "delivery_failed"

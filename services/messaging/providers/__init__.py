@@ -14,6 +14,7 @@ from services.messaging.providers.base import (
     SubmitResult,
 )
 from services.messaging.providers.simulated import SimulatedProvider
+from services.messaging.providers.twilio import TwilioProvider, TwilioSettings
 
 __all__ = ["InboundHandler", "InboundSms", "OutgoingSms", "Outcome", "ProviderReceipt",
            "SimulatedProvider", "SmsProvider", "SubmitResult", "build_provider"]
@@ -32,4 +33,6 @@ def build_provider(app: Flask) -> SmsProvider:
             max_in_flight=config["DISPATCH_CONCURRENCY"],
             sender=config["SIMULATED_SMS_FROM"],
         )
+    if name == "twilio":
+        return TwilioProvider(TwilioSettings.from_config(config))
     raise RuntimeError(f"unknown SMS_PROVIDER {name!r}")
