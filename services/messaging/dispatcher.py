@@ -119,6 +119,7 @@ class Dispatcher:
         self.wake.set()
         self._receipts_ready.set()
         if self.marks is not None:
+            self.marks.running = False
             self.marks.ready.set()
         self.provider.stop()
 
@@ -261,6 +262,8 @@ class SubmitMarks:
         self.app = app
         self.node_id = node_id
         self.ready = Event()
+        self.running = True
+        self.statements = 0
         self._waiting: list[tuple[int, AsyncResult]] = []
 
     def mark(self, recipient_id: int) -> bool:
@@ -272,12 +275,13 @@ class SubmitMarks:
 
     def loop(self) -> None:
         """Run inside the dispatcher's ``_forever``: mark what waits, answer, repeat."""
-        while _dispatcher is not None and _dispatcher.running:
+        while self.running:
             self.ready.wait()
             self.ready.clear()
             waiting, self._waiting = self._waiting, []
             if not waiting:
                 continue
+            self.statements += 1
             try:
                 marked = queue.mark_submitting(self.node_id, [rid for rid, _ in waiting])
             except Exception:

@@ -82,6 +82,18 @@ THROTTLE_BACKOFF_MAX = 60.0
 RELEASED_CLAIM = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+def _in_index(name: str, *statuses: RecipientStatus) -> Any:
+    """``status IN (...)`` (or ``=``) with the values written out, as a partial index's own.
+
+    SQLite uses a partial index only when the query repeats its condition, values
+    and all; without it the queue's sweeps would read every recipient ever stored.
+    """
+    if len(statuses) == 1:
+        return _recipients.c.status == bindparam(name, statuses[0], literal_execute=True)
+    return _recipients.c.status.in_(bindparam(name, statuses, expanding=True,
+                                              literal_execute=True))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -99,7 +111,9 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
     config = current_app.config
     stale = now - timedelta(seconds=config["DISPATCH_CLAIM_TIMEOUT"])
     if not exactly_once:
-        _settle_ambiguous(and_(_recipients.c.status == RecipientStatus.SENDING,
+        _settle_ambiguous(and_(_in_index("queued", RecipientStatus.PENDING,
+                                         RecipientStatus.SENDING),
+                               _recipients.c.status == RecipientStatus.SENDING,
                                _recipients.c.claimed_at < stale,
                                _recipients.c.submit_started_at.is_not(None)), now)
     valid_from = now - timedelta(seconds=config["SMS_VALIDITY_SECONDS"])
@@ -571,7 +585,8 @@ def expire(now: datetime | None = None) -> int:
     cutoff = now - timedelta(seconds=current_app.config["SMS_VALIDITY_SECONDS"])
     expired = db.session.execute(
         update(_recipients)
-        .where(_recipients.c.status == RecipientStatus.PENDING,
+        .where(_in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING),
+               _recipients.c.status == RecipientStatus.PENDING,
                _recipients.c.first_sendable_at <= cutoff)
         .values(status=RecipientStatus.EXPIRED, error_code="expired",
                 error_message="Not sent within its validity", claimed_by=None,
@@ -594,7 +609,7 @@ def time_out_receipts(now: datetime | None = None) -> int:
     cutoff = now - timedelta(seconds=current_app.config["RECEIPT_TIMEOUT_SECONDS"])
     timed_out = db.session.execute(
         update(_recipients)
-        .where(_recipients.c.status == RecipientStatus.SENT, _recipients.c.sent_at <= cutoff)
+        .where(_in_index("sent", RecipientStatus.SENT), _recipients.c.sent_at <= cutoff)
         .values(status=RecipientStatus.UNKNOWN, error_code="no_receipt",
                 error_message="No delivery receipt came in time", updated_at=now,
                 version=_recipients.c.version + 1)
