@@ -439,6 +439,32 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 "`/inbound`, and signs over that URL; required with `SMS_PROVIDER=twilio`",
                 URL),
     ),
+    "SMPP (`SMS_PROVIDER=smpp`)": (
+        Setting("SMPP_HOST", None, "the SMSC's host name or address"),
+        Setting("SMPP_PORT", 2775, "the SMSC's SMPP port", INTEGER),
+        Setting("SMPP_SYSTEM_ID", None, "`system_id` of the `bind_transceiver`"),
+        Setting("SMPP_PASSWORD", "", "`password` of the `bind_transceiver`", SECRET),
+        Setting("SMPP_SYSTEM_TYPE", "", "`system_type` of the `bind_transceiver`, when the "
+                "SMSC asks for one"),
+        Setting("SMPP_SOURCE_ADDR", None,
+                "the sender: `+` and digits (TON 1, NPI 1), bare digits such as a short code "
+                "(TON 0, NPI 1), or an alphanumeric sender ID of up to 11 characters (TON 5, "
+                "NPI 0)"),
+        Setting("SMPP_SOURCE_TON", None, "the sender's TON, when the SMSC wants another than "
+                "the one derived from `SMPP_SOURCE_ADDR`", INTEGER),
+        Setting("SMPP_SOURCE_NPI", None, "the sender's NPI, likewise", INTEGER),
+        Setting("SMPP_WINDOW", 10,
+                "`submit_sm` outstanding without an answer, per bind (the SMSC's window)",
+                INTEGER),
+        Setting("SMPP_BINDS", 1, "transceiver binds per node (the SMSC's limit is usually per "
+                "account: divide it by the nodes)", INTEGER),
+        Setting("SMPP_RESPONSE_TIMEOUT", 10.0,
+                "seconds to wait for a `submit_sm_resp` (after which the recipient is "
+                "`UNKNOWN`, never sent again on its own), a bind or an `enquire_link` answer",
+                NUMBER),
+        Setting("SMPP_ENQUIRE_LINK_INTERVAL", 30.0,
+                "seconds between `enquire_link`s that keep the bind alive", NUMBER),
+    ),
 }
 
 

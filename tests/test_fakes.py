@@ -739,6 +739,20 @@ def test_mobile_originated_messages_arrive_as_deliver_sm(fake_smsc, smpp_session
     assert gsm.result()["resp_status"] == 0 and ucs2.result()["resp_status"] == 0
 
 
+def test_a_raw_pdu_reaches_the_esme_and_its_answer_is_logged(fake_smsc, smpp_session):
+    session = smpp_session()
+
+    with ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(fake_smsc.send_pdu, 0x00000015)
+        session.pump(sent.done)
+    session.client.send_pdu(smpplib.smpp.make_pdu("enquire_link", client=session.client))
+
+    assert session.client.read_pdu().command == "enquire_link_resp"
+    assert (sent.result()["resp_command"], sent.result()["resp_status"]) == (
+        "enquire_link_resp", 0)
+    assert [e["event"] for e in fake_smsc.events()][-2:] == ["pdu", "enquire_link"]
+
+
 def test_client_unbind_is_answered_and_logged(fake_smsc, smpp_session):
     session = smpp_session()
 

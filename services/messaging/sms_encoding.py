@@ -4,7 +4,9 @@ GSM-7 fits 160 septets in one SMS and 153 per part of a longer one; the
 extension-table characters (``€ [ ] { } ^ ~ | \\`` and form feed) take two
 septets and are never split across parts. Anything outside GSM-7 makes the
 whole body UCS-2: 70 UTF-16 units alone, 67 per part, and a surrogate pair
-(an emoji, say) is never split either.
+(an emoji, say) is never split either. The same split cuts a long body into
+the parts an SMPP provider submits, so the parts the hub counts (and bills)
+are the parts it sends.
 """
 
 from __future__ import annotations
@@ -15,11 +17,18 @@ from decimal import ROUND_HALF_UP, Decimal
 GSM7 = "GSM-7"
 UCS2 = "UCS-2"
 
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+# GSM 03.38: a character's index is its septet; 0x1B escapes to the extension table.
+GSM7_ESCAPE = 0x1B
+GSM7_BASIC_TABLE = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
-GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+GSM7_EXTENSION_TABLE = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C,
+                        "~": 0x3D, "]": 0x3E, "|": 0x40, "€": 0x65}
+GSM7_BASIC = frozenset(GSM7_BASIC_TABLE) - {chr(GSM7_ESCAPE)}
+GSM7_EXTENSION = frozenset(GSM7_EXTENSION_TABLE)
+_GSM7_SEPTETS = {char: index for index, char in enumerate(GSM7_BASIC_TABLE)}
+_GSM7_EXTENDED_CHARS = {septet: char for char, septet in GSM7_EXTENSION_TABLE.items()}
 
 SINGLE_LIMITS = {GSM7: 160, UCS2: 70}
 PART_LIMITS = {GSM7: 153, UCS2: 67}
@@ -39,14 +48,15 @@ def _units_per_char(text: str) -> tuple[str, list[int]]:
     return UCS2, [2 if ord(ch) > 0xFFFF else 1 for ch in text]
 
 
-def _count_parts(sizes: list[int], part_limit: int) -> int:
-    parts, used = 1, 0
-    for size in sizes:
+def _part_starts(sizes: list[int], part_limit: int) -> list[int]:
+    """Where each part begins (character indexes): a character never straddles two parts."""
+    starts, used = [0], 0
+    for index, size in enumerate(sizes):
         if used + size > part_limit:
-            parts += 1
+            starts.append(index)
             used = 0
         used += size
-    return parts
+    return starts
 
 
 def analyse_body(text: str) -> SmsEncoding:
@@ -58,7 +68,44 @@ def analyse_body(text: str) -> SmsEncoding:
     units = sum(sizes)
     if units <= SINGLE_LIMITS[encoding]:
         return SmsEncoding(encoding, units, 1)
-    return SmsEncoding(encoding, units, _count_parts(sizes, PART_LIMITS[encoding]))
+    return SmsEncoding(encoding, units, len(_part_starts(sizes, PART_LIMITS[encoding])))
+
+
+def split_body(text: str) -> tuple[str, list[str]]:
+    """The encoding of ``text`` and its parts: the whole text when it fits one SMS, else
+    pieces that each fit one part of a concatenated SMS (``analyse_body``'s segments)."""
+    encoding, sizes = _units_per_char(text)
+    if sum(sizes) <= SINGLE_LIMITS[encoding]:
+        return encoding, [text]
+    starts = _part_starts(sizes, PART_LIMITS[encoding])
+    ends = [*starts[1:], len(text)]
+    return encoding, [text[start:end] for start, end in zip(starts, ends, strict=True)]
+
+
+def encode_gsm7(text: str) -> bytes:
+    """GSM-7 text as unpacked septets, one per octet (SMPP ``data_coding`` 0); an
+    extension character is the escape septet then its own."""
+    septets = bytearray()
+    for char in text:
+        if char in GSM7_EXTENSION_TABLE:
+            septets += bytes((GSM7_ESCAPE, GSM7_EXTENSION_TABLE[char]))
+        else:
+            septets.append(_GSM7_SEPTETS[char])
+    return bytes(septets)
+
+
+def decode_gsm7(septets: bytes) -> str:
+    """Unpacked GSM-7 septets back to text; a septet outside the tables reads as ``?``."""
+    chars, escaped = [], False
+    for septet in septets:
+        if escaped:
+            chars.append(_GSM7_EXTENDED_CHARS.get(septet, "?"))
+            escaped = False
+        elif septet == GSM7_ESCAPE:
+            escaped = True
+        else:
+            chars.append(GSM7_BASIC_TABLE[septet] if septet < len(GSM7_BASIC_TABLE) else "?")
+    return "".join(chars)
 
 
 def segment_cost(segments: int, price_per_segment: Decimal) -> Decimal:

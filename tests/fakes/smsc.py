@@ -89,6 +89,13 @@ class FakeSmsc:
         """A mobile-originated deliver_sm; returns its log line with the ESME's resp status."""
         return self._control.post("mo", source=source, dest=dest, text=text)
 
+    def send_pdu(self, command_id: int, body: bytes = b"", *, status: int = 0,
+                 length: int | None = None) -> dict:
+        """Raw bytes as one PDU to a bound receiver (``length`` overrides the header's
+        command_length); returns its log line with the answer's command and status."""
+        return self._control.post("pdu", command_id=command_id, command_status=status,
+                                  body_hex=body.hex(), command_length=length)
+
     def unbind_all(self) -> None:
         """The SMSC unbinds every bound session now, and closes each soon after."""
         self._control.post("unbind")

@@ -14,6 +14,7 @@ from services.messaging.providers.base import (
     SubmitResult,
 )
 from services.messaging.providers.simulated import SimulatedProvider
+from services.messaging.providers.smpp import build_smpp_provider
 from services.messaging.providers.twilio import TwilioProvider, TwilioSettings
 
 __all__ = ["InboundHandler", "InboundSms", "OutgoingSms", "Outcome", "ProviderReceipt",
@@ -35,4 +36,6 @@ def build_provider(app: Flask) -> SmsProvider:
         )
     if name == "twilio":
         return TwilioProvider(TwilioSettings.from_config(config))
+    if name == "smpp":
+        return build_smpp_provider(config)
     raise RuntimeError(f"unknown SMS_PROVIDER {name!r}")

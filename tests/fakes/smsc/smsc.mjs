@@ -325,12 +325,16 @@ function onBind(session, mode, pdu) {
 
 const server = smpp.createServer((session) => {
   session.number = nextSessionNumber++;
+  session.socket.setNoDelay(true); // answers leave at once, as an SMSC tuned for throughput
   sessions.add(session);
   for (const mode of ['transceiver', 'transmitter', 'receiver']) {
     session.on(`bind_${mode}`, (pdu) => onBind(session, mode, pdu));
   }
   session.on('submit_sm', (pdu) => onSubmit(session, pdu));
-  session.on('enquire_link', (pdu) => session.send(pdu.response()));
+  session.on('enquire_link', (pdu) => {
+    record({ event: 'enquire_link', session: session.number });
+    session.send(pdu.response());
+  });
   session.on('unbind', (pdu) => {
     record({ event: 'unbind', session: session.number, by: 'esme' });
     session.bound = null;
@@ -366,6 +370,39 @@ function sendMo({ source, dest, text, system_id: systemId }) {
       event: 'mo', session: session.number, source, dest, text,
       data_coding: pdu.data_coding, resp_status: resp.command_status,
     })));
+  });
+}
+
+// Any PDU, well formed or not, as raw bytes on a receiving session: what an ESME does with
+// a PDU it cannot read. Resolves with the answer's command and status (null after 2 s).
+function sendPdu({ command_id: commandId, command_status: status, body_hex: bodyHex,
+                   command_length: commandLength, system_id: systemId }) {
+  const session = receivingSession(null, systemId ?? args['system-id']);
+  if (!session) {
+    return Promise.reject(new Error('no bound receiver to send to'));
+  }
+  if (session.sequence == 0x7FFFFFFF) {
+    session.sequence = 0;
+  }
+  const sequence = ++session.sequence;
+  const body = Buffer.from(bodyHex ?? '', 'hex');
+  const header = Buffer.alloc(16);
+  header.writeUInt32BE(commandLength ?? 16 + body.length, 0);
+  header.writeUInt32BE(commandId >>> 0, 4);
+  header.writeUInt32BE(status ?? 0, 8);
+  header.writeUInt32BE(sequence, 12);
+  return new Promise((resolve) => {
+    const done = (resp) => {
+      clearTimeout(timer);
+      delete session._callbacks[sequence];
+      resolve(record({
+        event: 'pdu', session: session.number, command_id: commandId, sequence,
+        resp_command: resp ? resp.command : null, resp_status: resp ? resp.command_status : null,
+      }));
+    };
+    const timer = setTimeout(() => done(null), 2000);
+    session._callbacks[sequence] = done;
+    session.socket.write(Buffer.concat([header, body]));
   });
 }
 
@@ -415,6 +452,7 @@ const CONTROL = {
     return { ok: true };
   },
   'POST /mo': (body) => sendMo(body),
+  'POST /pdu': (body) => sendPdu(body),
   'POST /unbind': () => {
     [...sessions].filter((session) => session.bound).forEach(smscUnbind);
     return { ok: true };

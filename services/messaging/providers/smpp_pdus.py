@@ -1,0 +1,235 @@
+"""SMPP 3.4 as the hub speaks it, without a socket of its own: frames, addresses, message
+ids, delivery receipts, inbound texts and the parts of a long one.
+
+smpplib encodes and decodes each PDU; what is here is what smpplib leaves to
+its user: where a PDU ends (``FrameReader``), how the SMSC writes addresses,
+ids (decimal or hexadecimal) and receipts (TLVs, else the text of SMPP 3.4
+appendix B), and how a body is cut into concatenated parts exactly as the hub
+counts its segments (``sms_encoding.split_body``).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from smpplib import consts
+
+from services.messaging.providers.base import InboundSms, ProviderReceipt
+from services.messaging.sms_encoding import GSM7, decode_gsm7, encode_gsm7, split_body
+
+HEADER = struct.Struct(">LLLL")
+HEADER_SIZE = HEADER.size
+MAX_PDU_LENGTH = 64 * 1024  # SMPP 3.4 PDUs are far smaller; anything longer is a lost frame
+RESPONSE_BIT = 0x80000000
+DELIVER_SM = 0x00000005
+
+# esm_class bits 2-5 (SMPP 3.4, 5.2.12): the message type; bit 6: a UDH leads the text.
+ESM_CLASS_TYPE_BITS = 0x3C
+ESM_CLASS_RECEIPT = 0x04
+ESM_CLASS_INTERMEDIATE = 0x20
+ESM_CLASS_UDHI = 0x40
+GSM7_DATA_CODING, IA5_DATA_CODING, UCS2_DATA_CODING = 0x00, 0x01, 0x08
+REGISTERED_DELIVERY_RECEIPT = 0x01
+
+THROTTLED_STATUSES = frozenset({consts.SMPP_ESME_RTHROTTLED, consts.SMPP_ESME_RMSGQFUL})
+# Refusals the SMSC calls temporary: FAILED, but queued again by an explicit retry.
+RETRYABLE_STATUSES = frozenset({consts.SMPP_ESME_RSYSERR, consts.SMPP_ESME_RSUBMITFAIL})
+REJECTION_CODES = {consts.SMPP_ESME_RINVDSTADR: "invalid_number",
+                   consts.SMPP_ESME_RINVSRCADR: "invalid_sender"}
+
+# message_state (SMPP 3.4, 5.3.2.35) as the receipt text's stat: word.
+MESSAGE_STATE_WORDS = {1: "ENROUTE", 2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIV",
+                       6: "ACCEPTD", 7: "UNKNOWN", 8: "REJECTD"}
+# Long forms some SMSCs write in the text, as the usual seven letters.
+STAT_ALIASES = {"DELIVERED": "DELIVRD", "UNDELIVERABLE": "UNDELIV", "REJECTED": "REJECTD",
+                "ACCEPTED": "ACCEPTD"}
+# The recipient status each stat word leads to; None changes nothing.
+STAT_STATUSES: dict[str, str | None] = {
+    "DELIVRD": "DELIVERED", "UNDELIV": "FAILED", "REJECTD": "FAILED", "DELETED": "FAILED",
+    "EXPIRED": "FAILED", "ACCEPTD": None, "ENROUTE": None, "UNKNOWN": "UNKNOWN"}
+
+RECEIPT_FIELD = re.compile(r"\b(id|sub|dlvrd|stat|err):(\S*)", re.IGNORECASE)
+RECEIPT_TEXT_FIELD = re.compile(r"\btext:", re.IGNORECASE)
+HEX_ID = re.compile(r"[0-9a-f]+", re.IGNORECASE)
+HEX_LETTER = re.compile(r"[a-f]", re.IGNORECASE)
+
+ALPHANUMERIC_SENDER_MAX = 11
+
+TON_UNKNOWN, TON_INTERNATIONAL, TON_ALPHANUMERIC = 0, 1, 5
+NPI_UNKNOWN, NPI_ISDN = 0, 1
+
+
+class LinkLost(Exception):
+    """The bind can no longer be used: closed, reset, unbound, silent, or refused."""
+
+
+# Addresses, ids and receipts: pure rules ----------------------------------------------------
+
+def source_address(addr: str, ton: int | None = None, npi: int | None = None
+                   ) -> tuple[str, int, int]:
+    """The sender as SMPP writes it: ``(address, TON, NPI)``.
+
+    ``+`` and digits is an international number (TON 1, NPI 1, without the
+    ``+``); bare digits are left to the SMSC (TON 0, NPI 1: a short code or a
+    national number); anything else is an alphanumeric sender ID (TON 5, NPI
+    0), at most 11 characters as GSM allows. ``ton``/``npi`` override.
+    """
+    if not addr:
+        raise ValueError("SMPP_SOURCE_ADDR must be set: the sender's number or sender ID")
+    if addr.startswith("+") and addr[1:].isdigit():
+        derived = (addr[1:], TON_INTERNATIONAL, NPI_ISDN)
+    elif addr.isdigit():
+        derived = (addr, TON_UNKNOWN, NPI_ISDN)
+    elif not addr.startswith("+") and len(addr) <= ALPHANUMERIC_SENDER_MAX:
+        derived = (addr, TON_ALPHANUMERIC, NPI_UNKNOWN)
+    else:
+        raise ValueError(f"SMPP_SOURCE_ADDR {addr!r} is neither a number nor an alphanumeric "
+                         f"sender ID of at most {ALPHANUMERIC_SENDER_MAX} characters")
+    return (derived[0], derived[1] if ton is None else ton, derived[2] if npi is None else npi)
+
+
+def destination_address(phone: str) -> tuple[str, int, int]:
+    """An E.164 number as an international SMPP address: digits, TON 1, NPI 1."""
+    return phone.removeprefix("+"), TON_INTERNATIONAL, NPI_ISDN
+
+
+def handset_address(addr: bytes | None, ton: int | None) -> str:
+    """A handset's address from a ``deliver_sm``, in E.164 when it is international."""
+    text = (addr or b"").decode("ascii", "replace")
+    if ton == TON_INTERNATIONAL and text.isdigit():
+        return "+" + text
+    return text
+
+
+class IdBase:
+    """Reads one kind of SMSC message id (``submit_sm_resp``'s, or the receipt text's) into
+    the hub's form, so that a receipt matches its submit whichever base each writes.
+
+    Numeric ids are kept in decimal without leading zeros; an id with a letter
+    ``a``-``f`` is hexadecimal, and once one such id has been seen, every id of
+    the same kind is read as hexadecimal. Other ids are kept as written.
+    """
+
+    def __init__(self) -> None:
+        self.hexadecimal = False
+
+    def read(self, raw: str) -> str:
+        text = raw.strip()
+        if not HEX_ID.fullmatch(text):
+            return text
+        if HEX_LETTER.search(text):
+            self.hexadecimal = True
+        if self.hexadecimal:
+            return str(int(text, 16))
+        return str(int(text))
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptText:
+    """The fields of a receipt's text that the hub uses; ``None`` where absent."""
+
+    message_id: str | None
+    stat: str | None
+    err: str | None
+
+
+def parse_receipt_text(text: str) -> ReceiptText:
+    """``id:… sub:… dlvrd:… submit date:… done date:… stat:… err:… text:…`` (SMPP 3.4
+    appendix B), any letter case; the free ``text:`` at the end is never read for fields."""
+    head = RECEIPT_TEXT_FIELD.split(text, maxsplit=1)[0]
+    fields = {name.lower(): value for name, value in RECEIPT_FIELD.findall(head) if value}
+    stat = fields.get("stat", "").upper() or None
+    return ReceiptText(fields.get("id"), STAT_ALIASES.get(stat, stat), fields.get("err"))
+
+
+def receipt_from_pdu(pdu: Any, *, resp_ids: IdBase, text_ids: IdBase) -> ProviderReceipt | None:
+    """The receipt a ``deliver_sm`` carries: the ``receipted_message_id`` and
+    ``message_state`` TLVs first, the text for what they leave out; ``None`` when it
+    names no message."""
+    text = parse_receipt_text((pdu.short_message or b"").decode("latin-1"))
+    if pdu.receipted_message_id:
+        message_id = resp_ids.read(pdu.receipted_message_id.decode("latin-1"))
+    elif text.message_id:
+        message_id = text_ids.read(text.message_id)
+    else:
+        return None
+    stat = MESSAGE_STATE_WORDS.get(pdu.message_state) or text.stat
+    if stat is None:
+        return None
+    err = text.err if text.err and text.err.strip("0") else None
+    return ProviderReceipt(provider_message_id=message_id, status=STAT_STATUSES.get(stat),
+                           provider_status=stat, provider_error_code=err)
+
+
+def decode_short_message(payload: bytes, data_coding: int) -> str:
+    """A mobile-originated text: GSM-7 (0), IA5 (1), Latin-1 (3), UCS-2 (8)."""
+    if data_coding == GSM7_DATA_CODING:
+        return decode_gsm7(payload)
+    if data_coding == UCS2_DATA_CODING:
+        return payload.decode("utf-16-be", "replace")
+    if data_coding == IA5_DATA_CODING:
+        return payload.decode("ascii", "replace")
+    return payload.decode("latin-1")
+
+
+def inbound_from_pdu(pdu: Any) -> InboundSms:
+    """A person's message from a ``deliver_sm`` without the receipt bit (its UDH dropped)."""
+    payload = pdu.message_payload or pdu.short_message or b""
+    if pdu.esm_class & ESM_CLASS_UDHI and payload:
+        payload = payload[1 + payload[0]:]
+    return InboundSms(sender=handset_address(pdu.source_addr, pdu.source_addr_ton),
+                      to=handset_address(pdu.destination_addr, pdu.dest_addr_ton),
+                      body=decode_short_message(payload, pdu.data_coding),
+                      received_at=datetime.now(UTC))
+
+
+def hex_status(status: int) -> str:
+    """An SMPP command status as the hub keeps it: ``0x58``."""
+    return f"0x{status:02x}"
+
+
+def split_into_parts(body: str, reference: int) -> tuple[int, int, list[bytes]]:
+    """``(data_coding, esm_class, short_messages)`` for ``body``: one message, or the parts
+    of a concatenated one, each led by an 8-bit-reference UDH (IEI 0x00)."""
+    encoding, texts = split_body(body)
+    if encoding == GSM7:
+        data_coding, encoded = GSM7_DATA_CODING, [encode_gsm7(text) for text in texts]
+    else:
+        data_coding, encoded = UCS2_DATA_CODING, [text.encode("utf-16-be") for text in texts]
+    if len(encoded) == 1:
+        return data_coding, 0, encoded
+    total = len(encoded)
+    return data_coding, ESM_CLASS_UDHI, [
+        bytes((5, 0x00, 3, reference % 256, total, number)) + chunk
+        for number, chunk in enumerate(encoded, start=1)]
+
+
+class FrameReader:
+    """Whole PDUs from a socket, length first: a body smpplib cannot parse never puts the
+    stream out of step. One ``recv`` often brings several PDUs; they wait in ``inbox``."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.inbox = bytearray()
+
+    def receive_exactly(self, size: int) -> bytes:
+        while len(self.inbox) < size:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise LinkLost("the SMSC closed the connection")
+            self.inbox += chunk
+        data = bytes(self.inbox[:size])
+        del self.inbox[:size]
+        return data
+
+    def read(self) -> tuple[int, int, int, bytes]:
+        """``(command_id, command_status, sequence_number, the whole PDU)``."""
+        head = self.receive_exactly(HEADER_SIZE)
+        length, command_id, status, sequence = HEADER.unpack(head)
+        if not HEADER_SIZE <= length <= MAX_PDU_LENGTH:
+            raise LinkLost(f"a PDU of {length} bytes: the stream is out of step")
+        return command_id, status, sequence, head + self.receive_exactly(length - HEADER_SIZE)
