@@ -155,18 +155,20 @@ def _register_blueprints(app: Flask) -> None:
     from blueprints.errors import register_error_handlers
     from blueprints.headers import register_security_headers
     from blueprints.health import health_bp
+    from blueprints.inbound import inbound_bp
     from blueprints.messages import messages_bp
     from blueprints.notifications import notifications_bp
     from blueprints.openapi import openapi_bp
     from blueprints.pages import pages_bp
     from blueprints.quotas import quotas_bp
     from blueprints.socket_api import socket_api_bp
+    from blueprints.suppressions import suppressions_bp
     from blueprints.webhooks import webhooks_bp
 
     app.url_map.converters.update(ID_CONVERTERS)
     for blueprint in (auth_bp, socket_api_bp, notifications_bp, messages_bp, webhooks_bp,
                       analytics_bp, pages_bp, health_bp, openapi_bp, cli_bp,
-                      notify_cli_bp, quotas_bp):
+                      notify_cli_bp, quotas_bp, inbound_bp, suppressions_bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     register_security_headers(app)

@@ -259,6 +259,12 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 testing=Fixed("testing-webhook-secret"),
                 documented="development: a random key kept in `instance/`; testing: a fixed "
                            "key; production: required"),
+        Setting("PHONE_HASH_KEY", lambda earlier: earlier["JWT_SECRET_KEY"],
+                "HMAC key of the hash that replaces an erased phone number and by which the "
+                "suppression list finds numbers; keep it stable: a new key makes every "
+                "existing suppression entry unmatched", SECRET,
+                testing=Fixed("testing-phone-hash-key"),
+                documented="`JWT_SECRET_KEY`"),
         Setting("METRICS_TOKEN", "",
                 "bearer token for `/metrics`; production serves `/metrics` only with it, "
                 "development without it to loopback clients", SECRET),
@@ -383,6 +389,14 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 "whether the simulated provider recognises a recipient submitted again (so "
                 "sends are exactly once); `false` makes it forget, like a real provider",
                 FLAG),
+        Setting("SIMULATED_SMS_FROM", "+15005550006",
+                "the number the simulated provider sends from: the sender its suppression "
+                "entries and injected inbound messages name"),
+        Setting("SMS_HELP_TEXT", "Reply STOP to unsubscribe.",
+                "the reply to an inbound HELP or INFO"),
+        Setting("SMS_OPT_OUT_REPLY", "",
+                "the one confirmation an inbound STOP gets; empty: none (many providers "
+                "confirm opt-outs themselves)"),
         Setting("DISPATCH_BATCH_SIZE", 200, "recipients a node claims at once", INTEGER),
         Setting("DISPATCH_CONCURRENCY", 50, "sends in flight per node", INTEGER),
         Setting("DISPATCH_POLL_INTERVAL", 0.5,
@@ -524,6 +538,8 @@ class DevelopmentConfig(Config):
             )
         if not cls.WEBHOOK_SECRET:
             cls.WEBHOOK_SECRET = _development_secret("webhook")
+        if not cls.PHONE_HASH_KEY:
+            cls.PHONE_HASH_KEY = cls.JWT_SECRET_KEY
 
 
 class TestingConfig(Config):

@@ -21,7 +21,7 @@ from blueprints.socket_events import EVENT_PAYLOADS, OPTIONAL
 from schemas import events
 from schemas.documentation import TITLE, VERSION, example_of, example_of_field, json_schema_spec
 from schemas.notifications import NotificationQuerySchema
-from schemas.responses import NotificationSchema
+from schemas.responses import InboundMessageSchema, NotificationSchema
 
 CHANNEL = "socket"
 FAILURE = "ack_failure"
@@ -94,6 +94,9 @@ SERVER_EVENTS = [
                 "its trackers)", events.MessageUpdateSchema),
     ServerEvent("recipient_update", "A recipient's status changed (to the message's trackers)",
                 events.RecipientUpdateSchema),
+    ServerEvent("inbound_message", "A person texted one of the hub's numbers (to admins and "
+                "to the owner of the latest message sent to that number)",
+                InboundMessageSchema),
     ServerEvent("notification", "A new notification (a broadcast carries unreadCount: null)",
                 NotificationSchema),
     ServerEvent("notification_read", "Notifications were marked read on another connection",

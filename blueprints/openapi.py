@@ -19,7 +19,7 @@ from marshmallow import Schema
 
 from blueprints.asyncapi import build_asyncapi
 from blueprints.common import token_advice
-from schemas import auth, messages, notifications, quotas, responses, twilio
+from schemas import auth, inbound, messages, notifications, quotas, responses, twilio
 from schemas.common import MAX_ID, MAX_USER_ID
 from schemas.documentation import TITLE, VERSION, example_of, json_schema_spec
 from services.auth import ACCESS_ONLY
@@ -68,6 +68,7 @@ class Route:
     form: type[Schema] | None = None
     query: type[Schema] | None = None
     path_ids: tuple[str, ...] = ()
+    path_phone: bool = False  # ``{phone}`` in the path: an E.164 number
     errors: dict[str, str] = field(default_factory=dict)
     access: str = "bearer"  # "bearer", "admin", "public", "refresh"
     description: str = ""
@@ -181,6 +182,36 @@ ROUTES = [
            twilio.TwilioStatusCallbackSchema, twilio.TwilioStatusQuerySchema),
           ("inbound", "SMS sent to the hub's Twilio number", twilio.TwilioInboundSchema,
            None))),
+    Route(path="/api/inbound", method="get",
+          summary="Inbound messages, newest first: an admin's all, a user's those shown to them",
+          query=inbound.InboundListQuerySchema, answer=responses.InboundPageSchema,
+          description="A user sees the replies from numbers their latest message to that "
+                      "number went to; each also arrives live as `inbound_message`."),
+    Route(path="/api/simulator/inbound", method="post",
+          summary="Inject an inbound message, as a provider would hand it over",
+          body=inbound.SimulatedInboundSchema, answer=responses.InboundMessageSchema,
+          status="201", access="admin",
+          description="Only with `SMS_PROVIDER=simulated`: runs the whole inbound path "
+                      "(storage, keywords, suppression, replies, `inbound_message`).",
+          errors={"404": "Not the simulated provider"}),
+    Route(path="/api/suppressions", method="get", summary="The suppression list, newest first",
+          query=inbound.SuppressionListQuerySchema, answer=responses.SuppressionPageSchema,
+          access="admin"),
+    Route(path="/api/suppressions", method="post", summary="Never send to a number",
+          body=inbound.SuppressionCreateSchema, answer=responses.SuppressionSchema,
+          status="201", access="admin",
+          description="`sender` defaults to `*` (every sender), `reason` to `manual`; an "
+                      "entry already there for the number and sender is kept and returned."),
+    Route(path="/api/suppressions/{phone}", method="delete",
+          summary="Remove a number's entry for a sender, or all its entries",
+          path_phone=True, query=inbound.SuppressionDeleteQuerySchema,
+          answer=responses.RemovedSchema, access="admin"),
+    Route(path="/api/phones/{phone}", method="delete",
+          summary="Erase a person's number everywhere",
+          path_phone=True, answer=responses.ErasureSchema, access="admin",
+          description="Recipients and inbound messages keep their statuses and counts; the "
+                      "number becomes `erased:<hash>` and inbound texts are cleared; an "
+                      "opt-out stays (reason `erased`), so the number is still never sent to."),
     Route(path="/api/analytics/dashboard", method="get", summary="The caller's dashboard_stats",
           answer=responses.DashboardStatsSchema),
     Route(path="/api/analytics/messages", method="get", summary="The caller's message_stats",
@@ -247,6 +278,11 @@ def _error(status: str, text: str, example: tuple[str, str] | None = None) -> di
                                                     "example": body}}}
 
 
+PATH_PHONE = {"in": "path", "name": "phone", "required": True,
+              "schema": {"type": "string", "minLength": 1, "maxLength": 32},
+              "description": "E.164, `+` written `%2B`", "example": "+15551234567"}
+
+
 def _path_id(name: str) -> dict[str, Any]:
     maximum = MAX_USER_ID if name == "userId" else MAX_ID
     return {"in": "path", "name": name, "required": True,
@@ -278,6 +314,8 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.description:
         operation["description"] = route.description
     parameters = [*map(_path_id, route.path_ids), *route.headers]
+    if route.path_phone:
+        parameters.insert(0, PATH_PHONE)
     if route.query is not None:
         parameters.append({"in": "query", "schema": route.query})
     if parameters:

@@ -3,6 +3,7 @@
 from models.analytics import AnalyticsMark, MessageDailyTotal
 from models.connection import Connection, Node
 from models.idempotency import IdempotencyRecord
+from models.inbound import InboundMessage, Suppression
 from models.message import Message, Recipient, RecipientPart
 from models.notification import Notification, NotificationRead
 from models.quota import UserQuota
@@ -13,6 +14,7 @@ __all__ = [
     "AnalyticsMark",
     "Connection",
     "IdempotencyRecord",
+    "InboundMessage",
     "Message",
     "MessageDailyTotal",
     "Node",
@@ -21,6 +23,7 @@ __all__ = [
     "Recipient",
     "RecipientPart",
     "RevokedToken",
+    "Suppression",
     "User",
     "UserQuota",
 ]

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from extensions import db
 from models.base import BigIntId, UTCDateTime, utcnow
+from models.inbound import PHONE_COLUMN_LENGTH
 
 
 class MessageStatus(StrEnum):
@@ -100,7 +101,7 @@ class Recipient(db.Model):
     message_id: Mapped[int] = mapped_column(
         BigIntId, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False
     )
-    phone: Mapped[str] = mapped_column(String(16), nullable=False)
+    phone: Mapped[str] = mapped_column(String(PHONE_COLUMN_LENGTH), nullable=False)
     status: Mapped[str] = mapped_column(String(10), nullable=False, default=RecipientStatus.PENDING)
     provider_message_id: Mapped[str | None] = mapped_column(String(64))
     error_code: Mapped[str | None] = mapped_column(String(64))
@@ -130,6 +131,8 @@ class Recipient(db.Model):
         Index("ix_recipients_message_id_id", "message_id", "id"),
         Index("uq_recipients_message_id_phone", "message_id", "phone", unique=True),
         Index("uq_recipients_provider_message_id", "provider_message_id", unique=True),
+        # Who last sent to a number (inbound routing) and erasure find its rows.
+        Index("ix_recipients_phone_id", "phone", "id"),
         # Only the rows still to send are in the dispatcher's index.
         Index(
             "ix_recipients_queue",

@@ -220,6 +220,8 @@ class DashboardFiguresSchema(Schema):
     costMonth = fields.Float(required=True, metadata={"example": 12.3})
     costTotal = fields.Float(required=True, metadata={"example": 30.0})
     inFlight = fields.Integer(required=True, metadata={"example": 1})
+    inboundToday = fields.Integer(required=True, metadata={"example": 2})
+    inboundTotal = fields.Integer(required=True, metadata={"example": 14})
 
 
 class DashboardStatsSchema(DashboardFiguresSchema):
@@ -333,3 +335,51 @@ class QuotaSchema(Schema):
     usedToday = fields.Integer(required=True, metadata={"example": 120})
     remainingToday = fields.Integer(required=True, metadata={"example": 9880})
     renewsAt = fields.String(required=True, metadata={"example": "2026-05-02T00:00:00.000Z"})
+
+
+class InboundMessageSchema(Schema):
+    id = fields.String(required=True, metadata={"example": "7"})
+    sender = fields.String(required=True, data_key="from", metadata={
+        "description": "E.164; as the provider wrote it when fromValid is false; "
+                       "erased:<hash> once erased", "example": "+15551234567"})
+    fromValid = fields.Boolean(required=True, metadata={
+        "description": "false when the sender's number does not parse", "example": True})
+    to = fields.String(required=True, metadata={"example": "+15005550006"})
+    body = fields.String(required=True, allow_none=True, metadata={
+        "description": "null once the sender was erased", "example": "STOP"})
+    receivedAt = fields.String(required=True, metadata={"example": WHEN})
+    keyword = fields.String(metadata={**_enum(("STOP", "START", "HELP"), "STOP"),
+                                      "description": "Only when the whole message is one"})
+
+
+class InboundPageSchema(Schema):
+    inbound = fields.List(fields.Nested(InboundMessageSchema), required=True)
+    nextCursor = fields.String(allow_none=True, metadata={
+        "description": "``before`` of the next page; null on the last", "example": None})
+
+
+class SuppressionSchema(Schema):
+    phone = fields.String(required=True, metadata={
+        "description": "E.164, or erased:<hash> once erased", "example": "+15551234567"})
+    sender = fields.String(required=True, metadata={"example": "*"})
+    reason = fields.String(required=True, metadata=_enum(
+        ("keyword", "provider", "manual", "erased"), "manual"))
+    createdAt = fields.String(required=True, metadata={"example": WHEN})
+
+
+class SuppressionPageSchema(Schema):
+    suppressions = fields.List(fields.Nested(SuppressionSchema), required=True)
+    nextCursor = fields.String(allow_none=True, metadata={
+        "description": "``before`` of the next page; null on the last", "example": None})
+
+
+class RemovedSchema(Schema):
+    removed = fields.Integer(required=True, metadata={"example": 1})
+
+
+class ErasureSchema(Schema):
+    phone = fields.String(required=True, metadata={
+        "description": "What replaced the number", "example": "erased:" + "3f" * 32})
+    recipients = fields.Integer(required=True, metadata={"example": 3})
+    inbound = fields.Integer(required=True, metadata={"example": 1})
+    suppressions = fields.Integer(required=True, metadata={"example": 1})

@@ -8,7 +8,7 @@ from tests.support import eventually
 
 KEYS = {"messagesToday", "messagesTotal", "recipientsToday", "recipientsTotal", "sent",
         "delivered", "failed", "deliveryRate", "costToday", "costMonth", "costTotal",
-        "inFlight", "unreadNotifications"}
+        "inFlight", "inboundToday", "inboundTotal", "unreadNotifications"}
 
 
 def _latest(client, kind):

@@ -128,7 +128,8 @@ def test_every_route_answers_its_example_as_documented(sqlite_hub, openapi):
                         json={"title": "t", "message": "m"})
     notification = sqlite_hub.api.get("/api/notifications", admin.token).json()
     path_ids = {"userId": admin.id, "messageId": sent["id"],
-                "notificationId": notification["notifications"][0]["id"]}
+                "notificationId": notification["notifications"][0]["id"],
+                "phone": "%2B15551234567"}
     # What a reader types instead of an example that is a placeholder or must be unique.
     bodies = {"/api/auth/register": {"email": f"docs-{user.id}@example.com",
                                      "password": "correct horse battery"},
@@ -243,6 +244,10 @@ def test_what_travels_on_the_socket_fits_the_asyncapi_document(sqlite_hub, async
         wire.event(watcher, "message_update", lambda m: m["status"] != "SENDING")
         wire.event(watcher, "recipient_update", lambda r: "errorCode" in r)
         wire.ack(watcher, "untrack_message", message_id)
+        injected = api.post("/api/simulator/inbound", admin.token,
+                            json={"from": "+15551234567", "body": "HELP"})
+        assert injected.status_code == 201, injected.text
+        wire.event(watcher, "inbound_message")
 
         notified = api.post(f"/api/socket/notify/{user.id}", admin.token,
                             json={"title": "docs", "message": "check", "data": {"a": 1}})

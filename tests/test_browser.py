@@ -129,6 +129,46 @@ def test_dashboard_charts_update_after_a_message_completes(page, sqlite_hub, sql
     page.screenshot(path=str(OUTPUT_DIR / "dashboard.png"), full_page=True)
 
 
+def test_test_socket_page_shows_inbound_messages_as_they_arrive(page, sqlite_hub, sqlite_admin):
+    page.goto("/testSocket")
+    _sign_in(page, sqlite_admin)
+    page.click("#connect-btn")
+    page.wait_for_selector("#conn-state[data-state='connected']")
+    page.fill("#inbound-from", "+15557770001")
+    page.fill("#inbound-body", " help ")
+    page.click("#inject-inbound-btn")
+    row = page.wait_for_selector("#inbound-table tbody tr[data-keyword='HELP']")
+    assert "+15557770001" in row.inner_text()
+    page.fill("#inbound-from", "<b>not a number</b>")
+    page.fill("#inbound-body", "<img src=x onerror=alert(1)>")
+    page.click("#inject-inbound-btn")
+    row = page.wait_for_selector("#inbound-table tbody tr:has-text('unparseable')")
+    assert "<img src=x onerror=alert(1)>" in row.inner_text()
+    assert page.inner_text("#inbound-badge") == "2"
+    page.screenshot(path=str(OUTPUT_DIR / "testSocket-inbound.png"), full_page=True)
+
+
+def test_dashboard_counts_the_replies_its_user_receives(page, sqlite_hub, sqlite_user,
+                                                       sqlite_admin):
+    phone = "+15557770002"
+    sent = sqlite_hub.api.post("/api/messages", sqlite_user.token,
+                               json={"body": "dashboard", "recipients": [phone]})
+    message_id = sent.json()["id"]
+    eventually(lambda: sqlite_hub.api.get(f"/api/messages/{message_id}", sqlite_user.token)
+               .json()["status"] == "SENT", timeout=10)
+    page.goto("/dashboard")
+    _sign_in(page, sqlite_user)
+    page.wait_for_selector("#conn-state[data-state='connected']")
+    page.wait_for_function("() => document.getElementById('stat-inbound').textContent "
+                           "!== '–'")
+    before = int(page.inner_text("#stat-inbound").split()[0])
+    injected = sqlite_hub.api.post("/api/simulator/inbound", sqlite_admin.token,
+                                   json={"from": phone, "body": "Running late"})
+    assert injected.status_code == 201, injected.text
+    eventually(lambda: int(page.inner_text("#stat-inbound").split()[0]) == before + 1,
+               timeout=10)
+
+
 @pytest.mark.parametrize("path", ["/testSocket", "/dashboard", "/api/docs", "/api/openapi.json",
                                   "/static/js/hub_client.js", "/api/socket/online-count"])
 def test_every_answer_carries_the_security_headers(sqlite_hub, path):

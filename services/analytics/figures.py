@@ -4,7 +4,8 @@ Figures (README "Analytics figures" documents each):
 
 - ``dashboard_stats``: messages and recipients today and in total, sent,
   delivered, failed, delivery rate, cost today / this month / in total,
-  messages in flight, unread notifications;
+  messages in flight, inbound messages today and in total, unread
+  notifications;
 - ``message_stats``: messages and recipients by status, and sent / delivered /
   failed per hour over the last 24 hours;
 - ``usage_stats``: segments and cost per day over the last 30 days;
@@ -29,7 +30,7 @@ from typing import Any
 from sqlalchemy import case, func, or_, select, true
 
 from extensions import db
-from models import Message, Recipient
+from models import InboundMessage, Message, Recipient
 from models import MessageDailyTotal as Totals
 from models.message import MessageStatus, RecipientStatus
 from services import notifications
@@ -138,10 +139,25 @@ def _totals(user_ids: Owners, clock: _Clock) -> dict[int | None, tuple]:
     return {key: rows.get(key, [(0,) * 16])[0] for key in _keys(user_ids)}
 
 
+def _inbound_counts(user_ids: Owners, clock: _Clock) -> dict[int | None, tuple[int, int]]:
+    """Inbound messages shown to each owner (everyone's with ``None``): in total, today.
+
+    Walks the ``(user_id, id)`` index; inbound traffic is replies, a small
+    fraction of what is sent.
+    """
+    owner, scope = _grouping(user_ids, InboundMessage.user_id)
+    rows = _by_owner(user_ids, db.session.execute(select(
+        *owner, func.count(),
+        func.coalesce(func.sum(case((InboundMessage.received_at >= clock.today, 1), else_=0)), 0),
+    ).where(scope).group_by(*owner)))
+    return {key: rows.get(key, [(0, 0)])[0] for key in _keys(user_ids)}
+
+
 def _dashboards(user_ids: Owners, clock: _Clock,
                 totals: dict[int | None, tuple]) -> dict[int | None, dict[str, Any]]:
     """The headline figures of each user, or of everyone with ``None``."""
     unread = notifications.unread_counts(user_ids) if user_ids is not None else {}
+    inbound = _inbound_counts(user_ids, clock)
     result = {}
     for key in _keys(user_ids):
         (total, today_count, recipients, recipients_today, sent, delivered, failed,
@@ -159,6 +175,8 @@ def _dashboards(user_ids: Owners, clock: _Clock,
             "costMonth": _money(cost_month),
             "costTotal": _money(cost),
             "inFlight": int(in_flight),
+            "inboundToday": int(inbound[key][1]),
+            "inboundTotal": int(inbound[key][0]),
         }
         if key is not None:
             figures["unreadNotifications"] = unread.get(key, 0)

@@ -27,9 +27,10 @@ from flask import Flask
 from gevent.event import AsyncResult, Event
 
 from extensions import db
-from services.messaging import announcements, inbound, queue
+from services.messaging import announcements, queue, suppressions
 from services.messaging.pace import Pace, pace_for
 from services.messaging.providers import (
+    InboundHandler,
     Outcome,
     OutgoingSms,
     ProviderReceipt,
@@ -51,6 +52,15 @@ PACED_CLAIM_SHARE = 0.25
 _dispatcher: Dispatcher | None = None
 
 
+def send_reply(phone: str, *, body: str, reply_id: int) -> SubmitResult | None:
+    """A keyword's reply through this node's provider, outside the queue and the suppression
+    list; ``None`` without a dispatcher. ``reply_id`` is negative (no recipient has it), so
+    the simulator's deduplication by recipient id keeps replies apart from recipients."""
+    if _dispatcher is None:
+        return None
+    return _dispatcher.provider.submit(OutgoingSms(reply_id, phone, body))
+
+
 def wake_dispatcher() -> None:
     """New work was committed: let this node's dispatcher claim it now, not at its next poll."""
     if _dispatcher is not None:
@@ -60,9 +70,10 @@ def wake_dispatcher() -> None:
 class Dispatcher:
     """This node's sender: claims, sends concurrently, records; plus receipts and updates."""
 
-    def __init__(self, app: Flask, node_id: str) -> None:
+    def __init__(self, app: Flask, node_id: str, *, on_inbound: InboundHandler) -> None:
         self.app = app
         self.node_id = node_id
+        self.on_inbound = on_inbound
         self.wake = Event()
         self.running = False
         config = app.config
@@ -74,6 +85,7 @@ class Dispatcher:
         self._receipts_ready = Event()
         self._early_since: dict[str, float] = {}
         self.provider: SmsProvider = build_provider(app)
+        self.sender = suppressions.normalise_sender(self.provider.sender)
         self.concurrency = min(self.concurrency, self.provider.max_in_flight)
         self.exactly_once = self.provider.exactly_once
         self.pace: Pace | None = pace_for(app, self.provider.sender)
@@ -95,7 +107,7 @@ class Dispatcher:
         if self.app.config["ENV_NAME"] == "production" and self.provider.name == "simulated":
             log.warning("SMS_PROVIDER is simulated: no SMS leaves this hub; set SMS_PROVIDER "
                         "to twilio or smpp to send (docs/providers.md)")
-        self.provider.start(self._queue_receipt, inbound.receive_inbound)
+        self.provider.start(self._queue_receipt, self.on_inbound)
         loops = [self._dispatch_loop, self._receipt_loop, self._update_loop, self._sweep_loop]
         if self.marks is not None:
             loops.append(self.marks.loop)
@@ -137,13 +149,16 @@ class Dispatcher:
                 self.wake.clear()
                 continue
             bodies = queue.message_bodies({row.message_id for row in claimed})
+            gate = suppressions.SendGate((row.phone for row in claimed), sender=self.sender,
+                                         engine=db.engine)
             db.session.close()
             announcements.claimed(claimed)
-            queue.record_outcomes(self.node_id, self._submit_all(claimed, bodies))
+            queue.record_outcomes(self.node_id, self._submit_all(claimed, bodies, gate),
+                                  sender=self.sender)
             db.session.close()
 
-    def _submit_all(self, claimed: list[Any], bodies: dict[int, str]
-                    ) -> list[tuple[Any, SubmitResult]]:
+    def _submit_all(self, claimed: list[Any], bodies: dict[int, str],
+                    gate: suppressions.SendGate) -> list[tuple[Any, SubmitResult]]:
         """Submit a batch with at most ``concurrency`` submissions in flight.
 
         A fixed set of workers takes the rows in turn, rather than a greenlet
@@ -155,7 +170,7 @@ class Dispatcher:
 
         def work() -> None:
             for row in rows:
-                result = self._submit(row, bodies[row.message_id])
+                result = self._submit(row, bodies[row.message_id], gate)
                 if result is not None:
                     outcomes.append((row, result))
 
@@ -163,10 +178,13 @@ class Dispatcher:
                        raise_error=True)
         return outcomes
 
-    def _submit(self, row: Any, body: str) -> SubmitResult | None:
-        """Wait for the pace, mark, submit; ``None`` when it must not be submitted here."""
+    def _submit(self, row: Any, body: str, gate: suppressions.SendGate) -> SubmitResult | None:
+        """Wait for the pace, ask the suppression list, mark, submit; ``None`` when it must
+        not be submitted here. The list is asked after the pace, right before the call."""
         if self.pace is not None:
             self.pace.wait()
+        if gate.blocks(row.phone):
+            return suppressions.ON_LIST
         if self.marks is not None and not self.marks.mark(row.id):
             return None
         try:

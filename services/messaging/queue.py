@@ -36,6 +36,7 @@ from services.messaging import announcements
 from services.messaging.json_rows import json_rows
 from services.messaging.providers import Outcome, ProviderReceipt, SubmitResult
 from services.messaging.sms_encoding import segment_cost
+from services.messaging.suppressions import ANY_SENDER, ON_LIST, SuppressionReason, add_opt_outs
 from services.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -230,13 +231,14 @@ class _Totals:
 
 
 def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
-                    now: datetime | None = None) -> list[int]:
+                    now: datetime | None = None, *, sender: str = ANY_SENDER) -> list[int]:
     """Store a batch of submission outcomes; returns the ids of messages that just completed.
 
     Only rows still ``SENDING`` under this node's claim move, so a claim that went
     stale and was taken over elsewhere is never counted twice. The whole batch is
     one ``UPDATE ... FROM`` its results, and ``RETURNING`` says which rows moved;
-    throttled ones go back to the queue until their ``not_before``.
+    throttled ones go back to the queue until their ``not_before``. A number the
+    provider reports opted out joins the suppression list for ``sender``.
     """
     if not outcomes:
         return []
@@ -283,6 +285,10 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
             .returning(*_EVENT_COLUMNS)
         ).all()
         _store_parts([row.id for row in recorded if row.id in part_ids], part_ids)
+        suppressed = {row.id for row in recorded if row.status == RecipientStatus.SUPPRESSED}
+        add_opt_outs([row.phone for row, result in outcomes
+                      if row.id in suppressed and result != ON_LIST],
+                     sender=sender, reason=SuppressionReason.PROVIDER)
     requeued = _requeue_throttled(node_id, throttled, now)
     completed = _settle_into_messages(recorded, now)
     for status, count in Counter(row.status for row in recorded).items():

@@ -22,7 +22,7 @@ from flask import Flask
 from extensions import db, socketio
 from services import auth, idempotency
 from services.analytics.publisher import publisher
-from services.messaging import messages, queue
+from services.messaging import inbound, messages, queue
 from services.messaging.dispatcher import Dispatcher
 from services.node import heartbeats
 from services.node.deployment import SharedChannel
@@ -56,7 +56,7 @@ class NodeRuntime:
         self._stopping = threading.Lock()
         self._revocations_checked = datetime.now(UTC)
         self._seen_revocations: set[str] = set()
-        self.dispatcher = Dispatcher(app, node_id)
+        self.dispatcher = Dispatcher(app, node_id, on_inbound=inbound.handler(app))
 
     def start(self) -> None:
         """Join the hub; ``SharedChannel`` when another deployment is on the queue's channel."""

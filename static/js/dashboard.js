@@ -39,6 +39,7 @@
     $('stat-delivery-rate').textContent = `${(100 * (d.deliveryRate || 0)).toFixed(1)}%`;
     $('stat-cost-total').textContent = money(d.costTotal);
     $('stat-in-flight').textContent = d.inFlight;
+    $('stat-inbound').textContent = `${d.inboundTotal} (${d.inboundToday})`;
     $('stat-unread').textContent = d.unreadNotifications ?? '–';
     updateChart('chart-delivery', ['delivered', 'sent, awaiting receipt', 'failed'],
       [[d.delivered, Math.max(0, d.sent - d.delivered), d.failed]]);

@@ -94,6 +94,21 @@
       + ` · cost $${Number(update.cost).toFixed(4)}`;
   }
 
+  // Newest first; a repeat of an id already shown (a reconnect's replay) is not shown twice.
+  function renderInbound(message) {
+    const body = $('inbound-table').tBodies[0];
+    if (body.querySelector(`tr[data-inbound-id="${CSS.escape(message.id)}"]`)) return;
+    const row = body.insertRow(0);
+    row.dataset.inboundId = message.id;
+    row.dataset.keyword = message.keyword || '';
+    [message.receivedAt.slice(11, 19), message.fromValid ? message.from : `${message.from} (unparseable)`,
+      message.body ?? '(erased)', message.keyword || ''].forEach((text) => {
+      row.insertCell().textContent = text;
+    });
+    $('inbound-badge').textContent = body.rows.length;
+    $('inbound-badge').dataset.count = body.rows.length;
+  }
+
   function setUnread(count) {
     unread = Math.max(0, count);
     $('unread-badge').textContent = unread;
@@ -223,6 +238,7 @@
       if (data.all) notifications.forEach((n) => { n.read = true; });
       markRead(data.id, data.unreadCount);
     });
+    socket.on('inbound_message', renderInbound);
     socket.on('analytics_update', (u) => renderAnalytics('user', u));
     socket.on('global_analytics_update', (u) => renderAnalytics('global', u));
   }
@@ -275,6 +291,15 @@
         await track(message.id);
       } catch (err) {
         log('in', 'POST /api/messages', { error: err.message, details: err.details }, true);
+      }
+    });
+    $('inject-inbound-btn').addEventListener('click', async () => {
+      const inbound = { from: $('inbound-from').value.trim(), body: $('inbound-body').value };
+      log('out', 'POST /api/simulator/inbound', inbound);
+      try {
+        log('in', 'POST /api/simulator/inbound (201)', await Hub.api('POST', '/api/simulator/inbound', inbound));
+      } catch (err) {
+        log('in', 'POST /api/simulator/inbound', { error: err.message, details: err.details }, true);
       }
     });
     $('log-filter').addEventListener('input', () => {

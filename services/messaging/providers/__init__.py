@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from services.messaging.providers.base import (
+    InboundHandler,
     InboundSms,
     Outcome,
     OutgoingSms,
@@ -16,8 +17,8 @@ from services.messaging.providers.simulated import SimulatedProvider
 from services.messaging.providers.smpp import build_smpp_provider
 from services.messaging.providers.twilio import TwilioProvider, TwilioSettings
 
-__all__ = ["InboundSms", "OutgoingSms", "Outcome", "ProviderReceipt", "SimulatedProvider",
-           "SmsProvider", "SubmitResult", "build_provider"]
+__all__ = ["InboundHandler", "InboundSms", "OutgoingSms", "Outcome", "ProviderReceipt",
+           "SimulatedProvider", "SmsProvider", "SubmitResult", "build_provider"]
 
 
 def build_provider(app: Flask) -> SmsProvider:
@@ -31,9 +32,10 @@ def build_provider(app: Flask) -> SmsProvider:
             send_log=config["SIMULATED_SMS_SEND_LOG"],
             idempotent=config["SIMULATED_SMS_IDEMPOTENT"],
             max_in_flight=config["DISPATCH_CONCURRENCY"],
+            sender=config["SIMULATED_SMS_FROM"],
         )
-    if name == "smpp":
-        return build_smpp_provider(config)
     if name == "twilio":
         return TwilioProvider(TwilioSettings.from_config(config))
+    if name == "smpp":
+        return build_smpp_provider(config)
     raise RuntimeError(f"unknown SMS_PROVIDER {name!r}")

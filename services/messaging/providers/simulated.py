@@ -71,11 +71,11 @@ class SimulatedProvider:
     """
 
     name = "simulated"
-    sender = "simulated"
 
     def __init__(self, *, latency: float = 0.0, receipt_delay: float = 1.0,
                  send_log: str | None = None, idempotent: bool = True,
-                 max_in_flight: int = 50) -> None:
+                 max_in_flight: int = 50, sender: str = "+15005550006") -> None:
+        self.sender = sender
         self.latency = latency
         self.receipt_delay = receipt_delay
         self.send_log = send_log
