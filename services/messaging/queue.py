@@ -38,7 +38,7 @@ _recipients = Recipient.__table__
 # without the ORM's bookkeeping.
 _EVENT_COLUMNS = tuple(_recipients.c[name] for name in (
     "id", "message_id", "phone", "status", "version", "error_code", "error_message", "cost",
-    "provider_message_id"))
+    "provider_message_id", "price_per_segment"))
 _RESULT_COLUMNS = {name: _recipients.c[name].type for name in (
     "id", "status", "provider_message_id", "error_code", "error_message", "cost")}
 _RECEIPT_COLUMNS = {name: _recipients.c[name].type for name in (
@@ -118,20 +118,20 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SendResult]]) -> lis
     """
     if not outcomes:
         return []
-    price = current_app.config["SMS_PRICE_PER_SEGMENT"]
     message_ids = {row.message_id for row, _ in outcomes}
-    owners, costs = {}, {}
+    owners, segments = {}, {}
     for message_id, user_id, count in db.session.execute(
             select(Message.id, Message.user_id, Message.segments)
             .where(Message.id.in_(message_ids))).all():
-        owners[message_id], costs[message_id] = user_id, segment_cost(count, price)
+        owners[message_id], segments[message_id] = user_id, count
     now = _now()
     results = json_rows("result", columns=_RESULT_COLUMNS, rows=[
         {"id": row.id,
          "status": RecipientStatus.SENT if result.accepted else RecipientStatus.FAILED,
          "provider_message_id": result.provider_message_id,
          "error_code": result.error_code, "error_message": result.error_message,
-         "cost": costs[row.message_id] if result.accepted else Decimal("0")}
+         "cost": segment_cost(segments[row.message_id], row.price_per_segment)
+                 if result.accepted else Decimal("0")}
         for row, result in outcomes
     ])
     recorded = db.session.execute(

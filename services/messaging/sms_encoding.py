@@ -31,10 +31,18 @@ class SmsEncoding:
     encoding: str
     units: int
     segments: int
+    # The characters outside GSM-7 that made the body UCS-2, each once, in order.
+    non_gsm_characters: tuple[str, ...] = ()
 
 
-def _units_per_char(text: str) -> tuple[str, list[int]]:
-    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+def non_gsm_characters(text: str) -> tuple[str, ...]:
+    """Each character of ``text`` that GSM-7 cannot carry, once, in order of appearance."""
+    return tuple(ch for ch in dict.fromkeys(text)
+                 if ch not in GSM7_BASIC and ch not in GSM7_EXTENSION)
+
+
+def _units_per_char(text: str, outside: tuple[str, ...]) -> tuple[str, list[int]]:
+    if not outside:
         return GSM7, [2 if ch in GSM7_EXTENSION else 1 for ch in text]
     return UCS2, [2 if ord(ch) > 0xFFFF else 1 for ch in text]
 
@@ -54,11 +62,12 @@ def analyse_body(text: str) -> SmsEncoding:
 
     An empty body counts as one segment: what is sent is still one SMS.
     """
-    encoding, sizes = _units_per_char(text)
+    outside = non_gsm_characters(text)
+    encoding, sizes = _units_per_char(text, outside)
     units = sum(sizes)
-    if units <= SINGLE_LIMITS[encoding]:
-        return SmsEncoding(encoding, units, 1)
-    return SmsEncoding(encoding, units, _count_parts(sizes, PART_LIMITS[encoding]))
+    segments = (1 if units <= SINGLE_LIMITS[encoding]
+                else _count_parts(sizes, PART_LIMITS[encoding]))
+    return SmsEncoding(encoding, units, segments, outside)
 
 
 def segment_cost(segments: int, price_per_segment: Decimal) -> Decimal:
