@@ -146,5 +146,5 @@ def test_the_report_reads_a_page_at_a_time_and_sends_the_header_first(app_contex
     for chunk in chunks:
         sizes.append(chunk.count("\r\n"))
         assert len(statements) == len(sizes), "one page read per chunk sent"
-    assert sizes == [500, 500, 100]
-    assert len(statements) == 4 and all("LIMIT" in s.upper() for s in statements)
+    assert sizes == [200] * 5 + [100]
+    assert len(statements) == 7 and all("LIMIT" in s.upper() for s in statements)
