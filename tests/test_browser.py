@@ -213,7 +213,7 @@ def test_test_socket_previews_the_cost_and_downloads_the_report(page, sqlite_use
     with page.expect_download() as download:
         page.click("#report-btn")
     assert download.value.suggested_filename == f"message-{message_id}-report.csv"
-    lines = open(download.value.path(), encoding="utf-8").read().splitlines()
+    lines = download.value.path().read_text(encoding="utf-8").splitlines()
     assert lines[0] == ("phone,status,providerStatus,errorCode,providerErrorCode,parts,cost,"
                         "sentAt,deliveredAt")
     assert sorted(line.split(",")[0] for line in lines[1:]) == ["'+12015550123",
