@@ -8,6 +8,7 @@ so ids cannot be probed.
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import io
 import time
@@ -17,7 +18,6 @@ from decimal import Decimal
 from typing import Any
 
 import gevent
-from flask import current_app
 from sqlalchemy import Insert, insert, literal, select
 
 from extensions import db, socketio
@@ -202,18 +202,16 @@ def _commit_with(statement: Insert) -> None:
     C, holding the loop, and a commit left to this greenlet could then never
     run to free it.
     """
-    session = db.session()
     if db.engine.dialect.name != "sqlite":
-        session.execute(statement)
-        session.commit()
+        db.session.execute(statement)
+        db.session.commit()
         return
-    app = current_app._get_current_object()
 
     def execute_and_commit() -> None:
-        with app.app_context():
-            session.execute(statement)
-            session.commit()
-    gevent.get_hub().threadpool.apply(execute_and_commit)
+        db.session.execute(statement)
+        db.session.commit()
+    # The thread runs in a copy of this greenlet's context: the same app context and session.
+    gevent.get_hub().threadpool.apply(contextvars.copy_context().run, (execute_and_commit,))
 
 
 def get_visible(identity: Identity, message_id: int) -> Message:
