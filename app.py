@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from config import INSTANCE_DIR, Config, engine_options, get_config, settings_in_effect
 from extensions import db, jwt, limiter, migrate, socketio
+from services.messaging.pricing import install_prices
 from services.transport.json_input import RequestJSONProvider
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -77,6 +78,7 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     _create_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
 
     _configure_logging(app)
+    install_prices(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     jwt.init_app(app)

@@ -376,8 +376,14 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("RECEIPT_TIMEOUT_SECONDS", 259_200.0,
                 "a `SENT` recipient without a final receipt after this long becomes `UNKNOWN` "
                 "(`no_receipt`); a later receipt still settles it", NUMBER),
-        Setting("SMS_PRICE_PER_SEGMENT", Decimal("0.0075"), "cost of one SMS segment",
-                DECIMAL),
+        Setting("SMS_PRICE_PER_SEGMENT", Decimal("0.0075"),
+                "cost of one SMS segment to a country `SMS_PRICES` does not list", DECIMAL),
+        Setting("SMS_PRICES", "",
+                "cost of one SMS segment per destination country: inline JSON "
+                "(`{\"FR\": 0.04, \"DE\": 0.07}`), or the path of a JSON file of that shape "
+                "or of a CSV file with the header `country,price`; ISO 3166-1 alpha-2 codes, "
+                "`ZZ` for numbers with no country. A bad table stops the start with its line",
+                documented="unset: every country pays `SMS_PRICE_PER_SEGMENT`"),
         Setting("SIMULATED_SMS_LATENCY", 0.05, "seconds the simulated provider takes per send",
                 NUMBER),
         Setting("SIMULATED_RECEIPT_DELAY", 1.0,

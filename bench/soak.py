@@ -139,7 +139,7 @@ def add_messages(url: str, tokens: dict) -> None:
     with app.app_context():
         for user in tokens["users"]:
             created = messages.create(int(user["id"]), body="soak",
-                                      raw_recipients=["+15551112222"])
+                                      recipients=messages.read_recipients(["+15551112222"]))
             user["messageId"] = created["id"]
         db.engine.dispose()
 

@@ -45,8 +45,8 @@ def measure(url: str, recipients: int) -> dict[int, dict[str, float]]:
     figures: dict[int, dict[str, float]] = {}
     for in_flight in IN_FLIGHT:
         with app.app_context():
-            messages.create(1, body="marks", raw_recipients=[
-                f"+1555{in_flight:03d}{i:04d}" for i in range(recipients)])
+            messages.create(1, body="marks", recipients=messages.read_recipients([
+                f"+1555{in_flight:03d}{i:04d}" for i in range(recipients)]))
             ids = [row.id for row in queue.claim_batch("bench", recipients, exactly_once=False)]
             db.session.remove()
         marks = SubmitMarks(app, "bench")

@@ -1,6 +1,6 @@
 """``/api/messages``: send to many phones, list messages, page recipients."""
 
-from flask import Blueprint, current_app
+from flask import Blueprint, Response, current_app, stream_with_context
 
 from blueprints.common import (
     authenticated,
@@ -27,11 +27,21 @@ def _per_caller() -> str:
 @limiter.limit(lambda: current_app.config["MESSAGES_RATE_LIMIT"], key_func=_per_caller)
 def create_message(identity):
     body = json_body(MessageCreateSchema)
+    recipients = messages.read_recipients(body["recipients"])
     return idempotency.run_once(
         identity.user_id, key=idempotency_key(), endpoint="messages", body=body,
         action=lambda: (messages.create(identity.user_id, body=body["body"],
-                                        raw_recipients=body["recipients"]), 202),
+                                        recipients=recipients), 202),
     )
+
+
+@messages_bp.post("/preview")
+@authenticated
+@limiter.limit(lambda: current_app.config["MESSAGES_RATE_LIMIT"], key_func=_per_caller)
+def preview_message(identity):
+    body = json_body(MessageCreateSchema)
+    return messages.preview(body=body["body"],
+                            recipients=messages.read_recipients(body["recipients"]))
 
 
 @messages_bp.get("")
@@ -61,3 +71,12 @@ def list_recipients(message_id: int, identity):
     message = messages.get_visible(identity, message_id)
     return messages.list_recipients(message, limit=query["limit"], after=query["after"],
                                     status=query["status"])
+
+
+@messages_bp.get("/<id:message_id>/report.csv")
+@authenticated
+def message_report(message_id: int, identity):
+    message = messages.get_visible(identity, message_id)
+    return Response(stream_with_context(messages.report_csv(message)), mimetype="text/csv",
+                    headers={"Content-Disposition":
+                             f'attachment; filename="message-{message.id}-report.csv"'})

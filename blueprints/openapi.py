@@ -46,6 +46,10 @@ class Document:
 METRICS = Document("text/plain", {"type": "string"}, METRICS_EXAMPLE)
 EMPTY_TWIML = Document("text/xml", {"type": "string", "description": "empty TwiML: no reply"},
                        "<Response/>")
+REPORT = Document("text/csv", {"type": "string"},
+                  "phone,status,providerStatus,errorCode,providerErrorCode,parts,cost,sentAt,"
+                  "deliveredAt\r\n'+15005550001,FAILED,,invalid_number,,1,0.0000,"
+                  "2026-05-01T09:30:01.000Z,\r\n")
 OPENAPI = Document(JSON, {"type": "object", "required": ["openapi", "info", "paths"],
                           "description": "OpenAPI 3.1: this document"},
                    {"openapi": "3.1.0", "info": {"title": TITLE, "version": VERSION}, "paths": {}})
@@ -135,6 +139,13 @@ ROUTES = [
                       "test numbers give each outcome (`+15005550001` fails as an invalid "
                       "number; docs/providers.md lists them).",
           errors={"409": "Idempotency-Key reused with another body"}),
+    Route(path="/api/messages/preview", method="post",
+          summary="What a message would cost, and what would be refused, without sending",
+          body=messages.MessageCreateSchema, answer=responses.MessagePreviewSchema,
+          description="The body of `POST /api/messages`; nothing is stored or sent. `cost` "
+                      "is each recipient's segments times its country's price (`SMS_PRICES`, "
+                      "else `SMS_PRICE_PER_SEGMENT`): the final cost when every recipient is "
+                      "accepted."),
     Route(path="/api/messages", method="get", summary="The caller's messages, newest first",
           query=messages.MessageListQuerySchema, answer=responses.MessagePageSchema),
     Route(path="/api/messages/{messageId}", method="get",
@@ -150,6 +161,12 @@ ROUTES = [
           summary="A message's recipients, paged", path_ids=("messageId",),
           query=messages.RecipientListQuerySchema, answer=responses.RecipientPageSchema,
           errors={"404": "Not found"}),
+    Route(path="/api/messages/{messageId}/report.csv", method="get",
+          summary="A message's recipients as CSV, streamed", path_ids=("messageId",),
+          answer=REPORT, errors={"404": "Not found"},
+          description="One row per recipient in recipient order. A cell starting with `=`, "
+                      "`+`, `-`, `@`, a tab or a carriage return has a `'` in front, so that "
+                      "no spreadsheet runs it as a formula."),
     Route(path="/api/users/{userId}/quota", method="get",
           summary="A user's daily recipient quota and today's use", path_ids=("userId",),
           answer=responses.QuotaSchema,

@@ -62,6 +62,8 @@ FINAL_STATUSES = (RecipientStatus.DELIVERED, RecipientStatus.FAILED, RecipientSt
 
 
 Money = Numeric(14, 4)
+# A price per segment as ``SMS_PRICES`` may give it (services/messaging/pricing.py).
+Price = Numeric(12, 6)
 
 
 class Message(db.Model):
@@ -107,6 +109,9 @@ class Recipient(db.Model):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(255))
     cost: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal("0"))
+    # What one segment to this number costs, fixed when the message is created, so the
+    # bill is the preview's whatever the prices become while it sends.
+    price_per_segment: Mapped[Decimal] = mapped_column(Price, nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(64))

@@ -146,7 +146,45 @@ class MessageCreatedSchema(MessageSchema):
         "description": "Recipients dropped as repeats of another (after E.164 formatting)",
         "example": 0})
     pricePerSegment = fields.Float(required=True, metadata={
-        "description": "SMS_PRICE_PER_SEGMENT, for the client's own estimate", "example": 0.0075})
+        "description": "SMS_PRICE_PER_SEGMENT: the price of a segment to a country "
+                       "SMS_PRICES does not list", "example": 0.0075})
+
+
+class InvalidRecipientSchema(Schema):
+    index = fields.Integer(required=True, metadata={"description": "Position in `recipients`",
+                                                    "example": 2})
+    value = fields.String(required=True, metadata={"description": "The entry, cut at 32 "
+                                                                  "characters", "example": "555"})
+    reason = fields.String(required=True, metadata={
+        "example": "must start with + and the country code"})
+
+
+class CountryCostSchema(Schema):
+    country = fields.String(required=True, metadata={
+        "description": "ISO 3166-1 alpha-2 region of the numbers, ZZ for none", "example": "US"})
+    recipients = fields.Integer(required=True, metadata={"example": 2})
+    pricePerSegment = fields.Float(required=True, metadata={"example": 0.0079})
+    cost = fields.Float(required=True, metadata={"example": 0.0316})
+
+
+class MessagePreviewSchema(Schema):
+    recipientCount = fields.Integer(required=True, metadata={
+        "description": "Valid unique numbers, suppressed ones included", "example": 2})
+    invalid = fields.List(fields.Nested(InvalidRecipientSchema), required=True, metadata={
+        "description": "What POST /api/messages would refuse: the items of its 400 (the first "
+                       "100)"})
+    duplicatesRemoved = fields.Integer(required=True, metadata={"example": 1})
+    suppressed = fields.Integer(required=True, metadata={
+        "description": "Numbers of recipientCount on the suppression list: they cost nothing",
+        "example": 0})
+    encoding = fields.String(required=True, metadata=_enum(("GSM-7", "UCS-2"), "UCS-2"))
+    segments = fields.Integer(required=True, metadata={"example": 2})
+    nonGsmCharacters = fields.List(fields.String(), required=True, metadata={
+        "description": "The characters that made the body UCS-2, each once", "example": ["✓"]})
+    cost = fields.Float(required=True, metadata={
+        "description": "What the message costs when every recipient is accepted",
+        "example": 0.0316})
+    byCountry = fields.List(fields.Nested(CountryCostSchema), required=True)
 
 
 class MessagePageSchema(Schema):

@@ -225,3 +225,36 @@ def test_log_out_ends_the_session_on_the_server(page, sqlite_hub, sqlite_user, p
                      sqlite_hub.api.get("/api/auth/me", access)):
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "token_revoked"
+
+
+def test_test_socket_previews_the_cost_and_downloads_the_report(page, sqlite_user):
+    page.goto("/testSocket")
+    _sign_in(page, sqlite_user)
+    page.click("#connect-btn")
+    page.wait_for_selector("#conn-state[data-state='connected']")
+    page.fill("#send-body", "Fête ✓ ce soir")
+    page.fill("#send-phones", "+33612345678\n+1 201 555 0123\n+12015550123\nnope")
+    page.click("#preview-btn")
+    page.wait_for_selector("#preview-countries tr[data-country='US']")
+    assert page.inner_text("#preview-ucs2") == "UCS-2 because of: ê (U+00EA) ✓ (U+2713)"
+    summary = page.inner_text("#preview-summary")
+    assert summary == ("2 recipients (1 duplicates removed, 0 suppressed, 1 invalid) · UCS-2 · "
+                       "1 segment · cost $0.0150")
+    assert "#3 nope: must start with + and the country code" in page.inner_text(
+        "#preview-invalid")
+    assert page.locator("#preview-countries tbody tr").all_inner_texts() == [
+        "FR\t1\t0.0075\t$0.0075", "US\t1\t0.0075\t$0.0075"]
+    page.screenshot(path=str(OUTPUT_DIR / "testSocket-preview.png"), full_page=True)
+
+    page.fill("#send-phones", "+33612345678\n+12015550123")
+    page.click("#send-btn")
+    page.wait_for_selector("#message-summary[data-status='SENT']", timeout=15000)
+    message_id = page.input_value("#message-id")
+    with page.expect_download() as download:
+        page.click("#report-btn")
+    assert download.value.suggested_filename == f"message-{message_id}-report.csv"
+    lines = download.value.path().read_text(encoding="utf-8").splitlines()
+    assert lines[0] == ("phone,status,providerStatus,errorCode,providerErrorCode,parts,cost,"
+                        "sentAt,deliveredAt")
+    assert sorted(line.split(",")[0] for line in lines[1:]) == ["'+12015550123",
+                                                                "'+33612345678"]

@@ -31,8 +31,8 @@ def _message(message_id: int) -> Message:
 
 def _sent_message(count: int, tag: str) -> tuple[int, list[str]]:
     """A message whose recipients are all SENT (version 3); returns it and their provider ids."""
-    message_id = int(messages.create(ADMIN_ID, body=f"batch {tag}", raw_recipients=[
-        f"+1555700{i:04d}" for i in range(count)])["id"])
+    recipients = messages.read_recipients([f"+1555700{i:04d}" for i in range(count)])
+    message_id = int(messages.create(ADMIN_ID, body=f"batch {tag}", recipients=recipients)["id"])
     claimed = queue.claim_batch("node-a", count)
     queue.record_outcomes("node-a", [(row, _accepted(f"sim-{tag}-{row.id}"))
                                      for row in claimed])
@@ -63,7 +63,8 @@ def _receipts(ids: list[str]) -> list[ProviderReceipt]:
 
 def test_a_claim_taken_over_is_recorded_by_its_new_holder_only(queue_app):
     phones = [f"+1555600{i:04d}" for i in range(5)] + ["+15005550001"]
-    message_id = int(messages.create(ADMIN_ID, body="takeover", raw_recipients=phones)["id"])
+    message_id = int(messages.create(ADMIN_ID, body="takeover",
+                                     recipients=messages.read_recipients(phones))["id"])
     first = queue.claim_batch("node-a", 10)
     taken = queue.claim_batch("node-b", 10)
     assert [row.id for row in taken] == [row.id for row in first]
@@ -92,8 +93,8 @@ def test_a_claim_taken_over_is_recorded_by_its_new_holder_only(queue_app):
 
 def test_a_restarted_node_offers_its_claims_again_without_moving_them_back(queue_app):
     queue_app.config["DISPATCH_CLAIM_TIMEOUT"] = 30.0
-    message_id = int(messages.create(ADMIN_ID, body="restart",
-                                     raw_recipients=["+15556100001", "+15556100002"])["id"])
+    recipients = messages.read_recipients(["+15556100001", "+15556100002"])
+    message_id = int(messages.create(ADMIN_ID, body="restart", recipients=recipients)["id"])
     claimed = queue.claim_batch("node-a", 10)
     assert queue.claim_batch("node-b", 10) == []  # a fresh claim is not taken over
     assert queue.release_own_claims("node-a") == 2

@@ -86,15 +86,15 @@ def _activity(users: list[int], tag: str) -> None:
     for n, user_id in enumerate(users):
         for size in (1, 3, 4):
             messages.create(user_id, body=f"{tag} {'é' * n} " * (size * 20),
-                            raw_recipients=[f"+1555{user_id:03d}{size}{i:03d}"
-                                            for i in range(size)])
+                            recipients=messages.read_recipients(
+                                [f"+1555{user_id:03d}{size}{i:03d}" for i in range(size)]))
     accepted = _send_round("node-a", tag)
     queue.apply_receipts([ProviderReceipt(pid, "DELIVERED") for pid in accepted[::2]] +
                          [ProviderReceipt(pid, "FAILED", error_code="carrier",
                                           error_message="Lost")
                           for pid in accepted[1::4]])
     messages.create(users[0], body=f"{tag} still in flight",
-                    raw_recipients=["+15559990001", "+15559990002"])
+                    recipients=messages.read_recipients(["+15559990001", "+15559990002"]))
 
 
 def _move_back(message_ids: list[int], days: int) -> None:

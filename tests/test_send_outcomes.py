@@ -41,7 +41,8 @@ def _message(message_id: int) -> Message:
 
 
 def _create(phones: list[str], body: str = "hello") -> int:
-    return int(messages.create(ADMIN_ID, body=body, raw_recipients=phones)["id"])
+    recipients = messages.read_recipients(phones)
+    return int(messages.create(ADMIN_ID, body=body, recipients=recipients)["id"])
 
 
 def _submit(node: str, answers: dict[str, SubmitResult], now: datetime | None = None,

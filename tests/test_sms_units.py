@@ -72,10 +72,45 @@ def test_invalid_phones_say_why(raw):
 
 
 def test_recipients_are_deduplicated_after_normalisation_and_invalid_ones_named():
-    phones, invalid = normalise_recipients(
+    recipients = normalise_recipients(
         ["+15551234567", "+1 555 123 4567", "nope", "+15551234568", 7])
-    assert phones == ["+15551234567", "+15551234568"]
-    assert [(bad.index, bad.value) for bad in invalid] == [(2, "nope"), (4, "7")]
+    assert recipients.phones == ["+15551234567", "+15551234568"]
+    assert [(bad.index, bad.value) for bad in recipients.invalid] == [(2, "nope"), (4, "7")]
+    assert recipients.duplicates_removed == 1
+
+
+@pytest.mark.parametrize(("raw", "country"), [
+    ("+14155552671", "US"),
+    ("+1 416 555 0199", "CA"),
+    ("+33 6 12 34 56 78", "FR"),
+    ("+49 1512 3456789", "DE"),
+    ("+44 7400 123456", "GB"),
+    ("+44 7911 123456", "GG"),  # Guernsey shares +44
+    ("+800 1234 5678", "ZZ"),  # international freephone: no country
+    ("+15551234567", "ZZ"),  # 555 is no area code: valid in none of +1's countries
+])
+def test_each_number_has_its_country_or_zz(raw, country):
+    assert normalise_recipients([raw]).countries == {normalise_phone(raw): country}
+
+
+def test_parsing_offers_a_pause_every_twenty_entries():
+    pauses = []
+    normalise_recipients([f"+1555123{i:04d}" for i in range(250)] + ["bad"] * 50,
+                         pause=lambda: pauses.append(1))
+    assert len(pauses) == 15
+
+
+@pytest.mark.parametrize(("text", "outside"), [
+    ("plain GSM text {€}", ()),
+    ("Café ✓ and ✓ again", ("✓",)),
+    ("Price: 5€ 😀 ok`", ("😀", "`")),
+    ("Привет", ("П", "р", "и", "в", "е", "т")),
+    ("", ()),
+])
+def test_the_characters_that_force_ucs2_are_named_once_in_order(text, outside):
+    shape = analyse_body(text)
+    assert shape.non_gsm_characters == outside
+    assert shape.encoding == (UCS2 if outside else GSM7)
 
 
 def test_webhook_signature_round_trip_and_refusals():

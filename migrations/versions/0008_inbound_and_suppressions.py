@@ -1,7 +1,7 @@
 """inbound messages and the suppression list; recipients' numbers can be erased
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-30 15:30:00.000000
 
 ``inbound_messages`` keeps what people send to the hub's numbers, including
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 import gevent
-from flask import Flask
+from flask import Flask, current_app
 from gevent.event import AsyncResult, Event
 
 from extensions import db
@@ -59,6 +59,13 @@ def send_reply(phone: str, *, body: str, reply_id: int) -> SubmitResult | None:
     if _dispatcher is None:
         return None
     return _dispatcher.provider.submit(OutgoingSms(reply_id, phone, body))
+
+
+def sender_in_use() -> str:
+    """The sender this node's provider sends from, as the suppression list keys it."""
+    if _dispatcher is not None:
+        return _dispatcher.sender
+    return suppressions.normalise_sender(build_provider(current_app).sender)
 
 
 def wake_dispatcher() -> None:

@@ -47,7 +47,8 @@ _parts = RecipientPart.__table__
 # without the ORM's bookkeeping.
 _EVENT_COLUMNS = tuple(_recipients.c[name] for name in (
     "id", "message_id", "phone", "status", "version", "error_code", "error_message", "cost",
-    "provider_message_id", "provider_status", "provider_error_code", "parts", "retryable"))
+    "provider_message_id", "provider_status", "provider_error_code", "parts", "retryable",
+    "price_per_segment"))
 _RESULT_COLUMNS = {name: _recipients.c[name].type for name in (
     "id", "status", "provider_message_id", "error_code", "error_message", "cost",
     "provider_status", "provider_error_code", "parts", "retryable")}
@@ -243,7 +244,6 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
     if not outcomes:
         return []
     now = now or _now()
-    price = current_app.config["SMS_PRICE_PER_SEGMENT"]
     message_ids = {row.message_id for row, _ in outcomes}
     segments = dict(db.session.execute(
         select(Message.id, Message.segments).where(Message.id.in_(message_ids))).all())
@@ -263,7 +263,7 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
             "provider_message_id": result.provider_message_id or (result.part_ids or (None,))[0],
             "error_code": None if accepted else (result.error_code or code),
             "error_message": None if accepted else (result.error_message or message),
-            "cost": segment_cost(parts, price) if accepted else Decimal("0"),
+            "cost": segment_cost(parts, row.price_per_segment) if accepted else Decimal("0"),
             "provider_status": result.provider_status,
             "provider_error_code": result.provider_error_code,
             "parts": parts, "retryable": result.retryable and not accepted,
@@ -416,7 +416,6 @@ def apply_receipts(receipts: list[ProviderReceipt],
     delivered only if every part was.
     """
     now = now or _now()
-    price = current_app.config["SMS_PRICE_PER_SEGMENT"]
     receipts = [r for r in receipts if r.status in _RECEIPT_STATUSES]
     of_parts, from_parts = _apply_part_receipts(receipts, now)
     whole = [r for r in receipts if r.provider_message_id not in of_parts] + from_parts
@@ -430,7 +429,7 @@ def apply_receipts(receipts: list[ProviderReceipt],
             early.add(receipt.provider_message_id)
             continue
         state = states.setdefault(row.id, _state_of(row))
-        _apply_one(state, receipt, price)
+        _apply_one(state, receipt)
     moved = [state for state in states.values() if state["receipt_ids"]]
     changed: list[Any] = []
     if moved:
@@ -488,10 +487,10 @@ def _state_of(row: Any) -> dict[str, Any]:
             "error_code": row.error_code, "error_message": row.error_message,
             "cost": row.cost, "old_cost": row.cost, "provider_status": row.provider_status,
             "provider_error_code": row.provider_error_code, "parts": row.parts,
-            "newly_accepted": 0, "receipt_ids": set()}
+            "price_per_segment": row.price_per_segment, "newly_accepted": 0, "receipt_ids": set()}
 
 
-def _apply_one(state: dict[str, Any], receipt: ProviderReceipt, price: Decimal) -> None:
+def _apply_one(state: dict[str, Any], receipt: ProviderReceipt) -> None:
     """One receipt on a recipient's state: forwards only, and once.
 
     From ``SENT`` or ``UNKNOWN`` to ``DELIVERED``, ``FAILED`` or ``UNKNOWN``;
@@ -514,7 +513,7 @@ def _apply_one(state: dict[str, Any], receipt: ProviderReceipt, price: Decimal) 
     if not receipt.billable:
         state["cost"] = Decimal("0")
     elif not accepted_before:
-        state["cost"] = segment_cost(state["parts"], price)
+        state["cost"] = segment_cost(state["parts"], state["price_per_segment"])
         state["newly_accepted"] = 1
     if receipt.status in (RecipientStatus.SENT, RecipientStatus.DELIVERED):
         state["error_code"] = state["error_message"] = None

@@ -40,10 +40,18 @@ class SmsEncoding:
     encoding: str
     units: int
     segments: int
+    # The characters outside GSM-7 that made the body UCS-2, each once, in order.
+    non_gsm_characters: tuple[str, ...] = ()
 
 
-def _units_per_char(text: str) -> tuple[str, list[int]]:
-    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+def non_gsm_characters(text: str) -> tuple[str, ...]:
+    """Each character of ``text`` that GSM-7 cannot carry, once, in order of appearance."""
+    return tuple(ch for ch in dict.fromkeys(text)
+                 if ch not in GSM7_BASIC and ch not in GSM7_EXTENSION)
+
+
+def _units_per_char(text: str, outside: tuple[str, ...]) -> tuple[str, list[int]]:
+    if not outside:
         return GSM7, [2 if ch in GSM7_EXTENSION else 1 for ch in text]
     return UCS2, [2 if ord(ch) > 0xFFFF else 1 for ch in text]
 
@@ -64,17 +72,18 @@ def analyse_body(text: str) -> SmsEncoding:
 
     An empty body counts as one segment: what is sent is still one SMS.
     """
-    encoding, sizes = _units_per_char(text)
+    outside = non_gsm_characters(text)
+    encoding, sizes = _units_per_char(text, outside)
     units = sum(sizes)
-    if units <= SINGLE_LIMITS[encoding]:
-        return SmsEncoding(encoding, units, 1)
-    return SmsEncoding(encoding, units, len(_part_starts(sizes, PART_LIMITS[encoding])))
+    segments = (1 if units <= SINGLE_LIMITS[encoding]
+                else len(_part_starts(sizes, PART_LIMITS[encoding])))
+    return SmsEncoding(encoding, units, segments, outside)
 
 
 def split_body(text: str) -> tuple[str, list[str]]:
     """The encoding of ``text`` and its parts: the whole text when it fits one SMS, else
     pieces that each fit one part of a concatenated SMS (``analyse_body``'s segments)."""
-    encoding, sizes = _units_per_char(text)
+    encoding, sizes = _units_per_char(text, non_gsm_characters(text))
     if sum(sizes) <= SINGLE_LIMITS[encoding]:
         return encoding, [text]
     starts = _part_starts(sizes, PART_LIMITS[encoding])

@@ -174,6 +174,57 @@
     }));
   }
 
+  // One phone per line (or separated by commas or semicolons): "+1 201 555 0123" is one.
+  function enteredMessage() {
+    return { body: $('send-body').value,
+      recipients: $('send-phones').value.split(/[\r\n,;]+/).map((p) => p.trim()).filter(Boolean) };
+  }
+
+  // What the message would cost, and which characters make it UCS-2 (they double the bill).
+  function renderPreview(preview) {
+    $('preview').hidden = false;
+    $('preview-summary').textContent = `${preview.recipientCount} recipients`
+      + ` (${preview.duplicatesRemoved} duplicates removed, ${preview.suppressed} suppressed,`
+      + ` ${preview.invalid.length} invalid) · ${preview.encoding} · ${preview.segments}`
+      + ` segment${preview.segments === 1 ? '' : 's'} · cost $${preview.cost.toFixed(4)}`;
+    $('preview-ucs2').textContent = preview.nonGsmCharacters.length
+      ? `UCS-2 because of: ${preview.nonGsmCharacters.map((ch) => `${ch} (U+${ch.codePointAt(0)
+        .toString(16).toUpperCase().padStart(4, '0')})`).join(' ')}`
+      : 'GSM-7: every character fits';
+    $('preview-invalid').replaceChildren(...preview.invalid.map((bad) => {
+      const li = document.createElement('li');
+      li.textContent = `#${bad.index} ${bad.value}: ${bad.reason}`;
+      return li;
+    }));
+    $('preview-countries').tBodies[0].replaceChildren(...preview.byCountry.map((c) => {
+      const row = document.createElement('tr');
+      row.dataset.country = c.country;
+      [c.country, c.recipients, c.pricePerSegment, `$${c.cost.toFixed(4)}`].forEach((text) => {
+        row.insertCell().textContent = text;
+      });
+      return row;
+    }));
+  }
+
+  // report.csv needs the bearer token, so it is fetched, then saved from memory.
+  async function downloadReport() {
+    const id = $('message-id').value.trim();
+    const path = `/api/messages/${encodeURIComponent(id)}/report.csv`;
+    log('out', `GET ${path}`);
+    const response = await fetch(path, { headers: { Authorization: `Bearer ${Hub.tokens().access}` } });
+    if (!response.ok) {
+      const data = await response.json().catch(() => null);
+      log('in', `GET ${path} (${response.status})`, data, true);
+      return;
+    }
+    const link = document.createElement('a');
+    link.href = URL.createObjectURL(await response.blob());
+    link.download = `message-${id}-report.csv`;
+    link.click();
+    URL.revokeObjectURL(link.href);
+    log('in', `GET ${path} (200)`, { saved: link.download });
+  }
+
   async function renewToken() {
     try {
       const token = await Hub.refresh();
@@ -282,11 +333,23 @@
     });
     $('refresh-token-btn').addEventListener('click', renewToken);
     $('authenticate-btn').addEventListener('click', () => call('authenticate', $('new-token').value.trim()));
-    $('send-btn').addEventListener('click', async () => {
-      const phones = $('send-phones').value.split(/[\s,;]+/).filter(Boolean);
-      log('out', 'POST /api/messages', { body: $('send-body').value, recipients: phones });
+    $('preview-btn').addEventListener('click', async () => {
+      const message = enteredMessage();
+      log('out', 'POST /api/messages/preview', message);
       try {
-        const message = await Hub.api('POST', '/api/messages', { body: $('send-body').value, recipients: phones });
+        const preview = await Hub.api('POST', '/api/messages/preview', message);
+        log('in', 'POST /api/messages/preview (200)', preview);
+        renderPreview(preview);
+      } catch (err) {
+        log('in', 'POST /api/messages/preview', { error: err.message, details: err.details }, true);
+      }
+    });
+    $('report-btn').addEventListener('click', downloadReport);
+    $('send-btn').addEventListener('click', async () => {
+      const entered = enteredMessage();
+      log('out', 'POST /api/messages', entered);
+      try {
+        const message = await Hub.api('POST', '/api/messages', entered);
         log('in', 'POST /api/messages (202)', message);
         await track(message.id);
       } catch (err) {
