@@ -14,6 +14,7 @@ if __name__ == "__main__":
 import contextlib
 import logging
 import os
+import shlex
 from pathlib import Path
 
 import click
@@ -103,8 +104,13 @@ def _refuse_flask_run() -> None:
 
 
 def log_settings(app: Flask) -> None:
-    """One line with every setting in effect, secrets masked: what this process runs with."""
-    shown = " ".join(f"{name}={value}" for name, value in settings_in_effect(app.config).items())
+    """One line with every setting in effect, secrets masked: what this process runs with.
+
+    Values are quoted as a shell would (``SMS_HELP_TEXT='Reply STOP to unsubscribe.'``), so
+    the line splits back into its settings with ``shlex.split``.
+    """
+    shown = " ".join(f"{name}={shlex.quote(str(value))}"
+                     for name, value in settings_in_effect(app.config).items())
     log.info("settings in effect: %s", shown)
 
 

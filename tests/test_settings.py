@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -169,7 +170,7 @@ def test_urls_are_shown_without_their_passwords(url, shown):
 def _startup_settings(server: LiveServer) -> dict[str, str]:
     lines = [line for line in server.log_text().splitlines() if "settings in effect: " in line]
     assert len(lines) == 1, server.log_text()[-2000:]
-    pairs = lines[0].split("settings in effect: ", 1)[1].split(" ")
+    pairs = shlex.split(lines[0].split("settings in effect: ", 1)[1])
     return dict(pair.split("=", 1) for pair in pairs)
 
 
