@@ -375,6 +375,14 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 "is taken over by another node", NUMBER, testing=3.0),
         Setting("MESSAGE_UPDATE_INTERVAL", 0.25,
                 "seconds between a sending message's batched `message_update` events", NUMBER),
+        Setting("RECIPIENT_BATCH_INTERVAL", 0.25,
+                "seconds between a message's `recipient_updates` batches to trackers that asked "
+                "for them (`track_message` with `batch: true`); the first change goes at once",
+                NUMBER),
+        Setting("RECIPIENT_RESUME_OVERLAP", 10.0,
+                "seconds of recipient changes a tracker resuming with `sinceVersion` receives "
+                "again, to cover a change's way to its commit and clocks that differ between "
+                "nodes", NUMBER),
         Setting("ANALYTICS_INTERVAL", 1.0,
                 "seconds between analytics updates per subscriber", NUMBER, testing=0.5),
     ),

@@ -241,6 +241,9 @@ def test_what_travels_on_the_socket_fits_the_asyncapi_document(sqlite_hub, async
         wire.event(watcher, "message_update", lambda m: m["status"] != "SENDING")
         wire.event(watcher, "recipient_update", lambda r: "errorCode" in r)
         wire.ack(watcher, "untrack_message", message_id)
+        wire.ack(watcher, "track_message", {"messageId": message_id, "batch": True})
+        wire.event(watcher, "recipient_updates", lambda b: len(b["updates"]) == 2)
+        wire.ack(watcher, "untrack_message", message_id)
 
         notified = api.post(f"/api/socket/notify/{user.id}", admin.token,
                             json={"title": "docs", "message": "check", "data": {"a": 1}})

@@ -1,4 +1,4 @@
-"""Bulk messages: accept them, show them to their owner, and let them be tracked live.
+"""Bulk messages: accept them and show them to their owner (``tracking`` follows them live).
 
 ``create`` validates every number, stores the message and all its recipients
 in one transaction and returns at once; the delivery dispatcher does the
@@ -27,14 +27,12 @@ from services.messaging.payloads import (
     message_payload,
     message_update_payload,
     recipient_payload,
-    recipient_update_payload,
 )
 from services.messaging.phones import normalise_recipients
 from services.messaging.sms_encoding import analyse_body
-from services.realtime import emitter, rooms, snapshots
+from services.realtime import emitter
 
 MAX_RECIPIENTS = 10_000
-TRACK_SNAPSHOT_LIMIT = 1_000
 # What a ``recipient_update`` needs, read as plain rows: a thousand ORM objects take
 # four times as long to load, all of it before the snapshot can yield to anyone.
 SNAPSHOT_COLUMNS = (Recipient.id, Recipient.message_id, Recipient.phone, Recipient.status,
@@ -130,37 +128,3 @@ def list_recipients(message: Message, *, limit: int, after: int | None,
         "recipients": [recipient_payload(r) for r in page],
         "nextCursor": str(page[-1].id) if len(page) == limit else None,
     }
-
-
-def track(identity: Identity, *, sid: str, message_id: int) -> dict[str, Any]:
-    """Join the message's room, then send the current state so a late tracker misses nothing.
-
-    The room is joined first: a change racing the snapshot arrives with a
-    higher ``version``, so the client keeps it and drops the older snapshot.
-    The snapshot is charged to the user's budget, a row per event it sends.
-    """
-    message = get_visible(identity, message_id)
-    snapshots.charge_snapshot(identity.user_id,
-                              1 + min(message.recipient_count, TRACK_SNAPSHOT_LIMIT))
-    emitter.enter_room(sid, rooms.message_room(message.id))
-    emitter.emit_to_sid(sid, event="message_update", payload=message_update_payload(message))
-    recipients = db.session.execute(
-        select(*SNAPSHOT_COLUMNS).where(Recipient.message_id == message.id)
-        .order_by(Recipient.id).limit(TRACK_SNAPSHOT_LIMIT + 1)
-    ).all()
-    truncated = len(recipients) > TRACK_SNAPSHOT_LIMIT
-    recipients = recipients[:TRACK_SNAPSHOT_LIMIT]
-    emitter.emit_each(((sid, recipient_update_payload(r)) for r in recipients),
-                      "recipient_update")
-    return {
-        "messageId": str(message.id),
-        "status": message.status,
-        "recipientCount": message.recipient_count,
-        "snapshotRecipients": len(recipients),
-        "truncated": truncated,
-        "nextCursor": str(recipients[-1].id) if truncated else None,
-    }
-
-
-def untrack(sid: str, message_id: int) -> None:
-    emitter.leave_room(sid, rooms.message_room(message_id))
