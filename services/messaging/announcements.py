@@ -52,6 +52,7 @@ message_updates = MessageUpdates()
 
 def emit_recipient_updates(rows: list[Any]) -> None:
     """Each recipient's ``recipient_update`` to its message's trackers; the batches noted."""
+    batches.note(rows)
     listened: dict[int, bool] = {}
     for row in rows:
         if row.message_id not in listened:
@@ -60,7 +61,6 @@ def emit_recipient_updates(rows: list[Any]) -> None:
                         recipient_update_payload(row)) for row in rows
                        if listened[row.message_id]),
                       "recipient_update")
-    batches.note(rows)
 
 
 def outcomes_recorded(recorded: list[Any], completed: list[Message]) -> None:
