@@ -313,7 +313,8 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("EVENT_BYTES_BURST", 256.0 * 1024, "bytes one socket may send at once", NUMBER),
         Setting("SNAPSHOT_RATE", 500.0,
                 "each user's budget for snapshots on a node, in rows a second: `track_message` "
-                "costs a row per event it sends, `subscribe_analytics` 150 (300 for an admin); "
+                "costs a row per event it sends (batched: a row per 10 recipients), "
+                "`subscribe_analytics` 150 (300 for an admin); "
                 "past it they are answered `rate_limited`", NUMBER, testing=100_000.0),
         Setting("SNAPSHOT_BURST", 1000.0, "the same budget's rows at once", NUMBER,
                 testing=100_000.0),
