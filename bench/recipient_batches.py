@@ -8,9 +8,12 @@ and read everything unparsed until every recipient is delivered. A scenario
 without trackers measures the sending itself; the hub's CPU beyond it,
 divided by the status changes delivered (three per recipient: SENDING, SENT,
 DELIVERED, times the trackers), is the cost per change delivered. Packets
-are Socket.IO events received per tracker, the snapshot included.
+are Socket.IO events received per tracker, the snapshot included. The
+sending itself costs more than the trackers, and on a shared machine its CPU
+varies from run to run: each scenario runs ``--rounds`` times, interleaved,
+and the medians are compared.
 
-    python -m bench.recipient_batches [--recipients 10000]
+    python -m bench.recipient_batches [--recipients 10000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,7 +125,13 @@ def scenario(mode: str, trackers: int, recipients: int) -> dict:
         server.wait(timeout=20)
 
 
-def report(results: list[dict], recipients: int, commit: str) -> str:
+def median_of(rounds: list[dict]) -> dict:
+    cpu = [r["cpuSeconds"] for r in rounds]
+    return {**rounds[0], "cpuSeconds": statistics.median(cpu), "cpuRange": (min(cpu), max(cpu)),
+            "wallSeconds": statistics.median(r["wallSeconds"] for r in rounds)}
+
+
+def report(results: list[dict], recipients: int, rounds: int, commit: str) -> str:
     baseline = results[0]["cpuSeconds"]
     lines = [
         MARKER,
@@ -130,20 +140,22 @@ def report(results: list[dict], recipients: int, commit: str) -> str:
         f"Machine: {machine()}, shared with other work. Hub with its production settings "
         "(SQLite, the simulated provider; the snapshot budget raised so that one user may have "
         f"ten trackers) on CPU 0, sending one message of {recipients:,} recipients; from CPU 1 "
-        "its owner's sockets track it and read everything. Cost per change: the hub's CPU "
-        "beyond the run without trackers, divided by the status changes delivered "
-        f"({CHANGES_PER_RECIPIENT} per recipient per tracker). Packets: Socket.IO events per "
-        "tracker, snapshot included.",
-        f"Command: `python -m bench.recipient_batches --recipients {recipients}`.", "",
-        "| trackers | mode | hub CPU (s) | wall (s) | CPU per change delivered (µs) "
-        "| packets per tracker | bytes per tracker |",
+        "its owner's sockets track it and read everything. Cost per change: the hub's median "
+        "CPU beyond the median run without trackers, divided by the status changes delivered "
+        f"({CHANGES_PER_RECIPIENT} per recipient per tracker); {rounds} rounds of each, "
+        "interleaved. Packets: Socket.IO events per tracker, snapshot included.",
+        f"Command: `python -m bench.recipient_batches --recipients {recipients} "
+        f"--rounds {rounds}`.", "",
+        "| trackers | mode | hub CPU, median (min–max) s | wall (s) "
+        "| CPU per change delivered (µs) | packets per tracker | bytes per tracker |",
         "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         delivered = recipients * CHANGES_PER_RECIPIENT * r["trackers"]
         per_change = ((r["cpuSeconds"] - baseline) / delivered * 1e6) if delivered else None
+        low, high = r["cpuRange"]
         lines.append(
-            f"| {r['trackers']} | {r['mode']} | {r['cpuSeconds']:.1f} | {r['wallSeconds']:.1f} "
-            f"| {'–' if per_change is None else f'{per_change:.1f}'} "
+            f"| {r['trackers']} | {r['mode']} | {r['cpuSeconds']:.2f} ({low:.2f}–{high:.2f}) "
+            f"| {r['wallSeconds']:.1f} | {'–' if per_change is None else f'{per_change:.1f}'} "
             f"| {r['packetsPerTracker']:,.0f} | {r['bytesPerTracker'] / 1e6:.2f} MB |")
     lines.append(MARKER)
     return "\n".join(lines)
@@ -152,14 +164,17 @@ def report(results: list[dict], recipients: int, commit: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipients", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md")
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
     WORK.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
-    results = [scenario(mode, trackers, args.recipients) for mode, trackers in SCENARIOS]
-    section = report(results, args.recipients, commit)
+    rounds = [[scenario(mode, trackers, args.recipients) for mode, trackers in SCENARIOS]
+              for _ in range(args.rounds)]
+    results = [median_of([run[index] for run in rounds]) for index in range(len(SCENARIOS))]
+    section = report(results, args.recipients, args.rounds, commit)
     if not args.no_write:
         write_section(MARKER, section)
     print(section)
