@@ -125,6 +125,7 @@ def _trust_proxies(app: Flask) -> None:
 
 def _init_socketio(app: Flask) -> None:
     from blueprints.socket_events import HubNamespace
+    from services.messaging.recipient_batches import batches
     from services.realtime import snapshots
     from services.transport.install import install_transport
 
@@ -132,6 +133,7 @@ def _init_socketio(app: Flask) -> None:
     server = install_transport(app, socketio)
     server.register_namespace(HubNamespace(app))
     snapshots.budgets.configure(app.config["SNAPSHOT_RATE"], app.config["SNAPSHOT_BURST"])
+    batches.configure(app.config["RECIPIENT_BATCH_INTERVAL"])
 
 
 def _message_queue_channel(app: Flask) -> str | None:

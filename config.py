@@ -319,7 +319,8 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("EVENT_BYTES_BURST", 256.0 * 1024, "bytes one socket may send at once", NUMBER),
         Setting("SNAPSHOT_RATE", 500.0,
                 "each user's budget for snapshots on a node, in rows a second: `track_message` "
-                "costs a row per event it sends, `subscribe_analytics` 150 (300 for an admin); "
+                "costs a row per event it sends (batched: a row per 10 recipients), "
+                "`subscribe_analytics` 150 (300 for an admin); "
                 "past it they are answered `rate_limited`", NUMBER, testing=100_000.0),
         Setting("SNAPSHOT_BURST", 1000.0, "the same budget's rows at once", NUMBER,
                 testing=100_000.0),
@@ -413,6 +414,14 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 "is taken over by another node", NUMBER, testing=3.0),
         Setting("MESSAGE_UPDATE_INTERVAL", 0.25,
                 "seconds between a sending message's batched `message_update` events", NUMBER),
+        Setting("RECIPIENT_BATCH_INTERVAL", 0.25,
+                "seconds between a message's `recipient_updates` batches to trackers that asked "
+                "for them (`track_message` with `batch: true`); the first change goes at once",
+                NUMBER),
+        Setting("RECIPIENT_RESUME_OVERLAP", 10.0,
+                "seconds of recipient changes a tracker resuming with `sinceVersion` receives "
+                "again, to cover a change's way to its commit and clocks that differ between "
+                "nodes", NUMBER),
         Setting("ANALYTICS_INTERVAL", 1.0,
                 "seconds between analytics updates per subscriber", NUMBER, testing=0.5),
     ),

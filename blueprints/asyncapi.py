@@ -67,10 +67,13 @@ CLIENT_EVENTS = [
                 "global_analytics_update), the current figures at once; charged to your "
                 "snapshot budget, else rate_limited", None, events.AckSchema),
     ClientEvent("unsubscribe_analytics", "Stop the analytics updates", None, events.AckSchema),
-    ClientEvent("track_message", "Join message:<id> of your own message and receive its "
-                "current message_update and one recipient_update per recipient at once; "
-                "charged to your snapshot budget, else rate_limited",
-                _field(events.IdPayload, "id"), events.TrackAckSchema),
+    ClientEvent("track_message", "Follow a message of your own (admins: any): its current "
+                "message_update at once, then every change. The id alone: a recipient_update "
+                "per recipient (at most 1,000 at once, then REST pages the rest) and per "
+                "change. {messageId, batch: true}: recipient_updates batches, the snapshot of "
+                "every recipient first; add sinceVersion after a reconnect to get only what "
+                "changed since. Charged to your snapshot budget, else rate_limited",
+                events.TRACK_MESSAGE_PAYLOAD, events.TrackAckSchema),
     ClientEvent("untrack_message", "Leave message:<id>", _field(events.IdPayload, "id"),
                 events.UntrackAckSchema),
     ClientEvent("mark_notification_read", "Mark one of your notifications read; your other "
@@ -94,6 +97,9 @@ SERVER_EVENTS = [
                 "its trackers)", events.MessageUpdateSchema),
     ServerEvent("recipient_update", "A recipient's status changed (to the message's trackers)",
                 events.RecipientUpdateSchema),
+    ServerEvent("recipient_updates", "Recipients' latest states, to the message's batched "
+                "trackers: at most one batch per RECIPIENT_BATCH_INTERVAL, the first change at "
+                "once", events.RecipientUpdatesSchema),
     ServerEvent("inbound_message", "A person texted one of the hub's numbers (to admins and "
                 "to the owner of the latest message sent to that number)",
                 InboundMessageSchema),
@@ -121,7 +127,7 @@ class _Converter:
     def __init__(self) -> None:
         self.spec, plugin = json_schema_spec()
         self.converter = plugin.converter
-        for schema in events.ANALYTICS_DATA:
+        for schema in (*events.ANALYTICS_DATA, events.TrackPayload):
             self.converter.resolve_nested_schema(schema)
 
     def schema(self, shape: Shape) -> dict[str, Any]:

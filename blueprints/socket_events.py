@@ -29,7 +29,7 @@ from flask import Flask
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from schemas.common import load_or_raise
-from schemas.events import IdPayload, PongPayload, RoomPayload, TokenPayload
+from schemas.events import IdPayload, PongPayload, RoomPayload, TokenPayload, TrackPayload
 from schemas.notifications import NotificationQuerySchema
 from services import notifications
 from services.analytics import publisher
@@ -42,7 +42,7 @@ from services.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.messaging import messages
+from services.messaging import messages, tracking
 from services.observability import metrics
 from services.observability.log_context import connection_context, leave_connection_context
 from services.realtime import emitter, rooms, sessions
@@ -244,13 +244,14 @@ class HubNamespace(socketio.Namespace):
         return {"ok": True}
 
     def on_track_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
-        message_id = load_or_raise(IdPayload, {"id": payload})["id"]
-        return {"ok": True,
-                **messages.track(conn.identity, sid=conn.sid, message_id=message_id)}
+        request = load_or_raise(TrackPayload, payload)
+        return {"ok": True, **tracking.track(
+            conn.identity, sid=conn.sid, message_id=request["messageId"],
+            batch=request["batch"], since_version=request["sinceVersion"])}
 
     def on_untrack_message(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:
         message_id = load_or_raise(IdPayload, {"id": payload})["id"]
-        messages.untrack(conn.sid, message_id)
+        tracking.untrack(conn.sid, message_id)
         return {"ok": True, "messageId": str(message_id)}
 
     def on_authenticate(self, conn: LiveConnection, payload: Any) -> dict[str, Any]:

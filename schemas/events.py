@@ -6,7 +6,9 @@ acks and the server's events are described here for the AsyncAPI document,
 and ``tests/test_api_documents.py`` checks real traffic against them.
 """
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from schemas.common import Id
 from schemas.documentation import example_of
@@ -35,6 +37,36 @@ class RoomPayload(Schema):
 
 class IdPayload(Schema):
     id = Id(required=True, metadata={"example": "42"})
+
+
+class TrackPayload(Schema):
+    """``track_message``'s payload: the message id alone (per-recipient events), or an object."""
+
+    messageId = Id(required=True, metadata={"example": "42"})
+    batch = fields.Boolean(load_default=False, truthy={True}, falsy={False}, metadata={
+        "description": "true: recipient_updates batches instead of a recipient_update each",
+        "example": True})
+    sinceVersion = fields.Integer(load_default=None, strict=True,
+                                  validate=validate.Range(min=0, max=2**53), metadata={
+        "description": "With batch: the highest recipient_updates version seen, to get only "
+                       "what changed since", "example": 1764514800000})
+
+    @pre_load
+    def wrap_bare_id(self, data: Any, **kwargs: Any) -> Any:
+        return data if isinstance(data, dict) else {"messageId": data}
+
+    @validates_schema
+    def since_only_when_batched(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["sinceVersion"] is not None and not data["batch"]:
+            raise ValidationError("sinceVersion needs batch: true", "sinceVersion")
+
+
+# As documented: the bare id (the seed's form) or the object ``TrackPayload`` reads.
+TRACK_MESSAGE_PAYLOAD = fields.Raw(metadata={
+    "oneOf": [{"type": ["string", "integer"], "description": "The message id alone: a "
+               "recipient_update per recipient"},
+              {"$ref": "#/components/schemas/TrackPayload"}],
+    "example": {"messageId": "42", "batch": True}})
 
 
 class TokenPayload(Schema):
@@ -99,6 +131,12 @@ class TrackAckSchema(AckSchema):
     nextCursor = fields.String(required=True, allow_none=True, metadata={
         "description": "When truncated: `after` for GET /api/messages/<id>/recipients",
         "example": None})
+    version = fields.Integer(metadata={
+        "description": "Batched only: the snapshot's version, the sinceVersion to resume from "
+                       "when no recipient_updates arrive", "example": 1764514800000})
+    resumed = fields.Boolean(metadata={
+        "description": "Batched only: true when only the changes since sinceVersion were sent",
+        "example": False})
 
 
 class UntrackAckSchema(AckSchema):
@@ -139,6 +177,29 @@ class RecipientUpdateSchema(ProviderWordsSchema):
     errorCode = fields.String(metadata={"description": "Only when it failed",
                                         "example": "invalid_number"})
     version = fields.Integer(required=True, metadata={"example": 3})
+
+
+class RecipientStateSchema(Schema):
+    recipientId = fields.String(required=True, metadata={"example": "7"})
+    phone = fields.String(required=True, metadata={"example": "+15005550001"})
+    status = fields.String(required=True, metadata={"enum": list(RECIPIENT_STATUSES),
+                                                    "example": "FAILED"})
+    errorMessage = fields.String(metadata={"description": "Only when it failed",
+                                           "example": "Invalid phone number"})
+    errorCode = fields.String(metadata={"description": "Only when it failed",
+                                        "example": "invalid_number"})
+    version = fields.Integer(required=True, metadata={
+        "description": "The recipient's own version: keep the highest seen", "example": 3})
+
+
+class RecipientUpdatesSchema(Schema):
+    messageId = fields.String(required=True, metadata={"example": "42"})
+    updates = fields.List(fields.Nested(RecipientStateSchema), required=True, metadata={
+        "description": "Each recipient at most once, in its latest state"})
+    version = fields.Integer(required=True, metadata={
+        "description": "The batch's version (server milliseconds), rising: send the highest "
+                       "seen as sinceVersion when tracking again after a reconnect",
+        "example": 1764514800250})
 
 
 class NotificationReadSchema(Schema):

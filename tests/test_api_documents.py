@@ -244,6 +244,9 @@ def test_what_travels_on_the_socket_fits_the_asyncapi_document(sqlite_hub, async
         wire.event(watcher, "message_update", lambda m: m["status"] != "SENDING")
         wire.event(watcher, "recipient_update", lambda r: "errorCode" in r)
         wire.ack(watcher, "untrack_message", message_id)
+        wire.ack(watcher, "track_message", {"messageId": message_id, "batch": True})
+        wire.event(watcher, "recipient_updates", lambda b: len(b["updates"]) == 2)
+        wire.ack(watcher, "untrack_message", message_id)
         injected = api.post("/api/simulator/inbound", admin.token,
                             json={"from": "+15551234567", "body": "HELP"})
         assert injected.status_code == 201, injected.text

@@ -6,11 +6,12 @@ the test.
 
 import os
 import shutil
+import time
 
 import pytest
 import requests
 
-from tests.support import OUTPUT_DIR, REQUIRE_SERVICES, eventually
+from tests.support import OUTPUT_DIR, REQUIRE_SERVICES, CuttableProxy, eventually
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -33,19 +34,36 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, sqlite_hub):
-    context = browser.new_context(base_url=sqlite_hub.url, viewport={"width": 1400,
-                                                                    "height": 1000})
+def _open_page(browser, base_url):
+    context = browser.new_context(base_url=base_url, viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
             if msg.type == "error" else None)
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     page.problems = problems
+    return context, page
+
+
+@pytest.fixture
+def page(browser, sqlite_hub):
+    context, page = _open_page(browser, sqlite_hub.url)
     yield page
     context.close()
-    assert problems == [], problems
+    assert page.problems == [], page.problems
+
+
+@pytest.fixture
+def proxied_page(browser, sqlite_hub):
+    """A page that reaches the hub through a proxy the test can cut."""
+    proxy = CuttableProxy("127.0.0.1", sqlite_hub.port)
+    proxy.start()
+    context, page = _open_page(browser, f"http://127.0.0.1:{proxy.port}")
+    page.proxy = proxy
+    yield page
+    context.close()
+    proxy.cut()
+    assert page.problems == [], page.problems
 
 
 def _sign_in(page, user):
@@ -99,11 +117,145 @@ def test_test_socket_page_end_to_end(page, sqlite_hub, sqlite_user, sqlite_admin
                            "[data-read='true']")
     assert int(page.inner_text("#unread-badge")) == unread_before - 1
 
-    page.fill("#log-filter", "recipient_update")
+    page.fill("#log-filter", "recipient_updates")
     visible = page.locator("#event-log tbody tr:visible")
-    assert visible.count() > 0
-    assert all("recipient_update" in text for text in visible.all_inner_texts())
+    eventually(lambda: visible.count() > 0 and all(
+        "recipient_updates" in text for text in visible.all_inner_texts()), timeout=5)
     page.screenshot(path=str(OUTPUT_DIR / "testSocket.png"), full_page=True)
+
+
+# Every task of the page's main thread over 50 ms, from the start of the page.
+LONG_TASKS = """
+window.longTasks = [];
+new PerformanceObserver((list) => {
+  list.getEntries().forEach((e) => window.longTasks.push({start: e.startTime, ms: e.duration}));
+}).observe({type: 'longtask', buffered: true});
+"""
+COUNTS = ("() => Object.fromEntries([...document.querySelectorAll('#recipient-counts "
+          "[data-count-status]')].map(e => [e.dataset.countStatus, "
+          "Number(e.querySelector('strong').textContent)]))")
+
+
+def _track_on_page(page, user, message_id):
+    page.add_init_script(LONG_TASKS)
+    page.goto("/testSocket")
+    _sign_in(page, user)
+    page.click("#connect-btn")
+    page.wait_for_selector("#conn-state[data-state='connected']")
+    page.fill("#message-id", message_id)
+    page.click("#track-btn")
+
+
+def _wait_until_finished(page, total, timeout):
+    page.wait_for_function(
+        f"() => {{ const c = ({COUNTS})(); return c.DELIVERED + c.FAILED === {total}; }}",
+        timeout=timeout * 1000, polling=500)
+
+
+def _rest_counts(hub, user, message_id):
+    """Each status's recipients as REST lists them, page by page."""
+    counts: dict[str, int] = {}
+    after = None
+    while True:
+        query = f"limit=1000&after={after}" if after else "limit=1000"
+        page = hub.api.get(f"/api/messages/{message_id}/recipients?{query}", user.token).json()
+        for recipient in page["recipients"]:
+            counts[recipient["status"]] = counts.get(recipient["status"], 0) + 1
+        after = page["nextCursor"]
+        if after is None:
+            return counts
+
+
+def _final_figures_match_rest(page, hub, user, message_id, total):
+    message = eventually(lambda: (lambda m: m if m["status"] != "SENDING" else None)(
+        hub.api.get(f"/api/messages/{message_id}", user.token).json()), timeout=30)
+    page.wait_for_selector(f"#message-summary[data-status='{message['status']}']")
+    shown = page.evaluate(COUNTS)
+    rest = _rest_counts(hub, user, message_id)
+    assert shown == {status: rest.get(status, 0) for status in shown}, (shown, rest)
+    assert sum(shown.values()) == total == message["recipientCount"]
+    assert shown["DELIVERED"] == message["deliveredCount"]
+    assert shown["FAILED"] == message["failedCount"]
+    summary = page.inner_text("#message-summary")
+    assert f"sent {message['successCount']}" in summary
+    assert f"delivered {message['deliveredCount']}" in summary
+
+
+def test_test_socket_follows_ten_thousand_recipients_smoothly(page, sqlite_hub, sqlite_user):
+    phones = [f"+1555{i:07d}" for i in range(9_998)] + ["+15005550001", "+15005550009"]
+    sent = sqlite_hub.api.post("/api/messages", sqlite_user.token,
+                               json={"body": "ten thousand", "recipients": phones})
+    assert sent.status_code == 202, sent.text
+    message_id = sent.json()["id"]
+    _track_on_page(page, sqlite_user, message_id)
+    rows = []
+    deadline = time.monotonic() + 300
+    while page.evaluate(f"() => ({COUNTS})()")["DELIVERED"] + 2 < len(phones):
+        rows.append(page.locator("#recipients-table tbody tr").count())
+        assert time.monotonic() < deadline, "the page did not follow the message to its end"
+        time.sleep(1)
+    _wait_until_finished(page, len(phones), timeout=60)
+    _final_figures_match_rest(page, sqlite_hub, sqlite_user, message_id, len(phones))
+
+    rows.append(page.locator("#recipients-table tbody tr").count())
+    assert 0 < max(rows) < 500, rows
+    assert page.get_attribute("#conn-state", "data-connects") == "1"
+    long_tasks = [task for task in page.evaluate("window.longTasks")
+                  if task["start"] > 1000 and task["ms"] > 200]
+    assert long_tasks == [], long_tasks
+
+    page.select_option("#recipient-filter", "FAILED")
+    page.wait_for_function("() => document.querySelectorAll('#recipients-table tbody tr')"
+                           ".length === 2")
+    statuses = page.eval_on_selector_all("#recipients-table tbody tr",
+                                         "rows => rows.map(r => r.dataset.status)")
+    assert statuses == ["FAILED", "FAILED"]
+    assert int(page.get_attribute("#log-hidden", "data-hidden")) == 0 or \
+        "older events hidden" in page.inner_text("#log-hidden")
+    page.screenshot(path=str(OUTPUT_DIR / "testSocket-10000.png"), full_page=True)
+
+
+def test_the_event_log_is_a_ring_that_can_be_paused(page, sqlite_user):
+    page.goto("/testSocket")
+    _sign_in(page, sqlite_user)
+    page.click("#connect-btn")
+    page.wait_for_selector("#conn-state[data-state='connected']")
+    for _ in range(120):
+        page.click("#get-rooms-btn")
+    page.wait_for_function("() => Number(document.getElementById('log-hidden').dataset.hidden) > 0",
+                           timeout=20000)
+    assert page.get_attribute("#log-hidden", "data-kept") == "200"
+    assert page.locator("#event-log tbody tr").count() < 60
+    assert "older events hidden" in page.inner_text("#log-hidden")
+    page.click("#pause-log-btn")
+    page.wait_for_selector("#log-hidden:has-text('(paused)')")
+    newest = page.inner_text("#event-log tbody tr:first-child")
+    page.click("#measure-btn")
+    page.wait_for_function("() => document.getElementById('ack-rtt').textContent.endsWith('ms')")
+    assert page.inner_text("#event-log tbody tr:first-child") == newest
+    page.click("#pause-log-btn")
+    eventually(lambda: page.inner_text("#event-log tbody tr:first-child") != newest)
+
+
+def test_a_page_whose_connection_is_killed_resumes_and_ends_exact(proxied_page, sqlite_hub,
+                                                                 sqlite_user):
+    page = proxied_page
+    phones = [f"+1555777{i:04d}" for i in range(3_000)] + ["+15005550001"]
+    message_id = sqlite_hub.api.post("/api/messages", sqlite_user.token, json={
+        "body": "cut halfway", "recipients": phones}).json()["id"]
+    _track_on_page(page, sqlite_user, message_id)
+    page.wait_for_function(f"() => ({COUNTS})().DELIVERED >= {len(phones) // 2}",
+                           timeout=120000, polling=100)
+    page.proxy.cut()
+    page.wait_for_selector("#conn-state[data-state='disconnected']")
+    time.sleep(0.5)
+    page.proxy.restore()
+    page.wait_for_selector("#conn-state[data-connects='2'][data-state='connected']",
+                           timeout=20000)
+    _wait_until_finished(page, len(phones), timeout=120)
+    _final_figures_match_rest(page, sqlite_hub, sqlite_user, message_id, len(phones))
+    resumed = page.locator("#event-log tbody tr", has_text='"resumed":true')
+    assert resumed.count() == 1
 
 
 def test_dashboard_charts_update_after_a_message_completes(page, sqlite_hub, sqlite_admin):
@@ -124,6 +276,15 @@ def test_dashboard_charts_update_after_a_message_completes(page, sqlite_hub, sql
     page.wait_for_selector(f"#recent-messages tr[data-message-id='{message_id}']"
                            "[data-status='SENT']", timeout=10000)
     eventually(lambda: page.inner_text("#stat-messages-total") != total_before, timeout=10)
+    # The figure and the chart say the same: delivered of sent, and every recipient once.
+    assert page.inner_text(".figure:has(#stat-delivery-rate) span") == "Delivered of sent"
+    assert page.inner_text(".card:has(#chart-delivery) h2") == "Outcomes of all recipients"
+    delivered, awaiting, failed, unsent = eventually(lambda: (lambda slices: slices if sum(
+        slices[:2]) else None)(page.evaluate(
+            "() => Chart.getChart('chart-delivery').data.datasets[0].data")), timeout=10)
+    assert delivered + awaiting + failed + unsent == int(page.inner_text("#stat-recipients-total"))
+    assert page.inner_text("#stat-delivery-rate") == \
+        f"{100 * delivered / (delivered + awaiting):.1f}%"
     page.wait_for_selector("#global-panel:not([hidden])")
     page.wait_for_selector("#nodes-table tbody tr")
     page.screenshot(path=str(OUTPUT_DIR / "dashboard.png"), full_page=True)

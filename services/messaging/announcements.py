@@ -1,11 +1,12 @@
 """What the send pipeline tells clients, once each change has committed.
 
 Every move of a recipient is a ``recipient_update`` to its message's
-trackers. A message's figures go out as ``message_update`` to its owner and
-trackers: while a dispatcher runs, the changes are coalesced to one update
-per message every ``MESSAGE_UPDATE_INTERVAL`` (``MessageUpdates``), and a
-finished message's final update goes out at once, followed by a notification
-to its owner.
+trackers, and goes into the next ``recipient_updates`` batch of its batched
+trackers (``services.messaging.recipient_batches``). A message's figures go
+out as ``message_update`` to its owner and trackers: while a dispatcher
+runs, the changes are coalesced to one update per message every
+``MESSAGE_UPDATE_INTERVAL`` (``MessageUpdates``), and a finished message's
+final update goes out at once, followed by a notification to its owner.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from models import Message
 from models.message import MessageStatus
 from services import notifications
 from services.messaging.payloads import message_update_payload, money, recipient_update_payload
+from services.messaging.recipient_batches import batches
 from services.messaging.status_counts import status_counts
 from services.realtime import emitter, rooms
 
@@ -50,9 +52,15 @@ message_updates = MessageUpdates()
 
 
 def emit_recipient_updates(rows: list[Any]) -> None:
-    """Each recipient's ``recipient_update`` to its message's trackers."""
+    """Each recipient's ``recipient_update`` to its message's trackers; the batches noted."""
+    batches.note(rows)
+    listened: dict[int, bool] = {}
+    for row in rows:
+        if row.message_id not in listened:
+            listened[row.message_id] = emitter.has_listeners(rooms.message_room(row.message_id))
     emitter.emit_each(((rooms.message_room(row.message_id),
-                        recipient_update_payload(row)) for row in rows),
+                        recipient_update_payload(row)) for row in rows
+                       if listened[row.message_id]),
                       "recipient_update")
 
 
@@ -92,11 +100,12 @@ def _announce_completion(message: Message) -> None:
 
 
 def emit_message_update(message: Message, counts: dict[str, int] | None = None) -> None:
-    """To the owner and to the message's trackers; a socket in both rooms gets it once.
+    """To the owner and to the message's trackers; a socket in several rooms gets it once.
 
     ``counts`` (``statusCounts``) are read from the recipients when not given.
     """
     if counts is None:
         counts = status_counts([message.id])[message.id]
-    emitter.emit_to_rooms([rooms.user_room(message.user_id), rooms.message_room(message.id)],
+    emitter.emit_to_rooms([rooms.user_room(message.user_id), rooms.message_room(message.id),
+                           rooms.recipient_batch_room(message.id)],
                           event="message_update", payload=message_update_payload(message, counts))

@@ -1,4 +1,4 @@
-"""Bulk messages: accept them, show them to their owner, and let them be tracked live.
+"""Bulk messages: accept them and show them to their owner (``tracking`` follows them live).
 
 ``create`` validates every number, stores the message and all its recipients
 in one transaction and returns at once; the delivery dispatcher does the
@@ -34,12 +34,11 @@ from services.messaging.payloads import (
     message_update_payload,
     money,
     recipient_payload,
-    recipient_update_payload,
 )
 from services.messaging.phones import InvalidPhone, Recipients, normalise_recipients
 from services.messaging.sms_encoding import analyse_body, segment_cost
 from services.messaging.status_counts import status_counts
-from services.realtime import emitter, rooms, snapshots
+from services.realtime import emitter
 
 MAX_RECIPIENTS = 10_000
 INVALID_LISTED = 100
@@ -50,7 +49,6 @@ REPORT_ROW_COLUMNS = (Recipient.id, Recipient.phone, Recipient.status, Recipient
 REPORT_PAGE = 200
 SLICE_SECONDS = 0.003
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-TRACK_SNAPSHOT_LIMIT = 1_000
 # What a ``recipient_update`` needs, read as plain rows: a thousand ORM objects take
 # four times as long to load, all of it before the snapshot can yield to anyone.
 SNAPSHOT_COLUMNS = (Recipient.id, Recipient.message_id, Recipient.phone, Recipient.status,
@@ -260,37 +258,6 @@ def list_recipients(message: Message, *, limit: int, after: int | None,
     }
 
 
-def track(identity: Identity, *, sid: str, message_id: int) -> dict[str, Any]:
-    """Join the message's room, then send the current state so a late tracker misses nothing.
-
-    The room is joined first: a change racing the snapshot arrives with a
-    higher ``version``, so the client keeps it and drops the older snapshot.
-    The snapshot is charged to the user's budget, a row per event it sends.
-    """
-    message = get_visible(identity, message_id)
-    snapshots.charge_snapshot(identity.user_id,
-                              1 + min(message.recipient_count, TRACK_SNAPSHOT_LIMIT))
-    emitter.enter_room(sid, rooms.message_room(message.id))
-    emitter.emit_to_sid(sid, event="message_update", payload=message_update_payload(
-        message, status_counts([message.id])[message.id]))
-    recipients = db.session.execute(
-        select(*SNAPSHOT_COLUMNS).where(Recipient.message_id == message.id)
-        .order_by(Recipient.id).limit(TRACK_SNAPSHOT_LIMIT + 1)
-    ).all()
-    truncated = len(recipients) > TRACK_SNAPSHOT_LIMIT
-    recipients = recipients[:TRACK_SNAPSHOT_LIMIT]
-    emitter.emit_each(((sid, recipient_update_payload(r)) for r in recipients),
-                      "recipient_update")
-    return {
-        "messageId": str(message.id),
-        "status": message.status,
-        "recipientCount": message.recipient_count,
-        "snapshotRecipients": len(recipients),
-        "truncated": truncated,
-        "nextCursor": str(recipients[-1].id) if truncated else None,
-    }
-
-
 def report_csv(message: Message) -> Iterator[str]:
     """The message's recipients as CSV text, a header then a page of rows at a time.
 
@@ -337,6 +304,3 @@ def _inert(text: str) -> str:
     """``text`` as a cell no spreadsheet evaluates (OWASP's advice on CSV injection)."""
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
-
-def untrack(sid: str, message_id: int) -> None:
-    emitter.leave_room(sid, rooms.message_room(message_id))

@@ -1,8 +1,9 @@
 """What messages and recipients look like on the wire: REST bodies and their live events.
 
-``message_update`` and ``recipient_update`` carry the figures a tracker needs
-and a ``version`` that grows with every change, so clients drop stale
-updates; the REST shapes are the same figures plus what was sent and when.
+``message_update``, ``recipient_update`` and the batched ``recipient_updates``
+carry the figures a tracker needs and a ``version`` that grows with every
+change, so clients drop stale updates; the REST shapes are the same figures
+plus what was sent and when.
 Built here once for every path that sends them: creation, the dispatcher's
 announcements, tracking snapshots and the REST listings.
 """
@@ -51,15 +52,16 @@ def message_payload(message: Message, status_counts: dict[str, int]) -> dict[str
     }
 
 
-def recipient_update_payload(recipient: Recipient | Row[Any]) -> dict[str, Any]:
-    """The ``recipient_update`` event shape; error fields only when there is an error.
+def recipient_state(recipient: Recipient | Row[Any]) -> dict[str, Any]:
+    """One recipient as trackers see it; error fields only when there is an error.
 
+    The item of a ``recipient_updates`` batch, and with its message's id a
+    ``recipient_update``: every field a recipient event carries is added here.
     ``recipient`` is a recipient or a row of its ``SNAPSHOT_COLUMNS``.
     ``providerStatus`` and ``providerErrorCode`` are the provider's own words
     (``null`` until it has said any); ``parts`` is the segment count sent.
     """
-    payload: dict[str, Any] = {
-        "messageId": str(recipient.message_id),
+    state: dict[str, Any] = {
         "recipientId": str(recipient.id),
         "phone": recipient.phone,
         "status": recipient.status,
@@ -70,10 +72,21 @@ def recipient_update_payload(recipient: Recipient | Row[Any]) -> dict[str, Any]:
         "retryable": bool(recipient.retryable),
     }
     if recipient.error_message:
-        payload["errorMessage"] = recipient.error_message
+        state["errorMessage"] = recipient.error_message
     if recipient.error_code:
-        payload["errorCode"] = recipient.error_code
-    return payload
+        state["errorCode"] = recipient.error_code
+    return state
+
+
+def recipient_update_payload(recipient: Recipient | Row[Any]) -> dict[str, Any]:
+    """The ``recipient_update`` event shape: the recipient's state and its message."""
+    return {"messageId": str(recipient.message_id), **recipient_state(recipient)}
+
+
+def recipient_updates_payload(message_id: int, states: list[dict[str, Any]],
+                              version: int) -> dict[str, Any]:
+    """The ``recipient_updates`` event shape: a batch of ``recipient_state`` items."""
+    return {"messageId": str(message_id), "updates": states, "version": version}
 
 
 def recipient_payload(recipient: Recipient) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from socketio import PubSubManager
+
 from extensions import socketio
 from services.observability import metrics
 from services.observability.traffic import traffic
@@ -67,6 +69,17 @@ def emit_each(targets_and_payloads, event: str) -> None:
         emit_to_room(room, event=event, payload=payload)
         if count % EMITS_BETWEEN_YIELDS == 0:
             socketio.sleep(YIELD_SECONDS)
+
+
+def has_listeners(room: str) -> bool:
+    """Whether an emit to ``room`` could reach a socket, so work for an empty room is skipped.
+
+    With a message queue the other nodes' rooms are unknown here: always yes.
+    """
+    manager = socketio.server.manager
+    if isinstance(manager, PubSubManager):
+        return True
+    return bool(manager.rooms.get(NAMESPACE, {}).get(room))
 
 
 def emit_to_user(user_id: int, *, event: str, payload: Any, skip_sid: str | None = None) -> None:

@@ -15,6 +15,7 @@ from services.errors import Forbidden, InvalidPayload
 
 USER_PREFIX = "user:"
 MESSAGE_PREFIX = "message:"
+BATCH_SUFFIX = ":batch"
 OPEN_PREFIX = "room:"
 ANALYTICS_PREFIX = "analytics:"
 ADMINS_ROOM = "admins"
@@ -39,6 +40,11 @@ def user_room(user_id: int) -> str:
 
 def message_room(message_id: int) -> str:
     return f"{MESSAGE_PREFIX}{message_id}"
+
+
+def recipient_batch_room(message_id: int) -> str:
+    """Where a message's batched trackers are: ``recipient_updates``, never ``recipient_update``."""
+    return f"{MESSAGE_PREFIX}{message_id}{BATCH_SUFFIX}"
 
 
 def analytics_user_room(user_id: int) -> str:
@@ -86,7 +92,7 @@ def _may_join(identity: Identity, room: str, message_owner: MessageOwner) -> boo
     if room.startswith(OPEN_PREFIX) and len(room) > len(OPEN_PREFIX):
         return True
     if room.startswith(MESSAGE_PREFIX):
-        message_id = parse_id(room[len(MESSAGE_PREFIX):])
+        message_id = parse_id(room[len(MESSAGE_PREFIX):].removesuffix(BATCH_SUFFIX))
         if message_id is not None:
             owner = message_owner(message_id)
             return owner is not None and (identity.is_admin or owner == identity.user_id)

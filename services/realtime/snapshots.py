@@ -1,9 +1,10 @@
 """Per-user budgets for snapshots: events that cost far more than others are charged by cost.
 
 A few events cost far more than others: ``track_message`` sends up to a
-thousand ``recipient_update`` events, ``subscribe_analytics`` computes every
-figure. At the event rate one socket took most of a core and pushed other
-clients' acks into seconds, and a user can open several sockets. Those events
+thousand ``recipient_update`` events (or, batched, every recipient of a
+message of up to 10,000), ``subscribe_analytics`` computes every figure. At
+the event rate one socket took most of a core and pushed other clients' acks
+into seconds, and a user can open several sockets. Those events
 are charged by their cost, in snapshot rows, to a budget their user's sockets
 on this node share (``SNAPSHOT_RATE`` rows a second, ``SNAPSHOT_BURST`` at
 once). The budget may go into debt by one snapshot, so the cost is charged

@@ -41,8 +41,10 @@
     $('stat-in-flight').textContent = d.inFlight;
     $('stat-inbound').textContent = `${d.inboundTotal} (${d.inboundToday})`;
     $('stat-unread').textContent = d.unreadNotifications ?? '–';
-    updateChart('chart-delivery', ['delivered', 'sent, awaiting receipt', 'failed'],
-      [[d.delivered, Math.max(0, d.sent - d.delivered), d.failed]]);
+    // Every recipient once: the four slices add up to "Recipients".
+    updateChart('chart-delivery', ['delivered', 'sent, awaiting receipt', 'failed', 'not yet sent'],
+      [[d.delivered, Math.max(0, d.sent - d.delivered), d.failed,
+        Math.max(0, d.recipientsTotal - d.sent - d.failed)]]);
   }
 
   function showAnalytics(update) {
@@ -164,7 +166,7 @@
     charts['chart-hourly'].data.datasets.push(
       { label: 'delivered', data: [], backgroundColor: '#15803d' },
       { label: 'failed', data: [], backgroundColor: '#b91c1c' });
-    chart('chart-delivery', 'doughnut', 'recipients', ['#15803d', '#93c5fd', '#b91c1c']);
+    chart('chart-delivery', 'doughnut', 'recipients', ['#15803d', '#93c5fd', '#b91c1c', '#d1d5db']);
     chart('chart-cost', 'line', 'cost', '#7c3aed');
     Hub.onTokens(connect);
     connect();

@@ -1,33 +1,192 @@
 // The testSocket page: every client event of the API, with acks and a live event log.
+// A tracked message is followed in recipient_updates batches and drawn once a frame,
+// so a 10,000-recipient message stays smooth; a reconnect resumes from the last version.
 'use strict';
 
 (() => {
   const $ = (id) => document.getElementById(id);
   let socket = null;
-  const recipients = new Map();      // recipientId -> latest recipient_update
-  let messageVersion = 0;
+  let connects = 0;
   const notifications = new Map();   // id -> notification
   let unread = 0;
-  const LOG_LIMIT = 500;
+
+  // Long lists draw only the rows in view: fixed-height rows in a scrolled box, the
+  // table moved to the first of them. A row moving or changing repaints that box alone.
+  const OVERSCAN = 8;
+
+  function drawWindow({ viewport, spacer, table, rowHeight, items, fill }) {
+    spacer.style.height = `${items.length * rowHeight}px`;
+    const first = Math.max(0, Math.floor(viewport.scrollTop / rowHeight) - OVERSCAN);
+    const shown = items.slice(first, first + Math.ceil(viewport.clientHeight / rowHeight)
+      + 2 * OVERSCAN);
+    table.style.transform = `translateY(${first * rowHeight}px)`;
+    const body = table.tBodies[0];
+    while (body.rows.length > shown.length) body.deleteRow(-1);
+    while (body.rows.length < shown.length) {
+      const row = body.insertRow();
+      for (let i = 0; i < table.dataset.columns; i += 1) row.insertCell();
+    }
+    shown.forEach((item, index) => fill(body.rows[index], item));
+  }
+
+  // Only what differs is written: an unchanged row is neither laid out nor painted again.
+  function setText(cell, text) {
+    const value = String(text);
+    if (cell.textContent !== value) cell.textContent = value;
+  }
+
+  function setData(element, key, value) {
+    if (element.dataset[key] !== value) element.dataset[key] = value;
+  }
+
+  // The event log: a ring of the latest LOG_LIMIT entries, newest first; paused, it
+  // shows what it held when paused.
+  const LOG_LIMIT = 200;
+  const PAYLOAD_CHARS = 400;
+  const logRing = [];
+  let logTotal = 0;
+  let logFrozen = null;
 
   function time() { return new Date().toISOString().slice(11, 23); }
 
-  function log(direction, event, payload, failed) {
-    const body = $('event-log').tBodies[0];
-    const row = body.insertRow(0);
-    row.className = direction + (failed ? ' failed' : '');
-    row.dataset.event = event;
-    [time(), direction === 'out' ? '→' : '←', event,
-      payload === undefined ? '' : JSON.stringify(payload)].forEach((text) => {
-      row.insertCell().textContent = text;
-    });
-    applyFilter(row);
-    while (body.rows.length > LOG_LIMIT) body.deleteRow(-1);
+  function describe(payload) {
+    if (payload === undefined) return '';
+    const text = JSON.stringify(payload) ?? '';
+    return text.length > PAYLOAD_CHARS ? `${text.slice(0, PAYLOAD_CHARS)}… (${text.length} characters)` : text;
   }
 
-  function applyFilter(row) {
+  function log(direction, event, payload, failed) {
+    const text = describe(payload);
+    logRing.push({ at: time(), direction, event, text, failed,
+      search: `${event} ${text}`.toLowerCase() });
+    if (logRing.length > LOG_LIMIT) logRing.shift();
+    logTotal += 1;
+    schedule();
+  }
+
+  function fillLogRow(row, entry) {
+    const className = entry.direction + (entry.failed ? ' failed' : '');
+    if (row.className !== className) row.className = className;
+    setData(row, 'event', entry.event);
+    [entry.at, entry.direction === 'out' ? '→' : '←', entry.event, entry.text].forEach((text, i) => {
+      setText(row.cells[i], text);
+    });
+    if (row.cells[3].title !== entry.text) row.cells[3].title = entry.text;
+  }
+
+  function drawLog() {
     const needle = $('log-filter').value.trim().toLowerCase();
-    row.hidden = needle !== '' && !row.textContent.toLowerCase().includes(needle);
+    const held = logFrozen || { entries: logRing.slice().reverse(), total: logTotal };
+    const items = needle ? held.entries.filter((e) => e.search.includes(needle)) : held.entries;
+    drawWindow({ viewport: $('log-viewport'), spacer: $('log-spacer'), table: $('event-log'),
+      rowHeight: 22, items, fill: fillLogRow });
+    const hidden = held.total - held.entries.length;
+    const note = $('log-hidden');
+    setData(note, 'hidden', String(hidden));
+    setData(note, 'kept', String(held.entries.length));
+    setText(note, `${hidden > 0 ? `${hidden} older events hidden` : ''}${logFrozen ? ' (paused)' : ''}`);
+  }
+
+  // The tracked message: every recipient's latest state, counts per status, and the
+  // version to resume from after a reconnect. Only the rows in view are in the DOM.
+  const STATUSES = ['PENDING', 'SENDING', 'SENT', 'DELIVERED', 'FAILED'];
+  const tracking = {
+    id: '', version: 0, confirmed: false, seen: 0,
+    recipients: new Map(), order: [], sorted: true, counts: {}, filtered: null,
+  };
+  let messageVersion = 0;
+
+  function resetTracking(id) {
+    Object.assign(tracking, { id, version: 0, confirmed: false, seen: 0, recipients: new Map(),
+      order: [], sorted: true, filtered: null });
+    STATUSES.forEach((status) => { tracking.counts[status] = 0; });
+    messageVersion = 0;
+    $('message-summary').textContent = '';
+    $('message-summary').dataset.status = '';
+    $('recipients-viewport').scrollTop = 0;
+    schedule();
+  }
+
+  function applyRecipient(update) {
+    const known = tracking.recipients.get(update.recipientId);
+    if (known && known.version >= update.version) return;
+    if (known) {
+      tracking.counts[known.status] -= 1;
+    } else {
+      const last = tracking.order[tracking.order.length - 1];
+      if (last !== undefined && Number(last) > Number(update.recipientId)) tracking.sorted = false;
+      tracking.order.push(update.recipientId);
+    }
+    tracking.counts[update.status] = (tracking.counts[update.status] || 0) + 1;
+    tracking.recipients.set(update.recipientId, update);
+    if (!known || known.status !== update.status) tracking.filtered = null;
+    schedule();
+  }
+
+  function applyBatch(batch) {
+    if (batch.messageId !== tracking.id) return;
+    batch.updates.forEach(applyRecipient);
+    // A version counts only once the snapshot it follows is complete (the ack came).
+    tracking.seen = Math.max(tracking.seen, batch.version);
+    if (tracking.confirmed) tracking.version = Math.max(tracking.version, batch.version);
+  }
+
+  function visibleIds() {
+    if (!tracking.sorted) {
+      tracking.order.sort((a, b) => Number(a) - Number(b));
+      tracking.sorted = true;
+      tracking.filtered = null;
+    }
+    const status = $('recipient-filter').value;
+    if (!status) return tracking.order;
+    if (!tracking.filtered) {
+      tracking.filtered = tracking.order.filter((id) => tracking.recipients.get(id).status === status);
+    }
+    return tracking.filtered;
+  }
+
+  function fillRecipientRow(row, id) {
+    const update = tracking.recipients.get(id);
+    setData(row, 'recipientId', id);
+    setData(row, 'status', update.status);
+    const cells = row.cells;
+    setText(cells[0], update.phone);
+    setText(cells[1], update.status);
+    setText(cells[2], update.errorMessage || '');
+    setText(cells[3], update.version);
+  }
+
+  function drawRecipients() {
+    const ids = visibleIds();
+    drawWindow({ viewport: $('recipients-viewport'), spacer: $('recipients-spacer'),
+      table: $('recipients-table'), rowHeight: 26, items: ids, fill: fillRecipientRow });
+    STATUSES.forEach((status) => {
+      setText($('recipient-counts').querySelector(`[data-count-status="${status}"] strong`),
+        tracking.counts[status] || 0);
+    });
+    setText($('recipient-shown'), ids.length === tracking.order.length
+      ? `${ids.length} recipients` : `${ids.length} of ${tracking.order.length} recipients`);
+  }
+
+  // Everything on screen is drawn at most once a frame, however many events arrived;
+  // the log, for reading, at most every LOG_DRAW_MS.
+  const LOG_DRAW_MS = 250;
+  let frame = 0;
+  let logDrawnAt = 0;
+  let logTimer = 0;
+  function schedule() {
+    if (!frame) frame = requestAnimationFrame(draw);
+  }
+
+  function draw(now) {
+    frame = 0;
+    drawRecipients();
+    if (now - logDrawnAt >= LOG_DRAW_MS) {
+      logDrawnAt = now;
+      drawLog();
+    } else if (!logTimer) {
+      logTimer = setTimeout(() => { logTimer = 0; schedule(); }, LOG_DRAW_MS);
+    }
   }
 
   function setState(state, detail) {
@@ -65,27 +224,8 @@
     }));
   }
 
-  function renderRecipient(update) {
-    const known = recipients.get(update.recipientId);
-    if (known && known.version >= update.version) return;
-    recipients.set(update.recipientId, update);
-    const body = $('recipients-table').tBodies[0];
-    let row = body.querySelector(`tr[data-recipient-id="${CSS.escape(update.recipientId)}"]`);
-    if (!row) {
-      row = body.insertRow();
-      row.dataset.recipientId = update.recipientId;
-      for (let i = 0; i < 4; i += 1) row.insertCell();
-    }
-    row.dataset.status = update.status;
-    const cells = row.cells;
-    cells[0].textContent = update.phone;
-    cells[1].textContent = update.status;
-    cells[2].textContent = update.errorMessage || '';
-    cells[3].textContent = update.version;
-  }
-
   function renderMessage(update) {
-    if (update.messageId !== $('message-id').value.trim() || update.version < messageVersion) return;
+    if (update.messageId !== tracking.id || update.version < messageVersion) return;
     messageVersion = update.version;
     const summary = $('message-summary');
     summary.dataset.status = update.status;
@@ -235,17 +375,27 @@
     }
   }
 
+  // Batched tracking; after a reconnect, only what changed since the last version held.
+  async function requestTracking() {
+    const request = { messageId: tracking.id, batch: true };
+    if (tracking.version) request.sinceVersion = tracking.version;
+    tracking.confirmed = false;
+    const answer = await call('track_message', request);
+    if (answer && answer.ok && answer.messageId === tracking.id) {
+      tracking.confirmed = true;
+      tracking.version = Math.max(tracking.version, answer.version, tracking.seen);
+    }
+  }
+
   async function track(id) {
-    recipients.clear();
-    messageVersion = 0;
-    $('recipients-table').tBodies[0].replaceChildren();
-    $('message-summary').textContent = '';
+    resetTracking(id);
     $('message-id').value = id;
-    await call('track_message', id);
+    await requestTracking();
   }
 
   function connect() {
     if (socket) socket.disconnect();
+    connects = 0;
     if (!Hub.tokens().access) { setState('disconnected', 'log in first'); return; }
     setState('connecting');
     socket = Hub.connect();
@@ -255,7 +405,13 @@
       const shown = args.filter((a) => typeof a !== 'function');
       log('out', event, shown.length <= 1 ? shown[0] : shown);
     });
-    socket.on('connect', () => { setState('connected', socket.id); loadNotifications(); });
+    socket.on('connect', () => {
+      connects += 1;
+      $('conn-state').dataset.connects = connects;
+      setState('connected', socket.id);
+      loadNotifications();
+      if (tracking.id) requestTracking();
+    });
     socket.on('disconnect', (reason) => setState('disconnected', reason));
     socket.on('connect_error', (err) => {
       const code = err.data && err.data.code ? ` (${err.data.code})` : '';
@@ -275,9 +431,7 @@
     socket.on('auth_expiring', renewToken);
     socket.on('auth_expired', renewToken);
     socket.on('message_update', renderMessage);
-    socket.on('recipient_update', (update) => {
-      if (update.messageId === $('message-id').value.trim()) renderRecipient(update);
-    });
+    socket.on('recipient_updates', applyBatch);
     socket.on('notification', (n) => {
       if (!notifications.has(n.id)) {
         notifications.set(n.id, n);
@@ -365,10 +519,27 @@
         log('in', 'POST /api/simulator/inbound', { error: err.message, details: err.details }, true);
       }
     });
-    $('log-filter').addEventListener('input', () => {
-      [...$('event-log').tBodies[0].rows].forEach(applyFilter);
+    $('log-filter').addEventListener('input', schedule);
+    $('clear-log-btn').addEventListener('click', () => {
+      logRing.length = 0;
+      logTotal = 0;
+      if (logFrozen) logFrozen = { entries: [], total: 0 };
+      schedule();
     });
-    $('clear-log-btn').addEventListener('click', () => $('event-log').tBodies[0].replaceChildren());
+    $('pause-log-btn').addEventListener('click', () => {
+      logFrozen = logFrozen ? null : { entries: logRing.slice().reverse(), total: logTotal };
+      $('pause-log-btn').textContent = logFrozen ? 'Resume' : 'Pause';
+      $('pause-log-btn').setAttribute('aria-pressed', String(Boolean(logFrozen)));
+      schedule();
+    });
+    $('log-viewport').addEventListener('scroll', schedule, { passive: true });
+    $('recipient-filter').addEventListener('change', () => {
+      tracking.filtered = null;
+      $('recipients-viewport').scrollTop = 0;
+      schedule();
+    });
+    $('recipients-viewport').addEventListener('scroll', schedule, { passive: true });
+    resetTracking('');
     Hub.onTokens((t) => { if (!t.access && socket) socket.disconnect(); });
   });
 })();

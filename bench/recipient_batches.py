@@ -1,0 +1,184 @@
+"""What trackers of a 10,000-recipient message cost the hub: a packet per change, or batches.
+
+For each scenario the hub runs with its production settings (SQLite, the
+simulated provider) on CPU 0 and sends one message of 10,000 recipients;
+from CPU 1, 1 or 10 sockets of its owner track it, per recipient
+(``track_message`` with the id) or batched (``{messageId, batch: true}``),
+and read everything unparsed until every recipient is delivered. A scenario
+without trackers measures the sending itself; the hub's CPU beyond it,
+divided by the status changes delivered (three per recipient: SENDING, SENT,
+DELIVERED, times the trackers), is the cost per change delivered. Packets
+are Socket.IO events received per tracker, the snapshot included. The
+sending itself costs more than the trackers, and on a shared machine its CPU
+varies from run to run: each scenario runs ``--rounds`` times, interleaved,
+and the medians are compared.
+
+    python -m bench.recipient_batches [--recipients 10000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+
+import requests
+import websocket
+
+from bench.expensive_events import cpu_seconds
+from bench.run import HUB_ENV, ROOT, SECRET, WORK, machine, prepare_hub_database, write_section
+from bench.soak import wait_for_port
+
+MARKER = "<!-- bench/recipient_batches.py results -->"
+PORT = 7141
+# One user's ten trackers would be past the production snapshot budget.
+BUDGET = {"SNAPSHOT_RATE": "1000000", "SNAPSHOT_BURST": "1000000"}
+SCENARIOS = [("none", 0), ("per recipient", 1), ("batched", 1), ("per recipient", 10),
+             ("batched", 10)]
+CHANGES_PER_RECIPIENT = 3
+
+
+class Tracker:
+    """One raw websocket that tracks the message and counts what it receives."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.ws = websocket.create_connection(
+            base.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=30)
+        self.ws.recv()
+        self.ws.send("40" + json.dumps({"token": token}))
+        self.ws.recv()
+        self.received = bytearray()
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+
+    def track(self, argument) -> None:
+        self.reader.start()
+        self.ws.send("421" + json.dumps(["track_message", argument]))
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = self.ws.sock.recv(1 << 20)
+            except OSError:
+                return
+            if not data:
+                return
+            self.received.extend(data)
+
+    def close(self) -> dict:
+        self.ws.close()
+        self.reader.join(timeout=5)
+        return {"bytes": len(self.received), "packets": self.received.count(b'42["')}
+
+
+def settle(base: str, headers: dict, message_id: str, total: int) -> None:
+    while True:
+        message = requests.get(f"{base}/api/messages/{message_id}", headers=headers,
+                               timeout=30).json()
+        if message["status"] != "SENDING" and \
+                message["deliveredCount"] + message["failedCount"] == total:
+            return
+        time.sleep(0.5)
+
+
+def scenario(mode: str, trackers: int, recipients: int) -> dict:
+    url = f"sqlite:///{tempfile.mkdtemp(dir=WORK)}/hub.db"
+    tokens = prepare_hub_database(url, 1)
+    token = tokens["users"][0]["token"]
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, str(ROOT / "app.py")], cwd=ROOT,
+        env={**os.environ, **HUB_ENV, **BUDGET, "DATABASE_URL": url, "PORT": str(PORT),
+             "JWT_SECRET_KEY": SECRET},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(PORT)
+        base = f"http://127.0.0.1:{PORT}"
+        headers = {"Authorization": f"Bearer {token}"}
+        sockets = [Tracker(base, token) for _ in range(trackers)]
+        time.sleep(1)
+        cpu_before, started = cpu_seconds(server.pid), time.monotonic()
+        created = requests.post(f"{base}/api/messages", headers=headers, timeout=60, json={
+            "body": "bench", "recipients": [f"+1555{i:07d}" for i in range(recipients)]})
+        created.raise_for_status()
+        message_id = created.json()["id"]
+        for tracker in sockets:
+            tracker.track(message_id if mode == "per recipient"
+                          else {"messageId": message_id, "batch": True})
+        settle(base, headers, message_id, recipients)
+        time.sleep(1.0)
+        cpu = cpu_seconds(server.pid) - cpu_before
+        wall = time.monotonic() - started
+        received = [tracker.close() for tracker in sockets]
+        result = {"mode": mode, "trackers": trackers, "cpuSeconds": cpu, "wallSeconds": wall,
+                  "packetsPerTracker": sum(r["packets"] for r in received) / max(1, trackers),
+                  "bytesPerTracker": sum(r["bytes"] for r in received) / max(1, trackers)}
+        print(json.dumps(result), file=sys.stderr)
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def median_of(rounds: list[dict]) -> dict:
+    cpu = [r["cpuSeconds"] for r in rounds]
+    return {**rounds[0], "cpuSeconds": statistics.median(cpu), "cpuRange": (min(cpu), max(cpu)),
+            "wallSeconds": statistics.median(r["wallSeconds"] for r in rounds)}
+
+
+def report(results: list[dict], recipients: int, rounds: int, commit: str) -> str:
+    baseline = results[0]["cpuSeconds"]
+    lines = [
+        MARKER,
+        f"## Batched recipient updates ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit})",
+        "",
+        f"Machine: {machine()}, shared with other work. Hub with its production settings "
+        "(SQLite, the simulated provider; the snapshot budget raised so that one user may have "
+        f"ten trackers) on CPU 0, sending one message of {recipients:,} recipients; from CPU 1 "
+        "its owner's sockets track it and read everything. Cost per change: the hub's median "
+        "CPU beyond the median run without trackers, divided by the status changes delivered "
+        f"({CHANGES_PER_RECIPIENT} per recipient per tracker); {rounds} rounds of each, "
+        "interleaved. Packets: Socket.IO events per tracker, snapshot included.",
+        f"Command: `python -m bench.recipient_batches --recipients {recipients} "
+        f"--rounds {rounds}`.", "",
+        "| trackers | mode | hub CPU, median (min–max) s | wall (s) "
+        "| CPU per change delivered (µs) | packets per tracker | bytes per tracker |",
+        "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        delivered = recipients * CHANGES_PER_RECIPIENT * r["trackers"]
+        per_change = ((r["cpuSeconds"] - baseline) / delivered * 1e6) if delivered else None
+        low, high = r["cpuRange"]
+        lines.append(
+            f"| {r['trackers']} | {r['mode']} | {r['cpuSeconds']:.2f} ({low:.2f}–{high:.2f}) "
+            f"| {r['wallSeconds']:.1f} | {'–' if per_change is None else f'{per_change:.1f}'} "
+            f"| {r['packetsPerTracker']:,.0f} | {r['bytesPerTracker'] / 1e6:.2f} MB |")
+    lines.append(MARKER)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipients", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {1})
+    WORK.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    rounds = [[scenario(mode, trackers, args.recipients) for mode, trackers in SCENARIOS]
+              for _ in range(args.rounds)]
+    results = [median_of([run[index] for run in rounds]) for index in range(len(SCENARIOS))]
+    section = report(results, args.recipients, args.rounds, commit)
+    if not args.no_write:
+        write_section(MARKER, section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Following a message live: its trackers' rooms, their snapshots, and resuming after a reconnect.
+
+A tracker joins the message's room first and then gets the current state, so
+a change racing the snapshot arrives with a higher version and wins. Two
+kinds of tracker:
+
+- per recipient (``track_message`` with the id, the seed's form): a
+  ``recipient_update`` per change, and a snapshot of at most
+  ``TRACK_SNAPSHOT_LIMIT`` of them (REST pages the rest);
+- batched (``{messageId, batch: true}``): ``recipient_updates`` batches
+  (``services.messaging.recipient_batches``), and a snapshot of every
+  recipient in batches of ``SNAPSHOT_BATCH_SIZE``. With ``sinceVersion``,
+  the highest batch version it saw before losing its socket, it gets only
+  the recipients changed since, plus ``RECIPIENT_RESUME_OVERLAP`` seconds of
+  changes again (a change stamped before a batch may commit after it, and
+  node clocks differ); the per-recipient versions make the repeats harmless.
+  A version it cannot resume from (none, older than the message, or ahead
+  of this server's clock) gets the full snapshot.
+
+Snapshots are charged to the user's budget (``services.realtime.snapshots``):
+a row per event for per-recipient ones, a row per ``ROWS_PER_BATCHED_CHARGE``
+recipients for batched ones, which cost about that much less to send.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from extensions import db
+from models import Message, Recipient
+from services.auth import Identity
+from services.messaging.messages import SNAPSHOT_COLUMNS, get_visible
+from services.messaging.payloads import (
+    message_update_payload,
+    recipient_state,
+    recipient_update_payload,
+    recipient_updates_payload,
+)
+from services.messaging.recipient_batches import clock_version
+from services.messaging.status_counts import status_counts
+from services.realtime import emitter, rooms, snapshots
+
+TRACK_SNAPSHOT_LIMIT = 1_000
+SNAPSHOT_BATCH_SIZE = 1_000
+ROWS_PER_BATCHED_CHARGE = 10
+
+
+def track(identity: Identity, *, sid: str, message_id: int, batch: bool = False,
+          since_version: int | None = None) -> dict[str, Any]:
+    """Make ``sid`` a tracker of the message and send it the current state; the ack's fields."""
+    message = get_visible(identity, message_id)
+    if batch:
+        return _track_batched(identity, sid, message, since_version)
+    return _track_each(identity, sid, message)
+
+
+def untrack(sid: str, message_id: int) -> None:
+    emitter.leave_room(sid, rooms.message_room(message_id))
+    emitter.leave_room(sid, rooms.recipient_batch_room(message_id))
+
+
+def _track_each(identity: Identity, sid: str, message: Message) -> dict[str, Any]:
+    snapshots.charge_snapshot(identity.user_id,
+                              1 + min(message.recipient_count, TRACK_SNAPSHOT_LIMIT))
+    emitter.enter_room(sid, rooms.message_room(message.id))
+    emitter.emit_to_sid(sid, event="message_update", payload=message_update_payload(
+        message, status_counts([message.id])[message.id]))
+    recipients = _recipients(message.id, since=None, limit=TRACK_SNAPSHOT_LIMIT + 1)
+    truncated = len(recipients) > TRACK_SNAPSHOT_LIMIT
+    recipients = recipients[:TRACK_SNAPSHOT_LIMIT]
+    emitter.emit_each(((sid, recipient_update_payload(r)) for r in recipients),
+                      "recipient_update")
+    return {**_acknowledged(message, len(recipients)), "truncated": truncated,
+            "nextCursor": str(recipients[-1].id) if truncated else None}
+
+
+def _track_batched(identity: Identity, sid: str, message: Message,
+                   since_version: int | None) -> dict[str, Any]:
+    version = clock_version()
+    since = _resume_point(message, since_version, now=version)
+    changed = message.recipient_count if since is None else _count_changed(message.id, since)
+    snapshots.charge_snapshot(identity.user_id, 1 + math.ceil(changed / ROWS_PER_BATCHED_CHARGE))
+    emitter.enter_room(sid, rooms.recipient_batch_room(message.id))
+    emitter.emit_to_sid(sid, event="message_update", payload=message_update_payload(
+        message, status_counts([message.id])[message.id]))
+    recipients = _recipients(message.id, since=since, limit=None)
+    emitter.emit_each(((sid, recipient_updates_payload(message.id, states, version))
+                       for states in _in_batches(recipients)), "recipient_updates")
+    return {**_acknowledged(message, len(recipients)), "truncated": False, "nextCursor": None,
+            "version": version, "resumed": since is not None}
+
+
+def _resume_point(message: Message, since_version: int | None, *, now: int) -> datetime | None:
+    """From when to send changes again, or None for the full snapshot."""
+    created = message.created_at.timestamp() * 1000
+    if since_version is None or not created <= since_version <= now:
+        return None
+    overlap = current_app.config["RECIPIENT_RESUME_OVERLAP"]
+    return datetime.fromtimestamp(since_version / 1000 - overlap, UTC)
+
+
+def _count_changed(message_id: int, since: datetime) -> int:
+    return db.session.scalar(select(func.count()).select_from(Recipient).where(
+        Recipient.message_id == message_id, Recipient.updated_at > since)) or 0
+
+
+def _recipients(message_id: int, *, since: datetime | None, limit: int | None) -> Sequence[Any]:
+    query = select(*SNAPSHOT_COLUMNS).where(Recipient.message_id == message_id)
+    if since is not None:
+        query = query.where(Recipient.updated_at > since)
+    return db.session.execute(query.order_by(Recipient.id).limit(limit)).all()
+
+
+def _in_batches(recipients: Sequence[Any]) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(recipients), SNAPSHOT_BATCH_SIZE):
+        yield [recipient_state(r) for r in recipients[start:start + SNAPSHOT_BATCH_SIZE]]
+
+
+def _acknowledged(message: Message, sent: int) -> dict[str, Any]:
+    return {"messageId": str(message.id), "status": message.status,
+            "recipientCount": message.recipient_count, "snapshotRecipients": sent}
