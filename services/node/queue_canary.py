@@ -144,10 +144,10 @@ class QueueCanary:
             self.deaf_since = time.monotonic()
             log.error("message queue listener has heard nothing for %.1f s: this process "
                       "would miss other processes' emits; resubscribing", self.silent_for())
-        pubsub = getattr(self.manager, "pubsub", None)
-        if pubsub is not None:
+        drop = getattr(self.manager, "drop_listener", None)
+        if drop is not None:
             try:
-                pubsub.close()
+                drop()
             except Exception:
                 log.exception("closing the deaf listener's connection failed")
         return False
