@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 import pytest
 import redis
@@ -92,9 +92,12 @@ def test_everything_posted_on_b_for_a_user_on_a_reaches_a_in_order_and_c_decodes
                 [f"p{poster}-{index}" for index in range(NOTIFICATIONS // POSTERS)]
     final = on_a[1].wait_for("message_update", lambda u: u["status"] == "SENT", timeout=90)
     assert final["successCount"] == RECIPIENTS
+    # What A last heard of each recipient is what the database holds once sending settles.
+    stored = _stored_recipients(b, user, message_id)
     with contextlib.suppress(AssertionError):
-        eventually(lambda: _last_statuses(on_a[1]) == {"DELIVERED": RECIPIENTS}, timeout=60)
-    assert _last_statuses(on_a[1]) == {"DELIVERED": RECIPIENTS}
+        eventually(lambda: _last_heard(on_a[1]) == stored, timeout=30)
+    assert _last_heard(on_a[1]) == (stored := _stored_recipients(b, user, message_id))
+    assert len(stored) == RECIPIENTS
     versions: dict[str, list[int]] = defaultdict(list)
     for name, update in on_a[1].events[live_from:]:
         if name == "recipient_update":
@@ -121,11 +124,28 @@ def _titles(client: RecordingClient) -> list[str]:
     return [n["title"] for n in client.received("notification") if n["title"].startswith("p")]
 
 
-def _last_statuses(client: RecordingClient) -> dict[str, int]:
-    """How many recipients are in each status, by the last update received for each."""
-    last = {update["recipientId"]: update["status"]
+def _last_heard(client: RecordingClient) -> dict[str, tuple[str, int]]:
+    """Each recipient's status and version in the last update the client received for it."""
+    return {update["recipientId"]: (update["status"], update["version"])
             for update in client.received("recipient_update")}
-    return dict(Counter(last.values()))
+
+
+def _stored_recipients(node, user, message_id: str) -> dict[str, tuple[str, int]]:
+    """Each recipient's status and version as the database holds them, once none is pending
+    or being sent and a second has passed for the last receipts."""
+    def page_all() -> dict[str, tuple[str, int]]:
+        rows, after = {}, None
+        while True:
+            page = node.api.get(f"/api/messages/{message_id}/recipients", user.token,
+                                params={"limit": 1000, **({"after": after} if after else {})})
+            body = page.json()
+            rows |= {r["recipientId"]: (r["status"], r["version"]) for r in body["recipients"]}
+            if not (after := body.get("nextCursor")):
+                return rows
+    eventually(lambda: not {"PENDING", "SENDING"} & {s for s, _ in page_all().values()},
+               timeout=60, interval=0.5)
+    time.sleep(1.0)
+    return page_all()
 
 
 @pytest.mark.timeout(300)
