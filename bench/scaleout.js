@@ -62,8 +62,11 @@ async function connectAll(out) {
           transports: ['websocket'], forceNew: true, reconnection: false, timeout: 20000 });
         s.userIndex = userIndex;
         s.on('notification', (n) => { const h = handlers.get(n.title); if (h) h(s); });
-        s.once('connect', () => { sockets.push(s); resolve(); });
+        // A session the server closes before its CONNECT is answered raises no connect_error.
+        const stuck = setTimeout(() => { fails += 1; s.close(); resolve(); }, 30000);
+        s.once('connect', () => { clearTimeout(stuck); sockets.push(s); resolve(); });
         s.once('connect_error', (e) => {
+          clearTimeout(stuck);
           fails += 1;
           if (fails < 3) console.error('connect_error', e.message);
           resolve();

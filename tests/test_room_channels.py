@@ -92,6 +92,11 @@ def test_everything_posted_on_b_for_a_user_on_a_reaches_a_in_order_and_c_decodes
                 [f"p{poster}-{index}" for index in range(NOTIFICATIONS // POSTERS)]
     final = on_a[1].wait_for("message_update", lambda u: u["status"] == "SENT", timeout=90)
     assert final["successCount"] == RECIPIENTS
+    # A message_update goes to the owner's room and the message's, two channels that A
+    # both hears: the tracker, in both rooms, still gets each one once.
+    on_a[0].wait_for("message_update", lambda u: u["status"] == "SENT")
+    tracked_updates = [u for name, u in on_a[1].events[live_from:] if name == "message_update"]
+    assert 0 < len(tracked_updates) <= len(on_a[0].received("message_update"))
     # What A last heard of each recipient is what the database holds once sending settles.
     stored = _stored_recipients(b, user, message_id)
     with contextlib.suppress(AssertionError):
