@@ -229,7 +229,7 @@ def run_arrangement(arrangement: Arrangement, kit: Path, connections: int, load_
                     env={**env, "PORT": str(port), "NODE_ID": f"bench-{'abc'[index]}"},
                     stdout=logs[-1], stderr=subprocess.STDOUT))
             for port in ports:
-                wait_for_port(port)
+                wait_for_port(port, timeout=120)  # several processes starting on a busy machine
             pids = [server.pid for server in servers]
             load = subprocess.Popen(
                 ["taskset", "-c", arrangement.load_cpus, "node",
