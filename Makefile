@@ -77,10 +77,12 @@ bench: $(STAMP)
 soak: $(STAMP)
 	@$(PY) -m bench.soak $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
 
-## bench-scaleout: 10,000 connections on one process, then on two sharing PostgreSQL and Redis
-## (CONNECTIONS=10000 ARRANGEMENTS=one,two-one-core,two)
+## bench-scaleout: 10,000 connections on one process, then on several sharing PostgreSQL and
+## Redis (CONNECTIONS=10000 ARRANGEMENTS=one,two-one-core,two,three; BASELINE=main runs each
+## arrangement again on that revision's code, in the same session)
 bench-scaleout: $(STAMP)
-	@$(PY) -m bench.scaleout $(if $(CONNECTIONS),--connections $(CONNECTIONS)) $(if $(ARRANGEMENTS),--arrangements $(ARRANGEMENTS))
+	@$(PY) -m bench.scaleout $(if $(CONNECTIONS),--connections $(CONNECTIONS)) $(if $(ARRANGEMENTS),--arrangements $(ARRANGEMENTS)) \
+		$(if $(BASELINE),--baseline $(BASELINE))
 
 ## bench-analytics: 1,000 analytics subscribers, messages completing at 100/s; the
 ## analytics work's share of one core (BACKENDS=sqlite,postgresql BENCH_SECONDS=20)

@@ -295,8 +295,8 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 "previous response (slowloris); long polls and WebSockets are not timed after "
                 "their head", NUMBER),
         Setting("MAX_CONNECTIONS_PER_USER", 20,
-                "sockets one user may hold on a node; the next is refused "
-                "`too_many_connections`", INTEGER),
+                "sockets one user may hold across the cluster (per node without Redis, or while "
+                "Redis cannot be reached); the next is refused `too_many_connections`", INTEGER),
         Setting("MAX_CONNECTIONS_PER_ADDRESS", 200,
                 "Engine.IO sessions one address may hold on a node, counted from their "
                 "first request, authenticated or not", INTEGER, testing=100_000),

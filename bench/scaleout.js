@@ -1,6 +1,7 @@
 // Broadcast fan-out and notify latency over one or several hub processes, with the official client.
 // usage: node scaleout.js --urls URL[,URL...] --pids PID[,PID...] --tokens TOKENS_JSON
-//          [--n 10000] [--k 10] [--notify 200] [--rate 20]     (run with NODE_PATH at the kit)
+//          [--n 10000] [--k 10] [--notify 200] [--rate 20] [--sustain 0] [--concurrency 32]
+//          (run with NODE_PATH at the kit)
 // Users are split over the URLs in order (with two URLs: the first half on the first), each
 // user's sockets on its own process; every REST call goes to the first URL. Prints one JSON line
 // {"hold": true} once its measurements are done, keeps the sockets open until a line arrives on
@@ -14,6 +15,7 @@ const a = Object.fromEntries(process.argv.slice(2).reduce((acc, v, i, arr) => (
 const urls = a.urls.split(',');
 const pids = a.pids.split(',').map(Number);
 const N = +(a.n || 10000), K = +(a.k || 10), M = +(a.notify || 200), RATE = +(a.rate || 20);
+const SUSTAIN = +(a.sustain || 0), CONCURRENCY = +(a.concurrency || 32);
 const { users, admin } = JSON.parse(fs.readFileSync(a.tokens));
 const api = urls[0];
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -31,8 +33,8 @@ const cpu = () => pids.map((pid) => {
 const cpuSince = (before) => cpu().map((ms, i) => ms - before[i]);
 const sum = (xs) => xs.reduce((x, y) => x + y, 0);
 
-async function post(path, body) {
-  const r = await fetch(api + path, { method: 'POST', body: JSON.stringify(body),
+async function post(path, body, base = api) {
+  const r = await fetch(base + path, { method: 'POST', body: JSON.stringify(body),
     headers: { 'content-type': 'application/json', authorization: 'Bearer ' + admin } });
   return r.status;
 }
@@ -60,8 +62,11 @@ async function connectAll(out) {
           transports: ['websocket'], forceNew: true, reconnection: false, timeout: 20000 });
         s.userIndex = userIndex;
         s.on('notification', (n) => { const h = handlers.get(n.title); if (h) h(s); });
-        s.once('connect', () => { sockets.push(s); resolve(); });
+        // A session the server closes before its CONNECT is answered raises no connect_error.
+        const stuck = setTimeout(() => { fails += 1; s.close(); resolve(); }, 30000);
+        s.once('connect', () => { clearTimeout(stuck); sockets.push(s); resolve(); });
         s.once('connect_error', (e) => {
+          clearTimeout(stuck);
           fails += 1;
           if (fails < 3) console.error('connect_error', e.message);
           resolve();
@@ -134,6 +139,34 @@ async function notifies(node) {
   };
 }
 
+// Notifies as fast as the processes take them for SUSTAIN seconds, CONCURRENCY in flight: every
+// user in turn, each POSTed to the next process in turn (as a load balancer would spread them).
+async function sustained(out) {
+  let next = 0, posted = 0, delivered = 0;
+  const statuses = {};
+  const c0 = cpu(), t0 = now(), end = t0 + SUSTAIN * 1000;
+  async function poster() {
+    while (now() < end) {
+      const k = next++;
+      const user = users[k % users.length];
+      const title = `s-${k}`;
+      handlers.set(title, () => { handlers.delete(title); delivered++; });
+      const status = await post(`/api/socket/notify/${user.id}`,
+        { title, message: 'x', type: 'system' }, urls[k % urls.length]);
+      statuses[status] = (statuses[status] || 0) + 1;
+      posted++;
+    }
+  }
+  await Promise.all(Array.from({ length: CONCURRENCY }, poster));
+  const seconds = (now() - t0) / 1000;
+  await sleep(2000);
+  for (let k = 0; k < next; k++) handlers.delete(`s-${k}`);
+  out.sustained = {
+    seconds: +seconds.toFixed(2), posted, statuses, delivered, missed: posted - delivered,
+    per_second: Math.round(posted / seconds), server_cpu_ms_by_process: cpuSince(c0),
+  };
+}
+
 (async () => {
   const out = { urls, n: N };
   await connectAll(out);
@@ -144,6 +177,7 @@ async function notifies(node) {
   for (let node = 0; node < urls.length; node++) {
     out.notify[node === 0 ? 'same' : 'other'] = await notifies(node);
   }
+  if (SUSTAIN) await sustained(out);
   console.log(JSON.stringify({ hold: true }));
   await new Promise((resolve) => readline.createInterface({ input: process.stdin })
     .once('line', resolve));

@@ -1,15 +1,23 @@
-"""Scale-out benchmark: 10,000 connections on one hub process, then split over two, in one run.
+"""Scale-out benchmark: 10,000 connections on one hub process, then split over several, in one run.
 
 Each arrangement gets a fresh PostgreSQL database (several processes need a
 shared one) and the hub's production settings as ``bench/run.py`` uses them.
-The two-process arrangements share a Redis message queue on a channel of
-their own. With the connections open, ``bench/scaleout.js`` (the official
-client) measures broadcast fan-out and notify latency to users on the process
-that takes the POST and on the other one; this script then publishes emits
-addressed to nobody on the queue and charges each process the CPU it spends
-receiving them. Figures go to BENCHMARKS.md under "Scale-out".
+The arrangements of several processes share a Redis message queue on a
+channel of their own. With the connections open, ``bench/scaleout.js`` (the
+official client) measures broadcast fan-out, notify latency to users on the
+process that takes the POST and on the others, and the notifies per second
+the processes sustain (``--sustain`` seconds, POSTs spread over the
+processes); this script then emits to a room nobody is in, from a process
+without sockets built from the measured code (as ``flask notify`` emits),
+and charges each hub process the CPU it spends receiving them.
 
-    python -m bench.scaleout [--connections 10000] [--arrangements one,two-one-core,two]
+``--baseline REF`` runs every arrangement a second time on the code of git
+revision ``REF`` (exported to a directory of its own), in the same session,
+so that a change is measured beside what it replaces. Figures go to
+BENCHMARKS.md under "Scale-out".
+
+    python -m bench.scaleout [--connections 10000] [--arrangements one,two-one-core,two,three]
+                             [--baseline main] [--sustain 10]
 """
 
 from __future__ import annotations
@@ -64,12 +72,15 @@ ARRANGEMENTS = {
     "one": Arrangement("one", "one process", ("0",), "1"),
     "two-one-core": Arrangement("two-one-core", "two processes, one core", ("0", "0"), "1"),
     "two": Arrangement("two", "two processes, two cores", ("0", "1"), "0,1"),
+    "three": Arrangement("three", "three processes, two cores", ("0,1", "0,1", "0,1"), "0,1"),
 }
 WHY = {
     "one": "the baseline",
     "two-one-core": "the same CPU budget as one process: what splitting and Redis cost",
     "two": "what the second core buys; the load generator has no core of its own and shares "
            "both with the servers, so its latencies are pessimistic",
+    "three": "each user's sockets on one of three processes, which share both cores with the "
+             "load generator",
 }
 
 
@@ -79,6 +90,8 @@ def pinning(names: list[str]) -> str:
         arrangement = ARRANGEMENTS[name]
         cpus = arrangement.server_cpus
         servers = (f"server on CPU {cpus[0]}" if len(cpus) == 1 else
+                   f"all servers on CPUs {cpus[0].replace(',', ' and ')}"
+                   if len(set(cpus)) == 1 and "," in cpus[0] else
                    f"both servers on CPU {cpus[0]}" if len(set(cpus)) == 1 else
                    "servers on " + " and ".join(f"CPU {cpu}" for cpu in cpus))
         load = arrangement.load_cpus.split(",")
@@ -117,22 +130,36 @@ class QueueTally:
         return dict(self.counts.most_common())
 
 
-def queue_receive_cost(pids: list[int], queue_url: str, channel: str, emits: int,
+# Emits ``count`` notifications to ``room`` at ``rate`` through the measured code's own client
+# manager, as its processes without sockets emit; prints the CPU it spent, in seconds.
+PUBLISHER = """
+import sys, time
+from services.transport.client_manager import build_client_manager
+url, channel, room, count, rate = sys.argv[1:4] + [int(sys.argv[4]), float(sys.argv[5])]
+manager = build_client_manager(url, channel)
+payload = {"id": "0", "type": "system", "title": "nobody", "message": "x",
+           "timestamp": "2026-01-01T00:00:00+00:00", "read": False, "unreadCount": 1}
+started, cpu = time.monotonic(), time.process_time()
+for index in range(count):
+    manager.emit("notification", payload, namespace="/", room=room)
+    wait = started + (index + 1) / rate - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+print(time.process_time() - cpu, time.monotonic() - started)
+"""
+
+
+def queue_receive_cost(pids: list[int], root: Path, queue_url: str, channel: str, emits: int,
                        rate: float, windows: int = 3) -> dict:
     """CPU each process spends on an emit for which it holds no socket.
 
-    Every emit through the queue reaches every process, which decodes it and
-    looks up the room before finding nothing to send. The emits here go to a
-    room nobody is in, at ``rate``, in a few windows; each follows an idle
-    window of the same length, whose CPU (pings and pongs of the open
-    sockets, the node's own loop) is subtracted. Alternating keeps the
-    background's drift out of the difference.
+    The emits go to a room nobody is in, at ``rate``, in a few windows; each
+    follows an idle window of the same length, whose CPU (pings and pongs of
+    the open sockets, the node's own loop) is subtracted. Alternating keeps
+    the background's drift out of the difference. The publisher is a process
+    of its own running the measured code (``root``), so it routes its emits
+    as that code's ``flask notify`` would.
     """
-    import socketio
-
-    publisher = socketio.RedisManager(queue_url, channel=channel, write_only=True)
-    payload = {"id": "0", "type": "system", "title": "nobody", "message": "x",
-               "timestamp": datetime.now(UTC).isoformat(), "read": False, "unreadCount": 1}
     per_window = emits // windows
     window = per_window / rate + 0.5
     idle, busy = [0] * len(pids), [0] * len(pids)
@@ -141,17 +168,19 @@ def queue_receive_cost(pids: list[int], queue_url: str, channel: str, emits: int
         before = [cpu_ms(pid) for pid in pids]
         time.sleep(window)
         idle = [total + cpu_ms(pid) - b for total, pid, b in zip(idle, pids, before, strict=True)]
+        publisher = subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, queue_url, channel, "user:0", str(per_window),
+             str(rate)], cwd=root, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(root)})
+        time.sleep(0.3)  # its imports; the window starts with its first emit, near enough
         before = [cpu_ms(pid) for pid in pids]
-        started, own_cpu = time.monotonic(), time.process_time()
-        for index in range(per_window):
-            publisher.emit("notification", payload, namespace="/", room="user:0")
-            wait = started + (index + 1) / rate - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        publish_cpu += time.process_time() - own_cpu
-        publish_seconds += time.monotonic() - started
+        started = time.monotonic()
+        out, _ = publisher.communicate(timeout=window * 4 + 30)
         time.sleep(max(0.0, started + window - time.monotonic()))
         busy = [total + cpu_ms(pid) - b for total, pid, b in zip(busy, pids, before, strict=True)]
+        cpu, seconds = map(float, out.split())
+        publish_cpu += cpu
+        publish_seconds += seconds
     sent = per_window * windows
     return {
         "emits": sent, "achieved_rate": round(sent / publish_seconds),
@@ -162,8 +191,23 @@ def queue_receive_cost(pids: list[int], queue_url: str, channel: str, emits: int
     }
 
 
+def code_tree(revision: str) -> Path:
+    """The files of git ``revision``, exported once to a directory of their own."""
+    commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    tree = WORK / f"tree-{commit}"
+    if not (tree / "app.py").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", commit], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
 def run_arrangement(arrangement: Arrangement, kit: Path, connections: int, load_args: list[str],
-                    redis_db: int, queue_emits: int, queue_rate: float) -> dict:
+                    redis_db: int, queue_emits: int, queue_rate: float,
+                    root: Path = ROOT) -> dict:
+    """One arrangement of the code at ``root``: the load generator's figures and the queue's."""
     with fresh_postgres_database() as url:
         tokens_file = WORK / f"tokens-scaleout-{arrangement.name}.json"
         tokens_file.write_text(json.dumps(prepare_hub_database(url)))
@@ -181,11 +225,11 @@ def run_arrangement(arrangement: Arrangement, kit: Path, connections: int, load_
                                                      strict=True)):
                 logs.append(open(WORK / f"scaleout-{arrangement.name}-{port}.log", "w"))  # noqa: SIM115
                 servers.append(subprocess.Popen(
-                    ["taskset", "-c", cpus, sys.executable, str(ROOT / "app.py")], cwd=ROOT,
-                    env={**env, "PORT": str(port), "NODE_ID": f"bench-{'ab'[index]}"},
+                    ["taskset", "-c", cpus, sys.executable, str(root / "app.py")], cwd=root,
+                    env={**env, "PORT": str(port), "NODE_ID": f"bench-{'abc'[index]}"},
                     stdout=logs[-1], stderr=subprocess.STDOUT))
             for port in ports:
-                wait_for_port(port)
+                wait_for_port(port, timeout=120)  # several processes starting on a busy machine
             pids = [server.pid for server in servers]
             load = subprocess.Popen(
                 ["taskset", "-c", arrangement.load_cpus, "node",
@@ -200,7 +244,7 @@ def run_arrangement(arrangement: Arrangement, kit: Path, connections: int, load_
             if not held.strip():
                 raise RuntimeError(f"{arrangement.name}: the load generator stopped early")
             published = tally.stop() if tally else None
-            queue = (queue_receive_cost(pids, queue_url, channel, queue_emits, queue_rate)
+            queue = (queue_receive_cost(pids, root, queue_url, channel, queue_emits, queue_rate)
                      if arrangement.processes > 1 else None)
             load.stdin.write("done\n")
             load.stdin.flush()
@@ -228,6 +272,12 @@ def _cell(value: object) -> str:
     if value is None:
         return "–"
     return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def column_label(key: str) -> str:
+    """``three`` or ``three@main``: the arrangement, and the revision when not this one."""
+    name, _, revision = key.partition("@")
+    return ARRANGEMENTS[name].label + (f", {revision}" if revision else "")
 
 
 def table(results: dict[str, dict]) -> list[str]:
@@ -262,16 +312,23 @@ def table(results: dict[str, dict]) -> list[str]:
          lambda r: r["notify"]["same"]["emit_call_us_mean"]),
         ("notify's emit call, user on the other process (µs, mean wall time)",
          lambda r: (r["notify"].get("other") or {}).get("emit_call_us_mean")),
-        ("messages on the queue while connecting, broadcasting and notifying",
+        ("messages on the shared channel while connecting, broadcasting and notifying",
          lambda r: r["published"] and ", ".join(
              f"{kind} {count:,}" for kind, count in r["published"].items())),
         ("queue: CPU per emit received for no local socket, by process (µs)",
          lambda r: r["queue"] and " / ".join(
              map(str, r["queue"]["receive_cpu_us_per_emit_by_process"]))),
-        ("queue: publisher CPU per emit (µs, redis-py outside the hub)",
+        ("queue: publisher CPU per emit (µs, a process without sockets)",
          lambda r: r["queue"] and r["queue"]["publisher_cpu_us_per_emit"]),
+        ("sustained notifies per second (POSTs completed, spread over the processes)",
+         lambda r: (r.get("sustained") or {}).get("per_second")),
+        ("sustained notifies: missed at the sockets",
+         lambda r: (r.get("sustained") or {}).get("missed")),
+        ("sustained notifies: server CPU by process (ms)",
+         lambda r: r.get("sustained") and " + ".join(
+             map(str, r["sustained"]["server_cpu_ms_by_process"]))),
     ]
-    lines = ["| figure | " + " | ".join(ARRANGEMENTS[n].label for n in names) + " |",
+    lines = ["| figure | " + " | ".join(column_label(n) for n in names) + " |",
              "|" + " --- |" * (1 + len(names))]
     for label, pick in rows:
         lines.append(f"| {label} | " + " | ".join(_cell(pick(results[n])) for n in names) + " |")
@@ -282,24 +339,34 @@ def method(args: argparse.Namespace) -> str:
     return (
         "A fresh PostgreSQL database per arrangement and the production settings of "
         "`bench/run.py`; two processes share Redis on a channel of their own. "
-        f"{args.connections:,} sockets of the official client over 100 users; with two "
-        "processes the first 50 users' sockets are on the first and the others' on the "
-        f"second, and every REST call goes to the first. {args.broadcasts} broadcasts; "
-        f"{args.notifies} notifies at {args.notify_rate:g}/s to users on each process "
-        "(latency to the user's first socket); "
-        f"{args.queue_emits:,} emits to a room nobody is in, published on the queue at "
-        f"{args.queue_rate:g}/s from outside the hub, for the receiving CPU. Server CPU from "
-        "`/proc/<pid>/stat`, summed over the processes, background included."
+        f"{args.connections:,} sockets of the official client over 100 users; with several "
+        "processes the users are split over them in order (each user's sockets on one), and "
+        f"every REST call but the sustained notifies goes to the first. {args.broadcasts} "
+        f"broadcasts; {args.notifies} notifies at {args.notify_rate:g}/s to users on each "
+        "process (latency to the user's first socket); "
+        f"{args.sustain:g} s of notifies with {args.concurrency} in flight, to every user in "
+        "turn, POSTed to each process in turn; "
+        f"{args.queue_emits:,} emits to a room nobody is in, published at "
+        f"{args.queue_rate:g}/s by a process without sockets running the measured code, for "
+        "the receiving CPU. Server CPU from `/proc/<pid>/stat`, summed over the processes, "
+        "background included."
+        + (f" Columns marked `{args.baseline}` ran the code of that revision "
+           f"({args.baseline_commit}), exported with `git archive`, in the same session."
+           if args.baseline else "")
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, default=10000)
-    parser.add_argument("--arrangements", default="one,two-one-core,two")
+    parser.add_argument("--arrangements", default="one,two-one-core,two,three")
+    parser.add_argument("--baseline", default="",
+                        help="also run every arrangement on this git revision's code")
     parser.add_argument("--broadcasts", type=int, default=10)
     parser.add_argument("--notifies", type=int, default=200)
     parser.add_argument("--notify-rate", type=float, default=20)
+    parser.add_argument("--sustain", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--queue-emits", type=int, default=6000)
     parser.add_argument("--queue-rate", type=float, default=1000)
     parser.add_argument("--redis-db", type=int, default=9)
@@ -309,23 +376,33 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     kit = WORK / "kit" if (WORK / "kit" / "load" / "node_modules").exists() else prepare_kit()
     load_args = ["--k", str(args.broadcasts), "--notify", str(args.notifies),
-                 "--rate", str(args.notify_rate)]
+                 "--rate", str(args.notify_rate), "--sustain", str(args.sustain),
+                 "--concurrency", str(args.concurrency)]
+    trees = [("", ROOT)]
+    if args.baseline:
+        trees.append((args.baseline, code_tree(args.baseline)))
+        args.baseline_commit = trees[-1][1].name.removeprefix("tree-")
     results: dict[str, dict] = {}
     for name in args.arrangements.split(","):
-        started = time.monotonic()
-        results[name] = run_arrangement(ARRANGEMENTS[name], kit, args.connections, load_args,
-                                        args.redis_db, args.queue_emits, args.queue_rate)
-        print(f"{name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+        for revision, root in trees:
+            key = f"{name}@{revision}" if revision else name
+            started = time.monotonic()
+            results[key] = run_arrangement(ARRANGEMENTS[name], kit, args.connections, load_args,
+                                           args.redis_db, args.queue_emits, args.queue_rate,
+                                           root=root)
+            print(f"{key}: {time.monotonic() - started:.0f} s", file=sys.stderr)
     (WORK / "results-scaleout.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
-    lines = [MARKER, f"## Scale-out: one process or two on Redis "
+    command = (f"python -m bench.scaleout --connections {args.connections} "
+               f"--arrangements {args.arrangements}"
+               + (f" --baseline {args.baseline}" if args.baseline else ""))
+    lines = [MARKER, f"## Scale-out: one process or several on Redis "
              f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit})", "",
              f"Machine: {machine()}.",
-             f"Command: `make bench-scaleout` (`python -m bench.scaleout --connections "
-             f"{args.connections} --arrangements {args.arrangements}`).", "",
-             pinning(list(results)), "",
+             f"Command: `make bench-scaleout` (`{command}`).", "",
+             pinning(args.arrangements.split(",")), "",
              method(args), "",
              *table(results), MARKER]
     write_section(MARKER, "\n".join(lines))

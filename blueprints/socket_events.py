@@ -114,7 +114,7 @@ class HubNamespace(socketio.Namespace):
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         with self.app.app_context():
             try:
-                identity = sessions.authenticate_connect(environ, auth)
+                identity = sessions.authenticate_connect(sid, environ, auth)
             except AuthRefused as refused:
                 metrics.connect_refusals.labels(refused.code).inc()
                 raise socketio.exceptions.ConnectionRefusedError(

@@ -519,10 +519,12 @@ def mint_token(sub: Any, secret: str = JWT_SECRET, expires_in: int = 900,
 
 
 class CuttableProxy:
-    """A TCP forwarder on a free port that a test can cut and restore, like a network fault."""
+    """A TCP forwarder on a free port that a test can cut and restore, like a network fault;
+    ``delay`` holds each chunk that long in each direction, like a distant server."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, delay: float = 0.0) -> None:
         self.target = (target_host, target_port)
+        self.delay = delay
         self.port = free_port()
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
@@ -552,10 +554,11 @@ class CuttableProxy:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                if self.delay:
+                    time.sleep(self.delay)
                 sink.sendall(data)
         except OSError:
             pass

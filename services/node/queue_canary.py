@@ -5,7 +5,7 @@ it keeps its sockets but never receives other processes' emits. Every
 heartbeat this process publishes a canary on the queue and notes when its
 own listener last received anything; when that is too long ago, readiness
 fails, the log says so, and the listener's connection is dropped so that
-python-socketio's retry loop subscribes again.
+the listener connects and subscribes again.
 
 Each canary names its node's deployment (``services.node.deployment``). A node
 that hears another deployment's canary on its channel logs it loudly; a
@@ -144,10 +144,10 @@ class QueueCanary:
             self.deaf_since = time.monotonic()
             log.error("message queue listener has heard nothing for %.1f s: this process "
                       "would miss other processes' emits; resubscribing", self.silent_for())
-        pubsub = getattr(self.manager, "pubsub", None)
-        if pubsub is not None:
+        drop = getattr(self.manager, "drop_listener", None)
+        if drop is not None:
             try:
-                pubsub.close()
+                drop()
             except Exception:
                 log.exception("closing the deaf listener's connection failed")
         return False

@@ -29,7 +29,7 @@ from services.node.deployment import SharedChannel
 from services.node.queue_canary import canary
 from services.observability import metrics
 from services.realtime import sessions
-from services.realtime.connections import registry
+from services.realtime.connections import connection_cap, registry
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ class NodeRuntime:
         """Join the hub; ``SharedChannel`` when another deployment is on the queue's channel."""
         self.app.config["NODE_ID"] = self.node_id
         self._listen_to_queue()
+        connection_cap.configure(self.app.config["SOCKETIO_MESSAGE_QUEUE"],
+                                 self.app.config["SOCKETIO_CHANNEL"],
+                                 alive_seconds=self.app.config["NODE_TTL"])
         with self.app.app_context():
             heartbeats.register_node(self.node_id, hostname=socket.gethostname(),
                                      pid=os.getpid())
@@ -111,6 +114,7 @@ class NodeRuntime:
                 except Exception:
                     log.exception("node %s could not close all its sockets", self.node_id)
                 try:
+                    connection_cap.leave()
                     registry.flush()
                     heartbeats.unregister_node(self.node_id)
                 except Exception:
@@ -123,6 +127,7 @@ class NodeRuntime:
         schedule: list[tuple[float, Callable[[], None]]] = [
             (config["CONNECTION_FLUSH_INTERVAL"], registry.flush),
             (config["NODE_HEARTBEAT_INTERVAL"], self._heartbeat),
+            (config["NODE_HEARTBEAT_INTERVAL"], connection_cap.heartbeat),
             (SESSION_SWEEP_INTERVAL, self._sweep_sessions),
             (config["ANALYTICS_INTERVAL"], publisher.publish),
             (HOUSEKEEPING_INTERVAL, self._housekeeping),

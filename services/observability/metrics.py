@@ -95,6 +95,16 @@ analytics_round_cpu = Counter(
 analytics_figures = Counter("hub_analytics_figures_computed_total",
                             "Figure sets computed for subscribers (snapshots and rounds)",
                             registry=registry)
+queue_received = CountsByLabel(
+    "hub_queue_messages_received", "Messages this process read from the message queue, by "
+    "channel: the shared one, or a room's", "channel")
+queue_decoded = CountsByLabel(
+    "hub_queue_messages_decoded", "Queue messages this process decoded, by channel", "channel")
+queue_dropped = CountsByLabel(
+    "hub_queue_messages_dropped", "Queue messages that addressed no socket of this process, "
+    "by channel (a room's are dropped before decoding when the room has gone)", "channel")
+queue_subscriptions = Gauge("hub_queue_room_subscriptions",
+                            "Room channels this process is subscribed to", registry=registry)
 dispatch_backlog = Gauge("hub_dispatch_backlog", "Recipients waiting to be sent (all nodes)",
                          registry=registry)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -176,6 +177,152 @@ class ConnectionRegistry:
 
 
 registry = ConnectionRegistry()
+
+
+# KEYS: the user's counts by process, the live processes; ARGV: this process, the cap,
+# how long this process counts as alive. Counts of processes gone silent are let go.
+_RESERVE = """
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+local counts = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #counts, 2 do
+  local alive = redis.call('ZSCORE', KEYS[2], counts[i])
+  if alive and tonumber(alive) >= now then
+    total = total + tonumber(counts[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], counts[i])
+  end
+end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1
+"""
+_RELEASE = """
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+"""
+# KEYS: the live processes; ARGV: this process, how long it counts as alive.
+_ALIVE = """
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 1)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+"""
+
+
+class UserConnectionCap:
+    """``MAX_CONNECTIONS_PER_USER`` across every process of the deployment.
+
+    With Redis, each process keeps in a hash per user how many sockets of
+    the user it holds, and a sorted set says until when each process counts
+    as alive (refreshed every heartbeat): a process killed with ``kill -9``
+    stops counting after ``NODE_TTL``, and a restarted one is another
+    process. The check and the increment are one script, so two processes
+    cannot both take the last place. The keys share one hash tag, the
+    deployment's channel, so the script runs on a Redis Cluster too.
+
+    Without Redis, or while it cannot be reached, the cap holds per process.
+    When a release could not be written, the process counts again under a
+    new name at its next heartbeat.
+    """
+
+    def __init__(self) -> None:
+        self.by_user: dict[int, set[str]] = {}
+        self.user_of: dict[str, int] = {}
+        self.client: Any = None
+        self.prefix = ""
+        self.alive_seconds = 0.0
+        self.process = uuid.uuid4().hex
+        self.out_of_step = False
+        self._scripts: dict[str, Any] = {}
+
+    def configure(self, url: str | None, channel: str | None, *, alive_seconds: float) -> None:
+        """Count in Redis at ``url`` under ``channel``'s name, or (no URL) in this process."""
+        self.client = None
+        if not url or not url.startswith(("redis://", "rediss://", "unix://")):
+            return
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.prefix = f"{{{channel}}}"
+        self.alive_seconds = alive_seconds
+        self._scripts = {name: self.client.register_script(body) for name, body in
+                         (("reserve", _RESERVE), ("release", _RELEASE), ("alive", _ALIVE))}
+
+    def _user_key(self, user_id: int) -> str:
+        return f"{self.prefix}:user-sockets:{user_id}"
+
+    @property
+    def _processes_key(self) -> str:
+        return f"{self.prefix}:processes"
+
+    def reserve(self, sid: str, user_id: int, limit: int) -> bool:
+        """Take a place for ``sid``; False when the user already holds ``limit`` sockets."""
+        if len(self.by_user.get(user_id, ())) >= limit:
+            return False
+        if self.client is not None:
+            try:
+                allowed = self._scripts["reserve"](
+                    keys=[self._user_key(user_id), self._processes_key],
+                    args=[self.process, limit, self.alive_seconds])
+            except Exception as exc:
+                log.warning("per-user cap counted on this node only: Redis failed (%s)", exc)
+                self.out_of_step = True
+            else:
+                if not allowed:
+                    return False
+        self.by_user.setdefault(user_id, set()).add(sid)
+        self.user_of[sid] = user_id
+        return True
+
+    def release(self, sid: str) -> None:
+        """Give back ``sid``'s place; tolerates sids that never took one."""
+        user_id = self.user_of.pop(sid, None)
+        if user_id is None:
+            return
+        sids = self.by_user[user_id]
+        sids.discard(sid)
+        if not sids:
+            del self.by_user[user_id]
+        if self.client is not None:
+            try:
+                self._scripts["release"](keys=[self._user_key(user_id)], args=[self.process])
+            except Exception as exc:
+                log.warning("could not give back a socket's place in Redis (%s)", exc)
+                self.out_of_step = True
+
+    def heartbeat(self) -> None:
+        """This process is alive; counted again under a new name if a write was lost."""
+        if self.client is None:
+            return
+        if self.out_of_step:
+            self._count_again()
+        self._scripts["alive"](keys=[self._processes_key],
+                               args=[self.process, self.alive_seconds])
+
+    def _count_again(self) -> None:
+        old, self.process = self.process, uuid.uuid4().hex
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._processes_key, {self.process: 0})
+            for user_id, sids in self.by_user.items():
+                pipe.hset(self._user_key(user_id), self.process, len(sids))
+            pipe.zrem(self._processes_key, old)
+            pipe.execute()
+        self.out_of_step = False
+
+    def leave(self) -> None:
+        """This process stops: its remaining counts no longer hold anyone back."""
+        if self.client is not None:
+            try:
+                self.client.zrem(self._processes_key, self.process)
+            except Exception as exc:
+                log.warning("could not leave the per-user cap's process list (%s)", exc)
+
+    def clear(self) -> None:
+        self.by_user.clear()
+        self.user_of.clear()
+
+
+connection_cap = UserConnectionCap()
 
 
 def _insertable_rows(inserts: dict[str, dict]) -> dict[str, dict]:

@@ -1,8 +1,10 @@
 """The one place that emits to sockets and moves sockets between rooms.
 
 Services call these after their transaction has committed. With
-``SOCKETIO_MESSAGE_QUEUE`` set, Flask-SocketIO carries each emit to every
-process, so the same call reaches sockets wherever they are connected.
+``SOCKETIO_MESSAGE_QUEUE`` set, Flask-SocketIO carries each emit to the
+processes holding its room (with Redis, on the room's own channel), so the
+same call reaches sockets wherever they are connected; processes that serve
+no sockets (``flask notify``, workers) emit through these functions too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from services.observability import metrics
 from services.observability.traffic import traffic
 from services.realtime import rooms
 from services.realtime.connections import registry
+from services.transport import room_channels
 
 NAMESPACE = "/"
 
@@ -96,12 +99,29 @@ def emit_to_authenticated(event: str, payload: Any) -> None:
 
 
 def enter_room(sid: str, room: str) -> None:
-    """Put a local socket in a room and remember it for ``get_rooms``."""
+    """Put a local socket in a room and remember it for ``get_rooms``.
+
+    Returns once emits to the room from any process reach this one, so that
+    a join acknowledged is a join that misses nothing published after it.
+    """
+    if registry.get(sid) is None:
+        return
+    prepare_rooms([room])
     conn = registry.get(sid)
     if conn is None:
-        return
+        return  # gone while the subscription was confirmed
     socketio.server.enter_room(sid, room, namespace=NAMESPACE)
     conn.rooms.add(room)
+
+
+def prepare_rooms(room_list: list[str]) -> None:
+    """Return once emits to these rooms, from any process, reach this one's sockets.
+
+    With Redis each room has a channel, which a process hears only while it
+    holds the room (``services.transport.room_channels``); a connect waits
+    for its rooms before it is answered.
+    """
+    room_channels.ensure_subscribed(socketio.server.manager, NAMESPACE, room_list)
 
 
 def leave_room(sid: str, room: str) -> None:

@@ -25,7 +25,7 @@ from services.errors import AuthRefused, Forbidden, Unauthenticated
 from services.observability import metrics
 from services.observability.log_context import about_connection
 from services.realtime import emitter, rooms
-from services.realtime.connections import LiveConnection, registry
+from services.realtime.connections import LiveConnection, connection_cap, registry
 from services.realtime.rooms import MessageOwner
 from services.transport.engine_sessions import client_address
 
@@ -43,19 +43,27 @@ def token_from_handshake(environ: dict[str, Any], auth_data: Any) -> Any:
     return values[0] if values else None
 
 
-def authenticate_connect(environ: dict[str, Any], auth_data: Any) -> Identity:
+def authenticate_connect(sid: str, environ: dict[str, Any], auth_data: Any) -> Identity:
     """The identity for a new socket, or ``AuthRefused`` with the reason the client sees.
 
-    Besides the token, the per-node cap on connections per user is enforced
-    here; the cap per address counts Engine.IO sessions from their first
-    request (``services.transport.engine_sessions``), so it was checked before this.
+    Besides the token, the cap on connections per user, across the cluster,
+    is enforced here (the place taken is given back by ``close_session``);
+    the cap per address counts Engine.IO sessions from their first request
+    (``services.transport.engine_sessions``), so it was checked before this.
+    The answer waits until the socket's rooms reach this process, so that
+    nothing sent to the user after the client is connected is missed.
     """
     if not registry.accepting:
         raise AuthRefused("This node is stopping: connect again", "unavailable")
     identity = auth.authenticate_token(token_from_handshake(environ, auth_data))
-    if len(registry.sids_of_user(identity.user_id)) >= \
-            current_app.config["MAX_CONNECTIONS_PER_USER"]:
+    if not connection_cap.reserve(sid, identity.user_id,
+                                  current_app.config["MAX_CONNECTIONS_PER_USER"]):
         raise AuthRefused("Too many connections for this user", "too_many_connections")
+    try:
+        emitter.prepare_rooms(rooms.rooms_on_connect(identity))
+    except BaseException:
+        connection_cap.release(sid)
+        raise
     return identity
 
 
@@ -99,6 +107,7 @@ def session_payload(identity: Identity) -> dict[str, Any]:
 
 def close_session(sid: str) -> LiveConnection | None:
     """Forget a socket; a sid that never finished connecting is simply not there."""
+    connection_cap.release(sid)
     conn = registry.remove(sid)
     if conn is not None:
         with about_connection(sid, conn.identity.user_id):

@@ -9,7 +9,10 @@ processes, in its client manager, which it takes as a constructor argument
 - with a queue, ``LocalSidEmits`` (``services.transport.local_emits``):
   emits to this process's own sockets stay off the queue;
 - with a queue, ``QueueObserver``: what the listener hears is shown to an
-  observer first (the queue canary, ``services.node.queue_canary``).
+  observer first (the queue canary, ``services.node.queue_canary``);
+- with Redis, ``RoomChannels`` (``services.transport.room_channels``): room
+  emits on per-room channels, which a process hears only while it has
+  sockets in the room. Other queues carry every emit to every process.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import socketio
 
 from services.transport.local_emits import LocalSidEmits
+from services.transport.room_channels import RoomChannels
 
 
 class RoomIndex:
@@ -97,7 +101,8 @@ def build_client_manager(message_queue: str | None, channel: str | None) -> sock
     if not message_queue:
         return _combined(socketio.Manager, RoomIndex)()
     base = queue_manager_class(message_queue)
-    manager_class = _combined(base, RoomIndex, LocalSidEmits, QueueObserver)
+    routing = (RoomChannels,) if issubclass(base, socketio.RedisManager) else ()
+    manager_class = _combined(base, RoomIndex, LocalSidEmits, QueueObserver, *routing)
     return manager_class(message_queue, channel=channel, write_only=False)
 
 

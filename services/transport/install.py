@@ -12,7 +12,8 @@ Through constructors, which the libraries offer for it:
   Engine.IO WebSockets served by ``engine_socket``, size-limited frames).
 - python-socketio's ``client_manager=``, through Flask-SocketIO's
   ``init_app``: ``services.transport.client_manager`` (rooms indexed per sid;
-  with a message queue, local emits kept off it and the queue observed).
+  with a message queue, local emits kept off it and the queue observed; with
+  Redis, room emits on per-room channels, ``room_channels``).
 - ``serializer=HubPacket`` and ``json=PacketJson``, the same way:
   ``services.transport.packets`` (orjson; deep nesting a ``ValueError``).
 
@@ -64,6 +65,7 @@ from services.transport.http_connections import RequestHeadDeadline
 from services.transport.local_emits import LocalSidEmits
 from services.transport.origins import origin_policy
 from services.transport.packets import HubPacket
+from services.transport.room_channels import RoomChannels
 from services.transport.socket_server import HubServer
 
 # Every class of the hub that extends a library's: (the library's class, the hub's class
@@ -76,6 +78,7 @@ EXTENSIONS: tuple[tuple[type, type], ...] = (
     (socketio.Manager, RoomIndex),
     (socketio.PubSubManager, LocalSidEmits),
     (socketio.PubSubManager, QueueObserver),
+    (socketio.RedisManager, RoomChannels),
     (WSGIHandler, RequestHeadDeadline),
     (WebSocketHandler, LimitedWebSocketHandler),
     (WebSocket, LimitedWebSocket),
@@ -101,6 +104,8 @@ PRIVATE_NAMES: tuple[tuple[type, str], ...] = (
     (EngineSocket, "_send_ping"),
     (socketio.PubSubManager, "_listen"),
     (socketio.PubSubManager, "_publish"),
+    (socketio.PubSubManager, "_handle_emit"),
+    (socketio.RedisManager, "_redis_connect"),
     (WSGIHandler, "_handle_client_error"),
 )
 
