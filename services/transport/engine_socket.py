@@ -125,6 +125,11 @@ class EngineWebSocket(Socket):
         if not self.closed:
             self.write(packet_frame(pkt))
 
+    def send_message(self, text: str) -> None:
+        """An Engine.IO MESSAGE of ``text``, framed directly: no packet object for one reader."""
+        if not self.closed:
+            self.write(frame(OP_TEXT, (ENGINE_MESSAGE + text).encode()))
+
     def write(self, data: bytes) -> None:
         """Write now if the kernel takes it; otherwise queue it behind a flusher greenlet."""
         if self.dropped:
