@@ -74,6 +74,15 @@ class LongLivedCollector:
             gc.freeze()
 
     @staticmethod
+    def all_objects() -> list[object]:
+        """Every tracked object, frozen or not (``gc.get_objects`` leaves frozen ones out)."""
+        gc.unfreeze()
+        try:
+            return gc.get_objects()
+        finally:
+            gc.freeze()
+
+    @staticmethod
     def reclaim() -> None:
         """Collect the cycles frozen objects left behind: one full walk of every object."""
         gc.unfreeze()
