@@ -67,10 +67,11 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-output
 
 ## bench: the hub against the Node socket.io peer (SIZES=1000,5000,10000 BACKENDS=sqlite,postgresql;
-## BENCH_LABEL=capacity keeps the run in its own section instead of replacing the main table)
+## BENCH_LABEL=capacity keeps the run in its own section instead of replacing the main table;
+## AGAINST=main measures that commit's hub too, in the same run)
 bench: $(STAMP)
 	@$(PY) -m bench.run $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS)) \
-		$(if $(BENCH_LABEL),--label $(BENCH_LABEL))
+		$(if $(BENCH_LABEL),--label $(BENCH_LABEL)) $(if $(AGAINST),--against $(AGAINST))
 
 ## soak: connection churn for SOAK_SECONDS (default 300) on the hub (full rounds, then basic
 ## ones) and on the Node peer; prints the figures and PASS/FAIL checks, fails if one fails

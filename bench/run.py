@@ -4,9 +4,12 @@ Uses the measuring kit in ``../shared/bench`` (the official socket.io client
 as load generator, and the Node peer). For each size it starts the hub with
 its real configuration (SQLite, then PostgreSQL when reachable), then the
 Node peer, each pinned to CPU 0 with the load on CPU 1, and writes a table of
-figures and hub/Node ratios to BENCHMARKS.md.
+figures and hub/Node ratios to BENCHMARKS.md. The hub runs under
+``bench/gc_pauses.py``, which adds its garbage collections' longest pause
+while serving. ``--against REF`` measures the hub of another commit too (its
+files from ``git archive``, this checkout's environment), in the same run.
 
-    python -m bench.run [--sizes 1000,5000,10000] [--backends sqlite,postgresql]
+    python -m bench.run [--sizes 1000,5000,10000] [--backends sqlite,postgresql] [--against main]
 """
 
 from __future__ import annotations
@@ -56,6 +59,32 @@ def prepare_kit() -> Path:
                            capture_output=True)
     shutil.copy(KIT / "compare.sh", kit / "compare.sh")
     return kit
+
+
+def checkout(ref: str) -> Path:
+    """The files of commit ``ref``, in a folder of their own (no git worktree is made)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    target = WORK / f"hub-{commit}"
+    if not target.exists():
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", commit], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def run_hub(kit: Path, name: str, size: int, source: Path, env: dict,
+            load_args: str) -> dict | None:
+    """The hub of ``source`` measured by the kit, with its collections' pauses in ``gc``."""
+    pauses = WORK / f"gc-{name}-{size}.json"
+    pauses.unlink(missing_ok=True)
+    command = [sys.executable, str(ROOT / "bench" / "gc_pauses.py"), str(pauses),
+               str(source / "app.py")]
+    result = run_compare(kit, name, 7102, size, command, env, load_args)
+    if result is not None and pauses.exists():
+        result["gc"] = json.loads(pauses.read_text())
+    return result
 
 
 def prepare_hub_database(url: str, users: int = 100) -> dict:
@@ -155,6 +184,9 @@ FIGURES = [
     ("ack_cpu", "server CPU per ack round trip (µs)", lambda r: r.get("ack_server_cpu_us_per_ack")),
     ("ack_rate", "acks per second (100 clients)", lambda r: r.get("ack", {}).get("per_s")),
     ("ack_p99", "ack latency p99 (ms)", lambda r: r.get("ack", {}).get("p99")),
+    ("gc_max", "longest GC pause while serving (ms)", lambda r: r.get("gc", {}).get("max_ms")),
+    ("gc_max_cpu", "longest GC pause while serving, CPU time (ms)",
+     lambda r: r.get("gc", {}).get("max_cpu_ms")),
 ]
 
 
@@ -220,12 +252,15 @@ def main() -> None:
     parser.add_argument("--label", default="",
                         help="keep this run in its own section of BENCHMARKS.md, beside the "
                              "main table instead of replacing it (e.g. 'capacity')")
+    parser.add_argument("--against", default=os.environ.get("AGAINST", ""),
+                        help="also measure the hub of this commit (e.g. main), in the same run")
     args = parser.parse_args()
     marker = f"<!-- bench/run.py results: {args.label} -->" if args.label else RESULTS_MARKER
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     WORK.mkdir(parents=True, exist_ok=True)
     kit = prepare_kit()
+    sources = {"": ROOT, **({f"@{args.against}": checkout(args.against)} if args.against else {})}
     sizes = [int(s) for s in args.sizes.split(",")]
     sections = []
     for size in sizes:
@@ -238,12 +273,12 @@ def main() -> None:
             tokens = prepare_hub_database(url)
             tokens_file = WORK / f"tokens-{backend}.json"
             tokens_file.write_text(json.dumps(tokens))
-            result = run_compare(kit, f"hub-{backend}", 7102, size,
-                                 [sys.executable, str(ROOT / "app.py")],
-                                 {**HUB_ENV, "DATABASE_URL": url, "TOKENS": str(tokens_file),
-                                  "JWT_SECRET_KEY": SECRET}, args.load_args)
-            if result:
-                results[f"hub-{backend}"] = result
+            env = {**HUB_ENV, "DATABASE_URL": url, "TOKENS": str(tokens_file),
+                   "JWT_SECRET_KEY": SECRET}
+            for name, source in sources.items():
+                result = run_hub(kit, f"hub-{backend}{name}", size, source, env, args.load_args)
+                if result:
+                    results[f"hub-{backend}{name}"] = result
         node = run_compare(kit, "node", 7101, size,
                            ["node", str(kit / "node-peer" / "server.js")], {}, args.load_args)
         if node:
@@ -254,7 +289,8 @@ def main() -> None:
                             capture_output=True, text=True).stdout.strip()
     title = f"Hub vs Node socket.io peer{f', {args.label}' if args.label else ''}"
     command = " ".join(["make bench", f"SIZES={args.sizes}", f"BACKENDS={args.backends}",
-                        *([f"BENCH_LABEL={args.label}"] if args.label else [])])
+                        *([f"BENCH_LABEL={args.label}"] if args.label else []),
+                        *([f"AGAINST={args.against}"] if args.against else [])])
     report = "\n".join([
         marker,
         f"## {title} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit})", "",

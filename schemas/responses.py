@@ -363,6 +363,10 @@ class InternalsSchema(Schema):
     tracebacks = fields.Integer(
         required=True, metadata={"description": "traceback entries alive in the process; each "
                                                 "keeps a frame and its locals", "example": 0})
+    requestReaders = fields.Integer(
+        required=True, metadata={"description": "open buffered readers of HTTP requests (8 KB "
+                                                "each); an open WebSocket keeps none",
+                                 "example": 0})
     rssKb = fields.Integer(required=True, metadata={"example": 81234})
 
 

@@ -11,6 +11,7 @@ import time
 import pytest
 import websocket
 
+from tests.churn import internals
 from tests.support import (
     RecordingClient,
     eventually,
@@ -243,3 +244,16 @@ def test_a_client_that_stops_answering_pings_is_dropped(quick_ping_hub):
         while message := ws.recv():
             after_silence.append(message)
     assert after_silence[-1] == "1", "no Engine.IO close packet before the socket ended"
+
+
+def test_an_open_websocket_keeps_no_request_buffer(sqlite_hub, sqlite_user, sqlite_admin):
+    """The handshake's buffered reader (8 KB) is closed once the socket is upgraded."""
+    before = internals(sqlite_hub, sqlite_admin)["requestReaders"]
+    sockets = [_engineio_socket(sqlite_hub) for _ in range(20)]
+    for ws in sockets:
+        ws.send("40" + json.dumps({"token": sqlite_user.token}))
+        assert ws.recv().startswith("40{")
+    during = internals(sqlite_hub, sqlite_admin)["requestReaders"]
+    for ws in sockets:
+        ws.close()
+    assert during - before < 5, (before, during)

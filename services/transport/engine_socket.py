@@ -125,6 +125,11 @@ class EngineWebSocket(Socket):
         if not self.closed:
             self.write(packet_frame(pkt))
 
+    def send_message(self, text: str) -> None:
+        """An Engine.IO MESSAGE of ``text``, framed directly: no packet object for one reader."""
+        if not self.closed:
+            self.write(frame(OP_TEXT, (ENGINE_MESSAGE + text).encode()))
+
     def write(self, data: bytes) -> None:
         """Write now if the kernel takes it; otherwise queue it behind a flusher greenlet."""
         if self.dropped:
@@ -424,6 +429,10 @@ def _serve_direct_websocket(handler: Any, hub: Any, query: dict[str, list[str]])
     sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
                  + accept_key(key).encode() + b"\r\n\r\n" + packet_frame(opening))
+    # The request's buffered reader holds an 8 KB buffer for as long as the socket
+    # lives; frames are read from the socket itself, so it goes now.
+    handler.rfile.close()
+    del opening
     engine_socket.schedule_ping()
     engine_socket.run()
     return True

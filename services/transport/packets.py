@@ -2,11 +2,15 @@
 
 Given to python-socketio's constructor (``serializer=HubPacket``,
 ``json=PacketJson``, see ``services.transport.install``): every packet the
-server builds or reads is one of these.
+server builds or reads is one of these, except the commonest pair: a plain
+event on the default namespace (``2["name",...]``, with or without an ack
+id) and its text ack, which ``plain_event`` and ``ack_text`` read and write
+without a packet object in between (``services.transport.socket_server``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -63,3 +67,28 @@ class HubPacket(packet.Packet):
             if isinstance(value, list | dict | bytes | bytearray) and cls.data_is_binary(value):
                 return True
         return False
+
+
+# An EVENT on the default namespace, no attachments: ``2``, the ack id if any, the array.
+# More than 100 digits is not a match, so python-socketio's decoder refuses it as before.
+_PLAIN_EVENT = re.compile(r"2([0-9]{0,100})\[")
+
+
+def plain_event(data: str) -> tuple[int | None, str] | None:
+    """The ack id and the JSON array of a plain event; None for any other packet.
+
+    What this reads, python-socketio's ``Packet.decode`` reads the same way;
+    everything else (namespaces, attachments, odd ids) is left to it.
+    """
+    match = _PLAIN_EVENT.match(data)
+    if match is None:
+        return None
+    digits = match.group(1)
+    return (int(digits) if digits else None), data[match.end() - 1:]
+
+
+def ack_text(namespace: str, ack_id: int, encoded_args: str) -> str:
+    """An ACK packet as ``Packet.encode`` writes it, from its arguments' JSON array."""
+    if namespace == "/":
+        return f"3{ack_id}{encoded_args}"
+    return f"3{namespace},{ack_id}{encoded_args}"

@@ -35,6 +35,7 @@ from services.observability.traffic import traffic
 from services.transport.engine_sessions import EngineSessions
 from services.transport.engine_socket import EngineWebSocket
 from services.transport.frames import CLOSE_UNSUPPORTED_DATA
+from services.transport.packets import ack_text, plain_event
 from services.transport.rate_limits import limiter
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,28 @@ class HubServer(socketio.Server):
                 log.warning("disconnecting %s: event flood", sid)
                 self.disconnect(sid, namespace=namespace)
         if id is not None:
+            self._send_ack(eio_sid, namespace, id, result)
+
+    def _send_ack(self, eio_sid: str, namespace: str, ack_id: int, result: Any) -> None:
+        """The ack written as text straight away; a packet object only for binary data.
+
+        JSON that cannot hold the result (bytes) takes python-socketio's
+        packet, which sends it as a binary ack.
+        """
+        try:
+            encoded = self.packet_class.json.dumps([result], separators=(",", ":"))
+        except TypeError:
             self._send_packet(eio_sid, self.packet_class(
-                packet.ACK, namespace=namespace, id=id, data=[result]))
+                packet.ACK, namespace=namespace, id=ack_id, data=[result]))
+            return
+        sock = self._writable_socket(eio_sid)
+        if sock is None:
+            return
+        text = ack_text(namespace, ack_id, encoded)
+        if isinstance(sock, EngineWebSocket):
+            sock.send_message(text)
+        else:
+            sock.send(eio_packet.Packet(eio_packet.MESSAGE, data=text))
 
     def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> bool:
         """Count the new session against its address and give it ``CONNECT_TIMEOUT``.
@@ -189,10 +210,22 @@ class HubServer(socketio.Server):
         try:
             if not isinstance(data, str) or data[:1] in BINARY_PACKETS:
                 self._refuse_binary(eio_sid, data)
-            elif data[:1] == EVENT_PACKET or self._charge_packet(eio_sid):
+            elif data[:1] == EVENT_PACKET:
+                self._handle_event_packet(eio_sid, data)
+            elif self._charge_packet(eio_sid):
                 super()._handle_eio_message(eio_sid, data)
         except DECODE_ERRORS as exc:
             self._protocol_error(eio_sid, f"{type(exc).__name__}: {exc}"[:200])
+
+    def _handle_event_packet(self, eio_sid: str, data: str) -> None:
+        """A plain event goes from its text to ``_handle_event`` without a packet object;
+        any other EVENT through python-socketio's decoder."""
+        event = plain_event(data)
+        if event is None:
+            super()._handle_eio_message(eio_sid, data)
+            return
+        ack_id, arguments = event
+        self._handle_event(eio_sid, "/", ack_id, self.packet_class.json.loads(arguments))
 
     def _charge_packet(self, eio_sid: str) -> bool:
         """Charge a packet that is not an event to its socket's budget; False: dropped.
