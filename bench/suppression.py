@@ -71,7 +71,7 @@ def measure(url: str) -> dict[str, float]:
             blocked = 0
             for start in range(0, RECIPIENTS, BATCH):
                 batch = recipients[start:start + BATCH]
-                gate = suppressions.SendGate(batch, sender=SENDER, engine=engine)
+                gate = suppressions.SendGate(batch, sender=SENDER)
                 blocked += sum(gate.blocks(phone) for phone in batch)
             rounds.append(time.perf_counter() - started)
             assert blocked == RECIPIENTS // 20, blocked
@@ -82,7 +82,7 @@ def measure(url: str) -> dict[str, float]:
         delays = []
         for trial in range(TRIALS):
             target = f"+1999{trial:07d}"
-            gate = suppressions.SendGate([target], sender=SENDER, engine=engine)
+            gate = suppressions.SendGate([target], sender=SENDER)
             committed: list[float] = []
 
             hashed = suppressions.phone_hash(target)

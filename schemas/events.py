@@ -166,20 +166,7 @@ class MessageUpdateSchema(Schema):
         "description": "Grows by one per change: keep the highest seen", "example": 4})
 
 
-class RecipientUpdateSchema(ProviderWordsSchema):
-    messageId = fields.String(required=True, metadata={"example": "42"})
-    recipientId = fields.String(required=True, metadata={"example": "7"})
-    phone = fields.String(required=True, metadata={"example": "+15005550001"})
-    status = fields.String(required=True, metadata={"enum": list(RECIPIENT_STATUSES),
-                                                    "example": "FAILED"})
-    errorMessage = fields.String(metadata={"description": "Only when it failed",
-                                           "example": "Invalid phone number"})
-    errorCode = fields.String(metadata={"description": "Only when it failed",
-                                        "example": "invalid_number"})
-    version = fields.Integer(required=True, metadata={"example": 3})
-
-
-class RecipientStateSchema(Schema):
+class RecipientStateSchema(ProviderWordsSchema):
     recipientId = fields.String(required=True, metadata={"example": "7"})
     phone = fields.String(required=True, metadata={"example": "+15005550001"})
     status = fields.String(required=True, metadata={"enum": list(RECIPIENT_STATUSES),
@@ -190,6 +177,10 @@ class RecipientStateSchema(Schema):
                                         "example": "invalid_number"})
     version = fields.Integer(required=True, metadata={
         "description": "The recipient's own version: keep the highest seen", "example": 3})
+
+
+class RecipientUpdateSchema(RecipientStateSchema):
+    messageId = fields.String(required=True, metadata={"example": "42"})
 
 
 class RecipientUpdatesSchema(Schema):

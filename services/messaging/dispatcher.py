@@ -156,8 +156,7 @@ class Dispatcher:
                 self.wake.clear()
                 continue
             bodies = queue.message_bodies({row.message_id for row in claimed})
-            gate = suppressions.SendGate((row.phone for row in claimed), sender=self.sender,
-                                         engine=db.engine)
+            gate = suppressions.SendGate((row.phone for row in claimed), sender=self.sender)
             db.session.close()
             announcements.claimed(claimed)
             queue.record_outcomes(self.node_id, self._submit_all(claimed, bodies, gate),

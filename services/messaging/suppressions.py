@@ -102,12 +102,12 @@ class SendGate:
 
     Built in the dispatcher's loop (which has the application); ``blocks`` is
     asked by the send workers, greenlets without it, so the gate holds the
-    hashes and the engine and queries through its own connection.
+    hashes and the application's engine and queries through its own connection.
     """
 
-    def __init__(self, phones: Iterable[str], *, sender: str, engine: Engine) -> None:
+    def __init__(self, phones: Iterable[str], *, sender: str) -> None:
         self.sender = sender
-        self.engine = engine
+        self.engine: Engine = db.engine
         self.hash_of = {phone: phone_hash(phone) for phone in phones}
         self._lock = BoundedSemaphore()
         self._blocked: set[str] = set()

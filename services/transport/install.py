@@ -50,6 +50,7 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import WebSocket
 from socketio.packet import Packet
+from werkzeug.local import LocalProxy
 
 from services.transport import rate_limits
 from services.transport.client_manager import QueueObserver, RoomIndex, build_client_manager
@@ -107,6 +108,8 @@ PRIVATE_NAMES: tuple[tuple[type, str], ...] = (
     (socketio.PubSubManager, "_handle_emit"),
     (socketio.RedisManager, "_redis_connect"),
     (WSGIHandler, "_handle_client_error"),
+    # Flask's documented way to hand the application to a greenlet that outlives the request.
+    (LocalProxy, "_get_current_object"),
 )
 
 
