@@ -18,6 +18,7 @@ from schemas.responses import (
     GlobalStatsSchema,
     MessageStatsSchema,
     NotificationPageSchema,
+    ProviderWordsSchema,
     UsageStatsSchema,
 )
 
@@ -127,7 +128,7 @@ class MessageUpdateSchema(Schema):
         "description": "Grows by one per change: keep the highest seen", "example": 4})
 
 
-class RecipientUpdateSchema(Schema):
+class RecipientUpdateSchema(ProviderWordsSchema):
     messageId = fields.String(required=True, metadata={"example": "42"})
     recipientId = fields.String(required=True, metadata={"example": "7"})
     phone = fields.String(required=True, metadata={"example": "+15005550001"})
@@ -138,17 +139,6 @@ class RecipientUpdateSchema(Schema):
     errorCode = fields.String(metadata={"description": "Only when it failed",
                                         "example": "invalid_number"})
     version = fields.Integer(required=True, metadata={"example": 3})
-    providerStatus = fields.String(required=True, allow_none=True, metadata={
-        "description": "The provider's own word for it (e.g. undelivered, UNDELIV)",
-        "example": "failed"})
-    providerErrorCode = fields.String(required=True, allow_none=True, metadata={
-        "description": "The provider's error code, always as text (21211, 0x58)",
-        "example": "21211"})
-    parts = fields.Integer(required=True, allow_none=True, metadata={
-        "description": "Segments sent (the provider's count when it gives one)", "example": 1})
-    retryable = fields.Boolean(required=True, metadata={
-        "description": "The provider called the failure temporary: POST .../retry sends it "
-                       "again", "example": False})
 
 
 class NotificationReadSchema(Schema):

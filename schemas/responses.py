@@ -154,7 +154,23 @@ class MessagePageSchema(Schema):
     nextCursor = fields.String(allow_none=True, metadata={"example": None})
 
 
-class RecipientSchema(Schema):
+class ProviderWordsSchema(Schema):
+    """What the provider said of a recipient: in ``recipient_update`` and the REST shape."""
+
+    providerStatus = fields.String(required=True, allow_none=True, metadata={
+        "description": "The provider's own word for it (e.g. undelivered, UNDELIV)",
+        "example": "failed"})
+    providerErrorCode = fields.String(required=True, allow_none=True, metadata={
+        "description": "The provider's error code, always as text (21211, 0x58)",
+        "example": "21211"})
+    parts = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "Segments sent (the provider's count when it gives one)", "example": 1})
+    retryable = fields.Boolean(required=True, metadata={
+        "description": "The provider called the failure temporary: POST .../retry sends it "
+                       "again", "example": False})
+
+
+class RecipientSchema(ProviderWordsSchema):
     id = fields.String(required=True, metadata={"example": "7"})
     recipientId = fields.String(required=True, metadata={"example": "7"})
     messageId = fields.String(required=True, metadata={"example": "42"})
@@ -166,16 +182,6 @@ class RecipientSchema(Schema):
                                         "example": "invalid_number"})
     errorMessage = fields.String(metadata={"description": "Only when it failed",
                                            "example": "Invalid phone number"})
-    providerStatus = fields.String(required=True, allow_none=True, metadata={
-        "description": "The provider's own word for it (e.g. undelivered, UNDELIV)",
-        "example": "failed"})
-    providerErrorCode = fields.String(required=True, allow_none=True, metadata={
-        "description": "The provider's error code, always as text (21211, 0x58)",
-        "example": "21211"})
-    parts = fields.Integer(required=True, allow_none=True, metadata={
-        "description": "Segments sent (the provider's count when it gives one)", "example": 1})
-    retryable = fields.Boolean(required=True, metadata={
-        "description": "The provider called the failure temporary", "example": False})
     cost = fields.Float(required=True, metadata={"example": 0.0})
     sentAt = fields.String(allow_none=True, metadata={"example": WHEN})
     deliveredAt = fields.String(allow_none=True, metadata={"example": None})

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
 from tests.support import (
     BACKENDS,
@@ -25,9 +26,12 @@ from tests.support import (
     LiveServer,
     RecordingClient,
     TestUser,
+    app_on,
     empty_database,
     js_packages,
+    migrate_database,
     register_user,
+    seed_admin,
 )
 
 # fake_twilio, fake_twilio_process, fake_smsc: the outside SMS systems on loopback.
@@ -43,6 +47,16 @@ def database_url(request, tmp_path) -> Iterator[str]:
     """An empty database, once a SQLite file and once a fresh PostgreSQL database."""
     with empty_database(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def queue_app(database_url) -> Iterator[Flask]:
+    """An app context on a migrated database with its admin; every claim is stale at once
+    (``DISPATCH_CLAIM_TIMEOUT`` 0), for the send queue's statements called in process."""
+    migrate_database(database_url)
+    seed_admin(database_url)
+    with app_on(database_url, DISPATCH_CLAIM_TIMEOUT=0.0) as app:
+        yield app
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def test_a_node_killed_mid_send_leaves_no_phone_submitted_twice(hub_factory, tmp
     send_log = tmp_path / "sent.jsonl"
     first, second = hub_factory.nodes(2, {**NOT_IDEMPOTENT, "SIMULATED_SMS_LATENCY": "0.05",
                                           "DISPATCH_CONCURRENCY": "10",
-                                          "DISPATCH_BATCH_SIZE": "40",
+                                          "DISPATCH_BATCH_SIZE": "200",
                                           "SIMULATED_SMS_SEND_LOG": str(send_log)})
     token = register_user(first, admin=True).token
     phones = [f"+1555444{i:04d}" for i in range(2000)]
@@ -63,7 +63,9 @@ def test_a_node_killed_mid_send_leaves_no_phone_submitted_twice(hub_factory, tmp
     unknown = [r for r in recipients if r["status"] == "UNKNOWN"]
     # Those the killed node had marked but whose outcomes it had not recorded: at most its
     # batch, all submitted but for those still waiting on the provider (its concurrency).
-    assert 1 <= len(unknown) <= 40, by_status
+    # (None when the kill fell between two batches: a batch's sends take a second, its
+    # claim and record a few milliseconds.)
+    assert len(unknown) <= 200, by_status
     assert len({r["phone"] for r in unknown} & set(submitted)) >= len(unknown) - 10
     assert {r["errorCode"] for r in unknown} == {"ambiguous_submit"}
     assert all(r["cost"] == 0 for r in unknown)

@@ -7,26 +7,15 @@ hands and receipts that repeat, conflict or would move a recipient backwards.
 
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import select
 
 from extensions import db
 from models import Message, Recipient
 from services.messaging import messages, queue
 from services.messaging.providers import Outcome, ProviderReceipt, SubmitResult
-from tests.support import app_on, migrate_database, seed_admin
 
 PRICE = Decimal("0.0075")
 ADMIN_ID = 1
-
-
-@pytest.fixture
-def app_context(database_url):
-    """An app context on a migrated database; every claim is stale at once (timeout 0)."""
-    migrate_database(database_url)
-    seed_admin(database_url)
-    with app_on(database_url, DISPATCH_CLAIM_TIMEOUT=0.0) as app:
-        yield app
 
 
 def _recipients(message_id: int) -> list[Recipient]:
@@ -72,7 +61,7 @@ def _receipts(ids: list[str]) -> list[ProviderReceipt]:
     ]
 
 
-def test_a_claim_taken_over_is_recorded_by_its_new_holder_only(app_context):
+def test_a_claim_taken_over_is_recorded_by_its_new_holder_only(queue_app):
     phones = [f"+1555600{i:04d}" for i in range(5)] + ["+15005550001"]
     message_id = int(messages.create(ADMIN_ID, body="takeover", raw_recipients=phones)["id"])
     first = queue.claim_batch("node-a", 10)
@@ -101,8 +90,8 @@ def test_a_claim_taken_over_is_recorded_by_its_new_holder_only(app_context):
     assert message.cost == 5 * PRICE
 
 
-def test_a_restarted_node_offers_its_claims_again_without_moving_them_back(app_context):
-    app_context.config["DISPATCH_CLAIM_TIMEOUT"] = 30.0
+def test_a_restarted_node_offers_its_claims_again_without_moving_them_back(queue_app):
+    queue_app.config["DISPATCH_CLAIM_TIMEOUT"] = 30.0
     message_id = int(messages.create(ADMIN_ID, body="restart",
                                      raw_recipients=["+15556100001", "+15556100002"])["id"])
     claimed = queue.claim_batch("node-a", 10)
@@ -114,7 +103,7 @@ def test_a_restarted_node_offers_its_claims_again_without_moving_them_back(app_c
     assert [row.version for row in again] == [row.version + 1 for row in claimed]
 
 
-def test_a_receipt_batch_does_what_the_receipts_one_by_one_would(app_context):
+def test_a_receipt_batch_does_what_the_receipts_one_by_one_would(queue_app):
     batched, batched_ids = _sent_message(4, "batch")
     single, single_ids = _sent_message(4, "single")
     assert queue.apply_receipts(_receipts(batched_ids)) == (3, {"sim-nobody"})
@@ -128,7 +117,7 @@ def test_a_receipt_batch_does_what_the_receipts_one_by_one_would(app_context):
     assert _message(batched).delivered_count == _message(single).delivered_count == 1
 
 
-def test_a_repeated_receipt_batch_changes_nothing(app_context):
+def test_a_repeated_receipt_batch_changes_nothing(queue_app):
     message_id, ids = _sent_message(4, "again")
     queue.apply_receipts(_receipts(ids))
     before, version = _state(message_id), _message(message_id).version

@@ -248,3 +248,22 @@ def test_the_pace_spaces_slots_halves_when_throttled_and_recovers():
     assert pace.factor() == pytest.approx(0.25 * 1.1 ** 5)
     clock[0] += 60
     assert pace.factor() == 1.0
+
+
+def test_a_pace_woken_late_takes_a_new_slot_rather_than_bursting(monkeypatch):
+    from services.messaging import pace as pace_module
+
+    clock = [100.0]
+    timeline = pace_module.LocalTimeline(lambda: clock[0])
+    pace = pace_module.Pace(10.0, timeline, "k", clock=lambda: clock[0])
+    overslept = iter([0.3, 0.0])
+
+    def sleep(seconds):
+        clock[0] += seconds + next(overslept)
+    monkeypatch.setattr(pace_module.gevent, "sleep", sleep)
+    timeline.reserve("k", 0.1)  # another submission holds the slot now
+    pace.wait()
+    # Its first slot (at 100.1) was 0.3 s gone when it woke: it took the next free one
+    # (now), so the timeline moved past both.
+    assert clock[0] == pytest.approx(100.4)
+    assert timeline.reserve("k", 0.1) == pytest.approx(0.1)

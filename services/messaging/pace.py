@@ -22,6 +22,8 @@ import gevent
 from flask import Flask
 
 RECOVERY_PER_SECOND = 1.1
+LATE_TOLERANCE = 0.05
+LATE_RETRIES = 3
 SLOWEST = 1 / 64
 # A slot's reservation outlives any wait it can cause.
 TIMELINE_TTL_MS = 600_000
@@ -91,10 +93,21 @@ class Pace:
         return self._factor
 
     def wait(self) -> None:
-        """Block this greenlet until its submission's slot."""
-        delay = self.timeline.reserve(self.key, 1.0 / (self.rate * self.factor()))
-        if delay > 0:
-            gevent.sleep(delay)
+        """Block this greenlet until its submission's slot.
+
+        A greenlet woken well past its slot (the process was busy) takes a new
+        one rather than going out with those of the slots after it, a few
+        times at most: late wakers together would make a burst over the rate.
+        The slot is placed from the clock before it was asked for, so a slow
+        answer counts as lateness too.
+        """
+        for _ in range(LATE_RETRIES):
+            asked = self.clock()
+            delay = self.timeline.reserve(self.key, 1.0 / (self.rate * self.factor()))
+            if delay > 0:
+                gevent.sleep(delay)
+            if self.clock() - (asked + max(0.0, delay)) <= LATE_TOLERANCE:
+                return
 
     def throttled(self) -> None:
         """The provider said slow down: halve the pace, to recover gradually."""

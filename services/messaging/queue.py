@@ -533,8 +533,9 @@ def _apply_part_receipts(receipts: list[ProviderReceipt], now: datetime
     ids = {r.provider_message_id for r in receipts if not r.recipient_id}
     if not ids:
         return set(), []
-    parts = {row.provider_message_id: dict(row._mapping) for row in db.session.execute(
-        select(_parts).where(_parts.c.provider_message_id.in_(ids))).all()}
+    parts = {row.provider_message_id: {name: getattr(row, name) for name in _PART_COLUMNS}
+             for row in db.session.execute(
+                 select(_parts).where(_parts.c.provider_message_id.in_(ids))).all()}
     if not parts:
         return set(), []
     moved = {}

@@ -105,6 +105,7 @@ class SimulatedProvider:
             self._courier.kill(block=False)
 
     def submit(self, sms: OutgoingSms) -> SubmitResult:
+        reached = time.time()
         if self.latency:
             gevent.sleep(self.latency)
         key = str(sms.recipient_id)
@@ -115,7 +116,7 @@ class SimulatedProvider:
         refusal = _REFUSALS.get(sms.phone)
         if refusal is not None:
             if refusal.outcome == Outcome.UNKNOWN:
-                self._log(key, sms.phone, None, Outcome.UNKNOWN)
+                self._log(key, sms.phone, None, Outcome.UNKNOWN, reached)
             return refusal
         known = self._accepted_by_key.get(key) if self.exactly_once else None
         if known is not None:
@@ -124,7 +125,7 @@ class SimulatedProvider:
         provider_id = "sim_" + uuid.uuid4().hex
         if self.exactly_once:
             self._accepted_by_key[key] = provider_id
-        self._log(key, sms.phone, provider_id, Outcome.ACCEPTED)
+        self._log(key, sms.phone, provider_id, Outcome.ACCEPTED, reached)
         self._due.append((time.monotonic() + self.receipt_delay,
                           self._receipt_for(sms, provider_id)))
         if self._courier is None or self._courier.dead:
@@ -140,12 +141,14 @@ class SimulatedProvider:
                                    error_message="The handset was unreachable")
         return ProviderReceipt(provider_id, "DELIVERED", provider_status="delivered")
 
-    def _log(self, key: str, phone: str, provider_id: str | None, outcome: Outcome) -> None:
+    def _log(self, key: str, phone: str, provider_id: str | None, outcome: Outcome,
+             reached: float) -> None:
+        """One line per submission that reached the provider; ``at`` is when it did."""
         if self.send_log:
             with self._log_lock, open(self.send_log, "a") as handle:
                 handle.write(json.dumps({"key": key, "phone": phone, "outcome": outcome,
                                          "providerMessageId": provider_id,
-                                         "at": time.time()}) + "\n")
+                                         "at": reached}) + "\n")
 
     def _deliver_receipts(self) -> None:
         while self._due and self.on_receipt is not None:
