@@ -64,6 +64,24 @@ def retry_message(message_id: int, identity):
     return messages.retry(identity, message_id)
 
 
+@messages_bp.post("/<id:message_id>/pause")
+@authenticated
+def pause_message(message_id: int, identity):
+    return messages.pause(identity, message_id)
+
+
+@messages_bp.post("/<id:message_id>/resume")
+@authenticated
+def resume_message(message_id: int, identity):
+    return messages.resume(identity, message_id)
+
+
+@messages_bp.post("/<id:message_id>/cancel")
+@authenticated
+def cancel_message(message_id: int, identity):
+    return messages.cancel(identity, message_id)
+
+
 @messages_bp.get("/<id:message_id>/recipients")
 @authenticated
 def list_recipients(message_id: int, identity):

@@ -23,7 +23,9 @@ class MessageStatus(StrEnum):
     """Where a message is: sending until every recipient has an outcome, then sent or failed.
 
     Stored and sent as these exact strings. Only ``POST /api/messages/{id}/retry``
-    takes a final message back to ``SENDING``.
+    takes a final message back to ``SENDING``; ``pause`` holds a sending one
+    (``PAUSED``) until ``resume``, ``cancel`` ends one that is not final
+    (``CANCELED``, final).
     """
 
     SCHEDULED = "SCHEDULED"
@@ -32,6 +34,11 @@ class MessageStatus(StrEnum):
     SENT = "SENT"  # at least one recipient accepted
     FAILED = "FAILED"  # none accepted
     CANCELED = "CANCELED"
+
+
+# A message in one of these has none of its recipients submitted: the claim skips them and
+# a batch already claimed asks again before each submission.
+HELD_MESSAGE_STATUSES = (MessageStatus.PAUSED, MessageStatus.CANCELED)
 
 
 class RecipientStatus(StrEnum):

@@ -26,7 +26,7 @@ from models.message import MessageStatus, RecipientStatus
 from schemas.common import isoformat
 from services import analytics_marks
 from services.auth import Identity
-from services.errors import InvalidPayload, NotFound
+from services.errors import Conflict, InvalidPayload, NotFound
 from services.messaging import announcements, dispatcher, pricing, queue, quotas, suppressions
 from services.messaging.json_rows import json_rows
 from services.messaging.payloads import (
@@ -214,14 +214,49 @@ def shown(message: Message) -> dict[str, Any]:
 
 
 def retry(identity: Identity, message_id: int) -> dict[str, Any]:
-    """Queue the message's unknown, expired and retryable failed recipients again."""
+    """Queue the message's unknown, expired and retryable failed recipients again; not
+    those of a canceled message (``Conflict``): canceled is final."""
     message = get_visible(identity, message_id)
+    if message.status == MessageStatus.CANCELED:
+        raise Conflict("A canceled message cannot be retried")
     queued = queue.retry(message)
     if queued:
         dispatcher.wake_dispatcher()
         db.session.refresh(message)
         announcements.emit_message_update(message)
     return {"queued": queued, "message": shown(message)}
+
+
+def pause(identity: Identity, message_id: int) -> dict[str, Any]:
+    """Hold a scheduled or sending message: within a second no node submits any more of it."""
+    return _control(identity, message_id, queue.pause, "Only a scheduled or sending message "
+                    "can be paused")
+
+
+def resume(identity: Identity, message_id: int) -> dict[str, Any]:
+    """Let a paused message send again."""
+    return _control(identity, message_id, queue.resume, "Only a paused message can be resumed")
+
+
+def cancel(identity: Identity, message_id: int) -> dict[str, Any]:
+    """End a message that is not final; what was not yet submitted is ``CANCELED``, free."""
+    return _control(identity, message_id, queue.cancel, "Only a scheduled, sending or paused "
+                    "message can be canceled")
+
+
+def _control(identity: Identity, message_id: int, action: Callable[[Message], bool],
+             refused: str) -> dict[str, Any]:
+    """Apply ``action`` to a message this identity may see, announce it, return it as REST
+    shows it; ``Conflict`` naming the current status when the status does not allow it."""
+    message = get_visible(identity, message_id)
+    if not action(message):
+        db.session.refresh(message)
+        raise Conflict(f"{refused}; this one is {message.status}",
+                       details={"status": message.status})
+    dispatcher.wake_dispatcher()
+    db.session.refresh(message)
+    announcements.emit_message_update(message)
+    return shown(message)
 
 
 def get_visible(identity: Identity, message_id: int) -> Message:

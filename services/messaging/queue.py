@@ -30,7 +30,7 @@ from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 
 from extensions import db
 from models import Message, Recipient, RecipientPart
-from models.message import MessageStatus, RecipientStatus
+from models.message import HELD_MESSAGE_STATUSES, MessageStatus, RecipientStatus
 from services import analytics_marks
 from services.messaging import announcements
 from services.messaging.json_rows import json_rows
@@ -81,6 +81,13 @@ _RETRIED = (RecipientStatus.UNKNOWN, RecipientStatus.EXPIRED)
 THROTTLE_BACKOFF_MAX = 60.0
 
 RELEASED_CLAIM = datetime(2000, 1, 1, tzinfo=UTC)
+# What the dispatcher records for a claimed recipient of a message paused or canceled since
+# its claim: not submitted, back to the queue at once as a throttled one with no delay
+# (``cancel_queued`` then cancels it if its message was canceled).
+HELD = SubmitResult(Outcome.THROTTLED, retry_after=0.0)
+# A message may be paused from these, resumed from ``PAUSED``, canceled from any of them.
+PAUSABLE = (MessageStatus.SCHEDULED, MessageStatus.SENDING)
+CANCELABLE = (MessageStatus.SCHEDULED, MessageStatus.SENDING, MessageStatus.PAUSED)
 
 
 def _in_index(name: str, *statuses: RecipientStatus) -> Any:
@@ -106,7 +113,8 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
     A stale claim is taken over only when it was certainly not submitted (no
     mark), unless the provider deduplicates (``exactly_once``); the marked
     ones become ``UNKNOWN`` first. A throttled recipient waits for its
-    ``not_before``; one past its validity is left for ``expire``.
+    ``not_before``; one past its validity is left for ``expire``; a paused or
+    canceled message's are left where they are.
     """
     now = now or _now()
     config = current_app.config
@@ -133,7 +141,9 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
                         or_(Recipient.not_before.is_(None), Recipient.not_before <= now),
                         or_(Recipient.first_sendable_at.is_(None),
                             Recipient.first_sendable_at > valid_from)),
-                   taken_over))
+                   taken_over),
+               Recipient.message_id.not_in(
+                   select(Message.id).where(Message.status.in_(HELD_MESSAGE_STATUSES))))
         .order_by(Recipient.id)
         .limit(limit)
     )
@@ -290,6 +300,8 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
                       if row.id in suppressed and result != ON_LIST],
                      sender=sender, reason=SuppressionReason.PROVIDER)
     requeued = _requeue_throttled(node_id, throttled, now)
+    if requeued:
+        requeued += _cancel_queued({row.message_id for row in requeued}, now)
     completed = _settle_into_messages(recorded, now)
     for status, count in Counter(row.status for row in recorded).items():
         metrics.recipients_sent.labels(status.lower()).inc(count)
@@ -626,7 +638,8 @@ def retry(message: Message, now: datetime | None = None) -> int:
 
     An explicit new attempt: each goes back to ``PENDING`` with a new
     ``version``, loses its previous outcome (and the cost and acceptance it
-    counted), and the message goes back to ``SENDING``. Returns how many.
+    counted), and the message goes back to ``SENDING`` (a paused one stays
+    paused). Returns how many.
     """
     now = now or _now()
     retried = or_(_recipients.c.status.in_(_RETRIED),
@@ -658,13 +671,83 @@ def retry(message: Message, now: datetime | None = None) -> int:
                 success_count=Message.success_count
                 - sum(row.provider_message_id is not None for row in rows),
                 cost=Message.cost - sum((row.cost for row in rows), Decimal("0")),
-                status=MessageStatus.SENDING, completed_at=None, version=Message.version + 1,
+                status=case((Message.status == MessageStatus.PAUSED, MessageStatus.PAUSED),
+                            else_=MessageStatus.SENDING),
+                completed_at=None, version=Message.version + 1,
                 updated_at=now)
         .execution_options(synchronize_session=False))
     analytics_marks.mark_changed({message.user_id})
     db.session.commit()
     announcements.outcomes_recorded(queued, [])
     return len(queued)
+
+
+def pause(message: Message, now: datetime | None = None) -> bool:
+    """Hold a scheduled or sending message: no node claims its recipients until ``resume``.
+
+    Returns whether it moved (``False``: its status does not allow it). Batches
+    already claimed see it through their ``SendGate`` before each submission.
+    """
+    moved = _move_message(message, PAUSABLE, MessageStatus.PAUSED, now or _now())
+    db.session.commit()
+    return moved
+
+
+def resume(message: Message, now: datetime | None = None) -> bool:
+    """A paused message sends again; one whose recipients all settled while paused is final."""
+    now = now or _now()
+    if not _move_message(message, (MessageStatus.PAUSED,), MessageStatus.SENDING, now):
+        db.session.commit()
+        return False
+    completed = _count_into_messages({message.id: _Totals()}, now)
+    db.session.commit()
+    announcements.outcomes_recorded([], messages_by_id(completed))
+    return True
+
+
+def cancel(message: Message, now: datetime | None = None) -> bool:
+    """End a message that is not final: it is ``CANCELED`` and so is every recipient still
+    queued, at no cost. One claimed by a node is canceled when that node gives it back."""
+    now = now or _now()
+    if not _move_message(message, CANCELABLE, MessageStatus.CANCELED, now, completed_at=now):
+        db.session.commit()
+        return False
+    canceled = _cancel_queued({message.id}, now)
+    db.session.commit()
+    announcements.outcomes_recorded(canceled, [])
+    return True
+
+
+def _move_message(message: Message, allowed: tuple[MessageStatus, ...], status: MessageStatus,
+                  now: datetime, **values: Any) -> bool:
+    """Move the message to ``status`` if it is in one of ``allowed`` now (the caller commits)."""
+    moved = db.session.execute(
+        update(Message).where(Message.id == message.id, Message.status.in_(allowed))
+        .values(status=status, version=Message.version + 1, updated_at=now, **values)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return moved is not None
+
+
+def _cancel_queued(message_ids: set[int], now: datetime) -> list[Any]:
+    """The queued recipients of those of these messages that are canceled become ``CANCELED``."""
+    canceled = db.session.execute(
+        update(_recipients)
+        .where(_in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING),
+               _recipients.c.status == RecipientStatus.PENDING,
+               _recipients.c.message_id.in_(
+                   select(Message.id).where(Message.id.in_(message_ids),
+                                            Message.status == MessageStatus.CANCELED)))
+        .values(status=RecipientStatus.CANCELED, error_code="canceled",
+                error_message="The message was canceled before this was sent",
+                claimed_by=None, not_before=None, updated_at=now,
+                version=_recipients.c.version + 1)
+        .returning(*_EVENT_COLUMNS)
+    ).all()
+    if canceled:
+        _settle_into_messages(canceled, now)
+    return canceled
 
 
 def message_bodies(message_ids: set[int]) -> dict[int, str]:

@@ -1,0 +1,244 @@
+"""Pause, resume and cancel: in process on both databases, then on two live nodes.
+
+The live tests read the simulator's send log (``at`` is when a submission
+reached the provider, wall clock) against the time the hub answered the
+pause or the cancel: nothing of the message may reach the provider more than
+a second later.
+"""
+
+import json
+import time
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from extensions import db
+from models import Message, Recipient
+from services.auth import ROLE_ADMIN, Identity
+from services.errors import Conflict, NotFound
+from services.messaging import messages, queue
+from services.messaging.providers import Outcome, SubmitResult
+from services.messaging.suppressions import ANY_SENDER, SendGate
+from tests.support import app_on, eventually, migrate_database, register_user, seed_admin
+
+ADMIN_ID = 1
+ADMIN = Identity(user_id=ADMIN_ID, role=ROLE_ADMIN)
+
+
+def _accepted(rows) -> list:
+    """Each row accepted with a provider id of its own."""
+    return [(row, SubmitResult(Outcome.ACCEPTED, f"p-{row.id}")) for row in rows]
+
+
+@pytest.fixture
+def app_context(database_url):
+    """An app context on a migrated database with its seeded admin."""
+    migrate_database(database_url)
+    seed_admin(database_url)
+    with app_on(database_url) as app:
+        yield app
+
+
+def _create(phones: list[str]) -> int:
+    recipients = messages.read_recipients(phones)
+    return int(messages.create(ADMIN_ID, body="controls", recipients=recipients)["id"])
+
+
+def _statuses(message_id: int) -> tuple[str, Counter]:
+    db.session.expire_all()
+    message = db.session.get(Message, message_id)
+    return message.status, Counter(db.session.scalars(
+        select(Recipient.status).where(Recipient.message_id == message_id)))
+
+
+def test_a_paused_message_is_not_claimed_until_resumed(app_context):
+    paused = _create(["+15550001001", "+15550001002"])
+    other = _create(["+15550001003"])
+    assert messages.pause(ADMIN, paused)["status"] == "PAUSED"
+    assert [row.message_id for row in queue.claim_batch("node-a", 10)] == [other]
+    assert queue.claim_batch("node-a", 10) == []
+    assert messages.resume(ADMIN, paused)["status"] == "SENDING"
+    claimed = queue.claim_batch("node-a", 10)
+    assert {row.message_id for row in claimed} == {paused}
+    queue.record_outcomes("node-a", _accepted(claimed))
+    assert _statuses(paused) == ("SENT", Counter({"SENT": 2}))
+
+
+def test_a_batch_claimed_before_a_pause_is_given_back_unsent(app_context):
+    message_id = _create(["+15550001011", "+15550001012"])
+    claimed = queue.claim_batch("node-a", 10)
+    gate = SendGate([row.phone for row in claimed], sender=ANY_SENDER, engine=db.engine,
+                    message_ids={message_id})
+    assert not gate.holds(message_id)
+    messages.pause(ADMIN, message_id)
+    gate._checked_at = float("-inf")  # the half second of freshness, elapsed
+    assert gate.holds(message_id)
+    queue.record_outcomes("node-a", [(row, queue.HELD) for row in claimed])
+    assert _statuses(message_id) == ("PAUSED", Counter({"PENDING": 2}))
+    assert queue.claim_batch("node-a", 10) == []
+    messages.resume(ADMIN, message_id)
+    assert len(queue.claim_batch("node-a", 10)) == 2
+
+
+def test_cancel_ends_what_was_not_submitted_at_no_cost(app_context):
+    message_id = _create([f"+1555000102{i}" for i in range(5)])
+    claimed = queue.claim_batch("node-a", 3)
+    answer = messages.cancel(ADMIN, message_id)
+    assert answer["status"] == "CANCELED" and answer["completedAt"] is not None
+    # Of the batch claimed before the cancel, one had been submitted, two were held back.
+    queue.record_outcomes("node-a", _accepted(claimed[:1])
+                          + [(row, queue.HELD) for row in claimed[1:]])
+    assert _statuses(message_id) == ("CANCELED", Counter({"CANCELED": 4, "SENT": 1}))
+    db.session.expire_all()
+    message = db.session.get(Message, message_id)
+    assert message.settled_count == 5 and message.success_count == 1
+    assert message.cost == sum((r.cost for r in db.session.scalars(
+        select(Recipient).where(Recipient.message_id == message_id))), Decimal("0"))
+    assert {r.cost for r in db.session.scalars(select(Recipient).where(
+        Recipient.message_id == message_id, Recipient.status == "CANCELED"))} == {0}
+    assert queue.claim_batch("node-a", 10) == []
+
+
+def test_a_status_that_does_not_allow_it_is_a_conflict_and_changes_nothing(app_context):
+    message_id = _create(["+15550001031"])
+    queue.record_outcomes("node-a", _accepted(queue.claim_batch("node-a", 10)))
+    for control in (messages.pause, messages.resume, messages.cancel):
+        with pytest.raises(Conflict) as refused:
+            control(ADMIN, message_id)
+        assert refused.value.details == {"status": "SENT"}
+    canceled = _create(["+15550001032"])
+    messages.cancel(ADMIN, canceled)
+    with pytest.raises(Conflict):
+        messages.retry(ADMIN, canceled)
+    with pytest.raises(Conflict):
+        messages.resume(ADMIN, canceled)
+    assert _statuses(canceled) == ("CANCELED", Counter({"CANCELED": 1}))
+    with pytest.raises(NotFound):
+        messages.pause(Identity(user_id=ADMIN_ID + 99, role="user"), canceled)
+
+
+def test_resuming_a_message_that_settled_while_paused_makes_it_final(app_context):
+    message_id = _create(["+15550001041"])
+    claimed = queue.claim_batch("node-a", 10)
+    messages.pause(ADMIN, message_id)
+    queue.record_outcomes("node-a", _accepted(claimed))
+    assert _statuses(message_id)[0] == "PAUSED"
+    assert messages.resume(ADMIN, message_id)["status"] == "SENT"
+
+
+# A batch takes 2.5 s to submit (500 × 0.05 s / 10): longer than the promise, so the
+# re-check before each submission is what keeps it.
+NODES_ENV = {"SIMULATED_SMS_IDEMPOTENT": "false", "SIMULATED_SMS_LATENCY": "0.05",
+             "SIMULATED_RECEIPT_DELAY": "0.2", "DISPATCH_CONCURRENCY": "10",
+             "DISPATCH_BATCH_SIZE": "500"}
+
+
+def _log(path) -> list[dict]:
+    try:
+        with open(path) as handle:
+            return [json.loads(line) for line in handle]
+    except FileNotFoundError:
+        return []
+
+
+def _recipients(server, token, message_id) -> list[dict]:
+    found, after = [], None
+    while True:
+        page = server.api.get(f"/api/messages/{message_id}/recipients", token,
+                              params={"limit": 1000, **({"after": after} if after else {})}
+                              ).json()
+        found += page["recipients"]
+        after = page["nextCursor"]
+        if after is None:
+            return found
+
+
+def _two_nodes_sending(hub_factory, tmp_path, prefix: str):
+    """Two nodes on PostgreSQL and Redis sending 2,000 recipients, once 500 reached the
+    provider: (nodes, token, message id, phones, send log)."""
+    send_log = tmp_path / "sent.jsonl"
+    nodes = hub_factory.nodes(2, {**NODES_ENV, "SIMULATED_SMS_SEND_LOG": str(send_log)})
+    token = register_user(nodes[0]).token
+    phones = [f"+1555{prefix}{i:04d}" for i in range(2000)]
+    answer = nodes[0].api.post("/api/messages", token, json={"body": "controls",
+                                                             "recipients": phones})
+    assert answer.status_code == 202
+    eventually(lambda: len(_log(send_log)) >= 500, timeout=60, interval=0.02)
+    return nodes, token, answer.json()["id"], phones, send_log
+
+
+def _sent_after(send_log, moment: float) -> list[dict]:
+    return [entry for entry in _log(send_log) if entry["at"] > moment]
+
+
+def test_cancel_on_two_nodes_stops_every_submission_within_a_second(hub_factory, tmp_path):
+    (first, second), token, message_id, phones, send_log = _two_nodes_sending(
+        hub_factory, tmp_path, "661")
+    answer = second.api.post(f"/api/messages/{message_id}/cancel", token)
+    answered = time.time()
+    assert answer.status_code == 200 and answer.json()["status"] == "CANCELED"
+    time.sleep(3)
+    assert _sent_after(send_log, answered + 1.0) == []
+    submitted = Counter(entry["phone"] for entry in _log(send_log))
+    assert max(submitted.values()) == 1 and len(submitted) < len(phones)
+
+    def settled():
+        found = _recipients(first, token, message_id)
+        return found if not {"PENDING", "SENDING"} & {r["status"] for r in found} else None
+    recipients = eventually(settled, timeout=20, interval=0.3)
+    canceled = [r for r in recipients if r["status"] == "CANCELED"]
+    sent = [r for r in recipients if r["status"] != "CANCELED"]
+    assert len(canceled) == len(phones) - len(submitted)
+    assert {r["phone"] for r in sent} == set(submitted)
+    assert all(r["cost"] == 0 for r in canceled)
+    message = first.api.get(f"/api/messages/{message_id}", token).json()
+    assert message["status"] == "CANCELED"
+    assert message["statusCounts"]["CANCELED"] == len(canceled)
+    assert message["cost"] == pytest.approx(sum(r["cost"] for r in sent))
+
+
+def test_pause_and_resume_on_two_nodes_send_each_recipient_once(hub_factory, tmp_path):
+    (first, second), token, message_id, phones, send_log = _two_nodes_sending(
+        hub_factory, tmp_path, "662")
+    answer = first.api.post(f"/api/messages/{message_id}/pause", token)
+    answered = time.time()
+    assert answer.status_code == 200 and answer.json()["status"] == "PAUSED"
+    time.sleep(3)
+    assert _sent_after(send_log, answered + 1.0) == []
+    assert len(_log(send_log)) < len(phones)
+    paused = second.api.get(f"/api/messages/{message_id}", token).json()
+    assert paused["status"] == "PAUSED" and paused["statusCounts"].get("PENDING")
+    assert second.api.post(f"/api/messages/{message_id}/resume", token).json()[
+        "status"] == "SENDING"
+
+    def final():
+        message = first.api.get(f"/api/messages/{message_id}", token).json()
+        return message if message["status"] == "SENT" else None
+    message = eventually(final, timeout=60, interval=0.3)
+    submitted = Counter(entry["phone"] for entry in _log(send_log))
+    assert set(submitted) == set(phones) and max(submitted.values()) == 1
+    assert message["successCount"] == len(phones)
+
+
+def test_the_controls_over_http_are_the_owners_and_refuse_what_the_status_forbids(sqlite_hub):
+    owner, other = register_user(sqlite_hub), register_user(sqlite_hub)
+    message_id = sqlite_hub.api.post("/api/messages", owner.token, json={
+        "body": "controls", "recipients": ["+15556630001"]}).json()["id"]
+    for action in ("pause", "resume", "cancel"):
+        refused = sqlite_hub.api.post(f"/api/messages/{message_id}/{action}", other.token)
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
+
+    def final():
+        message = sqlite_hub.api.get(f"/api/messages/{message_id}", owner.token).json()
+        return message if message["status"] == "SENT" else None
+    before = eventually(final, timeout=20, interval=0.2)
+    for action in ("pause", "resume", "cancel"):
+        refused = sqlite_hub.api.post(f"/api/messages/{message_id}/{action}", owner.token)
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "conflict" and error["details"] == {"status": "SENT"}
+        assert "SENT" in error["message"]
+    after = sqlite_hub.api.get(f"/api/messages/{message_id}", owner.token).json()
+    assert after["version"] == before["version"] and after["status"] == "SENT"
