@@ -27,11 +27,12 @@ def _per_caller() -> str:
 @limiter.limit(lambda: current_app.config["MESSAGES_RATE_LIMIT"], key_func=_per_caller)
 def create_message(identity):
     body = json_body(MessageCreateSchema)
+    send_at = messages.read_send_at(body["sendAt"])
     recipients = messages.read_recipients(body["recipients"])
     return idempotency.run_once(
         identity.user_id, key=idempotency_key(), endpoint="messages", body=body,
         action=lambda: (messages.create(identity.user_id, body=body["body"],
-                                        recipients=recipients), 202),
+                                        recipients=recipients, send_at=send_at), 202),
     )
 
 

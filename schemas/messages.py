@@ -34,6 +34,11 @@ class MessageCreateSchema(Schema):
                              validate=validate.Length(min=1, max=10_000),
                              metadata={"description": "Phone numbers in E.164",
                                        "example": ["+15551234567", "+15005550001"]})
+    sendAt = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64),
+                           metadata={"description": "When to send: ISO 8601 with an offset or "
+                                                    "Z, up to 30 days ahead (up to 5 s in the "
+                                                    "past is now); absent: at once",
+                                     "example": None})
 
 
 class MessageListQuerySchema(Schema):

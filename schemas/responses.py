@@ -139,6 +139,9 @@ class MessageSchema(Schema):
     version = fields.Integer(required=True, metadata={"example": 1})
     createdAt = fields.String(required=True, metadata={"example": WHEN})
     completedAt = fields.String(allow_none=True, metadata={"example": None})
+    sendAt = fields.String(allow_none=True, metadata={
+        "description": "When a scheduled message becomes sendable; null: sent at once",
+        "example": None})
 
 
 class MessageCreatedSchema(MessageSchema):

@@ -9,6 +9,7 @@ a second later.
 import json
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -17,13 +18,14 @@ from sqlalchemy import select
 from extensions import db
 from models import Message, Recipient
 from services.auth import ROLE_ADMIN, Identity
-from services.errors import Conflict, NotFound
+from services.errors import Conflict, InvalidPayload, NotFound
 from services.messaging import messages, queue
 from services.messaging.providers import Outcome, SubmitResult
 from services.messaging.suppressions import ANY_SENDER, SendGate
 from tests.support import app_on, eventually, migrate_database, register_user, seed_admin
 
 ADMIN_ID = 1
+NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 ADMIN = Identity(user_id=ADMIN_ID, role=ROLE_ADMIN)
 
 
@@ -242,3 +244,78 @@ def test_the_controls_over_http_are_the_owners_and_refuse_what_the_status_forbid
         assert "SENT" in error["message"]
     after = sqlite_hub.api.get(f"/api/messages/{message_id}", owner.token).json()
     assert after["version"] == before["version"] and after["status"] == "SENT"
+
+
+def test_a_scheduled_message_sends_nothing_until_its_time_and_its_validity_starts_then(
+        app_context):
+    now = datetime.now(UTC)
+    send_at = now + timedelta(days=2)
+    recipients = messages.read_recipients(["+15550001051", "+15550001052"])
+    created = messages.create(ADMIN_ID, body="later", recipients=recipients,
+                              send_at=messages.read_send_at(
+                                  (send_at.astimezone(timezone(timedelta(hours=-8)))
+                                   .isoformat()), now=now))
+    message_id = int(created["id"])
+    assert created["status"] == "SCHEDULED"
+    assert created["sendAt"] == send_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    for moment in (now, send_at - timedelta(seconds=1)):
+        assert queue.claim_batch("node-a", 10, now=moment) == []
+    # Two days waiting do not count against a validity of one.
+    validity = app_context.config["SMS_VALIDITY_SECONDS"]
+    assert queue.expire(now=now + timedelta(seconds=validity + 1)) == 0
+    assert _statuses(message_id) == ("SCHEDULED", Counter({"PENDING": 2}))
+    claimed = queue.claim_batch("node-a", 10, now=send_at)
+    assert len(claimed) == 2 and _statuses(message_id)[0] == "SENDING"
+    queue.record_outcomes("node-a", _accepted(claimed), now=send_at)
+    assert _statuses(message_id) == ("SENT", Counter({"SENT": 2}))
+
+
+def test_a_paused_scheduled_message_resumes_scheduled(app_context):
+    recipients = messages.read_recipients(["+15550001061"])
+    send_at = datetime.now(UTC) + timedelta(hours=1)
+    message_id = int(messages.create(ADMIN_ID, body="later", recipients=recipients,
+                                     send_at=send_at)["id"])
+    assert messages.pause(ADMIN, message_id)["status"] == "PAUSED"
+    assert queue.claim_batch("node-a", 10, now=send_at) == []
+    assert messages.resume(ADMIN, message_id)["status"] == "SCHEDULED"
+    assert messages.cancel(ADMIN, message_id)["status"] == "CANCELED"
+    assert _statuses(message_id) == ("CANCELED", Counter({"CANCELED": 1}))
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("2026-12-01T09:00:00", "needs an offset"),
+    ("tomorrow", "ISO 8601"),
+    ("2026-11-30T11:59:54Z", "in the past"),
+    ("2026-12-30T12:00:01+00:00", "more than 30 days ahead"),
+])
+def test_a_send_time_is_refused_naive_past_or_too_far(text, problem):
+    with pytest.raises(InvalidPayload) as refused:
+        messages.read_send_at(text, now=NOON)
+    assert problem in refused.value.message and refused.value.details == {"sendAt": text}
+
+
+def test_a_send_time_a_few_seconds_ago_is_now_and_the_limits_are_inclusive():
+    assert messages.read_send_at("2026-11-30T11:59:55Z", now=NOON) is None
+    assert messages.read_send_at(None, now=NOON) is None
+    assert messages.read_send_at("2026-12-30T13:00:00+01:00", now=NOON) == NOON + timedelta(
+        days=30)
+    assert messages.read_send_at("2026-11-30T13:00:00+01:00", now=NOON) is None
+    assert messages.read_send_at("2026-11-30T12:00:01.5+00:00", now=NOON) == NOON + timedelta(
+        seconds=1.5)
+
+
+def test_a_scheduled_message_over_http(sqlite_hub):
+    user = register_user(sqlite_hub)
+    send_at = (datetime.now(UTC) + timedelta(hours=3)).isoformat()
+    answer = sqlite_hub.api.post("/api/messages", user.token, json={
+        "body": "later", "recipients": ["+15556640001"], "sendAt": send_at})
+    assert answer.status_code == 202 and answer.json()["status"] == "SCHEDULED"
+    message_id = answer.json()["id"]
+    time.sleep(1.5)
+    shown = sqlite_hub.api.get(f"/api/messages/{message_id}", user.token).json()
+    assert shown["status"] == "SCHEDULED" and shown["statusCounts"] == {"PENDING": 1}
+    assert shown["sendAt"] == answer.json()["sendAt"]
+    naive = sqlite_hub.api.post("/api/messages", user.token, json={
+        "body": "later", "recipients": ["+15556640002"], "sendAt": "2030-01-01T09:00:00"})
+    assert naive.status_code == 400 and naive.json()["error"]["code"] == "invalid_payload"
+    assert "offset" in naive.json()["error"]["message"]

@@ -157,6 +157,13 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
                 updated_at=now)
         .returning(*_EVENT_COLUMNS, _recipients.c.attempts)
     ).all()
+    # A scheduled message whose time came is sending from its first claim on.
+    if claimed:
+        db.session.execute(
+            update(Message).where(Message.id.in_({row.message_id for row in claimed}),
+                                  Message.status == MessageStatus.SCHEDULED)
+            .values(status=MessageStatus.SENDING)
+            .execution_options(synchronize_session=False))
     # Their messages' statusCounts changed: a new version for each.
     _count_into_messages({row.message_id: _Totals() for row in claimed}, now)
     db.session.commit()
@@ -694,9 +701,11 @@ def pause(message: Message, now: datetime | None = None) -> bool:
 
 
 def resume(message: Message, now: datetime | None = None) -> bool:
-    """A paused message sends again; one whose recipients all settled while paused is final."""
+    """A paused message sends again (or waits for its ``sendAt`` again, ``SCHEDULED``); one
+    whose recipients all settled while paused is final."""
     now = now or _now()
-    if not _move_message(message, (MessageStatus.PAUSED,), MessageStatus.SENDING, now):
+    again = case((Message.send_at > now, MessageStatus.SCHEDULED), else_=MessageStatus.SENDING)
+    if not _move_message(message, (MessageStatus.PAUSED,), again, now):
         db.session.commit()
         return False
     completed = _count_into_messages({message.id: _Totals()}, now)
@@ -718,7 +727,7 @@ def cancel(message: Message, now: datetime | None = None) -> bool:
     return True
 
 
-def _move_message(message: Message, allowed: tuple[MessageStatus, ...], status: MessageStatus,
+def _move_message(message: Message, allowed: tuple[MessageStatus, ...], status: Any,
                   now: datetime, **values: Any) -> bool:
     """Move the message to ``status`` if it is in one of ``allowed`` now (the caller commits)."""
     moved = db.session.execute(
