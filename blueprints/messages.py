@@ -32,7 +32,8 @@ def create_message(identity):
     return idempotency.run_once(
         identity.user_id, key=idempotency_key(), endpoint="messages", body=body,
         action=lambda: (messages.create(identity.user_id, body=body["body"],
-                                        recipients=recipients, send_at=send_at), 202),
+                                        recipients=recipients, send_at=send_at,
+                                        quiet=body["quietHours"]), 202),
     )
 
 

@@ -97,6 +97,9 @@ class Message(db.Model):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # ``sendAt``: ``SCHEDULED`` until then; null for a message sent at once.
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # ``quietHours``: each recipient held back while inside ``QUIET_HOURS`` in its time zones.
+    quiet_hours: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                              server_default=false())
 
     __table_args__ = (
         Index("ix_messages_user_id_id", "user_id", "id"),

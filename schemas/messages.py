@@ -39,6 +39,9 @@ class MessageCreateSchema(Schema):
                                                     "Z, up to 30 days ahead (up to 5 s in the "
                                                     "past is now); absent: at once",
                                      "example": None})
+    quietHours = fields.Boolean(load_default=False, metadata={
+        "description": "Reach each recipient only outside QUIET_HOURS in its own time zone(s)",
+        "example": False})
 
 
 class MessageListQuerySchema(Schema):

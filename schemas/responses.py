@@ -142,6 +142,9 @@ class MessageSchema(Schema):
     sendAt = fields.String(allow_none=True, metadata={
         "description": "When a scheduled message becomes sendable; null: sent at once",
         "example": None})
+    quietHours = fields.Boolean(required=True, metadata={
+        "description": "Each recipient is reached only outside QUIET_HOURS in its own time",
+        "example": False})
 
 
 class MessageCreatedSchema(MessageSchema):

@@ -10,7 +10,9 @@ import json
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
+from datetime import time as dt_time
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -19,7 +21,7 @@ from extensions import db
 from models import Message, Recipient
 from services.auth import ROLE_ADMIN, Identity
 from services.errors import Conflict, InvalidPayload, NotFound
-from services.messaging import messages, queue
+from services.messaging import messages, queue, quiet_hours
 from services.messaging.providers import Outcome, SubmitResult
 from services.messaging.suppressions import ANY_SENDER, SendGate
 from tests.support import app_on, eventually, migrate_database, register_user, seed_admin
@@ -319,3 +321,75 @@ def test_a_scheduled_message_over_http(sqlite_hub):
         "body": "later", "recipients": ["+15556640002"], "sendAt": "2030-01-01T09:00:00"})
     assert naive.status_code == 400 and naive.json()["error"]["code"] == "invalid_payload"
     assert "offset" in naive.json()["error"]["message"]
+
+
+NIGHT = (dt_time(21, 0), dt_time(8, 0))
+LOS_ANGELES, BERLIN = "+14155550100", "+4930123456"
+# A +1 number whose area code settles nothing: every North American zone, Guam to St John's.
+EVERYWHERE_IN_NANP = "+15005550006"
+
+
+@pytest.fixture
+def quiet_app(database_url):
+    """``app_context`` with ``QUIET_HOURS=21:00-08:00``."""
+    migrate_database(database_url)
+    seed_admin(database_url)
+    with app_on(database_url, QUIET_HOURS=NIGHT) as app:
+        yield app
+
+
+def _at_local(day, zone: str, hour: int) -> datetime:
+    return datetime.combine(day, dt_time(hour), tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def _first_open_minute(zones, earliest: datetime) -> datetime:
+    """Minute by minute: the first at which no zone's local time is in 21:00-08:00."""
+    moment = earliest
+    while any(not 8 <= moment.astimezone(ZoneInfo(zone)).hour < 21 for zone in zones):
+        moment += timedelta(minutes=1)
+    return moment
+
+
+def test_quiet_hours_release_each_recipient_at_its_own_eight_oclock(quiet_app):
+    # 05:00 UTC: night in Berlin (6 or 7 a.m.) and the evening before in Los Angeles.
+    send_at = datetime.combine(datetime.now(UTC).date() + timedelta(days=2), dt_time(5),
+                               tzinfo=UTC)
+    recipients = messages.read_recipients([LOS_ANGELES, BERLIN, EVERYWHERE_IN_NANP])
+    message_id = int(messages.create(ADMIN_ID, body="quiet", recipients=recipients,
+                                     send_at=send_at, quiet=True)["id"])
+    berlin = _at_local(send_at.date(), "Europe/Berlin", 8)
+    los_angeles = _at_local(send_at.astimezone(ZoneInfo("America/Los_Angeles")).date()
+                            + timedelta(days=1), "America/Los_Angeles", 8)
+    everywhere = _first_open_minute(quiet_hours.zones_of(EVERYWHERE_IN_NANP), send_at)
+    assert berlin < los_angeles and everywhere > los_angeles
+    assert len(quiet_hours.zones_of(EVERYWHERE_IN_NANP)) > 10
+    validity = quiet_app.config["SMS_VALIDITY_SECONDS"]
+    assert queue.expire(now=send_at + timedelta(seconds=validity + 1)) == 0
+    released = []
+    for moment in (send_at, berlin - timedelta(seconds=1), berlin,
+                   los_angeles - timedelta(seconds=1), los_angeles,
+                   everywhere - timedelta(minutes=1), everywhere):
+        claimed = queue.claim_batch("node-a", 10, now=moment)
+        released.append([row.phone for row in claimed])
+        queue.record_outcomes("node-a", _accepted(claimed), now=moment)
+    assert released == [[], [], [BERLIN], [], [LOS_ANGELES], [], [EVERYWHERE_IN_NANP]]
+    assert _statuses(message_id) == ("SENT", Counter({"SENT": 3}))
+
+
+def test_a_number_whose_zones_never_all_leave_the_window_is_refused():
+    # Eight hours apart each: any two share open hours (08:00-21:00 is 13), the three none.
+    zones = ("UTC", "Etc/GMT-8", "Etc/GMT+8")
+    assert quiet_hours.release_at(zones[:2], NIGHT, NOON) == NOON
+    with pytest.raises(InvalidPayload) as refused:
+        quiet_hours.release_at(zones, NIGHT, NOON)
+    assert refused.value.details == {"timeZones": list(zones)}
+
+
+def test_without_quiet_hours_asked_or_set_nothing_waits(app_context):
+    night_in_berlin = datetime.combine(datetime.now(UTC).date() + timedelta(days=2),
+                                       dt_time(2), tzinfo=UTC)
+    for quiet in (False, True):  # QUIET_HOURS is unset here: quietHours holds nothing back
+        recipients = messages.read_recipients([BERLIN])
+        messages.create(ADMIN_ID, body="loud", recipients=recipients,
+                        send_at=night_in_berlin, quiet=quiet)
+        assert len(queue.claim_batch("node-a", 10, now=night_in_berlin)) == 1
