@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from extensions import db
 from models import Message, Recipient
-from services.auth import ROLE_ADMIN, Identity
+from services.auth import ROLE_ADMIN, Identity, create_user
 from services.errors import Conflict, InvalidPayload, NotFound
 from services.messaging import messages, queue, quiet_hours
 from services.messaging.providers import Outcome, SubmitResult
@@ -136,7 +136,7 @@ def test_resuming_a_message_that_settled_while_paused_makes_it_final(app_context
 # re-check before each submission is what keeps it.
 NODES_ENV = {"SIMULATED_SMS_IDEMPOTENT": "false", "SIMULATED_SMS_LATENCY": "0.05",
              "SIMULATED_RECEIPT_DELAY": "0.2", "DISPATCH_CONCURRENCY": "10",
-             "DISPATCH_BATCH_SIZE": "500"}
+             "DISPATCH_BATCH_SIZE": "500", "DISPATCH_CLAIM_TIMEOUT": "30"}
 
 
 def _log(path) -> list[dict]:
@@ -222,8 +222,8 @@ def test_pause_and_resume_on_two_nodes_send_each_recipient_once(hub_factory, tmp
         return message if message["status"] == "SENT" else None
     message = eventually(final, timeout=60, interval=0.3)
     submitted = Counter(entry["phone"] for entry in _log(send_log))
-    assert set(submitted) == set(phones) and max(submitted.values()) == 1
-    assert message["successCount"] == len(phones)
+    assert set(submitted) == set(phones), message["statusCounts"]
+    assert max(submitted.values()) == 1 and message["successCount"] == len(phones)
 
 
 def test_the_controls_over_http_are_the_owners_and_refuse_what_the_status_forbids(sqlite_hub):
@@ -393,3 +393,16 @@ def test_without_quiet_hours_asked_or_set_nothing_waits(app_context):
         messages.create(ADMIN_ID, body="loud", recipients=recipients,
                         send_at=night_in_berlin, quiet=quiet)
         assert len(queue.claim_batch("node-a", 10, now=night_in_berlin)) == 1
+
+
+def test_a_small_message_of_another_owner_goes_out_in_the_next_batch(app_context):
+    many = _create([f"+1555000{i:04d}" for i in range(300)])
+    other = create_user("fair@example.com", "correct horse battery").id
+    small = int(messages.create(other, body="mine", recipients=messages.read_recipients(
+        ["+15550009999"]))["id"])
+    claimed = queue.claim_batch("node-a", 50)
+    by_message = Counter(row.message_id for row in claimed)
+    assert by_message[small] == 1 and by_message[many] >= 25
+    # Alone again, the large one has the whole batch.
+    queue.record_outcomes("node-a", _accepted(claimed))
+    assert Counter(row.message_id for row in queue.claim_batch("node-a", 50)) == {many: 50}

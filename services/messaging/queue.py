@@ -30,7 +30,7 @@ from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 
 from extensions import db
 from models import Message, Recipient, RecipientPart
-from models.message import HELD_MESSAGE_STATUSES, MessageStatus, RecipientStatus
+from models.message import MessageStatus, RecipientStatus
 from services import analytics_marks
 from services.messaging import announcements
 from services.messaging.json_rows import json_rows
@@ -81,12 +81,16 @@ _RETRIED = (RecipientStatus.UNKNOWN, RecipientStatus.EXPIRED)
 THROTTLE_BACKOFF_MAX = 60.0
 
 RELEASED_CLAIM = datetime(2000, 1, 1, tzinfo=UTC)
+# Messages whose recipients may be claimed; ``HELD_MESSAGE_STATUSES`` (and final ones) not.
+SENDABLE_MESSAGE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.SENDING)
+# Where this process's rotation between owners stands (``_owners_in_turn``).
+_turn = 0
 # What the dispatcher records for a claimed recipient of a message paused or canceled since
 # its claim: not submitted, back to the queue at once as a throttled one with no delay
 # (``cancel_queued`` then cancels it if its message was canceled).
 HELD = SubmitResult(Outcome.THROTTLED, retry_after=0.0)
-# A message may be paused from these, resumed from ``PAUSED``, canceled from any of them.
-PAUSABLE = (MessageStatus.SCHEDULED, MessageStatus.SENDING)
+# A message may be paused from ``SENDABLE_MESSAGE_STATUSES``, resumed from ``PAUSED``,
+# canceled from any of them.
 CANCELABLE = (MessageStatus.SCHEDULED, MessageStatus.SENDING, MessageStatus.PAUSED)
 
 
@@ -115,6 +119,12 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
     ones become ``UNKNOWN`` first. A throttled recipient waits for its
     ``not_before``; one past its validity is left for ``expire``; a paused or
     canceled message's are left where they are.
+
+    Fair sharing: the batch is split between the owners with messages to send,
+    each getting an equal share of it from their oldest recipients, so one
+    user's small message goes out in the next batch however many recipients
+    another user has queued. With more owners than recipients in a batch, the
+    owners take turns (``_owners_in_turn``).
     """
     now = now or _now()
     config = current_app.config
@@ -134,29 +144,37 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
     taken_over = and_(Recipient.status == RecipientStatus.SENDING, Recipient.claimed_at < stale)
     if not exactly_once:
         taken_over = and_(taken_over, Recipient.submit_started_at.is_(None))
-    candidates = (
-        select(Recipient.id)
-        .where(Recipient.status.in_(queued),
-               or_(and_(Recipient.status == RecipientStatus.PENDING,
-                        or_(Recipient.not_before.is_(None), Recipient.not_before <= now),
-                        or_(Recipient.first_sendable_at.is_(None),
-                            Recipient.first_sendable_at > valid_from)),
-                   taken_over),
-               Recipient.message_id.not_in(
-                   select(Message.id).where(Message.status.in_(HELD_MESSAGE_STATUSES))))
-        .order_by(Recipient.id)
-        .limit(limit)
-    )
-    if db.engine.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    claimed = db.session.execute(
-        update(_recipients)
-        .where(_recipients.c.id.in_(candidates.scalar_subquery()))
-        .values(status=RecipientStatus.SENDING, claimed_by=node_id, claimed_at=now,
-                attempts=_recipients.c.attempts + 1, version=_recipients.c.version + 1,
-                updated_at=now)
-        .returning(*_EVENT_COLUMNS, _recipients.c.attempts)
-    ).all()
+    claimable = and_(
+        Recipient.status.in_(queued),
+        or_(and_(Recipient.status == RecipientStatus.PENDING,
+                 or_(Recipient.not_before.is_(None), Recipient.not_before <= now),
+                 or_(Recipient.first_sendable_at.is_(None),
+                     Recipient.first_sendable_at > valid_from)),
+            taken_over))
+    owners = _owners_in_turn()
+    share = max(1, limit // len(owners)) if owners else 0
+    claimed: list[Any] = []
+    for owner in owners[:limit]:
+        # Only the owner's scheduled and sending messages: a paused or canceled one's
+        # recipients stay where they are.
+        candidates = (
+            select(Recipient.id)
+            .where(claimable, Recipient.message_id.in_(
+                select(Message.id).where(Message.user_id == owner,
+                                         Message.status.in_(SENDABLE_MESSAGE_STATUSES))))
+            .order_by(Recipient.id)
+            .limit(share)
+        )
+        if db.engine.dialect.name == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        claimed += db.session.execute(
+            update(_recipients)
+            .where(_recipients.c.id.in_(candidates.scalar_subquery()))
+            .values(status=RecipientStatus.SENDING, claimed_by=node_id, claimed_at=now,
+                    attempts=_recipients.c.attempts + 1, version=_recipients.c.version + 1,
+                    updated_at=now)
+            .returning(*_EVENT_COLUMNS, _recipients.c.attempts)
+        ).all()
     # A scheduled message whose time came is sending from its first claim on.
     if claimed:
         db.session.execute(
@@ -168,6 +186,19 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
     _count_into_messages({row.message_id: _Totals() for row in claimed}, now)
     db.session.commit()
     return sorted(claimed, key=lambda row: row.id)
+
+
+def _owners_in_turn() -> list[int]:
+    """The owners of scheduled or sending messages, starting one further on at each call,
+    so that when a batch cannot give each of them a recipient every one still gets turns."""
+    global _turn
+    owners = list(db.session.scalars(
+        select(Message.user_id).where(Message.status.in_(SENDABLE_MESSAGE_STATUSES))
+        .distinct().order_by(Message.user_id)))
+    if not owners:
+        return owners
+    _turn = (_turn + 1) % len(owners)
+    return owners[_turn:] + owners[:_turn]
 
 
 def backlog() -> int:
@@ -695,7 +726,7 @@ def pause(message: Message, now: datetime | None = None) -> bool:
     Returns whether it moved (``False``: its status does not allow it). Batches
     already claimed see it through their ``SendGate`` before each submission.
     """
-    moved = _move_message(message, PAUSABLE, MessageStatus.PAUSED, now or _now())
+    moved = _move_message(message, SENDABLE_MESSAGE_STATUSES, MessageStatus.PAUSED, now or _now())
     db.session.commit()
     return moved
 
