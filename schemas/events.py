@@ -179,7 +179,7 @@ class RecipientUpdateSchema(ProviderWordsSchema):
     version = fields.Integer(required=True, metadata={"example": 3})
 
 
-class RecipientStateSchema(Schema):
+class RecipientStateSchema(ProviderWordsSchema):
     recipientId = fields.String(required=True, metadata={"example": "7"})
     phone = fields.String(required=True, metadata={"example": "+15005550001"})
     status = fields.String(required=True, metadata={"enum": list(RECIPIENT_STATUSES),
