@@ -18,7 +18,7 @@ import secrets
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,21 @@ def _parse_decimal(text: str) -> Decimal:
         return Decimal(text)
     except InvalidOperation:
         raise ValueError(text) from None
+
+
+def _parse_window(text: str) -> tuple[time, time]:
+    """``21:00-08:00``: from the first time of day to the second, across midnight if earlier."""
+    start, separator, end = text.partition("-")
+    if not separator:
+        raise ValueError(text)
+    window = (time.fromisoformat(start.strip()), time.fromisoformat(end.strip()))
+    if window[0] == window[1]:
+        raise ValueError(text)
+    return window
+
+
+def _show_window(value: tuple[time, time]) -> str:
+    return "-".join(moment.strftime("%H:%M") for moment in value)
 
 
 def _show_number(value: float) -> str:
@@ -134,6 +149,7 @@ PROXY_HOPS = Kind("a number of proxy hops (0, 1, 2, ...) or true/false", _parse_
 SECRET = Kind("text", str, _show_secret)
 URL = Kind("a URL", str, mask_url)
 DATABASE_URL = Kind("an SQLAlchemy URL", _normalise_database_url, mask_url)
+WINDOW = Kind("two different times of day, HH:MM-HH:MM", _parse_window, _show_window)
 
 
 # Declarations ------------------------------------------------------------------------------
@@ -379,6 +395,11 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 "(`no_receipt`); a later receipt still settles it", NUMBER),
         Setting("SMS_PRICE_PER_SEGMENT", Decimal("0.0075"),
                 "cost of one SMS segment to a country `SMS_PRICES` does not list", DECIMAL),
+        Setting("QUIET_HOURS", None,
+                "the window of local time (`21:00-08:00`, across midnight when the end is "
+                "earlier) in which a message sent with `quietHours: true` reaches no "
+                "recipient, in each recipient's own time zone(s); unset: `quietHours` "
+                "holds nothing back", WINDOW),
         Setting("SMS_PRICES", "",
                 "cost of one SMS segment per destination country: inline JSON "
                 "(`{\"FR\": 0.04, \"DE\": 0.07}`), or the path of a JSON file of that shape "

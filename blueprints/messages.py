@@ -27,11 +27,13 @@ def _per_caller() -> str:
 @limiter.limit(lambda: current_app.config["MESSAGES_RATE_LIMIT"], key_func=_per_caller)
 def create_message(identity):
     body = json_body(MessageCreateSchema)
+    send_at = messages.read_send_at(body["sendAt"])
     recipients = messages.read_recipients(body["recipients"])
     return idempotency.run_once(
         identity.user_id, key=idempotency_key(), endpoint="messages", body=body,
         action=lambda: (messages.create(identity.user_id, body=body["body"],
-                                        recipients=recipients), 202),
+                                        recipients=recipients, send_at=send_at,
+                                        quiet=body["quietHours"]), 202),
     )
 
 
@@ -62,6 +64,24 @@ def get_message(message_id: int, identity):
 def retry_message(message_id: int, identity):
     """Send the unknown, expired and retryable failed recipients again, on request."""
     return messages.retry(identity, message_id)
+
+
+@messages_bp.post("/<id:message_id>/pause")
+@authenticated
+def pause_message(message_id: int, identity):
+    return messages.pause(identity, message_id)
+
+
+@messages_bp.post("/<id:message_id>/resume")
+@authenticated
+def resume_message(message_id: int, identity):
+    return messages.resume(identity, message_id)
+
+
+@messages_bp.post("/<id:message_id>/cancel")
+@authenticated
+def cancel_message(message_id: int, identity):
+    return messages.cancel(identity, message_id)
 
 
 @messages_bp.get("/<id:message_id>/recipients")

@@ -155,8 +155,30 @@ ROUTES = [
           summary="Queue the UNKNOWN, EXPIRED and retryable FAILED recipients again",
           path_ids=("messageId",), answer=responses.RetryResultSchema,
           description="Owner or admin. An explicit new attempt: those recipients go back to "
-                      "`PENDING` with a higher `version`, the message back to `SENDING`.",
-          errors={"404": "Not found"}),
+                      "`PENDING` with a higher `version`, the message back to `SENDING` (a "
+                      "paused one stays `PAUSED`).",
+          errors={"404": "Not found", "409": "The message was canceled"}),
+    Route(path="/api/messages/{messageId}/pause", method="post",
+          summary="Hold a scheduled or sending message", path_ids=("messageId",),
+          answer=responses.MessageSchema,
+          description="Owner or admin. Within one second no node submits any further "
+                      "recipient of the message; those not yet submitted stay `PENDING` "
+                      "until `resume`. The message is `PAUSED`.",
+          errors={"404": "Not found", "409": "The message is not scheduled or sending"}),
+    Route(path="/api/messages/{messageId}/resume", method="post",
+          summary="Send a paused message again", path_ids=("messageId",),
+          answer=responses.MessageSchema,
+          description="Owner or admin. The message is `SENDING` again (or final, when "
+                      "every recipient settled while it was paused).",
+          errors={"404": "Not found", "409": "The message is not paused"}),
+    Route(path="/api/messages/{messageId}/cancel", method="post",
+          summary="End a message that is not final", path_ids=("messageId",),
+          answer=responses.MessageSchema,
+          description="Owner or admin. Within one second no node submits any further "
+                      "recipient; every recipient not yet submitted becomes `CANCELED` "
+                      "(`errorCode` `canceled`, no cost) and so does the message.",
+          errors={"404": "Not found",
+                  "409": "The message is not scheduled, sending or paused"}),
     Route(path="/api/messages/{messageId}/recipients", method="get",
           summary="A message's recipients, paged", path_ids=("messageId",),
           query=messages.RecipientListQuerySchema, answer=responses.RecipientPageSchema,

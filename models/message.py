@@ -23,7 +23,9 @@ class MessageStatus(StrEnum):
     """Where a message is: sending until every recipient has an outcome, then sent or failed.
 
     Stored and sent as these exact strings. Only ``POST /api/messages/{id}/retry``
-    takes a final message back to ``SENDING``.
+    takes a final message back to ``SENDING``; ``pause`` holds a sending one
+    (``PAUSED``) until ``resume``, ``cancel`` ends one that is not final
+    (``CANCELED``, final).
     """
 
     SCHEDULED = "SCHEDULED"
@@ -32,6 +34,11 @@ class MessageStatus(StrEnum):
     SENT = "SENT"  # at least one recipient accepted
     FAILED = "FAILED"  # none accepted
     CANCELED = "CANCELED"
+
+
+# A message in one of these has none of its recipients submitted: the claim skips them and
+# a batch already claimed asks again before each submission.
+HELD_MESSAGE_STATUSES = (MessageStatus.PAUSED, MessageStatus.CANCELED)
 
 
 class RecipientStatus(StrEnum):
@@ -88,6 +95,11 @@ class Message(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # ``sendAt``: ``SCHEDULED`` until then; null for a message sent at once.
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # ``quietHours``: each recipient held back while inside ``QUIET_HOURS`` in its time zones.
+    quiet_hours: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                              server_default=false())
 
     __table_args__ = (
         Index("ix_messages_user_id_id", "user_id", "id"),

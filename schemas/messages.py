@@ -34,6 +34,14 @@ class MessageCreateSchema(Schema):
                              validate=validate.Length(min=1, max=10_000),
                              metadata={"description": "Phone numbers in E.164",
                                        "example": ["+15551234567", "+15005550001"]})
+    sendAt = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64),
+                           metadata={"description": "When to send: ISO 8601 with an offset or "
+                                                    "Z, up to 30 days ahead (up to 5 s in the "
+                                                    "past is now); absent: at once",
+                                     "example": None})
+    quietHours = fields.Boolean(load_default=False, metadata={
+        "description": "Reach each recipient only outside QUIET_HOURS in its own time zone(s)",
+        "example": False})
 
 
 class MessageListQuerySchema(Schema):

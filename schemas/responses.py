@@ -139,6 +139,12 @@ class MessageSchema(Schema):
     version = fields.Integer(required=True, metadata={"example": 1})
     createdAt = fields.String(required=True, metadata={"example": WHEN})
     completedAt = fields.String(allow_none=True, metadata={"example": None})
+    sendAt = fields.String(allow_none=True, metadata={
+        "description": "When a scheduled message becomes sendable; null: sent at once",
+        "example": None})
+    quietHours = fields.Boolean(required=True, metadata={
+        "description": "Each recipient is reached only outside QUIET_HOURS in its own time",
+        "example": False})
 
 
 class MessageCreatedSchema(MessageSchema):

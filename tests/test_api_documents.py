@@ -140,6 +140,13 @@ def test_every_route_answers_its_example_as_documented(sqlite_hub, openapi):
         if path.startswith("/api/webhooks/twilio/"):
             continue  # Twilio-signed, on a hub sending through Twilio: tests/test_twilio.py
         where = f"{method.upper()} {path}"
+        if path.endswith(("/pause", "/resume", "/cancel")):
+            # Each needs a message still sending (paused, for resume): one of 300
+            # recipients made just before, which the send takes longer than a request.
+            path_ids["messageId"] = sqlite_hub.api.post("/api/messages", user.token, json={
+                "body": "x", "recipients": [f"+1555123{i:04d}" for i in range(300)]}).json()["id"]
+            if path.endswith("/resume"):
+                sqlite_hub.api.post(f"/api/messages/{path_ids['messageId']}/pause", user.token)
         url = re.sub(r"\{(\w+)\}", lambda m: str(path_ids[m.group(1)]), path)
         headers = {"Authorization": f"Bearer {tokens.get(path, admin.token)}"}
         body = None

@@ -7,6 +7,7 @@ the test.
 import os
 import shutil
 import time
+from datetime import datetime, timedelta
 
 import pytest
 import requests
@@ -419,3 +420,28 @@ def test_test_socket_previews_the_cost_and_downloads_the_report(page, sqlite_use
                         "sentAt,deliveredAt")
     assert sorted(line.split(",")[0] for line in lines[1:]) == ["'+12015550123",
                                                                 "'+33612345678"]
+
+
+def test_test_socket_schedules_pauses_resumes_and_cancels(page, sqlite_user):
+    page.goto("/testSocket")
+    _sign_in(page, sqlite_user)
+    page.click("#connect-btn")
+    page.wait_for_selector("#conn-state[data-state='connected']")
+    page.fill("#send-phones", "+12015550188")
+    page.fill("#send-at", "2099-01-01T09:00")  # beyond 30 days: refused, nothing tracked
+    page.click("#send-btn")
+    page.wait_for_selector("#event-log tr.failed:has-text('more than 30 days ahead')")
+    tomorrow = (datetime.now() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    page.fill("#send-at", tomorrow)
+    page.click("#send-btn")
+    page.wait_for_selector("#message-summary[data-status='SCHEDULED']")
+    for button, status in (("#pause-btn", "PAUSED"), ("#resume-btn", "SCHEDULED"),
+                           ("#cancel-btn", "CANCELED")):
+        page.click(button)
+        page.wait_for_selector(f"#message-summary[data-status='{status}']")
+    page.click("#pause-btn")
+    page.wait_for_selector("#event-log tr.failed:has-text('this one is CANCELED')")
+    page.screenshot(path=str(OUTPUT_DIR / "testSocket-controls.png"), full_page=True)
+    # The 400 and the 409 are the two console errors this test expects.
+    assert len(page.problems) == 2 and all("status of 4" in p for p in page.problems)
+    page.problems.clear()

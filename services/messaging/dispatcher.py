@@ -156,7 +156,8 @@ class Dispatcher:
                 self.wake.clear()
                 continue
             bodies = queue.message_bodies({row.message_id for row in claimed})
-            gate = suppressions.SendGate((row.phone for row in claimed), sender=self.sender)
+            gate = suppressions.SendGate((row.phone for row in claimed), sender=self.sender,
+                                         message_ids=bodies)
             db.session.close()
             announcements.claimed(claimed)
             queue.record_outcomes(self.node_id, self._submit_all(claimed, bodies, gate),
@@ -185,10 +186,13 @@ class Dispatcher:
         return outcomes
 
     def _submit(self, row: Any, body: str, gate: suppressions.SendGate) -> SubmitResult | None:
-        """Wait for the pace, ask the suppression list, mark, submit; ``None`` when it must
-        not be submitted here. The list is asked after the pace, right before the call."""
+        """Wait for the pace, ask whether the message is held and the suppression list,
+        mark, submit; ``None`` when it must not be submitted here. The gate is asked after
+        the pace, right before the call."""
         if self.pace is not None:
             self.pace.wait()
+        if gate.holds(row.message_id):
+            return queue.HELD
         if gate.blocks(row.phone):
             return suppressions.ON_LIST
         if self.marks is not None and not self.marks.mark(row.id):

@@ -13,11 +13,12 @@ import csv
 import io
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import gevent
+from flask import current_app
 from sqlalchemy import Insert, insert, literal, select
 
 from extensions import db, socketio
@@ -26,8 +27,16 @@ from models.message import MessageStatus, RecipientStatus
 from schemas.common import isoformat
 from services import analytics_marks
 from services.auth import Identity
-from services.errors import InvalidPayload, NotFound
-from services.messaging import announcements, dispatcher, pricing, queue, quotas, suppressions
+from services.errors import Conflict, InvalidPayload, NotFound
+from services.messaging import (
+    announcements,
+    dispatcher,
+    pricing,
+    queue,
+    quiet_hours,
+    quotas,
+    suppressions,
+)
 from services.messaging.json_rows import json_rows
 from services.messaging.payloads import (
     message_payload,
@@ -41,6 +50,8 @@ from services.messaging.status_counts import status_counts
 from services.realtime import emitter
 
 MAX_RECIPIENTS = 10_000
+SEND_AT_MAX_DAYS = 30
+SEND_AT_PAST_SECONDS = 5
 INVALID_LISTED = 100
 REPORT_COLUMNS = ("phone", "status", "providerStatus", "errorCode", "providerErrorCode", "parts",
                   "cost", "sentAt", "deliveredAt")
@@ -89,8 +100,35 @@ def _taking_turns() -> Callable[[], None]:
     return pause
 
 
-def create(user_id: int, *, body: str, recipients: Recipients) -> dict[str, Any]:
-    """Store a message and its recipients as ``PENDING``; sending starts in the background.
+def read_send_at(text: str | None, now: datetime | None = None) -> datetime | None:
+    """``sendAt`` as a time in UTC; ``None`` for at once (absent, or at most
+    ``SEND_AT_PAST_SECONDS`` ago). ``InvalidPayload`` for a time without an offset (whose
+    would it be?), further in the past, or more than ``SEND_AT_MAX_DAYS`` ahead."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidPayload("sendAt must be an ISO 8601 time, e.g. 2026-12-01T09:00:00Z",
+                             details={"sendAt": text}) from None
+    if when.tzinfo is None:
+        raise InvalidPayload("sendAt needs an offset or Z: a time without one names no moment",
+                             details={"sendAt": text})
+    now = now or datetime.now(UTC)
+    if when < now - timedelta(seconds=SEND_AT_PAST_SECONDS):
+        raise InvalidPayload("sendAt is in the past", details={"sendAt": text})
+    if when > now + timedelta(days=SEND_AT_MAX_DAYS):
+        raise InvalidPayload(f"sendAt is more than {SEND_AT_MAX_DAYS} days ahead",
+                             details={"sendAt": text})
+    return when.astimezone(UTC) if when > now else None
+
+
+def create(user_id: int, *, body: str, recipients: Recipients, send_at: datetime | None = None,
+           quiet: bool = False) -> dict[str, Any]:
+    """Store a message and its recipients as ``PENDING``; sending starts in the background,
+    or at ``send_at`` (``SCHEDULED`` until then: its recipients wait with ``not_before``).
+    With ``quiet`` and ``QUIET_HOURS`` set, each recipient waits until it is outside those
+    hours in its own time zones (``quiet_hours``).
 
     Each recipient is stored with the price of a segment to its country, so the
     bill is what ``preview`` said. ``InvalidPayload`` naming the invalid numbers;
@@ -107,12 +145,16 @@ def create(user_id: int, *, body: str, recipients: Recipients) -> dict[str, Any]
     quotas.reserve(user_id, len(rows))
     shape = analyse_body(body)
     message = Message(user_id=user_id, body=body, encoding=shape.encoding,
-                      segments=shape.segments, status=MessageStatus.SENDING,
-                      recipient_count=len(rows), cost=Decimal("0"), version=1)
+                      segments=shape.segments, recipient_count=len(rows), cost=Decimal("0"),
+                      version=1, send_at=send_at, quiet_hours=quiet,
+                      status=MessageStatus.SCHEDULED if send_at else MessageStatus.SENDING)
     db.session.add(message)
     db.session.flush()
     analytics_marks.mark_changed({user_id})
-    _commit_with(_insert_recipients(message.id, rows, message.created_at))
+    window = current_app.config["QUIET_HOURS"] if quiet else None
+    _commit_with([_insert_recipients(message.id, group, message.created_at, release)
+                  for release, group in _by_release(rows, send_at or message.created_at,
+                                                    window).items()])
     counts = {RecipientStatus.PENDING.value: len(rows)}
     update = message_update_payload(message, counts)
     emitter.emit_to_user(user_id, event="message_update", payload=update)
@@ -161,9 +203,27 @@ def _invalid_items(invalid: list[InvalidPhone]) -> list[dict[str, Any]]:
             for bad in invalid[:INVALID_LISTED]]
 
 
-def _insert_recipients(message_id: int, recipients: list[dict[str, Any]], now: datetime
-                       ) -> Insert:
-    """Every recipient in one ``INSERT ... SELECT`` from the phones and prices as a JSON table.
+def _by_release(rows: list[dict[str, Any]], sendable: datetime,
+                window: quiet_hours.Window | None) -> dict[datetime, list[dict[str, Any]]]:
+    """The recipients grouped by when each may first be sent: ``sendable``, or later for
+    those inside the quiet window then (computed once per set of time zones)."""
+    if window is None:
+        return {sendable: rows}
+    releases: dict[tuple[str, ...], datetime] = {}
+    groups: dict[datetime, list[dict[str, Any]]] = {}
+    for row in rows:
+        zones = quiet_hours.zones_of(row["phone"])
+        if zones not in releases:
+            releases[zones] = quiet_hours.release_at(zones, window, sendable)
+        groups.setdefault(releases[zones], []).append(row)
+    return groups
+
+
+def _insert_recipients(message_id: int, recipients: list[dict[str, Any]], now: datetime,
+                       release: datetime) -> Insert:
+    """Every recipient in one ``INSERT ... SELECT`` from the phones and prices as a JSON table;
+    sendable from ``release`` (validity counts from then): held back until it when later
+    than ``now``.
 
     10,000 rows through ``executemany`` took about half a second on PostgreSQL
     (one protocol message per row, each waited on through gevent's poll).
@@ -174,18 +234,19 @@ def _insert_recipients(message_id: int, recipients: list[dict[str, Any]], now: d
                       rows=recipients)
     return insert(table).from_select(
         ["message_id", "phone", "price_per_segment", "status", "cost", "version", "attempts",
-         "updated_at", "first_sendable_at"],
+         "updated_at", "first_sendable_at", "not_before"],
         select(literal(message_id, table.c.message_id.type), batch.c.phone,
                batch.c.price_per_segment,
                literal(RecipientStatus.PENDING, table.c.status.type),
                literal(Decimal("0"), table.c.cost.type), literal(1, table.c.version.type),
                literal(0, table.c.attempts.type), literal(now, table.c.updated_at.type),
-               literal(now, table.c.first_sendable_at.type)),
+               literal(release, table.c.first_sendable_at.type),
+               literal(release if release > now else None, table.c.not_before.type)),
     )
 
 
-def _commit_with(statement: Insert) -> None:
-    """Execute ``statement`` and commit the session's transaction, without holding the node.
+def _commit_with(statements: list[Insert]) -> None:
+    """Execute ``statements`` and commit the session's transaction, without holding the node.
 
     PostgreSQL does the work in its own process while psycopg waits through
     gevent. SQLite does it in this process, inside its C code (10,000 rows:
@@ -196,14 +257,14 @@ def _commit_with(statement: Insert) -> None:
     C, holding the loop, and a commit left to this greenlet could then never
     run to free it.
     """
-    if db.engine.dialect.name != "sqlite":
-        db.session.execute(statement)
-        db.session.commit()
-        return
-
     def execute_and_commit() -> None:
-        db.session.execute(statement)
+        for statement in statements:
+            db.session.execute(statement)
         db.session.commit()
+
+    if db.engine.dialect.name != "sqlite":
+        execute_and_commit()
+        return
     # The thread runs in a copy of this greenlet's context: the same app context and session.
     gevent.get_hub().threadpool.apply(contextvars.copy_context().run, (execute_and_commit,))
 
@@ -214,14 +275,49 @@ def shown(message: Message) -> dict[str, Any]:
 
 
 def retry(identity: Identity, message_id: int) -> dict[str, Any]:
-    """Queue the message's unknown, expired and retryable failed recipients again."""
+    """Queue the message's unknown, expired and retryable failed recipients again; not
+    those of a canceled message (``Conflict``): canceled is final."""
     message = get_visible(identity, message_id)
+    if message.status == MessageStatus.CANCELED:
+        raise Conflict("A canceled message cannot be retried")
     queued = queue.retry(message)
     if queued:
         dispatcher.wake_dispatcher()
         db.session.refresh(message)
         announcements.emit_message_update(message)
     return {"queued": queued, "message": shown(message)}
+
+
+def pause(identity: Identity, message_id: int) -> dict[str, Any]:
+    """Hold a scheduled or sending message: within a second no node submits any more of it."""
+    return _control(identity, message_id, queue.pause, "Only a scheduled or sending message "
+                    "can be paused")
+
+
+def resume(identity: Identity, message_id: int) -> dict[str, Any]:
+    """Let a paused message send again."""
+    return _control(identity, message_id, queue.resume, "Only a paused message can be resumed")
+
+
+def cancel(identity: Identity, message_id: int) -> dict[str, Any]:
+    """End a message that is not final; what was not yet submitted is ``CANCELED``, free."""
+    return _control(identity, message_id, queue.cancel, "Only a scheduled, sending or paused "
+                    "message can be canceled")
+
+
+def _control(identity: Identity, message_id: int, action: Callable[[Message], bool],
+             refused: str) -> dict[str, Any]:
+    """Apply ``action`` to a message this identity may see, announce it, return it as REST
+    shows it; ``Conflict`` naming the current status when the status does not allow it."""
+    message = get_visible(identity, message_id)
+    if not action(message):
+        db.session.refresh(message)
+        raise Conflict(f"{refused}; this one is {message.status}",
+                       details={"status": message.status})
+    dispatcher.wake_dispatcher()
+    db.session.refresh(message)
+    announcements.emit_message_update(message)
+    return shown(message)
 
 
 def get_visible(identity: Identity, message_id: int) -> Message:

@@ -49,6 +49,8 @@ def message_payload(message: Message, status_counts: dict[str, int]) -> dict[str
         "segments": message.segments,
         "createdAt": isoformat(message.created_at),
         "completedAt": isoformat(message.completed_at),
+        "sendAt": isoformat(message.send_at),
+        "quietHours": message.quiet_hours,
     }
 
 

@@ -81,6 +81,17 @@ _RETRIED = (RecipientStatus.UNKNOWN, RecipientStatus.EXPIRED)
 THROTTLE_BACKOFF_MAX = 60.0
 
 RELEASED_CLAIM = datetime(2000, 1, 1, tzinfo=UTC)
+# Messages whose recipients may be claimed; ``HELD_MESSAGE_STATUSES`` (and final ones) not.
+SENDABLE_MESSAGE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.SENDING)
+# Where this process's rotation between owners stands (``_owners_in_turn``).
+_turn = 0
+# What the dispatcher records for a claimed recipient of a message paused or canceled since
+# its claim: not submitted, back to the queue at once as a throttled one with no delay
+# (``cancel_queued`` then cancels it if its message was canceled).
+HELD = SubmitResult(Outcome.THROTTLED, retry_after=0.0)
+# A message may be paused from ``SENDABLE_MESSAGE_STATUSES``, resumed from ``PAUSED``,
+# canceled from any of them.
+CANCELABLE = (MessageStatus.SCHEDULED, MessageStatus.SENDING, MessageStatus.PAUSED)
 
 
 def _in_index(name: str, *statuses: RecipientStatus) -> Any:
@@ -106,7 +117,14 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
     A stale claim is taken over only when it was certainly not submitted (no
     mark), unless the provider deduplicates (``exactly_once``); the marked
     ones become ``UNKNOWN`` first. A throttled recipient waits for its
-    ``not_before``; one past its validity is left for ``expire``.
+    ``not_before``; one past its validity is left for ``expire``; a paused or
+    canceled message's are left where they are.
+
+    Fair sharing: the batch is split between the owners with messages to send,
+    each getting an equal share of it from their oldest recipients, so one
+    user's small message goes out in the next batch however many recipients
+    another user has queued. With more owners than recipients in a batch, the
+    owners take turns (``_owners_in_turn``).
     """
     now = now or _now()
     config = current_app.config
@@ -126,31 +144,61 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
     taken_over = and_(Recipient.status == RecipientStatus.SENDING, Recipient.claimed_at < stale)
     if not exactly_once:
         taken_over = and_(taken_over, Recipient.submit_started_at.is_(None))
-    candidates = (
-        select(Recipient.id)
-        .where(Recipient.status.in_(queued),
-               or_(and_(Recipient.status == RecipientStatus.PENDING,
-                        or_(Recipient.not_before.is_(None), Recipient.not_before <= now),
-                        or_(Recipient.first_sendable_at.is_(None),
-                            Recipient.first_sendable_at > valid_from)),
-                   taken_over))
-        .order_by(Recipient.id)
-        .limit(limit)
-    )
-    if db.engine.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    claimed = db.session.execute(
-        update(_recipients)
-        .where(_recipients.c.id.in_(candidates.scalar_subquery()))
-        .values(status=RecipientStatus.SENDING, claimed_by=node_id, claimed_at=now,
-                attempts=_recipients.c.attempts + 1, version=_recipients.c.version + 1,
-                updated_at=now)
-        .returning(*_EVENT_COLUMNS, _recipients.c.attempts)
-    ).all()
+    claimable = and_(
+        Recipient.status.in_(queued),
+        or_(and_(Recipient.status == RecipientStatus.PENDING,
+                 or_(Recipient.not_before.is_(None), Recipient.not_before <= now),
+                 or_(Recipient.first_sendable_at.is_(None),
+                     Recipient.first_sendable_at > valid_from)),
+            taken_over))
+    owners = _owners_in_turn()
+    share = max(1, limit // len(owners)) if owners else 0
+    claimed: list[Any] = []
+    for owner in owners[:limit]:
+        # Only the owner's scheduled and sending messages: a paused or canceled one's
+        # recipients stay where they are.
+        candidates = (
+            select(Recipient.id)
+            .where(claimable, Recipient.message_id.in_(
+                select(Message.id).where(Message.user_id == owner,
+                                         Message.status.in_(SENDABLE_MESSAGE_STATUSES))))
+            .order_by(Recipient.id)
+            .limit(share)
+        )
+        if db.engine.dialect.name == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        claimed += db.session.execute(
+            update(_recipients)
+            .where(_recipients.c.id.in_(candidates.scalar_subquery()))
+            .values(status=RecipientStatus.SENDING, claimed_by=node_id, claimed_at=now,
+                    attempts=_recipients.c.attempts + 1, version=_recipients.c.version + 1,
+                    updated_at=now)
+            .returning(*_EVENT_COLUMNS, _recipients.c.attempts)
+        ).all()
+    # A scheduled message whose time came is sending from its first claim on.
+    if claimed:
+        db.session.execute(
+            update(Message).where(Message.id.in_({row.message_id for row in claimed}),
+                                  Message.status == MessageStatus.SCHEDULED)
+            .values(status=MessageStatus.SENDING)
+            .execution_options(synchronize_session=False))
     # Their messages' statusCounts changed: a new version for each.
     _count_into_messages({row.message_id: _Totals() for row in claimed}, now)
     db.session.commit()
     return sorted(claimed, key=lambda row: row.id)
+
+
+def _owners_in_turn() -> list[int]:
+    """The owners of scheduled or sending messages, starting one further on at each call,
+    so that when a batch cannot give each of them a recipient every one still gets turns."""
+    global _turn
+    owners = list(db.session.scalars(
+        select(Message.user_id).where(Message.status.in_(SENDABLE_MESSAGE_STATUSES))
+        .distinct().order_by(Message.user_id)))
+    if not owners:
+        return owners
+    _turn = (_turn + 1) % len(owners)
+    return owners[_turn:] + owners[:_turn]
 
 
 def backlog() -> int:
@@ -290,6 +338,8 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
                       if row.id in suppressed and result != ON_LIST],
                      sender=sender, reason=SuppressionReason.PROVIDER)
     requeued = _requeue_throttled(node_id, throttled, now)
+    if requeued:
+        requeued += _cancel_queued({row.message_id for row in requeued}, now)
     completed = _settle_into_messages(recorded, now)
     for status, count in Counter(row.status for row in recorded).items():
         metrics.recipients_sent.labels(status.lower()).inc(count)
@@ -626,7 +676,8 @@ def retry(message: Message, now: datetime | None = None) -> int:
 
     An explicit new attempt: each goes back to ``PENDING`` with a new
     ``version``, loses its previous outcome (and the cost and acceptance it
-    counted), and the message goes back to ``SENDING``. Returns how many.
+    counted), and the message goes back to ``SENDING`` (a paused one stays
+    paused). Returns how many.
     """
     now = now or _now()
     retried = or_(_recipients.c.status.in_(_RETRIED),
@@ -658,13 +709,85 @@ def retry(message: Message, now: datetime | None = None) -> int:
                 success_count=Message.success_count
                 - sum(row.provider_message_id is not None for row in rows),
                 cost=Message.cost - sum((row.cost for row in rows), Decimal("0")),
-                status=MessageStatus.SENDING, completed_at=None, version=Message.version + 1,
+                status=case((Message.status == MessageStatus.PAUSED, MessageStatus.PAUSED),
+                            else_=MessageStatus.SENDING),
+                completed_at=None, version=Message.version + 1,
                 updated_at=now)
         .execution_options(synchronize_session=False))
     analytics_marks.mark_changed({message.user_id})
     db.session.commit()
     announcements.outcomes_recorded(queued, [])
     return len(queued)
+
+
+def pause(message: Message, now: datetime | None = None) -> bool:
+    """Hold a scheduled or sending message: no node claims its recipients until ``resume``.
+
+    Returns whether it moved (``False``: its status does not allow it). Batches
+    already claimed see it through their ``SendGate`` before each submission.
+    """
+    moved = _move_message(message, SENDABLE_MESSAGE_STATUSES, MessageStatus.PAUSED, now or _now())
+    db.session.commit()
+    return moved
+
+
+def resume(message: Message, now: datetime | None = None) -> bool:
+    """A paused message sends again (or waits for its ``sendAt`` again, ``SCHEDULED``); one
+    whose recipients all settled while paused is final."""
+    now = now or _now()
+    again = case((Message.send_at > now, MessageStatus.SCHEDULED), else_=MessageStatus.SENDING)
+    if not _move_message(message, (MessageStatus.PAUSED,), again, now):
+        db.session.commit()
+        return False
+    completed = _count_into_messages({message.id: _Totals()}, now)
+    db.session.commit()
+    announcements.outcomes_recorded([], messages_by_id(completed))
+    return True
+
+
+def cancel(message: Message, now: datetime | None = None) -> bool:
+    """End a message that is not final: it is ``CANCELED`` and so is every recipient still
+    queued, at no cost. One claimed by a node is canceled when that node gives it back."""
+    now = now or _now()
+    if not _move_message(message, CANCELABLE, MessageStatus.CANCELED, now, completed_at=now):
+        db.session.commit()
+        return False
+    canceled = _cancel_queued({message.id}, now)
+    db.session.commit()
+    announcements.outcomes_recorded(canceled, [])
+    return True
+
+
+def _move_message(message: Message, allowed: tuple[MessageStatus, ...], status: Any,
+                  now: datetime, **values: Any) -> bool:
+    """Move the message to ``status`` if it is in one of ``allowed`` now (the caller commits)."""
+    moved = db.session.execute(
+        update(Message).where(Message.id == message.id, Message.status.in_(allowed))
+        .values(status=status, version=Message.version + 1, updated_at=now, **values)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return moved is not None
+
+
+def _cancel_queued(message_ids: set[int], now: datetime) -> list[Any]:
+    """The queued recipients of those of these messages that are canceled become ``CANCELED``."""
+    canceled = db.session.execute(
+        update(_recipients)
+        .where(_in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING),
+               _recipients.c.status == RecipientStatus.PENDING,
+               _recipients.c.message_id.in_(
+                   select(Message.id).where(Message.id.in_(message_ids),
+                                            Message.status == MessageStatus.CANCELED)))
+        .values(status=RecipientStatus.CANCELED, error_code="canceled",
+                error_message="The message was canceled before this was sent",
+                claimed_by=None, not_before=None, updated_at=now,
+                version=_recipients.c.version + 1)
+        .returning(*_EVENT_COLUMNS)
+    ).all()
+    if canceled:
+        _settle_into_messages(canceled, now)
+    return canceled
 
 
 def message_bodies(message_ids: set[int]) -> dict[int, str]:

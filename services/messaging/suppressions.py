@@ -12,7 +12,8 @@ The dispatcher asks ``SendGate`` right before each submission; the gate looks
 the batch up again whenever its last look is older than ``RECHECK_SECONDS``,
 so an opt-out committed on any node stops sends on every node within a
 second, at the cost of one indexed query per batch every half second rather
-than one per recipient.
+than one per recipient. The same look says which of the batch's messages were
+paused or canceled since it was claimed, for the same one-second promise.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from extensions import db
-from models import Suppression
+from models import Message, Suppression
+from models.message import HELD_MESSAGE_STATUSES
 from schemas.common import isoformat
 from services.errors import InvalidPayload
 from services.messaging.phones import InvalidPhoneNumber, normalise_phone
@@ -98,19 +100,24 @@ def suppressed_phones(phones: Iterable[str], *, sender: str) -> set[str]:
 
 
 class SendGate:
-    """A dispatched batch's suppression check, fresh to within ``RECHECK_SECONDS``.
+    """A dispatched batch's last check before each submission, fresh to within
+    ``RECHECK_SECONDS``: the suppression list, and whether its messages are held.
 
-    Built in the dispatcher's loop (which has the application); ``blocks`` is
-    asked by the send workers, greenlets without it, so the gate holds the
-    hashes and the application's engine and queries through its own connection.
+    Built in the dispatcher's loop (which has the application); ``blocks`` and
+    ``holds`` are asked by the send workers, greenlets without it, so the gate
+    holds the hashes and the application's engine and queries through its own
+    connection.
     """
 
-    def __init__(self, phones: Iterable[str], *, sender: str) -> None:
+    def __init__(self, phones: Iterable[str], *, sender: str,
+                 message_ids: Iterable[int] = ()) -> None:
         self.sender = sender
         self.engine: Engine = db.engine
         self.hash_of = {phone: phone_hash(phone) for phone in phones}
+        self.message_ids = set(message_ids)
         self._lock = BoundedSemaphore()
         self._blocked: set[str] = set()
+        self._held: set[int] = set()
         self._checked_at = float("-inf")
         self._refresh()
 
@@ -118,8 +125,23 @@ class SendGate:
         started = time.monotonic()
         with self.engine.connect() as connection:
             found = set(connection.scalars(_matching(self.hash_of.values(), self.sender)))
+            self._held = set(connection.scalars(
+                select(Message.id).where(Message.id.in_(self.message_ids),
+                                         Message.status.in_(HELD_MESSAGE_STATUSES))
+            )) if self.message_ids else set()
         self._blocked = {phone for phone, hashed in self.hash_of.items() if hashed in found}
         self._checked_at = started
+
+    def _fresh(self) -> None:
+        if time.monotonic() - self._checked_at >= RECHECK_SECONDS:
+            with self._lock:
+                if time.monotonic() - self._checked_at >= RECHECK_SECONDS:
+                    self._refresh()
+
+    def holds(self, message_id: int) -> bool:
+        """Whether ``message_id`` was paused or canceled, as of at most ``RECHECK_SECONDS`` ago."""
+        self._fresh()
+        return message_id in self._held
 
     def blocks(self, phone: str) -> bool:
         """Whether ``phone`` is suppressed, as of at most ``RECHECK_SECONDS`` ago.
@@ -128,10 +150,7 @@ class SendGate:
         """
         if phone.startswith(ERASED_PREFIX):
             return True
-        if time.monotonic() - self._checked_at >= RECHECK_SECONDS:
-            with self._lock:
-                if time.monotonic() - self._checked_at >= RECHECK_SECONDS:
-                    self._refresh()
+        self._fresh()
         return phone in self._blocked
 
 

@@ -315,9 +315,24 @@
   }
 
   // One phone per line (or separated by commas or semicolons): "+1 201 555 0123" is one.
+  // The schedule is entered in the browser's local time and sent with its offset (as UTC).
   function enteredMessage() {
-    return { body: $('send-body').value,
+    const message = { body: $('send-body').value,
       recipients: $('send-phones').value.split(/[\r\n,;]+/).map((p) => p.trim()).filter(Boolean) };
+    if ($('send-at').value) message.sendAt = new Date($('send-at').value).toISOString();
+    if ($('quiet-hours').checked) message.quietHours = true;
+    return message;
+  }
+
+  // Pause, resume, cancel or retry the message in the id field; its message_update follows.
+  async function controlMessage(action) {
+    const path = `/api/messages/${encodeURIComponent($('message-id').value.trim())}/${action}`;
+    log('out', `POST ${path}`);
+    try {
+      log('in', `POST ${path} (200)`, await Hub.api('POST', path));
+    } catch (err) {
+      log('in', `POST ${path}`, { error: err.message, details: err.details }, true);
+    }
   }
 
   // What the message would cost, and which characters make it UCS-2 (they double the bill).
@@ -499,6 +514,9 @@
       }
     });
     $('report-btn').addEventListener('click', downloadReport);
+    ['pause-btn', 'resume-btn', 'cancel-btn', 'retry-btn'].forEach((id) => {
+      $(id).addEventListener('click', () => controlMessage($(id).dataset.action));
+    });
     $('send-btn').addEventListener('click', async () => {
       const entered = enteredMessage();
       log('out', 'POST /api/messages', entered);
