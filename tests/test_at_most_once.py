@@ -67,7 +67,7 @@ def test_a_node_killed_mid_send_leaves_no_phone_submitted_twice(hub_factory, tmp
     # claim and record a few milliseconds.)
     assert len(unknown) <= 200, by_status
     assert len({r["phone"] for r in unknown} & set(submitted)) >= len(unknown) - 10
-    assert {r["errorCode"] for r in unknown} == {"ambiguous_submit"}
+    assert all(r["errorCode"] == "ambiguous_submit" for r in unknown), unknown[:3]
     assert all(r["cost"] == 0 for r in unknown)
     settled = {r["phone"] for r in recipients if r["status"] != "UNKNOWN"}
     assert settled <= set(submitted), "every recipient sent was submitted once"
