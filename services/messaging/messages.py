@@ -8,7 +8,6 @@ so ids cannot be probed.
 
 from __future__ import annotations
 
-import contextvars
 import csv
 import io
 import time
@@ -17,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import gevent
 from flask import current_app
 from sqlalchemy import Insert, insert, literal, select
 
@@ -246,27 +244,16 @@ def _insert_recipients(message_id: int, recipients: list[dict[str, Any]], now: d
 
 
 def _commit_with(statements: list[Insert]) -> None:
-    """Execute ``statements`` and commit the session's transaction, without holding the node.
+    """Execute ``statements`` and commit, in this greenlet on the session's connection.
 
-    PostgreSQL does the work in its own process while psycopg waits through
-    gevent. SQLite does it in this process, inside its C code (10,000 rows:
-    20 ms on an idle machine, over 100 ms on a busy one), during which the
-    event loop would serve no one; that code releases the GIL, so it runs in
-    a thread of gevent's pool while the loop goes on. The commit goes with it:
-    a greenlet that tried to write meanwhile would wait for SQLite's lock in
-    C, holding the loop, and a commit left to this greenlet could then never
-    run to free it.
+    The quota reserved earlier in the same transaction commits with the
+    recipients or not at all. (Running this in a pool thread on SQLite kept
+    the loop free during the insert, but once let five concurrent posts pass
+    a quota of four.)
     """
-    def execute_and_commit() -> None:
-        for statement in statements:
-            db.session.execute(statement)
-        db.session.commit()
-
-    if db.engine.dialect.name != "sqlite":
-        execute_and_commit()
-        return
-    # The thread runs in a copy of this greenlet's context: the same app context and session.
-    gevent.get_hub().threadpool.apply(contextvars.copy_context().run, (execute_and_commit,))
+    for statement in statements:
+        db.session.execute(statement)
+    db.session.commit()
 
 
 def shown(message: Message) -> dict[str, Any]:
