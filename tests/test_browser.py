@@ -389,6 +389,25 @@ def test_log_out_ends_the_session_on_the_server(page, sqlite_hub, sqlite_user, p
         assert response.json()["error"]["code"] == "token_revoked"
 
 
+def test_log_out_waits_for_the_dashboards_own_requests(page, sqlite_user):
+    """A load still on its way when the user logs out would reach a revoked session."""
+    held = []
+    page.route("**/api/messages?limit=20", lambda route: held.append(route))
+    page.goto("/dashboard")
+    _sign_in(page, sqlite_user)
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the dashboard never asked for its messages"
+    page.click("#logout-btn", no_wait_after=True)
+    page.wait_for_timeout(200)
+    assert page.inner_text("#whoami").startswith("user"), "logged out before its request ended"
+    held[0].continue_()
+    page.wait_for_function(
+        "() => document.getElementById('whoami').textContent === 'not signed in'")
+    assert page.inner_text("#login-error") == ""
+
+
 def test_test_socket_previews_the_cost_and_downloads_the_report(page, sqlite_user):
     page.goto("/testSocket")
     _sign_in(page, sqlite_user)

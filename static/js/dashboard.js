@@ -106,7 +106,7 @@
       const page = await Hub.api('GET', '/api/messages?limit=20');
       page.messages.forEach(mergeMessage);
     } catch (err) {
-      $('login-error').textContent = err.message;
+      Hub.showError(err);
     }
   }
 
@@ -119,7 +119,7 @@
         return tr;
       }));
     } catch (err) {
-      $('login-error').textContent = err.message;
+      Hub.showError(err);
     }
   }
 
@@ -154,7 +154,7 @@
     socket.on('message_update', mergeMessage);
     const renew = async () => {
       try { socket.emit('authenticate', await Hub.refresh(), () => {}); } catch (err) {
-        $('login-error').textContent = err.message;
+        Hub.showError(err);
       }
     };
     socket.on('auth_expiring', renew);

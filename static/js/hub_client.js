@@ -4,6 +4,10 @@
 const Hub = (() => {
   const store = window.sessionStorage;
   const listeners = new Set();
+  // Requests made with the stored token, so that logging out can let them finish first:
+  // one that reached the server after the session ended would fail with a 401 nobody caused.
+  const inFlight = new Set();
+  let signingOut = false;
 
   function tokens() {
     return { access: store.getItem('hub.access'), refresh: store.getItem('hub.refresh') };
@@ -33,9 +37,22 @@ const Hub = (() => {
     who.textContent = c ? `user ${c.sub}${c.role === 'admin' ? ' (admin)' : ''}` : 'not signed in';
   }
 
-  async function api(method, path, body, token) {
+  function api(method, path, body, token) {
+    if (!token && signingOut) {
+      const refused = new Error('Signing out: the request was not sent');
+      refused.signedOut = true;
+      return Promise.reject(refused);
+    }
+    const request = send(method, path, body, token || tokens().access);
+    if (!token) {
+      inFlight.add(request);
+      request.catch(() => {}).finally(() => inFlight.delete(request));
+    }
+    return request;
+  }
+
+  async function send(method, path, body, bearer) {
     const headers = { Accept: 'application/json' };
-    const bearer = token || tokens().access;
     if (bearer) headers.Authorization = `Bearer ${bearer}`;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const response = await fetch(path, {
@@ -71,7 +88,9 @@ const Hub = (() => {
   // session), then forgets the tokens here. A 401 means the token is already dead.
   async function logout() {
     const { access, refresh: refreshToken } = tokens();
+    signingOut = true;
     try {
+      await Promise.allSettled([...inFlight]);
       for (const token of [refreshToken, access].filter(Boolean)) {
         try {
           await api('POST', '/api/auth/logout', undefined, token);
@@ -81,8 +100,15 @@ const Hub = (() => {
         }
       }
     } finally {
+      signingOut = false;
       setTokens(null, null);
     }
+  }
+
+  // Shows a failed request beside the login panel; one refused because the user is
+  // signing out is not a failure worth showing.
+  function showError(err) {
+    if (!err.signedOut) document.getElementById('login-error').textContent = err.message;
   }
 
   function connect() {
@@ -123,7 +149,7 @@ const Hub = (() => {
   document.addEventListener('DOMContentLoaded', wireLoginPanel);
 
   return {
-    api, login, logout, refresh, connect, tokens, claims,
+    api, login, logout, refresh, connect, tokens, claims, showError,
     onTokens: (fn) => listeners.add(fn),
   };
 })();
