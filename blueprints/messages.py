@@ -33,7 +33,8 @@ def create_message(identity):
         identity.user_id, key=idempotency_key(), endpoint="messages", body=body,
         action=lambda: (messages.create(identity.user_id, body=body["body"],
                                         recipients=recipients, send_at=send_at,
-                                        quiet=body["quietHours"]), 202),
+                                        quiet=body["quietHours"],
+                                        validity_seconds=body["validitySeconds"]), 202),
     )
 
 

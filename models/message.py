@@ -100,6 +100,9 @@ class Message(db.Model):
     # ``quietHours``: each recipient held back while inside ``QUIET_HOURS`` in its time zones.
     quiet_hours: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
                                               server_default=false())
+    # How long each recipient may wait to be sent once sendable (``validitySeconds``, else
+    # ``SMS_VALIDITY_SECONDS`` then); null for messages older than the setting.
+    validity_seconds: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_messages_user_id_id", "user_id", "id"),
@@ -141,8 +144,9 @@ class Recipient(db.Model):
     submit_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A throttled recipient is not claimed again before this.
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # When it could first be sent: the validity (SMS_VALIDITY_SECONDS) runs from here.
-    first_sendable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Not sent by then, a queued recipient becomes EXPIRED: its message's validity after it
+    # could first be sent (time spent waiting for quiet hours or ``sendAt`` does not count).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_recipients_message_id_id", "message_id", "id"),

@@ -8,6 +8,7 @@ from models.message import RecipientStatus
 from schemas.common import Id
 
 MAX_BODY_LENGTH = 1600
+MAX_VALIDITY_SECONDS = 30 * 24 * 3600  # as far ahead as sendAt may be
 RECIPIENT_STATUSES = tuple(status.value for status in RecipientStatus)
 
 
@@ -42,6 +43,12 @@ class MessageCreateSchema(Schema):
     quietHours = fields.Boolean(load_default=False, metadata={
         "description": "Reach each recipient only outside QUIET_HOURS in its own time zone(s)",
         "example": False})
+    validitySeconds = fields.Integer(
+        load_default=None, allow_none=True, strict=True,
+        validate=validate.Range(min=1, max=MAX_VALIDITY_SECONDS),
+        metadata={"description": "How long each recipient may wait to be sent once it could "
+                                 "be (overrides SMS_VALIDITY_SECONDS); then it is EXPIRED",
+                  "example": None})
 
 
 class MessageListQuerySchema(Schema):

@@ -145,6 +145,10 @@ class MessageSchema(Schema):
     quietHours = fields.Boolean(required=True, metadata={
         "description": "Each recipient is reached only outside QUIET_HOURS in its own time",
         "example": False})
+    validitySeconds = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "How long each recipient may wait to be sent once it could be, then "
+                       "EXPIRED; null for a message older than the field: SMS_VALIDITY_SECONDS",
+        "example": 14400})
 
 
 class MessageCreatedSchema(MessageSchema):

@@ -323,6 +323,23 @@ def test_a_scheduled_message_over_http(sqlite_hub):
     assert "offset" in naive.json()["error"]["message"]
 
 
+def test_a_messages_validity_over_http_and_what_is_refused(sqlite_hub):
+    user = register_user(sqlite_hub)
+    message = {"body": "valid a minute", "recipients": ["+15556640003"]}
+    for validity in (-5, 0, "60", 1.5, 30 * 24 * 3600 + 1, True):
+        refused = sqlite_hub.api.post("/api/messages", user.token,
+                                      json={**message, "validitySeconds": validity})
+        assert refused.status_code == 400, (validity, refused.text)
+        error = refused.json()["error"]
+        assert error["code"] == "invalid_payload" and "validitySeconds" in error["details"]
+    assert sqlite_hub.api.get("/api/messages", user.token).json()["messages"] == []
+    answer = sqlite_hub.api.post("/api/messages", user.token,
+                                 json={**message, "validitySeconds": 60})
+    assert answer.status_code == 202 and answer.json()["validitySeconds"] == 60
+    shown = sqlite_hub.api.get(f"/api/messages/{answer.json()['id']}", user.token).json()
+    assert shown["validitySeconds"] == 60
+
+
 NIGHT = (dt_time(21, 0), dt_time(8, 0))
 LOS_ANGELES, BERLIN = "+14155550100", "+4930123456"
 # A +1 number whose area code settles nothing: every North American zone, Guam to St John's.

@@ -9,9 +9,11 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy import text as sa_text
 
 from extensions import db
 from models import Message, Recipient
+from services import auth
 from services.messaging import messages, queue
 from services.messaging.providers import Outcome, ProviderReceipt, SubmitResult
 from tests.support import app_on, migrate_database, seed_admin
@@ -192,6 +194,26 @@ def test_a_recipient_past_its_validity_expires_unsent(app_context):
     assert _message(message_id).status == "FAILED"
 
 
+def test_a_messages_own_validity_overrides_the_setting_and_holds_again_for_a_retry(
+        app_context):
+    now = datetime.now(UTC)
+    short = int(messages.create(ADMIN_ID, body="soon or never", validity_seconds=60,
+                                recipients=messages.read_recipients(["+15550000082"]))["id"])
+    default = _create(["+15550000083"])
+    assert queue.expire(now=now + timedelta(seconds=55)) == 0
+    claimed = queue.claim_batch("node-a", 10, now=now + timedelta(seconds=65))
+    assert [row.phone for row in claimed] == ["+15550000083"], "the expired one is not sent"
+    assert queue.expire(now=now + timedelta(seconds=65)) == 1
+    assert _recipients(short)["+15550000082"].status == "EXPIRED"
+    assert _recipients(default)["+15550000083"].status == "SENDING"
+    # A retry gives it the message's 60 s again, from the retry on.
+    assert queue.retry(_message(short), now=now + timedelta(seconds=100)) == 1
+    assert queue.expire(now=now + timedelta(seconds=155)) == 0
+    assert queue.expire(now=now + timedelta(seconds=165)) == 1
+    assert _message(short).validity_seconds == 60
+    assert _message(default).validity_seconds == app_context.config["SMS_VALIDITY_SECONDS"]
+
+
 def test_no_receipt_in_time_is_unknown_and_a_late_receipt_still_settles(app_context):
     message_id = _create(["+15550000091"])
     now = datetime.now(UTC)
@@ -268,3 +290,33 @@ def test_a_pace_woken_late_takes_a_new_slot_rather_than_bursting(monkeypatch):
     # (now), so the timeline moved past both.
     assert clock[0] == pytest.approx(100.4)
     assert timeline.reserve("k", 0.1) == pytest.approx(0.1)
+
+
+def test_recipients_queued_before_the_validity_column_expire_after_the_setting(database_url):
+    """Migration 0010: a queued recipient's start of validity becomes its expiry."""
+    import flask_migrate
+
+    became_sendable = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    with app_on(database_url, SMS_VALIDITY_SECONDS=3600.0) as app:
+        flask_migrate.upgrade(revision="0009")
+        owner_id = auth.create_user("old@example.com", "a long password 1").id
+        message_id = db.session.execute(sa_text(
+            "INSERT INTO messages (user_id, body, status, recipient_count, success_count, "
+            "failed_count, delivered_count, cost, version, created_at, updated_at, encoding, "
+            "segments, settled_count, quiet_hours) VALUES (:user, 'old', 'SENDING', 2, 1, 0, 0, "
+            "0, 1, :at, :at, 'GSM-7', 1, 1, false) RETURNING id"),
+            {"user": owner_id, "at": became_sendable}).scalar_one()
+        for phone, status in (("+15550000084", "PENDING"), ("+15550000085", "SENT")):
+            db.session.execute(sa_text(
+                "INSERT INTO recipients (message_id, phone, status, cost, version, attempts, "
+                "updated_at, first_sendable_at, retryable, price_per_segment) VALUES "
+                "(:message, :phone, :status, 0, 1, 0, :at, :at, false, 0.0075)"),
+                {"message": message_id, "phone": phone, "status": status,
+                 "at": became_sendable})
+        db.session.commit()
+        flask_migrate.upgrade()
+        stored = _recipients(message_id)
+        assert stored["+15550000084"].expires_at == became_sendable + timedelta(hours=1)
+        assert stored["+15550000085"].expires_at is None
+        assert _message(message_id).validity_seconds is None
+        assert app.config["SMS_VALIDITY_SECONDS"] == 3600.0

@@ -122,11 +122,12 @@ def read_send_at(text: str | None, now: datetime | None = None) -> datetime | No
 
 
 def create(user_id: int, *, body: str, recipients: Recipients, send_at: datetime | None = None,
-           quiet: bool = False) -> dict[str, Any]:
+           quiet: bool = False, validity_seconds: int | None = None) -> dict[str, Any]:
     """Store a message and its recipients as ``PENDING``; sending starts in the background,
     or at ``send_at`` (``SCHEDULED`` until then: its recipients wait with ``not_before``).
     With ``quiet`` and ``QUIET_HOURS`` set, each recipient waits until it is outside those
-    hours in its own time zones (``quiet_hours``).
+    hours in its own time zones (``quiet_hours``). Each recipient not sent within
+    ``validity_seconds`` (default ``SMS_VALIDITY_SECONDS``) of its release expires.
 
     Each recipient is stored with the price of a segment to its country, so the
     bill is what ``preview`` said. ``InvalidPayload`` naming the invalid numbers;
@@ -145,12 +146,14 @@ def create(user_id: int, *, body: str, recipients: Recipients, send_at: datetime
     message = Message(user_id=user_id, body=body, encoding=shape.encoding,
                       segments=shape.segments, recipient_count=len(rows), cost=Decimal("0"),
                       version=1, send_at=send_at, quiet_hours=quiet,
+                      validity_seconds=validity_seconds or queue.validity_seconds(None),
                       status=MessageStatus.SCHEDULED if send_at else MessageStatus.SENDING)
     db.session.add(message)
     db.session.flush()
     analytics_marks.mark_changed({user_id})
     window = current_app.config["QUIET_HOURS"] if quiet else None
-    _commit_with([_insert_recipients(message.id, group, message.created_at, release)
+    validity = timedelta(seconds=message.validity_seconds)
+    _commit_with([_insert_recipients(message.id, group, message.created_at, release, validity)
                   for release, group in _by_release(rows, send_at or message.created_at,
                                                     window).items()])
     counts = {RecipientStatus.PENDING.value: len(rows)}
@@ -218,10 +221,10 @@ def _by_release(rows: list[dict[str, Any]], sendable: datetime,
 
 
 def _insert_recipients(message_id: int, recipients: list[dict[str, Any]], now: datetime,
-                       release: datetime) -> Insert:
+                       release: datetime, validity: timedelta) -> Insert:
     """Every recipient in one ``INSERT ... SELECT`` from the phones and prices as a JSON table;
-    sendable from ``release`` (validity counts from then): held back until it when later
-    than ``now``.
+    sendable from ``release`` (its ``validity`` counts from then): held back until it when
+    later than ``now``.
 
     10,000 rows through ``executemany`` took about half a second on PostgreSQL
     (one protocol message per row, each waited on through gevent's poll).
@@ -232,13 +235,13 @@ def _insert_recipients(message_id: int, recipients: list[dict[str, Any]], now: d
                       rows=recipients)
     return insert(table).from_select(
         ["message_id", "phone", "price_per_segment", "status", "cost", "version", "attempts",
-         "updated_at", "first_sendable_at", "not_before"],
+         "updated_at", "expires_at", "not_before"],
         select(literal(message_id, table.c.message_id.type), batch.c.phone,
                batch.c.price_per_segment,
                literal(RecipientStatus.PENDING, table.c.status.type),
                literal(Decimal("0"), table.c.cost.type), literal(1, table.c.version.type),
                literal(0, table.c.attempts.type), literal(now, table.c.updated_at.type),
-               literal(release, table.c.first_sendable_at.type),
+               literal(release + validity, table.c.expires_at.type),
                literal(release if release > now else None, table.c.not_before.type)),
     )
 

@@ -51,6 +51,7 @@ def message_payload(message: Message, status_counts: dict[str, int]) -> dict[str
         "completedAt": isoformat(message.completed_at),
         "sendAt": isoformat(message.send_at),
         "quietHours": message.quiet_hours,
+        "validitySeconds": message.validity_seconds,
     }
 
 

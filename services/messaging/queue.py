@@ -110,6 +110,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def validity_seconds(message_validity: int | None) -> int:
+    """How long a recipient of a message with this ``validity_seconds`` may wait to be sent:
+    its own, else (a message older than the setting, or a new one without one)
+    ``SMS_VALIDITY_SECONDS``."""
+    if message_validity is not None:
+        return message_validity
+    return int(current_app.config["SMS_VALIDITY_SECONDS"])
+
+
 def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
                 now: datetime | None = None) -> list[Any]:
     """Claim up to ``limit`` recipients for this node; returns their event columns.
@@ -117,7 +126,7 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
     A stale claim is taken over only when it was certainly not submitted (no
     mark), unless the provider deduplicates (``exactly_once``); the marked
     ones become ``UNKNOWN`` first. A throttled recipient waits for its
-    ``not_before``; one past its validity is left for ``expire``; a paused or
+    ``not_before``; one past its ``expires_at`` is left for ``expire``; a paused or
     canceled message's are left where they are.
 
     Fair sharing: the batch is split between the owners with messages to send,
@@ -135,7 +144,6 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
                                _recipients.c.status == RecipientStatus.SENDING,
                                _recipients.c.claimed_at < stale,
                                _recipients.c.submit_started_at.is_not(None)), now)
-    valid_from = now - timedelta(seconds=config["SMS_VALIDITY_SECONDS"])
     # The first condition repeats the queue index's own, values written out: without
     # it SQLite does not see that the partial index applies and walks every recipient
     # ever stored.
@@ -148,8 +156,7 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
         Recipient.status.in_(queued),
         or_(and_(Recipient.status == RecipientStatus.PENDING,
                  or_(Recipient.not_before.is_(None), Recipient.not_before <= now),
-                 or_(Recipient.first_sendable_at.is_(None),
-                     Recipient.first_sendable_at > valid_from)),
+                 or_(Recipient.expires_at.is_(None), Recipient.expires_at > now)),
             taken_over))
     owners = _owners_in_turn()
     share = max(1, limit // len(owners)) if owners else 0
@@ -630,14 +637,15 @@ def _apply_part_receipts(receipts: list[ProviderReceipt], now: datetime
 
 
 def expire(now: datetime | None = None) -> int:
-    """Recipients not submitted within ``SMS_VALIDITY_SECONDS`` become ``EXPIRED``, never sent."""
+    """Recipients not submitted by their ``expires_at`` (their message's validity after they
+    could first be sent) become ``EXPIRED``, never sent; a paused message's too: a text
+    held for hours past its validity is one its readers no longer expect."""
     now = now or _now()
-    cutoff = now - timedelta(seconds=current_app.config["SMS_VALIDITY_SECONDS"])
     expired = db.session.execute(
         update(_recipients)
         .where(_in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING),
                _recipients.c.status == RecipientStatus.PENDING,
-               _recipients.c.first_sendable_at <= cutoff)
+               _recipients.c.expires_at <= now)
         .values(status=RecipientStatus.EXPIRED, error_code="expired",
                 error_message="Not sent within its validity", claimed_by=None,
                 updated_at=now, version=_recipients.c.version + 1)
@@ -695,7 +703,8 @@ def retry(message: Message, now: datetime | None = None) -> int:
         update(_recipients)
         .where(_recipients.c.id.in_([row.id for row in rows]), retried)
         .values(status=RecipientStatus.PENDING, claimed_by=None, claimed_at=None,
-                submit_started_at=None, not_before=None, first_sendable_at=now,
+                submit_started_at=None, not_before=None,
+                expires_at=now + timedelta(seconds=validity_seconds(message.validity_seconds)),
                 provider_message_id=None, provider_status=None, provider_error_code=None,
                 error_code=None, error_message=None, retryable=False, cost=Decimal("0"),
                 sent_at=None, updated_at=now, version=_recipients.c.version + 1)

@@ -5,8 +5,9 @@ zones come from ``phonenumbers``; a number with several (a North American
 number whose area code does not settle it) is released only at a moment that
 is outside the window in every one of them, and a number with none known is
 taken to be in UTC. The release is computed when the message is created and
-stored as the recipient's ``not_before`` and ``first_sendable_at``, so the
-queue needs no new condition and the wait does not count against validity.
+stored as the recipient's ``not_before``, with its ``expires_at`` counted from
+it, so the queue needs no new condition and the wait does not count against
+validity.
 """
 
 from __future__ import annotations
