@@ -85,13 +85,15 @@ def test_the_report_streams_every_recipient_as_rest_has_it(slow_receipts_hub):
     assert text.startswith(",".join(HEADER) + "\r\n")
     rows = list(csv.DictReader(io.StringIO(text)))
     expected = [{
-        "phone": "'" + r["phone"], "status": r["status"], "providerStatus": "",
-        "errorCode": r.get("errorCode", ""), "providerErrorCode": "", "parts": "2",
+        "phone": "'" + r["phone"], "status": r["status"],
+        "providerStatus": r["providerStatus"] or "", "errorCode": r.get("errorCode", ""),
+        "providerErrorCode": r["providerErrorCode"] or "", "parts": str(r["parts"] or 2),
         "cost": f"{r['cost']:.4f}", "sentAt": r["sentAt"] or "",
         "deliveredAt": r["deliveredAt"] or ""}
         for r in _rest_recipients(server, owner, message_id)]
     assert len(expected) == 1_202 and rows == expected
     assert rows[-1]["errorCode"] == "unroutable" and rows[0]["cost"] == "0.0150"
+    assert (rows[-2]["providerStatus"], rows[-2]["providerErrorCode"]) == ("failed", "21211")
 
 
 def test_only_the_owner_and_admins_get_the_report(slow_receipts_hub):

@@ -53,7 +53,8 @@ SEND_AT_PAST_SECONDS = 5
 INVALID_LISTED = 100
 REPORT_COLUMNS = ("phone", "status", "providerStatus", "errorCode", "providerErrorCode", "parts",
                   "cost", "sentAt", "deliveredAt")
-REPORT_ROW_COLUMNS = (Recipient.id, Recipient.phone, Recipient.status, Recipient.error_code,
+REPORT_ROW_COLUMNS = (Recipient.id, Recipient.phone, Recipient.status, Recipient.provider_status,
+                      Recipient.error_code, Recipient.provider_error_code, Recipient.parts,
                       Recipient.cost, Recipient.sent_at, Recipient.delivered_at)
 REPORT_PAGE = 200
 SLICE_SECONDS = 0.003
@@ -352,9 +353,10 @@ def report_csv(message: Message) -> Iterator[str]:
     10,000-row report holds one page in memory, no database connection while
     its client reads, and no one waits for it. Text cells that a spreadsheet
     would run as a formula get a ``'`` in front (``services`` cannot tell a
-    provider's words from an attacker's).
+    provider's words from an attacker's). ``parts`` is the provider's count of
+    a recipient's segments where it gave one, else the message's own.
     """
-    message_id, parts = message.id, message.segments
+    message_id, segments = message.id, message.segments
     pause = _taking_turns()
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -371,7 +373,9 @@ def report_csv(message: Message) -> Iterator[str]:
         if not page:
             return
         writer.writerows(
-            [_inert(row.phone), _inert(row.status), "", _inert(row.error_code or ""), "", parts,
+            [_inert(row.phone), _inert(row.status), _inert(row.provider_status or ""),
+             _inert(row.error_code or ""), _inert(row.provider_error_code or ""),
+             row.parts or segments,
              f"{row.cost:.4f}", isoformat(row.sent_at) or "", isoformat(row.delivered_at) or ""]
             for row in page)
         yield _drain(buffer)
