@@ -32,8 +32,9 @@ class MessageDailyTotal(db.Model):
 
     Kept by triggers on ``messages`` in the writing transaction (migration 0003
     says why triggers), so the figures cost a few rows per user however long
-    the history. The ``finished_*`` columns count only messages no longer
-    ``SENDING``: recipients of messages in flight are counted from their rows.
+    the history. The ``finished_*`` columns count only final messages (``SENT``,
+    ``FAILED``, ``CANCELED``; migration 0011): recipients of the others, scheduled,
+    sending or paused, are counted from their rows.
     """
 
     __tablename__ = "message_daily_totals"
@@ -52,6 +53,9 @@ class MessageDailyTotal(db.Model):
     status_sending: Mapped[int] = mapped_column(BigInteger, nullable=False)
     status_sent: Mapped[int] = mapped_column(BigInteger, nullable=False)
     status_failed: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    status_scheduled: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    status_paused: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    status_canceled: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     finished_success: Mapped[int] = mapped_column(BigInteger, nullable=False)
     finished_delivered: Mapped[int] = mapped_column(BigInteger, nullable=False)
     finished_failed: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -36,6 +36,11 @@ class MessageStatus(StrEnum):
     CANCELED = "CANCELED"
 
 
+# Not final: its recipients may still be sent (or canceled).
+UNFINISHED_MESSAGE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.SENDING,
+                               MessageStatus.PAUSED)
+
+
 # A message in one of these has none of its recipients submitted: the claim skips them and
 # a batch already claimed asks again before each submission.
 HELD_MESSAGE_STATUSES = (MessageStatus.PAUSED, MessageStatus.CANCELED)

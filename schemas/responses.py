@@ -268,6 +268,8 @@ class DashboardFiguresSchema(Schema):
     costMonth = fields.Float(required=True, metadata={"example": 12.3})
     costTotal = fields.Float(required=True, metadata={"example": 30.0})
     inFlight = fields.Integer(required=True, metadata={"example": 1})
+    scheduled = fields.Integer(required=True, metadata={"example": 0})
+    paused = fields.Integer(required=True, metadata={"example": 0})
     inboundToday = fields.Integer(required=True, metadata={"example": 2})
     inboundTotal = fields.Integer(required=True, metadata={"example": 14})
 
@@ -277,9 +279,12 @@ class DashboardStatsSchema(DashboardFiguresSchema):
 
 
 class MessagesByStatusSchema(Schema):
+    SCHEDULED = fields.Integer(required=True, metadata={"example": 0})
     SENDING = fields.Integer(required=True, metadata={"example": 1})
+    PAUSED = fields.Integer(required=True, metadata={"example": 0})
     SENT = fields.Integer(required=True, metadata={"example": 118})
     FAILED = fields.Integer(required=True, metadata={"example": 1})
+    CANCELED = fields.Integer(required=True, metadata={"example": 0})
 
 
 class RecipientsByStatusSchema(Schema):

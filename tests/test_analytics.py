@@ -8,7 +8,8 @@ from tests.support import eventually
 
 KEYS = {"messagesToday", "messagesTotal", "recipientsToday", "recipientsTotal", "sent",
         "delivered", "failed", "deliveryRate", "costToday", "costMonth", "costTotal",
-        "inFlight", "inboundToday", "inboundTotal", "unreadNotifications"}
+        "inFlight", "scheduled", "paused", "inboundToday", "inboundTotal",
+        "unreadNotifications"}
 
 
 def _latest(client, kind):
@@ -59,7 +60,8 @@ def test_figures_match_an_independent_count(api, user, connect):
     assert figures["inFlight"] == 0
     assert figures["unreadNotifications"] == 2  # one "message sent" per message
     stats = api.get("/api/analytics/messages", user.token).json()
-    assert stats["messagesByStatus"] == {"SENDING": 0, "SENT": 2, "FAILED": 0}
+    assert stats["messagesByStatus"] == {"SCHEDULED": 0, "SENDING": 0, "PAUSED": 0, "SENT": 2,
+                                         "FAILED": 0, "CANCELED": 0}
     assert stats["recipientsByStatus"] == {"PENDING": 0, "SCHEDULED": 0, "SENDING": 0,
                                            "SENT": 0, "DELIVERED": 3, "FAILED": 2,
                                            "SUPPRESSED": 0, "EXPIRED": 0, "CANCELED": 0,

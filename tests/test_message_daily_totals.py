@@ -7,7 +7,7 @@ table to a sum computed here in Python from the message rows themselves.
 """
 
 from collections import defaultdict
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import flask_migrate
@@ -24,7 +24,8 @@ from tests.support import app_on
 
 COUNTERS = ("messages", "recipients", "success", "delivered", "failed", "cost",
             "segments_sent", "status_sending", "status_sent", "status_failed",
-            "finished_success", "finished_delivered", "finished_failed")
+            "finished_success", "finished_delivered", "finished_failed", "status_scheduled",
+            "status_paused", "status_canceled")
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def _expected() -> dict[tuple, dict[str, object]]:
     db.session.expire_all()
     for m in db.session.scalars(select(Message)):
         row = sums[(m.user_id, m.created_at.astimezone(UTC).date())]
-        finished = m.status != "SENDING"
+        finished = m.status in ("SENT", "FAILED", "CANCELED")
         for name, value in (
                 ("messages", 1), ("recipients", m.recipient_count),
                 ("success", m.success_count), ("delivered", m.delivered_count),
@@ -52,7 +53,10 @@ def _expected() -> dict[tuple, dict[str, object]]:
                 ("status_failed", m.status == "FAILED"),
                 ("finished_success", m.success_count if finished else 0),
                 ("finished_delivered", m.delivered_count if finished else 0),
-                ("finished_failed", m.failed_count if finished else 0)):
+                ("finished_failed", m.failed_count if finished else 0),
+                ("status_scheduled", m.status == "SCHEDULED"),
+                ("status_paused", m.status == "PAUSED"),
+                ("status_canceled", m.status == "CANCELED")):
             row[name] += value
     return dict(sums)
 
@@ -161,3 +165,30 @@ def test_the_figures_read_from_the_totals_match_the_messages(hub_app):
     everyone = analytics.dashboard_stats(None)
     assert everyone["messagesTotal"] == sum(
         figures[u]["dashboard_stats"]["messagesTotal"] for u in users)
+
+
+def test_scheduled_paused_and_canceled_messages_count_as_such(hub_app):
+    user = auth.create_user("controls@example.com", "a long password 1").id
+
+    def create(phones, **options) -> Message:
+        created = messages.create(user, body="controlled",
+                                  recipients=messages.read_recipients(phones), **options)
+        return db.session.get(Message, int(created["id"]))
+
+    create(["+15557770001"], send_at=datetime.now(UTC) + timedelta(hours=2))
+    paused = create(["+15557770002", "+15557770003", "+15557770004"])
+    claimed = queue.claim_batch("node-a", 1)
+    queue.record_outcomes("node-a", [(claimed[0], SubmitResult(Outcome.ACCEPTED, "paused-1"))])
+    assert queue.pause(paused)
+    assert queue.cancel(create(["+15557770005"]))
+
+    figures = analytics.figures_for_many([user])[user]
+    assert figures["message_stats"]["messagesByStatus"] == {
+        "SCHEDULED": 1, "SENDING": 0, "PAUSED": 1, "SENT": 0, "FAILED": 0, "CANCELED": 1}
+    dashboard = figures["dashboard_stats"]
+    assert (dashboard["scheduled"], dashboard["paused"], dashboard["inFlight"]) == (1, 1, 0)
+    # A paused message is not final: its recipients are read from their rows, the one
+    # sent and the two still waiting; the scheduled message's one waits too.
+    recipients = figures["message_stats"]["recipientsByStatus"]
+    assert (recipients["PENDING"], recipients["SENT"]) == (3, 1)
+    assert _stored() == _expected()

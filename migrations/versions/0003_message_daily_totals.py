@@ -54,7 +54,6 @@ CONTRIBUTIONS = {
 # An UPDATE of any other column (version, updated_at, ...) changes no total.
 COUNTED = ("recipient_count", "success_count", "delivered_count", "failed_count", "cost",
            "segments", "status")
-COLUMNS = ", ".join(CONTRIBUTIONS)
 TRIGGERS = ("message_daily_totals_insert", "message_daily_totals_update",
             "message_daily_totals_move", "message_daily_totals_delete")
 
@@ -73,33 +72,33 @@ def _sum(dialect: str, column: str, value: str) -> str:
     return value
 
 
-def _add(dialect: str, sign: str, row: str) -> str:
+def _add(dialect: str, sign: str, row: str, contributions: dict[str, str]) -> str:
     """An UPDATE adding (``+``) or taking away (``-``) one row's contribution in place."""
     sets = ", ".join(
         f"{column} = " + _sum(dialect, column, f"{column} {sign} ({value.format(r=row)})")
-        for column, value in CONTRIBUTIONS.items())
+        for column, value in contributions.items())
     return (f"UPDATE message_daily_totals SET {sets}"
             f" WHERE user_id = {row}.user_id AND day = {_day(dialect, row)}")
 
 
-def _upsert(dialect: str) -> str:
+def _upsert(dialect: str, contributions: dict[str, str]) -> str:
     """Add NEW's contribution to its day, creating the day's row on its first message."""
-    values = ", ".join(value.format(r="NEW") for value in CONTRIBUTIONS.values())
+    values = ", ".join(value.format(r="NEW") for value in contributions.values())
     sets = ", ".join(
         f"{column} = " + _sum(dialect, column,
                               f"message_daily_totals.{column} + excluded.{column}")
-        for column in CONTRIBUTIONS)
-    return (f"INSERT INTO message_daily_totals (user_id, day, {COLUMNS})"
+        for column in contributions)
+    return (f"INSERT INTO message_daily_totals (user_id, day, {', '.join(contributions)})"
             f" VALUES (NEW.user_id, {_day(dialect, 'NEW')}, {values})"
             f" ON CONFLICT (user_id, day) DO UPDATE SET {sets}")
 
 
-def _change(dialect: str) -> str:
+def _change(dialect: str, contributions: dict[str, str]) -> str:
     """An UPDATE adding NEW's contribution less OLD's, when the row stays on its day."""
     sets = ", ".join(
         f"{column} = " + _sum(dialect, column, f"{column} + ({value.format(r='NEW')})"
                                                f" - ({value.format(r='OLD')})")
-        for column, value in CONTRIBUTIONS.items())
+        for column, value in contributions.items())
     return (f"UPDATE message_daily_totals SET {sets}"
             f" WHERE user_id = NEW.user_id AND day = {_day(dialect, 'NEW')}")
 
@@ -108,36 +107,37 @@ def _same_day(dialect: str) -> str:
     return f"NEW.user_id = OLD.user_id AND {_day(dialect, 'NEW')} = {_day(dialect, 'OLD')}"
 
 
-def _create_sqlite_triggers() -> None:
+def _create_sqlite_triggers(contributions: dict[str, str]) -> None:
     # A deleted message's day row always exists (its insert made it), so the
     # decrements are plain UPDATEs; under a cascade from ``users`` the day rows
     # may already be gone, and then they change nothing.
     op.execute(f"CREATE TRIGGER message_daily_totals_insert AFTER INSERT ON messages"
-               f" BEGIN {_upsert('sqlite')}; END")
+               f" BEGIN {_upsert('sqlite', contributions)}; END")
     op.execute(f"CREATE TRIGGER message_daily_totals_update"
                f" AFTER UPDATE OF {', '.join(COUNTED)} ON messages"
-               f" WHEN {_same_day('sqlite')} BEGIN {_change('sqlite')}; END")
+               f" WHEN {_same_day('sqlite')} BEGIN {_change('sqlite', contributions)}; END")
     op.execute(f"CREATE TRIGGER message_daily_totals_move"
                f" AFTER UPDATE OF user_id, created_at ON messages"
                f" WHEN NOT ({_same_day('sqlite')})"
-               f" BEGIN {_add('sqlite', '-', 'OLD')}; {_upsert('sqlite')}; END")
+               f" BEGIN {_add('sqlite', '-', 'OLD', contributions)};"
+               f" {_upsert('sqlite', contributions)}; END")
     op.execute(f"CREATE TRIGGER message_daily_totals_delete AFTER DELETE ON messages"
-               f" BEGIN {_add('sqlite', '-', 'OLD')}; END")
+               f" BEGIN {_add('sqlite', '-', 'OLD', contributions)}; END")
 
 
-def _create_postgresql_triggers() -> None:
+def _create_postgresql_triggers(contributions: dict[str, str]) -> None:
     op.execute(f"""
         CREATE FUNCTION message_daily_totals_apply() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF TG_OP = 'UPDATE' AND {_same_day('postgresql')} THEN
-                {_change('postgresql')};
+                {_change('postgresql', contributions)};
                 RETURN NULL;
             END IF;
             IF TG_OP <> 'INSERT' THEN
-                {_add('postgresql', '-', 'OLD')};
+                {_add('postgresql', '-', 'OLD', contributions)};
             END IF;
             IF TG_OP <> 'DELETE' THEN
-                {_upsert('postgresql')};
+                {_upsert('postgresql', contributions)};
             END IF;
             RETURN NULL;
         END
@@ -171,19 +171,28 @@ def upgrade():
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_message_daily_totals_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('user_id', 'day', name=op.f('pk_message_daily_totals'))
     )
+    create_triggers_and_backfill(CONTRIBUTIONS)
+
+
+def create_triggers_and_backfill(contributions: dict[str, str]) -> None:
+    """The triggers summing ``contributions``, then the table filled from the messages.
+
+    Later migrations that change what is summed drop the triggers, empty the
+    table and call this again with their own contributions.
+    """
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
-        _create_postgresql_triggers()
+        _create_postgresql_triggers(contributions)
     else:
-        _create_sqlite_triggers()
+        _create_sqlite_triggers(contributions)
     sums = ", ".join(_sum(dialect, column, f"SUM({value.format(r='m')})")
-                     for column, value in CONTRIBUTIONS.items())
-    op.execute(f"INSERT INTO message_daily_totals (user_id, day, {COLUMNS})"
+                     for column, value in contributions.items())
+    op.execute(f"INSERT INTO message_daily_totals (user_id, day, {', '.join(contributions)})"
                f" SELECT m.user_id, {_day(dialect, 'm')}, {sums} FROM messages m"
                f" GROUP BY m.user_id, {_day(dialect, 'm')}")
 
 
-def downgrade():
+def drop_triggers() -> None:
     dialect = op.get_bind().dialect.name
     # PostgreSQL has no ``_move`` trigger (its one function handles moves): IF EXISTS.
     for name in TRIGGERS:
@@ -193,4 +202,8 @@ def downgrade():
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     if dialect == "postgresql":
         op.execute("DROP FUNCTION message_daily_totals_apply()")
+
+
+def downgrade():
+    drop_triggers()
     op.drop_table('message_daily_totals')

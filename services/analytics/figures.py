@@ -32,6 +32,7 @@ from sqlalchemy import case, func, or_, select, true
 from extensions import db
 from models import InboundMessage, Message, Recipient
 from models import MessageDailyTotal as Totals
+from models.message import UNFINISHED_MESSAGE_STATUSES as UNFINISHED
 from models.message import MessageStatus, RecipientStatus
 from services import notifications
 from services.realtime import presence
@@ -134,9 +135,12 @@ def _totals(user_ids: Owners, clock: _Clock) -> dict[int | None, tuple]:
         total(Totals.finished_success - Totals.finished_delivered),
         total(Totals.finished_delivered),
         total(Totals.finished_failed),
+        total(Totals.status_scheduled),
+        total(Totals.status_paused),
+        total(Totals.status_canceled),
     ).where(scope).group_by(*owner)
     rows = _by_owner(user_ids, db.session.execute(statement))
-    return {key: rows.get(key, [(0,) * 16])[0] for key in _keys(user_ids)}
+    return {key: rows.get(key, [(0,) * 19])[0] for key in _keys(user_ids)}
 
 
 def _inbound_counts(user_ids: Owners, clock: _Clock) -> dict[int | None, tuple[int, int]]:
@@ -175,6 +179,8 @@ def _dashboards(user_ids: Owners, clock: _Clock,
             "costMonth": _money(cost_month),
             "costTotal": _money(cost),
             "inFlight": int(in_flight),
+            "scheduled": int(totals[key][16]),
+            "paused": int(totals[key][17]),
             "inboundToday": int(inbound[key][1]),
             "inboundTotal": int(inbound[key][0]),
         }
@@ -195,9 +201,9 @@ def _message_stats(user_ids: Owners, clock: _Clock,
                    totals: dict[int | None, tuple]) -> dict[int | None, dict[str, Any]]:
     """Messages and recipients by status, and the last 24 hours hour by hour.
 
-    Recipients of finished messages are counted from the messages' counters;
-    recipient rows are read only for messages in flight and for the last day's
-    hourly series.
+    Recipients of final messages are counted from the messages' counters;
+    recipient rows are read only for the others (scheduled, sending, paused)
+    and for the last day's hourly series.
     """
     owner, scope = _grouping(user_ids)
     # In flight: from the status index (few rows), not from each owner's history.
@@ -207,7 +213,7 @@ def _message_stats(user_ids: Owners, clock: _Clock,
     live = _by_owner(user_ids, db.session.execute(
         select(*owner, Recipient.status, func.count())
         .join(Message, Message.id == Recipient.message_id)
-        .where(flying, Message.status == MessageStatus.SENDING)
+        .where(flying, Message.status.in_(UNFINISHED))
         .group_by(*owner, Recipient.status)))
     # The hourly series: recipients sent (or refused) and delivered per hour, read
     # from the last two days' messages in one pass.
@@ -239,9 +245,12 @@ def _message_stats(user_ids: Owners, clock: _Clock,
             if delivered_hour in series:
                 series[delivered_hour][1] += int(count)
         result[key] = {
-            "messagesByStatus": {MessageStatus.SENDING: int(row[10]),
+            "messagesByStatus": {MessageStatus.SCHEDULED: int(row[16]),
+                                 MessageStatus.SENDING: int(row[10]),
+                                 MessageStatus.PAUSED: int(row[17]),
                                  MessageStatus.SENT: int(row[11]),
-                                 MessageStatus.FAILED: int(row[12])},
+                                 MessageStatus.FAILED: int(row[12]),
+                                 MessageStatus.CANCELED: int(row[18])},
             "recipientsByStatus": recipients,
             "hourly": [{"hour": f"{hour}:00:00.000Z", "sent": sent,
                         "delivered": delivered, "failed": failed}

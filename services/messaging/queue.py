@@ -30,7 +30,7 @@ from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 
 from extensions import db
 from models import Message, Recipient, RecipientPart
-from models.message import MessageStatus, RecipientStatus
+from models.message import UNFINISHED_MESSAGE_STATUSES, MessageStatus, RecipientStatus
 from services import analytics_marks
 from services.messaging import announcements
 from services.messaging.json_rows import json_rows
@@ -91,7 +91,7 @@ _turn = 0
 HELD = SubmitResult(Outcome.THROTTLED, retry_after=0.0)
 # A message may be paused from ``SENDABLE_MESSAGE_STATUSES``, resumed from ``PAUSED``,
 # canceled from any of them.
-CANCELABLE = (MessageStatus.SCHEDULED, MessageStatus.SENDING, MessageStatus.PAUSED)
+CANCELABLE = UNFINISHED_MESSAGE_STATUSES
 
 
 def _in_index(name: str, *statuses: RecipientStatus) -> Any:
