@@ -63,6 +63,8 @@ def test_help_through_twilio_gets_one_reply_sent_through_the_api(inbound_hub, fa
     assert answer["http_status"] == 200 and "<Message" not in answer["body"]
     replies = eventually(lambda: _submissions_to(fake_twilio, phone), timeout=10)
     assert [(r["from"], r["body"]) for r in replies] == [(SENDER, HELP_TEXT)]
+    # A reply is no recipient: it asks for no status callbacks, which would name nobody.
+    assert replies[0]["status_callback"] is None
     _text(fake_twilio, phone, "thanks")
     admin = register_user(inbound_hub, admin=True)
     eventually(lambda: [m["body"] for m in inbound_hub.api.get(

@@ -282,14 +282,19 @@ class TwilioProvider:
         if self._on_inbound is not None:
             self._on_inbound(sms)
 
+    def _callback(self, sms: OutgoingSms) -> dict[str, str]:
+        """A recipient's send reports its statuses; a keyword's reply (a negative id, no
+        recipient) asks for none: nothing tracks it, and its callbacks would name no one."""
+        if sms.recipient_id < 0:
+            return {}
+        return {"status_callback": self.settings.status_callback(sms.recipient_id)}
+
     def submit(self, sms: OutgoingSms) -> SubmitResult:
         """One send; never raises: whatever goes wrong is an outcome."""
         with self._in_flight:
             try:
                 message = self._client.messages.create(
-                    to=sms.phone, body=sms.body,
-                    status_callback=self.settings.status_callback(sms.recipient_id),
-                    **self._sender)
+                    to=sms.phone, body=sms.body, **self._callback(sms), **self._sender)
             except TwilioRestException as error:
                 return outcome_of_refusal(error, self._http.last_headers())
             except requests.RequestException as error:
