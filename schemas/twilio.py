@@ -48,6 +48,10 @@ class TwilioInboundSchema(Schema):
                          metadata={"example": "+15558675310"})
     To = fields.String(required=True, validate=validate.Length(min=1, max=64),
                        metadata={"example": "+15017122661"})
+    MessagingServiceSid = fields.String(
+        load_default=None, validate=validate.Regexp(r"^MG[0-9a-f]{32}$"),
+        metadata={"description": "Present when To is a number of a Messaging Service's pool",
+                  "example": None})
     Body = fields.String(load_default="", validate=validate.Length(max=1600),
                          metadata={"example": "STOP"})
     AccountSid = fields.String(metadata={"example": "AC" + "0f" * 16})

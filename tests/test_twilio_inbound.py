@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes.twilio_api import new_sid
 from tests.support import LiveServer, eventually, register_user
 from tests.test_twilio import (
     INBOUND,
@@ -94,3 +95,19 @@ def test_an_unparseable_sender_is_stored_flagged_and_the_webhook_answers(inbound
     stored = eventually(lambda: [m for m in inbound_hub.api.get(
         "/api/inbound?limit=100", admin.token).json()["inbound"] if m["from"] == "Acme Bank"])
     assert stored[0]["fromValid"] is False and stored[0]["keyword"] == "STOP"
+
+
+def test_a_stop_to_a_messaging_services_pool_number_opts_out_of_the_service(
+        hub_factory, fake_twilio):
+    service = new_sid("MG")
+    hub = hub_factory(env=hub_env(fake_twilio, TWILIO_FROM="",
+                                  TWILIO_MESSAGING_SERVICE_SID=service), name="twilio-service")
+    fake_twilio.route(PUBLIC, hub.url)
+    user = register_user(hub)
+    phone, pool_number = new_handset(), "+15017122999"
+    answer = fake_twilio.send_inbound(PUBLIC + INBOUND, from_=phone, to=pool_number,
+                                      body="STOP", messaging_service_sid=service)
+    assert answer["http_status"] == 200
+    found = settle(hub, user, send_message(hub, user, [phone]), {phone: "SUPPRESSED"})
+    assert found[phone]["errorCode"] == "opted_out"
+    assert _submissions_to(fake_twilio, phone) == []

@@ -117,6 +117,7 @@ def receive_inbound(sms: InboundSms) -> dict[str, Any]:
             return payload(known)
     sender, valid = _sender_of(sms.sender)
     to = suppressions.normalise_sender(sms.to)[:MAX_ADDRESS_LENGTH]
+    opted_out_of = suppressions.normalise_sender(sms.sent_as) if sms.sent_as else to
     keyword = keyword_of(sms.body)
     reply = _reply_text(keyword) if valid else ""
     message = InboundMessage(
@@ -131,9 +132,10 @@ def receive_inbound(sms: InboundSms) -> dict[str, Any]:
     if message.user_id is not None:
         analytics_marks.mark_changed({message.user_id})
     if valid and keyword is Keyword.STOP:
-        suppressions.add_opt_outs([sender], sender=to, reason=SuppressionReason.KEYWORD)
+        suppressions.add_opt_outs([sender], sender=opted_out_of,
+                                  reason=SuppressionReason.KEYWORD)
     elif valid and keyword is Keyword.START:
-        suppressions.lift_opt_out(sender, sender=to)
+        suppressions.lift_opt_out(sender, sender=opted_out_of)
     try:
         db.session.commit()
     except IntegrityError:

@@ -79,6 +79,7 @@ def receive_status(provider: TwilioProvider, callback: Mapping[str, Any],
 def receive_inbound(provider: TwilioProvider, post: Mapping[str, Any]) -> InboundSms:
     """Hand an inbound message (``schemas.twilio.TwilioInboundSchema``) to the dispatcher."""
     sms = InboundSms(sender=post["From"], to=post["To"], body=post["Body"],
-                     provider_message_id=post["MessageSid"], received_at=datetime.now(UTC))
+                     provider_message_id=post["MessageSid"], received_at=datetime.now(UTC),
+                     sent_as=post["MessagingServiceSid"])
     provider.receive_inbound(sms)
     return sms

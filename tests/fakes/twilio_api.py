@@ -214,7 +214,7 @@ class TwilioState:
         return answer
 
     def send_inbound(self, url: str, *, from_: str, to: str, body: str,
-                     signature: str = "valid") -> dict:
+                     signature: str = "valid", messaging_service_sid: str | None = None) -> dict:
         sid = new_sid("SM")
         params = {
             "ToCountry": "", "ToState": "", "SmsMessageSid": sid, "NumMedia": "0",
@@ -224,6 +224,8 @@ class TwilioState:
             "MessageSid": sid, "AccountSid": self.account_sid, "From": from_,
             "ApiVersion": API_VERSION,
         }
+        if messaging_service_sid:  # Twilio adds it for a number in a service's pool
+            params["MessagingServiceSid"] = messaging_service_sid
         answer = self.post_signed(url, params, signature)
         self.record({"event": "callback", "kind": "inbound", "sid": sid, "from": from_,
                      "to": to, "body": body, "url": url, "signature": signature, **answer})
@@ -261,7 +263,8 @@ class TwilioState:
                                     signature=body.get("signature", "valid"))
         elif action == "inbound":
             return self.send_inbound(body["url"], from_=body["from"], to=body["to"],
-                                     body=body["body"], signature=body.get("signature", "valid"))
+                                     body=body["body"], signature=body.get("signature", "valid"),
+                                     messaging_service_sid=body.get("messaging_service_sid"))
         else:
             raise KeyError(f"no control action {action}")
         return {"ok": True}
@@ -579,9 +582,10 @@ class FakeTwilio:
                                   url=url, signature=signature)
 
     def send_inbound(self, url: str, *, from_: str, to: str, body: str,
-                     signature: str = "valid") -> dict:
+                     signature: str = "valid", messaging_service_sid: str | None = None) -> dict:
         """Post an inbound SMS as Twilio's messaging webhook does; returns the hub's answer."""
         return self._control.post("inbound", url=url, to=to, body=body, signature=signature,
+                                  messaging_service_sid=messaging_service_sid,
                                   **{"from": from_})
 
     def events(self) -> list[dict]:

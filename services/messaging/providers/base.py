@@ -92,6 +92,10 @@ class InboundSms:
     body: str
     provider_message_id: str | None = None
     received_at: datetime | None = None
+    # The sender the hub sends as that ``to`` belongs to, when that is not ``to`` itself:
+    # a Twilio Messaging Service, which sends from any number of its pool. A STOP to one
+    # of those numbers opts out of the service, as the hub's sends come from it.
+    sent_as: str | None = None
 
 
 ReceiptHandler = Callable[[ProviderReceipt], None]
