@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -172,9 +173,21 @@ def sent_phones(send_log: str | Path) -> list[str]:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on, for a server started a moment later.
+
+    Taken below the kernel's ephemeral range (``ip_local_port_range``, from
+    32768): a port the kernel hands out for binding to 0 may meanwhile become
+    the source port of one of the suite's own outgoing connections, and the
+    server then finds it in use.
+    """
+    while True:
+        port = random.randrange(20_000, 32_768)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def run_flask(database_url: str, *arguments: str, env: dict | None = None,
