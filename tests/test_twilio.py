@@ -27,21 +27,21 @@ from services.messaging.providers.twilio import (
 )
 from tests.fakes.eventlog import busiest_window
 from tests.fakes.twilio_api import FakeTwilio, new_sid
-from tests.support import LiveServer, TestUser, eventually, free_port, register_user
+from tests.support import PUBLIC_BASE_URL as PUBLIC
+from tests.support import SMS_SENDER as SENDER
+from tests.support import (
+    LiveServer,
+    TestUser,
+    eventually,
+    free_port,
+    register_user,
+    twilio_config,
+    twilio_hub_env,
+)
 
-SENDER = "+15017122661"
 HANDSET = "+15558675310"
-PUBLIC = "https://hub.example.com"
 STATUS = "/api/webhooks/twilio/status"
 INBOUND = "/api/webhooks/twilio/inbound"
-
-
-def twilio_config(fake: FakeTwilio, **overrides: object) -> dict[str, object]:
-    """The settings a hub sending through ``fake`` has, as ``app.config`` holds them."""
-    return {"TWILIO_ACCOUNT_SID": fake.account_sid, "TWILIO_AUTH_TOKEN": fake.auth_token,
-            "TWILIO_FROM": SENDER, "TWILIO_MESSAGING_SERVICE_SID": "",
-            "TWILIO_API_BASE": fake.api_base, "PUBLIC_BASE_URL": PUBLIC,
-            "TWILIO_TIMEOUT": 2.0, "TWILIO_MAX_IN_FLIGHT": 4, **overrides}
 
 
 @pytest.fixture
@@ -236,7 +236,7 @@ def twilio_fake(tmp_path_factory) -> Iterator[FakeTwilio]:
 @pytest.fixture(scope="module")
 def twilio_hub(module_hub_factory, twilio_fake) -> LiveServer:
     """A hub sending through the fake, which posts its callbacks to the hub's public URL."""
-    hub = module_hub_factory(env=hub_env(twilio_fake), name="twilio")
+    hub = module_hub_factory(env=twilio_hub_env(twilio_fake), name="twilio")
     twilio_fake.route(PUBLIC, hub.url)
     return hub
 
@@ -252,11 +252,6 @@ def quiet_fake(twilio_fake) -> Iterator[FakeTwilio]:
 @pytest.fixture(scope="module")
 def sender(twilio_hub) -> TestUser:
     return register_user(twilio_hub)
-
-
-def hub_env(fake: FakeTwilio, **overrides: str) -> dict[str, str]:
-    return {key: str(value) for key, value in twilio_config(fake, **overrides).items()
-            if value != ""} | {"SMS_PROVIDER": "twilio"}
 
 
 def new_handset() -> str:
@@ -409,7 +404,7 @@ def test_a_burst_of_429s_is_sent_later_and_delivered_never_failed(twilio_hub, se
 
 
 def test_sends_in_flight_never_exceed_twilio_max_in_flight(hub_factory, fake_twilio):
-    hub = hub_factory(env=hub_env(fake_twilio, TWILIO_MAX_IN_FLIGHT=2))
+    hub = hub_factory(env=twilio_hub_env(fake_twilio, TWILIO_MAX_IN_FLIGHT=2))
     user = register_user(hub)
     phones = [new_handset() for _ in range(6)]
     for phone in phones:
@@ -565,7 +560,8 @@ def test_without_twilio_as_provider_the_webhooks_refuse_everything(sqlite_hub, t
 
 
 def test_a_hub_with_wrong_twilio_settings_does_not_start(hub_factory, fake_twilio):
-    hub = hub_factory(env=hub_env(fake_twilio, PUBLIC_BASE_URL="hub.example.com"), start=False)
+    hub = hub_factory(env=twilio_hub_env(fake_twilio, PUBLIC_BASE_URL="hub.example.com"),
+                      start=False)
 
     with pytest.raises(RuntimeError, match="server exited early"):
         hub.start()

@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import LiveServer, eventually, register_user
-from tests.test_twilio import (
-    INBOUND,
-    PUBLIC,
-    SENDER,
-    hub_env,
-    new_handset,
-    send_message,
-    settle,
-)
+from tests.support import PUBLIC_BASE_URL as PUBLIC
+from tests.support import SMS_SENDER as SENDER
+from tests.support import LiveServer, eventually, register_user, twilio_hub_env
+from tests.test_twilio import INBOUND, new_handset, send_message, settle
 
 HELP_TEXT = "Acme alerts: reply STOP to end."
 
@@ -22,7 +16,7 @@ HELP_TEXT = "Acme alerts: reply STOP to end."
 @pytest.fixture
 def inbound_hub(hub_factory, fake_twilio) -> LiveServer:
     """A hub sending through the fake Twilio, which posts to the hub's public URL."""
-    hub = hub_factory(env={**hub_env(fake_twilio), "SMS_HELP_TEXT": HELP_TEXT},
+    hub = hub_factory(env={**twilio_hub_env(fake_twilio), "SMS_HELP_TEXT": HELP_TEXT},
                       name="twilio-inbound")
     fake_twilio.route(PUBLIC, hub.url)
     return hub
