@@ -31,6 +31,7 @@ from tests.support import PUBLIC_BASE_URL as PUBLIC
 from tests.support import SMS_SENDER as SENDER
 from tests.support import (
     LiveServer,
+    RecordingClient,
     TestUser,
     eventually,
     free_port,
@@ -376,6 +377,62 @@ def test_a_sent_callback_proves_an_ambiguous_submit_accepted(twilio_hub, sender,
     settle(twilio_hub, sender, message_id, {phone: "DELIVERED"})
 
 
+def test_callbacks_on_the_way_show_twilios_latest_word_never_an_earlier_one(twilio_hub,
+                                                                            sender,
+                                                                            quiet_fake):
+    message_id, phone, sid = accepted_recipient(twilio_hub, sender, quiet_fake)
+    tracker = RecordingClient(twilio_hub.url)
+    tracker.connect(token=sender.token)
+    try:
+        assert tracker.call("track_message", message_id)["ok"] is True
+        accepted = recipients(twilio_hub, sender, message_id)[phone]
+        assert accepted["providerStatus"] == "queued"  # the word of Twilio's 201
+
+        assert quiet_fake.send_status(sid, "sending")["http_status"] == 200
+        update = tracker.wait_for("recipient_update",
+                                  lambda u: u["providerStatus"] == "sending")
+        assert (update["status"], update["version"]) == ("SENT", accepted["version"] + 1)
+        quiet_fake.send_status(sid, "queued")  # late: sending came after it
+        quiet_fake.send_status(sid, "sending")  # a repeat
+        sending = recipients(twilio_hub, sender, message_id)[phone]
+        assert (sending["status"], sending["providerStatus"], sending["version"]) == (
+            "SENT", "sending", update["version"])
+        assert sending["cost"] == accepted["cost"] and sending["providerMessageId"] == sid
+
+        quiet_fake.send_status(sid, "sent")
+        assert settle(twilio_hub, sender, message_id, {phone: "SENT"})[phone][
+            "providerStatus"] == "sent"
+        quiet_fake.send_status(sid, "delivered")
+        delivered = settle(twilio_hub, sender, message_id, {phone: "DELIVERED"})[phone]
+        for late in ("accepted", "queued", "sending", "sent"):
+            assert quiet_fake.send_status(sid, late)["http_status"] == 200
+        assert recipients(twilio_hub, sender, message_id)[phone] == delivered
+        assert delivered["providerStatus"] == "delivered"
+    finally:
+        tracker.close()
+
+
+def test_a_word_on_the_way_shows_on_an_unknown_recipient_without_settling_it(twilio_hub,
+                                                                            sender,
+                                                                            quiet_fake):
+    phone = new_handset()
+    quiet_fake.fail(phone, "drop")
+    message_id = send_message(twilio_hub, sender, [phone])
+    settle(twilio_hub, sender, message_id, {phone: "UNKNOWN"})
+    sid = sid_of(quiet_fake, phone)
+
+    quiet_fake.send_status(sid, "queued")  # to the StatusCallback naming the recipient
+
+    unknown = eventually(lambda: (lambda r: r if r["providerStatus"] == "queued" else None)(
+        recipients(twilio_hub, sender, message_id)[phone]))
+    assert (unknown["status"], unknown["errorCode"], unknown["providerMessageId"],
+            float(unknown["cost"])) == ("UNKNOWN", "ambiguous_submit", None, 0.0)
+    quiet_fake.send_status(sid, "sent")  # still proves it accepted, with its cost
+    sent = settle(twilio_hub, sender, message_id, {phone: "SENT"})[phone]
+    assert (sent["providerMessageId"], sent["providerStatus"]) == (sid, "sent")
+    assert float(sent["cost"]) > 0
+
+
 @pytest.mark.parametrize("kind", ["drop", "slow"])
 def test_a_send_whose_answer_was_lost_is_settled_by_its_callbacks(twilio_hub, sender,
                                                                    twilio_fake, kind):
@@ -446,7 +503,7 @@ def test_forged_or_unsigned_callbacks_are_403_and_change_nothing(twilio_hub, sen
     assert answer["http_status"] == 403
     assert answer["content_type"].startswith("application/json")
     assert json.loads(answer["body"])["error"]["code"] == "forbidden"
-    quiet_fake.send_status(sid, "sent", url=PUBLIC + STATUS)  # a round trip after it
+    quiet_fake.send_status(sid, "queued", url=PUBLIC + STATUS)  # a round trip after it
     assert recipients(twilio_hub, sender, message_id)[phone] == before
 
 
