@@ -31,6 +31,9 @@ from tests.support import (
 
 RECIPIENTS = 2000
 ANSWER_AFTER = 0.05
+# The nodes claim 200 at a time and send at about the same pace: the kill comes when each
+# is about halfway through a batch, some of it submitted, some not yet.
+KILL_AFTER = 300
 # Short enough for the survivor to take the dead node's claims over soon, long enough that
 # nothing moves them before they are read.
 CLAIM_TIMEOUT = "10"
@@ -43,8 +46,9 @@ IN_FLIGHT = ("FROM recipients WHERE message_id = :message AND status = 'SENDING'
 
 def _kill_one_mid_send(nodes: list[LiveServer], prefix: str,
                        submitted: Callable[[], Counter]) -> tuple[str, str, set[str]]:
-    """Send from the first node, kill it once the fake has 400 submissions and the node has
-    some in flight; returns the token, the message id and the phones it had in flight."""
+    """Send from the first node, kill it once the fake has ``KILL_AFTER`` submissions and the
+    node has some in flight; returns the token, the message id and the phones it had in
+    flight."""
     first, _ = nodes
     token = register_user(first, admin=True).token
     phones = [f"+1555{prefix}{i:04d}" for i in range(RECIPIENTS)]
@@ -55,7 +59,7 @@ def _kill_one_mid_send(nodes: list[LiveServer], prefix: str,
     where = {"message": int(message_id), "node": first.extra_env["NODE_ID"]}
 
     def mid_send() -> bool:
-        return (sum(submitted().values()) >= 400
+        return (sum(submitted().values()) >= KILL_AFTER
                 and sql_scalar(first.database_url, f"SELECT count(*) {IN_FLIGHT}", **where) > 0)
     eventually(mid_send, timeout=90, interval=0.1)
     first.kill()
