@@ -31,6 +31,9 @@ import websocket
 if TYPE_CHECKING:
     from flask import Flask
 
+    from tests.fakes.smsc import FakeSmsc
+    from tests.fakes.twilio_api import FakeTwilio
+
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = ROOT / "test-output"
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -520,6 +523,55 @@ def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float =
         value = check()
     assert value, f"condition not met within {timeout}s (last value {value!r})"
     return value
+
+
+def all_recipients(server: LiveServer, token: str, message_id: str | int) -> list[dict]:
+    """Every recipient of a message as REST lists them, page after page."""
+    found, after = [], None
+    while True:
+        page = server.api.get(f"/api/messages/{message_id}/recipients", token,
+                              params={"limit": 1000, **({"after": after} if after else {})}
+                              ).json()
+        found += page["recipients"]
+        after = page["nextCursor"]
+        if after is None:
+            return found
+
+
+def wait_until_final(server: LiveServer, token: str, message_id: str | int,
+                     timeout: float = 90) -> dict:
+    """The message once it is neither sending nor paused, as REST shows it."""
+    def final() -> dict | None:
+        message = server.api.get(f"/api/messages/{message_id}", token).json()
+        return message if message["status"] not in ("SENDING", "PAUSED") else None
+    return eventually(final, timeout=timeout, interval=0.3)
+
+
+# Sending through the fakes of tests/fakes: the sender both fakes are told to expect, and
+# the public address the fake Twilio signs its callbacks for.
+SMS_SENDER = "+15017122661"
+PUBLIC_BASE_URL = "https://hub.example.com"
+
+
+def twilio_config(fake: FakeTwilio, **overrides: object) -> dict[str, object]:
+    """The settings a hub sending through ``fake`` has, as ``app.config`` holds them."""
+    return {"TWILIO_ACCOUNT_SID": fake.account_sid, "TWILIO_AUTH_TOKEN": fake.auth_token,
+            "TWILIO_FROM": SMS_SENDER, "TWILIO_MESSAGING_SERVICE_SID": "",
+            "TWILIO_API_BASE": fake.api_base, "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+            "TWILIO_TIMEOUT": 2.0, "TWILIO_MAX_IN_FLIGHT": 4, **overrides}
+
+
+def twilio_hub_env(fake: FakeTwilio, **overrides: object) -> dict[str, str]:
+    """A live hub's environment for sending through the fake Twilio (``twilio_config``)."""
+    return {key: str(value) for key, value in twilio_config(fake, **overrides).items()
+            if value != ""} | {"SMS_PROVIDER": "twilio"}
+
+
+def smpp_hub_env(fake: FakeSmsc, **settings: str) -> dict[str, str]:
+    """A live hub's environment for sending through the fake SMSC."""
+    return {"SMS_PROVIDER": "smpp", "SMPP_HOST": fake.host, "SMPP_PORT": str(fake.port),
+            "SMPP_SYSTEM_ID": fake.system_id, "SMPP_PASSWORD": fake.password,
+            "SMPP_SOURCE_ADDR": SMS_SENDER, **settings}
 
 
 def mint_token(sub: Any, secret: str = JWT_SECRET, expires_in: int = 900,

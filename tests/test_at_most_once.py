@@ -10,7 +10,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from tests.support import eventually, register_user
+from tests.support import all_recipients, eventually, register_user, wait_until_final
 
 NOT_IDEMPOTENT = {"SIMULATED_SMS_IDEMPOTENT": "false"}
 
@@ -21,25 +21,6 @@ def _log(path: str | Path) -> list[dict]:
             return [json.loads(line) for line in handle]
     except FileNotFoundError:
         return []
-
-
-def _wait_final(server, token, message_id, timeout=90):
-    def final():
-        message = server.api.get(f"/api/messages/{message_id}", token).json()
-        return message if message["status"] not in ("SENDING", "PAUSED") else None
-    return eventually(final, timeout=timeout, interval=0.3)
-
-
-def _recipients(server, token, message_id) -> list[dict]:
-    found, after = [], None
-    while True:
-        page = server.api.get(f"/api/messages/{message_id}/recipients", token,
-                              params={"limit": 1000, **({"after": after} if after else {})}
-                              ).json()
-        found += page["recipients"]
-        after = page["nextCursor"]
-        if after is None:
-            return found
 
 
 def test_a_node_killed_mid_send_leaves_no_phone_submitted_twice(hub_factory, tmp_path):
@@ -54,10 +35,10 @@ def test_a_node_killed_mid_send_leaves_no_phone_submitted_twice(hub_factory, tmp
         "body": "at most once", "recipients": phones}).json()["id"]
     eventually(lambda: len(_log(send_log)) >= 400, timeout=60)
     first.kill()
-    final = _wait_final(second, token, message_id)
+    final = wait_until_final(second, token, message_id)
     submitted = Counter(entry["phone"] for entry in _log(send_log))
     assert max(submitted.values()) == 1, [p for p, n in submitted.items() if n > 1][:5]
-    recipients = _recipients(second, token, message_id)
+    recipients = all_recipients(second, token, message_id)
     by_status = Counter(r["status"] for r in recipients)
     assert set(by_status) <= {"SENT", "DELIVERED", "UNKNOWN"}, by_status
     unknown = [r for r in recipients if r["status"] == "UNKNOWN"]
@@ -77,7 +58,7 @@ def test_a_node_killed_mid_send_leaves_no_phone_submitted_twice(hub_factory, tmp
     # The owner asks: only the unknown ones go out again, and once each.
     retried = second.api.post(f"/api/messages/{message_id}/retry", token)
     assert retried.status_code == 200 and retried.json()["queued"] == len(unknown)
-    _wait_final(second, token, message_id)
+    wait_until_final(second, token, message_id)
     again = Counter(entry["phone"] for entry in _log(send_log))
     assert {phone for phone, n in again.items() if n > submitted[phone]} <= {
         r["phone"] for r in unknown}
@@ -90,8 +71,8 @@ def test_retry_is_the_owners_or_an_admins_and_requeues_only_what_may_be_sent(hub
     phones = ["+15005550008", "+15005550005", "+15005550001", "+15551239001"]
     message_id = server.api.post("/api/messages", owner.token, json={
         "body": "retry", "recipients": phones}).json()["id"]
-    _wait_final(server, owner.token, message_id)
-    before = {r["phone"]: r for r in _recipients(server, owner.token, message_id)}
+    wait_until_final(server, owner.token, message_id)
+    before = {r["phone"]: r for r in all_recipients(server, owner.token, message_id)}
     assert {p: (before[p]["status"], before[p]["retryable"]) for p in phones[:3]} == {
         "+15005550008": ("UNKNOWN", False), "+15005550005": ("FAILED", True),
         "+15005550001": ("FAILED", False)}
@@ -100,8 +81,8 @@ def test_retry_is_the_owners_or_an_admins_and_requeues_only_what_may_be_sent(hub
     answer = server.api.post(f"/api/messages/{message_id}/retry", owner.token)
     assert answer.status_code == 200
     assert answer.json()["queued"] == 2 and answer.json()["message"]["status"] == "SENDING"
-    _wait_final(server, owner.token, message_id)
-    after = {r["phone"]: r for r in _recipients(server, owner.token, message_id)}
+    wait_until_final(server, owner.token, message_id)
+    after = {r["phone"]: r for r in all_recipients(server, owner.token, message_id)}
     for phone in phones[:2]:
         assert after[phone]["version"] > before[phone]["version"]
     assert after["+15005550001"]["version"] == before["+15005550001"]["version"]
@@ -113,10 +94,10 @@ def test_the_outcomes_reach_the_client_with_the_providers_words(hub_factory):
     phones = ["+15005550004", "+15005550007", "+15005550003", "+15551239002"]
     message_id = server.api.post("/api/messages", user.token, json={
         "body": "outcomes", "recipients": phones}).json()["id"]
-    final = _wait_final(server, user.token, message_id)
+    final = wait_until_final(server, user.token, message_id)
 
     def settled():
-        found = {r["phone"]: r for r in _recipients(server, user.token, message_id)}
+        found = {r["phone"]: r for r in all_recipients(server, user.token, message_id)}
         # The throttled one is sent a second after the others: its receipt comes last.
         return found if (found["+15005550003"]["status"], found["+15005550007"]["status"]) == (
             "FAILED", "DELIVERED") else None
@@ -139,7 +120,7 @@ def test_two_nodes_keep_to_the_pace_together(hub_factory, tmp_path):
         "body": f"paced {n}", "recipients": [f"+155566{n}{i:04d}" for i in range(500)]}
     ).json()["id"] for n, node in enumerate(nodes)]
     for message_id in ids:
-        _wait_final(nodes[0], token, message_id, timeout=120)
+        wait_until_final(nodes[0], token, message_id, timeout=120)
     times = sorted(entry["at"] for entry in _log(send_log))
     assert len(times) == 1000
     busiest, start = 0, 0

@@ -7,12 +7,18 @@ the test.
 import os
 import shutil
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
-from tests.support import OUTPUT_DIR, REQUIRE_SERVICES, CuttableProxy, eventually
+from tests.support import (
+    OUTPUT_DIR,
+    REQUIRE_SERVICES,
+    CuttableProxy,
+    eventually,
+    register_user,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -65,6 +71,22 @@ def proxied_page(browser, sqlite_hub):
     context.close()
     proxy.cut()
     assert page.problems == [], page.problems
+
+
+@pytest.fixture
+def page_on(browser):
+    """Factory: a page on a hub of the test's own (``page`` is on the shared one)."""
+    opened = []
+
+    def open_on(base_url):
+        context, page = _open_page(browser, base_url)
+        opened.append((context, page))
+        return page
+
+    yield open_on
+    for context, page in opened:
+        context.close()
+        assert page.problems == [], page.problems
 
 
 def _sign_in(page, user):
@@ -464,3 +486,112 @@ def test_test_socket_schedules_pauses_resumes_and_cancels(page, sqlite_user):
     # The 400 and the 409 are the two console errors this test expects.
     assert len(page.problems) == 2 and all("status of 4" in p for p in page.problems)
     page.problems.clear()
+
+
+ROW_COLOR = "row => getComputedStyle(row).color"
+
+
+def _cells(page, status):
+    """The cells of the one recipient row in ``status``: phone, status, provider, error."""
+    row = page.wait_for_selector(f"#recipients-table tr[data-status='{status}']", timeout=15000)
+    return [cell.inner_text() for cell in row.query_selector_all("td")][:4]
+
+
+def test_test_socket_shows_every_recipient_status_with_the_providers_words(page_on,
+                                                                          hub_factory):
+    """Each status in a colour of its own, the provider's words and the hub's beside it."""
+    hub = hub_factory({"SMS_VALIDITY_SECONDS": "3", "SIMULATED_RECEIPT_DELAY": "0.1"},
+                      name="statuses")
+    user = register_user(hub)
+    page = page_on(hub.url)
+    page.goto("/testSocket")
+    _sign_in(page, user)
+    page.click("#connect-btn")
+    page.wait_for_selector("#conn-state[data-state='connected']")
+    page.fill("#send-phones", "+15551230001\n+15005550003\n+15005550004\n+15005550008")
+    page.click("#send-btn")
+    colors = {}
+    expected = {
+        "DELIVERED": ["+15551230001", "DELIVERED", "delivered", ""],
+        "FAILED": ["+15005550003", "FAILED", "undelivered · 30003",
+                   "delivery_failed: The handset was unreachable"],
+        "SUPPRESSED": ["+15005550004", "SUPPRESSED", "failed · 21610",
+                       "opted_out: The number opted out"],
+        "UNKNOWN": ["+15005550008", "UNKNOWN", "",
+                    "ambiguous_submit: No answer from the provider"],
+    }
+    for status, cells in expected.items():
+        assert _cells(page, status) == cells
+        colors[status] = page.eval_on_selector(
+            f"#recipients-table tr[data-status='{status}']", ROW_COLOR)
+    assert page.evaluate(f"() => ({COUNTS})()") == {
+        "PENDING": 0, "SCHEDULED": 0, "SENDING": 0, "SENT": 0, "DELIVERED": 1, "FAILED": 1,
+        "SUPPRESSED": 1, "EXPIRED": 0, "CANCELED": 0, "UNKNOWN": 1}
+    page.wait_for_selector("#message-summary[data-status='SENT']:has-text('UNKNOWN 1')")
+    page.select_option("#recipient-filter", "UNKNOWN")
+    page.wait_for_function("() => document.querySelectorAll('#recipients-table tbody tr')"
+                           ".length === 1")
+    assert page.get_attribute("#recipients-table tbody tr", "data-status") == "UNKNOWN"
+    page.screenshot(path=str(OUTPUT_DIR / "testSocket-statuses.png"), full_page=True)
+    page.select_option("#recipient-filter", "")
+
+    # Paused before its time, it outlives its validity; one canceled before its time.
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    for send_at, action, status in ((soon, "pause", "EXPIRED"), (later, "cancel", "CANCELED")):
+        message_id = hub.api.post("/api/messages", user.token, json={
+            "body": status, "recipients": ["+15551230002"], "sendAt": send_at}).json()["id"]
+        assert hub.api.post(f"/api/messages/{message_id}/{action}",
+                            user.token).status_code == 200
+        page.fill("#message-id", message_id)
+        page.click("#track-btn")
+        assert _cells(page, status)[1:] == [status, "", {
+            "EXPIRED": "expired: Not sent within its validity",
+            "CANCELED": "canceled: The message was canceled before this was sent"}[status]]
+        colors[status] = page.eval_on_selector(
+            f"#recipients-table tr[data-status='{status}']", ROW_COLOR)
+    page.wait_for_selector("#message-summary[data-status='CANCELED']")
+    assert len(set(colors.values())) == len(colors), colors
+
+
+def test_dashboard_shows_scheduled_and_paused_messages_as_they_change(page, sqlite_hub,
+                                                                     sqlite_user):
+    page.goto("/dashboard")
+    _sign_in(page, sqlite_user)
+    page.wait_for_selector("#conn-state[data-state='connected']")
+
+    def counts():
+        return page.evaluate("() => Object.fromEntries([...document.querySelectorAll("
+                             "'#message-status-counts [data-message-status]')].map(e => "
+                             "[e.dataset.messageStatus, Number(e.querySelector('strong')"
+                             ".textContent)]))")
+
+    assert set(counts()) == {"SCHEDULED", "SENDING", "PAUSED", "SENT", "FAILED", "CANCELED"}
+    send_at = datetime.now(UTC) + timedelta(days=1)
+    message_id = sqlite_hub.api.post("/api/messages", sqlite_user.token, json={
+        "body": "tomorrow", "recipients": ["+15551230003", "+15551230004"],
+        "sendAt": send_at.isoformat()}).json()["id"]
+    row = f"#recent-messages tr[data-message-id='{message_id}']"
+    # The creation's message_update has no sendAt: the time comes with the message itself.
+    page.wait_for_selector(f"{row}[data-status='SCHEDULED'] td:nth-child(3)"
+                           ":text-matches('^SCHEDULED for .*2')")
+    assert page.inner_text(f"{row} td:nth-child(4)") == "PENDING 2"
+    assert counts()["SCHEDULED"] == 1
+    colors = {"SCHEDULED": page.eval_on_selector(row, ROW_COLOR)}
+    for action, status in (("pause", "PAUSED"), ("resume", "SCHEDULED"), ("cancel", "CANCELED")):
+        answer = sqlite_hub.api.post(f"/api/messages/{message_id}/{action}", sqlite_user.token)
+        assert answer.status_code == 200, answer.text
+        page.wait_for_selector(f"{row}[data-status='{status}']")
+        shown = counts()
+        assert {key: shown[key] for key in ("SCHEDULED", "PAUSED", "CANCELED")} == {
+            key: int(key == status) for key in ("SCHEDULED", "PAUSED", "CANCELED")}
+        colors[status] = page.eval_on_selector(row, ROW_COLOR)
+    assert page.inner_text(f"{row} td:nth-child(4)") == "CANCELED 2"
+    assert page.inner_text(f"{row} td:nth-child(3)") == "CANCELED"
+    sent = sqlite_hub.api.post("/api/messages", sqlite_user.token, json={
+        "body": "now", "recipients": ["+15551230005"]}).json()["id"]
+    page.wait_for_selector(f"#recent-messages tr[data-message-id='{sent}'][data-status='SENT']")
+    colors["SENT"] = page.eval_on_selector(f"#recent-messages tr[data-message-id='{sent}']",
+                                           ROW_COLOR)
+    assert len(set(colors.values())) == len(colors), colors
+    page.screenshot(path=str(OUTPUT_DIR / "dashboard-scheduled.png"), full_page=True)

@@ -24,7 +24,14 @@ from services.errors import Conflict, InvalidPayload, NotFound
 from services.messaging import messages, queue, quiet_hours
 from services.messaging.providers import Outcome, SubmitResult
 from services.messaging.suppressions import ANY_SENDER, SendGate
-from tests.support import app_on, eventually, migrate_database, register_user, seed_admin
+from tests.support import (
+    all_recipients,
+    app_on,
+    eventually,
+    migrate_database,
+    register_user,
+    seed_admin,
+)
 
 ADMIN_ID = 1
 NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -147,18 +154,6 @@ def _log(path) -> list[dict]:
         return []
 
 
-def _recipients(server, token, message_id) -> list[dict]:
-    found, after = [], None
-    while True:
-        page = server.api.get(f"/api/messages/{message_id}/recipients", token,
-                              params={"limit": 1000, **({"after": after} if after else {})}
-                              ).json()
-        found += page["recipients"]
-        after = page["nextCursor"]
-        if after is None:
-            return found
-
-
 def _two_nodes_sending(hub_factory, tmp_path, prefix: str):
     """Two nodes on PostgreSQL and Redis sending 2,000 recipients, once 500 reached the
     provider: (nodes, token, message id, phones, send log)."""
@@ -189,7 +184,7 @@ def test_cancel_on_two_nodes_stops_every_submission_within_a_second(hub_factory,
     assert max(submitted.values()) == 1 and len(submitted) < len(phones)
 
     def settled():
-        found = _recipients(first, token, message_id)
+        found = all_recipients(first, token, message_id)
         return found if not {"PENDING", "SENDING"} & {r["status"] for r in found} else None
     recipients = eventually(settled, timeout=20, interval=0.3)
     canceled = [r for r in recipients if r["status"] == "CANCELED"]

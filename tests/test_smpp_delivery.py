@@ -7,18 +7,11 @@ import time
 from typing import Any
 
 from tests.fakes.eventlog import per_phone
-from tests.fakes.smsc import FakeSmsc
-from tests.support import LiveServer, eventually, register_user
+from tests.support import SMS_SENDER as SENDER
+from tests.support import LiveServer, eventually, register_user, smpp_hub_env
 
-SENDER = "+15017122661"
 LONG_UCS2_TEXT = "Привет, как дела? Всё хорошо, спасибо! " * 4  # 3 parts
 FINAL = {"DELIVERED", "FAILED", "SUPPRESSED", "EXPIRED", "CANCELED"}
-
-
-def smpp_env(fake: FakeSmsc, **settings: str) -> dict[str, str]:
-    return {"SMS_PROVIDER": "smpp", "SMPP_HOST": fake.host, "SMPP_PORT": str(fake.port),
-            "SMPP_SYSTEM_ID": fake.system_id, "SMPP_PASSWORD": fake.password,
-            "SMPP_SOURCE_ADDR": SENDER, **settings}
 
 
 class Sender:
@@ -51,7 +44,7 @@ class Sender:
 
 
 def test_a_message_through_the_smsc_ends_delivered(fake_smsc, hub_factory):
-    hub = Sender(hub_factory(smpp_env(fake_smsc), name="smpp"))
+    hub = Sender(hub_factory(smpp_hub_env(fake_smsc), name="smpp"))
     phones = [f"+1555867{n:04d}" for n in range(5)]
 
     message_id = hub.send("Hello from the hub", phones)
@@ -69,7 +62,7 @@ def test_a_message_through_the_smsc_ends_delivered(fake_smsc, hub_factory):
 def test_a_long_ucs2_text_settles_only_once_every_part_has_its_receipt(fake_smsc,
                                                                       hub_factory):
     fake_smsc.configure(auto_receipts=False, id_format="hex", receipt_id_format="decimal")
-    hub = Sender(hub_factory(smpp_env(fake_smsc), name="smpp-parts"))
+    hub = Sender(hub_factory(smpp_hub_env(fake_smsc), name="smpp-parts"))
     delivered, failed, marker = "+15558670001", "+15558670002", "+15558670003"
     long_id = hub.send(LONG_UCS2_TEXT, [delivered, failed])
     assert {r["parts"] for r in hub.settled(long_id, {"SENT"}).values()} == {3}
@@ -98,7 +91,7 @@ def test_a_long_ucs2_text_settles_only_once_every_part_has_its_receipt(fake_smsc
 
 def test_a_throttled_recipient_is_sent_again_and_never_failed_for_it(fake_smsc, hub_factory):
     fake_smsc.fail("15558670001", "throttle", times=3)
-    hub = Sender(hub_factory(smpp_env(fake_smsc), name="smpp-throttle"))
+    hub = Sender(hub_factory(smpp_hub_env(fake_smsc), name="smpp-throttle"))
 
     message_id = hub.send("Hello", ["+15558670001", "+15558670002"])
 
@@ -110,7 +103,7 @@ def test_a_throttled_recipient_is_sent_again_and_never_failed_for_it(fake_smsc, 
 def test_a_bind_lost_mid_window_leaves_those_unknown_never_resubmitted(fake_smsc,
                                                                        hub_factory):
     fake_smsc.script("ok", "ok", "withhold", "withhold", "drop")
-    hub = Sender(hub_factory(smpp_env(fake_smsc, SMPP_WINDOW="5", SMPP_RESPONSE_TIMEOUT="5"),
+    hub = Sender(hub_factory(smpp_hub_env(fake_smsc, SMPP_WINDOW="5", SMPP_RESPONSE_TIMEOUT="5"),
                              name="smpp-drop"))
     phones = [f"+1555867{n:04d}" for n in range(30)]
 
@@ -131,7 +124,7 @@ def test_a_bind_lost_mid_window_leaves_those_unknown_never_resubmitted(fake_smsc
 
 
 def test_pdus_the_hub_cannot_read_do_not_stop_it_sending(fake_smsc, hub_factory):
-    hub = Sender(hub_factory(smpp_env(fake_smsc), name="smpp-bad-pdus"))
+    hub = Sender(hub_factory(smpp_hub_env(fake_smsc), name="smpp-bad-pdus"))
     eventually(lambda: any(e["event"] == "bind" for e in fake_smsc.events()), timeout=10)
 
     answers = [fake_smsc.send_pdu(0x00000111), fake_smsc.send_pdu(0x00000005, b"\x00\x01"),
@@ -145,7 +138,7 @@ def test_pdus_the_hub_cannot_read_do_not_stop_it_sending(fake_smsc, hub_factory)
 def test_an_answer_after_the_timeout_lets_the_receipt_settle_the_unknown_recipient(
         fake_smsc, hub_factory):
     fake_smsc.script({"kind": "delay", "delay_ms": 2500})
-    hub = Sender(hub_factory(smpp_env(fake_smsc, SMPP_RESPONSE_TIMEOUT="1"), name="smpp-late"))
+    hub = Sender(hub_factory(smpp_hub_env(fake_smsc, SMPP_RESPONSE_TIMEOUT="1"), name="smpp-late"))
 
     message_id = hub.send("Hello", ["+15558670001"])
 

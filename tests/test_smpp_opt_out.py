@@ -6,8 +6,15 @@ from __future__ import annotations
 import random
 import time
 
-from tests.support import REDIS_URL, eventually, redis_reachable, register_user, require_service
-from tests.test_smpp_delivery import SENDER, smpp_env
+from tests.support import (
+    REDIS_URL,
+    eventually,
+    redis_reachable,
+    register_user,
+    require_service,
+    smpp_hub_env,
+)
+from tests.support import SMS_SENDER as SENDER
 
 
 def _status_of(node, token, message_id, phone):
@@ -23,7 +30,7 @@ def test_a_stop_through_the_smsc_stops_a_2000_recipient_send_within_a_second(fak
                                                                              hub_factory):
     require_service("Redis", redis_reachable())
     database = hub_factory.database("postgresql")
-    env = smpp_env(fake_smsc, SOCKETIO_MESSAGE_QUEUE=REDIS_URL,
+    env = smpp_hub_env(fake_smsc, SOCKETIO_MESSAGE_QUEUE=REDIS_URL,
                    SOCKETIO_CHANNEL=f"smpp-stop-{random.randrange(10**8)}",
                    SMS_MAX_PER_SECOND="250", DISPATCH_BATCH_SIZE="20")
     node_a = hub_factory({**env, "NODE_ID": "smpp-a"}, database_url=database, name="smpp-a")

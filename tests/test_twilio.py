@@ -27,21 +27,22 @@ from services.messaging.providers.twilio import (
 )
 from tests.fakes.eventlog import busiest_window
 from tests.fakes.twilio_api import FakeTwilio, new_sid
-from tests.support import LiveServer, TestUser, eventually, free_port, register_user
+from tests.support import PUBLIC_BASE_URL as PUBLIC
+from tests.support import SMS_SENDER as SENDER
+from tests.support import (
+    LiveServer,
+    RecordingClient,
+    TestUser,
+    eventually,
+    free_port,
+    register_user,
+    twilio_config,
+    twilio_hub_env,
+)
 
-SENDER = "+15017122661"
 HANDSET = "+15558675310"
-PUBLIC = "https://hub.example.com"
 STATUS = "/api/webhooks/twilio/status"
 INBOUND = "/api/webhooks/twilio/inbound"
-
-
-def twilio_config(fake: FakeTwilio, **overrides: object) -> dict[str, object]:
-    """The settings a hub sending through ``fake`` has, as ``app.config`` holds them."""
-    return {"TWILIO_ACCOUNT_SID": fake.account_sid, "TWILIO_AUTH_TOKEN": fake.auth_token,
-            "TWILIO_FROM": SENDER, "TWILIO_MESSAGING_SERVICE_SID": "",
-            "TWILIO_API_BASE": fake.api_base, "PUBLIC_BASE_URL": PUBLIC,
-            "TWILIO_TIMEOUT": 2.0, "TWILIO_MAX_IN_FLIGHT": 4, **overrides}
 
 
 @pytest.fixture
@@ -236,7 +237,7 @@ def twilio_fake(tmp_path_factory) -> Iterator[FakeTwilio]:
 @pytest.fixture(scope="module")
 def twilio_hub(module_hub_factory, twilio_fake) -> LiveServer:
     """A hub sending through the fake, which posts its callbacks to the hub's public URL."""
-    hub = module_hub_factory(env=hub_env(twilio_fake), name="twilio")
+    hub = module_hub_factory(env=twilio_hub_env(twilio_fake), name="twilio")
     twilio_fake.route(PUBLIC, hub.url)
     return hub
 
@@ -252,11 +253,6 @@ def quiet_fake(twilio_fake) -> Iterator[FakeTwilio]:
 @pytest.fixture(scope="module")
 def sender(twilio_hub) -> TestUser:
     return register_user(twilio_hub)
-
-
-def hub_env(fake: FakeTwilio, **overrides: str) -> dict[str, str]:
-    return {key: str(value) for key, value in twilio_config(fake, **overrides).items()
-            if value != ""} | {"SMS_PROVIDER": "twilio"}
 
 
 def new_handset() -> str:
@@ -381,6 +377,62 @@ def test_a_sent_callback_proves_an_ambiguous_submit_accepted(twilio_hub, sender,
     settle(twilio_hub, sender, message_id, {phone: "DELIVERED"})
 
 
+def test_callbacks_on_the_way_show_twilios_latest_word_never_an_earlier_one(twilio_hub,
+                                                                            sender,
+                                                                            quiet_fake):
+    message_id, phone, sid = accepted_recipient(twilio_hub, sender, quiet_fake)
+    tracker = RecordingClient(twilio_hub.url)
+    tracker.connect(token=sender.token)
+    try:
+        assert tracker.call("track_message", message_id)["ok"] is True
+        accepted = recipients(twilio_hub, sender, message_id)[phone]
+        assert accepted["providerStatus"] == "queued"  # the word of Twilio's 201
+
+        assert quiet_fake.send_status(sid, "sending")["http_status"] == 200
+        update = tracker.wait_for("recipient_update",
+                                  lambda u: u["providerStatus"] == "sending")
+        assert (update["status"], update["version"]) == ("SENT", accepted["version"] + 1)
+        quiet_fake.send_status(sid, "queued")  # late: sending came after it
+        quiet_fake.send_status(sid, "sending")  # a repeat
+        sending = recipients(twilio_hub, sender, message_id)[phone]
+        assert (sending["status"], sending["providerStatus"], sending["version"]) == (
+            "SENT", "sending", update["version"])
+        assert sending["cost"] == accepted["cost"] and sending["providerMessageId"] == sid
+
+        quiet_fake.send_status(sid, "sent")
+        assert settle(twilio_hub, sender, message_id, {phone: "SENT"})[phone][
+            "providerStatus"] == "sent"
+        quiet_fake.send_status(sid, "delivered")
+        delivered = settle(twilio_hub, sender, message_id, {phone: "DELIVERED"})[phone]
+        for late in ("accepted", "queued", "sending", "sent"):
+            assert quiet_fake.send_status(sid, late)["http_status"] == 200
+        assert recipients(twilio_hub, sender, message_id)[phone] == delivered
+        assert delivered["providerStatus"] == "delivered"
+    finally:
+        tracker.close()
+
+
+def test_a_word_on_the_way_shows_on_an_unknown_recipient_without_settling_it(twilio_hub,
+                                                                            sender,
+                                                                            quiet_fake):
+    phone = new_handset()
+    quiet_fake.fail(phone, "drop")
+    message_id = send_message(twilio_hub, sender, [phone])
+    settle(twilio_hub, sender, message_id, {phone: "UNKNOWN"})
+    sid = sid_of(quiet_fake, phone)
+
+    quiet_fake.send_status(sid, "queued")  # to the StatusCallback naming the recipient
+
+    unknown = eventually(lambda: (lambda r: r if r["providerStatus"] == "queued" else None)(
+        recipients(twilio_hub, sender, message_id)[phone]))
+    assert (unknown["status"], unknown["errorCode"], unknown["providerMessageId"],
+            float(unknown["cost"])) == ("UNKNOWN", "ambiguous_submit", None, 0.0)
+    quiet_fake.send_status(sid, "sent")  # still proves it accepted, with its cost
+    sent = settle(twilio_hub, sender, message_id, {phone: "SENT"})[phone]
+    assert (sent["providerMessageId"], sent["providerStatus"]) == (sid, "sent")
+    assert float(sent["cost"]) > 0
+
+
 @pytest.mark.parametrize("kind", ["drop", "slow"])
 def test_a_send_whose_answer_was_lost_is_settled_by_its_callbacks(twilio_hub, sender,
                                                                    twilio_fake, kind):
@@ -409,7 +461,7 @@ def test_a_burst_of_429s_is_sent_later_and_delivered_never_failed(twilio_hub, se
 
 
 def test_sends_in_flight_never_exceed_twilio_max_in_flight(hub_factory, fake_twilio):
-    hub = hub_factory(env=hub_env(fake_twilio, TWILIO_MAX_IN_FLIGHT=2))
+    hub = hub_factory(env=twilio_hub_env(fake_twilio, TWILIO_MAX_IN_FLIGHT=2))
     user = register_user(hub)
     phones = [new_handset() for _ in range(6)]
     for phone in phones:
@@ -451,7 +503,7 @@ def test_forged_or_unsigned_callbacks_are_403_and_change_nothing(twilio_hub, sen
     assert answer["http_status"] == 403
     assert answer["content_type"].startswith("application/json")
     assert json.loads(answer["body"])["error"]["code"] == "forbidden"
-    quiet_fake.send_status(sid, "sent", url=PUBLIC + STATUS)  # a round trip after it
+    quiet_fake.send_status(sid, "queued", url=PUBLIC + STATUS)  # a round trip after it
     assert recipients(twilio_hub, sender, message_id)[phone] == before
 
 
@@ -565,7 +617,8 @@ def test_without_twilio_as_provider_the_webhooks_refuse_everything(sqlite_hub, t
 
 
 def test_a_hub_with_wrong_twilio_settings_does_not_start(hub_factory, fake_twilio):
-    hub = hub_factory(env=hub_env(fake_twilio, PUBLIC_BASE_URL="hub.example.com"), start=False)
+    hub = hub_factory(env=twilio_hub_env(fake_twilio, PUBLIC_BASE_URL="hub.example.com"),
+                      start=False)
 
     with pytest.raises(RuntimeError, match="server exited early"):
         hub.start()

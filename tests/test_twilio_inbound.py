@@ -6,16 +6,10 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.twilio_api import new_sid
-from tests.support import LiveServer, eventually, register_user
-from tests.test_twilio import (
-    INBOUND,
-    PUBLIC,
-    SENDER,
-    hub_env,
-    new_handset,
-    send_message,
-    settle,
-)
+from tests.support import PUBLIC_BASE_URL as PUBLIC
+from tests.support import SMS_SENDER as SENDER
+from tests.support import LiveServer, eventually, register_user, twilio_hub_env
+from tests.test_twilio import INBOUND, new_handset, send_message, settle
 
 HELP_TEXT = "Acme alerts: reply STOP to end."
 
@@ -23,7 +17,7 @@ HELP_TEXT = "Acme alerts: reply STOP to end."
 @pytest.fixture
 def inbound_hub(hub_factory, fake_twilio) -> LiveServer:
     """A hub sending through the fake Twilio, which posts to the hub's public URL."""
-    hub = hub_factory(env={**hub_env(fake_twilio), "SMS_HELP_TEXT": HELP_TEXT},
+    hub = hub_factory(env={**twilio_hub_env(fake_twilio), "SMS_HELP_TEXT": HELP_TEXT},
                       name="twilio-inbound")
     fake_twilio.route(PUBLIC, hub.url)
     return hub
@@ -100,8 +94,9 @@ def test_an_unparseable_sender_is_stored_flagged_and_the_webhook_answers(inbound
 def test_a_stop_to_a_messaging_services_pool_number_opts_out_of_the_service(
         hub_factory, fake_twilio):
     service = new_sid("MG")
-    hub = hub_factory(env=hub_env(fake_twilio, TWILIO_FROM="",
-                                  TWILIO_MESSAGING_SERVICE_SID=service), name="twilio-service")
+    hub = hub_factory(env=twilio_hub_env(fake_twilio, TWILIO_FROM="",
+                                         TWILIO_MESSAGING_SERVICE_SID=service),
+                      name="twilio-service")
     fake_twilio.route(PUBLIC, hub.url)
     user = register_user(hub)
     phone, pool_number = new_handset(), "+15017122999"

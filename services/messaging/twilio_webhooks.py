@@ -11,7 +11,10 @@ backwards and a repeated one is ignored.
 Accepted posts become the provider contract's ``ProviderReceipt`` and
 ``InboundSms`` and go to the handlers the dispatcher gave the running
 provider, as an SMPP receipt would: the dispatcher retries a receipt that
-overtook the commit of its own send.
+overtook the commit of its own send. A callback that only says how far the
+message got (``queued``, ``sending``...) moves no status: it becomes the
+recipient's ``providerStatus`` at once (``provider_statuses``), unless a later
+word is already there; so does ``sent`` for a recipient already ``SENT``.
 """
 
 from __future__ import annotations
@@ -24,12 +27,16 @@ from twilio.request_validator import RequestValidator
 
 from models.message import RecipientStatus
 from services.errors import Forbidden
+from services.messaging import provider_statuses
 from services.messaging.providers.base import InboundSms, ProviderReceipt
 from services.messaging.providers.twilio import TwilioProvider, running_provider
 
 # Twilio's MessageStatus -> the recipient status it leads to; the rest change nothing.
 STATUS_EFFECTS = {"sent": RecipientStatus.SENT, "delivered": RecipientStatus.DELIVERED,
                   "undelivered": RecipientStatus.FAILED, "failed": RecipientStatus.FAILED}
+# Twilio's words for a message on its way, each after those before it; the final words
+# come after all of them.
+PROGRESS = ("accepted", "scheduled", "queued", "sending", "sent")
 NOT_BILLED = {"failed"}  # Twilio charges nothing for a message it reports failed
 EMPTY_TWIML = "<Response/>"
 
@@ -70,9 +77,16 @@ def receipt_from_status(callback: Mapping[str, Any], recipient_id: int | None) -
 
 def receive_status(provider: TwilioProvider, callback: Mapping[str, Any],
                    recipient_id: int | None) -> ProviderReceipt:
-    """Hand a status callback to the dispatcher; returns the receipt it made."""
+    """Show a word of progress as the recipient's ``providerStatus`` now, and hand a
+    callback that may move its status to the dispatcher; returns the receipt it made."""
     receipt = receipt_from_status(callback, recipient_id)
-    provider.receive_receipt(receipt)
+    if receipt.provider_status in PROGRESS:
+        provider_statuses.record_progress(
+            provider_status=receipt.provider_status,
+            earlier=PROGRESS[:PROGRESS.index(receipt.provider_status)],
+            provider_message_id=receipt.provider_message_id, recipient_id=recipient_id)
+    if receipt.status is not None or receipt.provider_status not in PROGRESS:
+        provider.receive_receipt(receipt)
     return receipt
 
 

@@ -78,16 +78,48 @@
     }));
   }
 
+  // A scheduled message says when it goes out (a paused one too, while that is ahead).
+  function statusText(m) {
+    if (!m.sendAt || !['SCHEDULED', 'PAUSED'].includes(m.status)) return m.status;
+    const at = new Date(m.sendAt);
+    return at > Date.now() ? `${m.status} for ${at.toLocaleString()}` : m.status;
+  }
+
+  // A message's recipients per status (statusCounts), each in its status's colour.
+  function statusCounts(counts) {
+    const list = document.createElement('span');
+    list.className = 'counts';
+    list.append(...Object.entries(counts || {}).map(([status, count]) => {
+      const span = document.createElement('span');
+      span.dataset.status = status;
+      span.textContent = `${status} ${count}`;
+      return span;
+    }));
+    return list;
+  }
+
+  // The latest RECENT messages, and how many of them are in each status; drawn at most
+  // once a frame however many message_update events came.
+  const RECENT = 20;
+  let frame = 0;
   function renderMessages() {
-    const rows = [...messages.values()].sort((a, b) => Number(b.id) - Number(a.id)).slice(0, 20);
+    frame = 0;
+    const rows = [...messages.values()].sort((a, b) => Number(b.id) - Number(a.id))
+      .slice(0, RECENT);
     $('recent-messages').tBodies[0].replaceChildren(...rows.map((m) => {
       const tr = document.createElement('tr');
       tr.dataset.messageId = m.id;
       tr.dataset.status = m.status;
-      [m.id, (m.body || '').slice(0, 40), m.status, m.successCount, m.failedCount, money(m.cost)]
+      [m.id, (m.body || '').slice(0, 40), statusText(m)]
         .forEach((text) => { tr.insertCell().textContent = text; });
+      tr.insertCell().append(statusCounts(m.statusCounts));
+      [m.successCount, money(m.cost)].forEach((text) => { tr.insertCell().textContent = text; });
       return tr;
     }));
+    $('message-status-counts').querySelectorAll('[data-message-status]').forEach((element) => {
+      const count = rows.filter((m) => m.status === element.dataset.messageStatus).length;
+      element.querySelector('strong').textContent = count;
+    });
   }
 
   function mergeMessage(update) {
@@ -95,7 +127,7 @@
     const known = messages.get(id);
     if (known && known.version > update.version) return;
     messages.set(id, { ...known, ...update, id });
-    renderMessages();
+    if (!frame) frame = requestAnimationFrame(renderMessages);
     if (!known && update.body === undefined) {
       Hub.api('GET', `/api/messages/${encodeURIComponent(id)}`).then(mergeMessage).catch(() => {});
     }
@@ -103,7 +135,7 @@
 
   async function loadMessages() {
     try {
-      const page = await Hub.api('GET', '/api/messages?limit=20');
+      const page = await Hub.api('GET', `/api/messages?limit=${RECENT}`);
       page.messages.forEach(mergeMessage);
     } catch (err) {
       Hub.showError(err);

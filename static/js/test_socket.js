@@ -89,7 +89,10 @@
 
   // The tracked message: every recipient's latest state, counts per status, and the
   // version to resume from after a reconnect. Only the rows in view are in the DOM.
-  const STATUSES = ['PENDING', 'SENDING', 'SENT', 'DELIVERED', 'FAILED'];
+  // The statuses are the server's own, as the page was rendered with them (this script
+  // runs after the page's body).
+  const STATUSES = [...document.querySelectorAll('#recipient-counts [data-count-status]')]
+    .map((element) => element.dataset.countStatus);
   const tracking = {
     id: '', version: 0, confirmed: false, seen: 0,
     recipients: new Map(), order: [], sorted: true, counts: {}, filtered: null,
@@ -145,6 +148,21 @@
     return tracking.filtered;
   }
 
+  // The provider's own words (e.g. "undelivered · 30003") and the hub's ("opted_out: ...");
+  // a cell too narrow for them shows the whole on hover.
+  function providerWords(update) {
+    return [update.providerStatus, update.providerErrorCode].filter(Boolean).join(' · ');
+  }
+
+  function hubWords(update) {
+    return [update.errorCode, update.errorMessage].filter(Boolean).join(': ');
+  }
+
+  function setTitled(cell, text) {
+    setText(cell, text);
+    if (cell.title !== text) cell.title = text;
+  }
+
   function fillRecipientRow(row, id) {
     const update = tracking.recipients.get(id);
     setData(row, 'recipientId', id);
@@ -152,8 +170,9 @@
     const cells = row.cells;
     setText(cells[0], update.phone);
     setText(cells[1], update.status);
-    setText(cells[2], update.errorMessage || '');
-    setText(cells[3], update.version);
+    setTitled(cells[2], providerWords(update));
+    setTitled(cells[3], hubWords(update));
+    setText(cells[4], update.version);
   }
 
   function drawRecipients() {
@@ -229,9 +248,12 @@
     messageVersion = update.version;
     const summary = $('message-summary');
     summary.dataset.status = update.status;
+    const counts = Object.entries(update.statusCounts || {})
+      .map(([status, count]) => `${status} ${count}`).join(', ');
     summary.textContent = `message ${update.messageId}: ${update.status} · sent ${update.successCount}`
       + ` · failed ${update.failedCount} · delivered ${update.deliveredCount ?? 0}`
-      + ` · cost $${Number(update.cost).toFixed(4)}`;
+      + ` · cost $${Number(update.cost).toFixed(4)}${counts ? ` · ${counts}` : ''}`;
+    summary.title = summary.textContent;
   }
 
   // Newest first; a repeat of an id already shown (a reconnect's replay) is not shown twice.
