@@ -17,6 +17,9 @@ from services.messaging.providers.base import InboundSms, Outcome, OutgoingSms, 
 from services.messaging.providers.smpp import SmppProvider
 from services.messaging.providers.smpp_pdus import (
     IdBase,
+    InboundParts,
+    Part,
+    concatenation_header,
     inbound_from_pdu,
     parse_receipt_text,
     receipt_from_pdu,
@@ -427,6 +430,41 @@ def test_gsm_parts_keep_extension_characters_whole_and_decode_back():
 def test_a_persons_message_is_decoded_by_its_data_coding(fields, expected):
     pdu = deliver_sm(source_addr="15558675310", destination_addr="15017122661",
                      **{"esm_class": 0} | fields)
-    inbound = inbound_from_pdu(pdu)
+    inbound, _ = inbound_from_pdu(pdu)
     assert (inbound.sender, inbound.body) == expected
     assert inbound.to == "15017122661"
+
+
+def _mo_part(text: str, header: bytes = b"", **fields: Any) -> bytes:
+    return deliver_sm_body(source_addr="15558675310", source_addr_ton=1,
+                           destination_addr="15017122661", data_coding=0,
+                           esm_class=0x40 if header else 0,
+                           short_message=header + text.encode(), **fields)
+
+
+def test_a_long_message_in_parts_reaches_on_inbound_once_whole(fake_smsc, smpp):
+    """Parts out of order, one repeated, with each kind of concatenation an SMSC sends."""
+    smsc = smpp()
+    eight_bit = [_mo_part(text, bytes((5, 0x00, 3, 0x2A, 3, number)))
+                 for number, text in ((2, "part two, "), (1, "Part one, "), (3, "part three."))]
+    sixteen_bit = [_mo_part(text, bytes((6, 0x08, 4, 0x01, 0x02, 2, number)))
+                   for number, text in ((2, "world"), (1, "hello "))]
+    sar = [_mo_part(text, sar_msg_ref_num=7, sar_total_segments=2, sar_segment_seqnum=number)
+           for number, text in ((1, "STOP "), (2, "please"))]
+    for body in (eight_bit[0], eight_bit[1], sixteen_bit[0], eight_bit[0], sar[1],
+                 eight_bit[2], sixteen_bit[1], sar[0]):
+        assert in_thread(fake_smsc.send_pdu, 0x00000005, body)["resp_status"] == 0
+    assert [m.body for m in smsc.inbound] == [
+        "Part one, part two, part three.", "hello world", "STOP please"]
+    assert {(m.sender, m.to) for m in smsc.inbound} == {("+15558675310", "15017122661")}
+
+
+def test_a_long_message_missing_a_part_is_delivered_with_what_came():
+    waiting = InboundParts(wait=0.0)
+    first = InboundSms(sender="+15558675310", to="15017122661", body="STOP and ")
+    assert waiting.add(first, Part(reference=9, total=3, number=1)) == []
+    assert [m.body for m in waiting.overdue()] == ["STOP and "]
+    assert waiting.overdue() == []
+    # A header whose part number is past its count is not a part at all.
+    assert concatenation_header(bytes((0x00, 3, 1, 2, 3))) is None
+    assert concatenation_header(bytes((0x00, 3, 1, 2, 2))) == Part(1, 2, 2)

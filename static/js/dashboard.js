@@ -39,6 +39,7 @@
     $('stat-delivery-rate').textContent = `${(100 * (d.deliveryRate || 0)).toFixed(1)}%`;
     $('stat-cost-total').textContent = money(d.costTotal);
     $('stat-in-flight').textContent = d.inFlight;
+    $('stat-scheduled').textContent = `${d.scheduled} / ${d.paused}`;
     $('stat-inbound').textContent = `${d.inboundTotal} (${d.inboundToday})`;
     $('stat-unread').textContent = d.unreadNotifications ?? '–';
     // Every recipient once: the four slices add up to "Recipients".
@@ -50,6 +51,7 @@
   function showAnalytics(update) {
     if (update.type === 'dashboard_stats') showDashboard(update.data);
     if (update.type === 'message_stats') {
+      showMessageStatuses(update.data.messagesByStatus);
       const hours = update.data.hourly;
       updateChart('chart-hourly', hours.map((h) => h.hour.slice(11, 16)),
         [hours.map((h) => h.sent), hours.map((h) => h.delivered), hours.map((h) => h.failed)]);
@@ -98,8 +100,8 @@
     return list;
   }
 
-  // The latest RECENT messages, and how many of them are in each status; drawn at most
-  // once a frame however many message_update events came.
+  // The latest RECENT messages, drawn at most once a frame however many message_update
+  // events came.
   const RECENT = 20;
   let frame = 0;
   function renderMessages() {
@@ -116,9 +118,13 @@
       [m.successCount, money(m.cost)].forEach((text) => { tr.insertCell().textContent = text; });
       return tr;
     }));
+  }
+
+  // Every message of the user (everyone's for the global figures) per status, from
+  // message_stats: older messages than the recent table's count too.
+  function showMessageStatuses(byStatus) {
     $('message-status-counts').querySelectorAll('[data-message-status]').forEach((element) => {
-      const count = rows.filter((m) => m.status === element.dataset.messageStatus).length;
-      element.querySelector('strong').textContent = count;
+      element.querySelector('strong').textContent = byStatus[element.dataset.messageStatus] ?? 0;
     });
   }
 

@@ -59,6 +59,7 @@ from services.messaging.providers.smpp_pdus import (
     THROTTLED_STATUSES,
     FrameReader,
     IdBase,
+    InboundParts,
     LinkLost,
     destination_address,
     hex_status,
@@ -285,6 +286,7 @@ class Bind:
                 self.send(smpplib.smpp.make_pdu("enquire_link", client=self.sequence))
             except LinkLost:
                 return
+            self.provider.deliver_overdue_parts()
 
     def submit(self, fields: dict[str, Any], recipient_id: int | None) -> PartAnswer | None:
         """One ``submit_sm`` within the window; waits for its answer or the timeout.
@@ -359,6 +361,7 @@ class SmppProvider:
         # UNKNOWN: their receipts name the recipient, which has no provider id to match.
         self.late_ids: OrderedDict[str, int] = OrderedDict()
         self.text_ids = IdBase()
+        self.inbound_parts = InboundParts()
         self._references = itertools.count(int(time.time()))
         self.running = False
         self.on_receipt: ReceiptHandler | None = None
@@ -472,6 +475,13 @@ class SmppProvider:
             self.late_ids.popitem(last=False)
         log.info("SMPP: recipient %d was accepted after its submit timed out", recipient_id)
 
+    def deliver_overdue_parts(self) -> None:
+        """Long inbound messages that waited too long for a part, delivered as far as they came."""
+        for partial in self.inbound_parts.overdue():
+            log.warning("SMPP: a long inbound message from %s lacks parts; delivered without them",
+                        partial.sender)
+            self.on_inbound(partial)
+
     def take_delivery(self, pdu: Any) -> int:
         """A ``deliver_sm``: a receipt to ``on_receipt`` or a message to ``on_inbound``.
         Returns the ``deliver_sm_resp`` status: taken, or a temporary error to be sent
@@ -491,9 +501,12 @@ class SmppProvider:
                         del self.late_ids[receipt.provider_message_id]
                     self.on_receipt(replace(receipt, recipient_id=late))
             elif kind == 0:
-                self.on_inbound(inbound_from_pdu(pdu))
+                sms, part = inbound_from_pdu(pdu)
+                for whole in (self.inbound_parts.add(sms, part) if part else [sms]):
+                    self.on_inbound(whole)
             else:
                 log.info("SMPP: a deliver_sm of esm_class 0x%02x; ignored", pdu.esm_class)
+            self.deliver_overdue_parts()
         except Exception:
             log.exception("SMPP: could not take a deliver_sm; the SMSC will send it again")
             return consts.SMPP_ESME_RX_T_APPN

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +60,11 @@ HEX_ID = re.compile(r"[0-9a-f]+", re.IGNORECASE)
 HEX_LETTER = re.compile(r"[a-f]", re.IGNORECASE)
 
 ALPHANUMERIC_SENDER_MAX = 11
+# Concatenation headers in a UDH (3GPP TS 23.040, 9.2.3.24.1 and .8): 8- and 16-bit references.
+IEI_CONCATENATED_8BIT, IEI_CONCATENATED_16BIT = 0x00, 0x08
+# Parts of a long inbound message wait this long for the rest, at most this many messages.
+PARTS_WAIT_SECONDS = 600.0
+PARTS_KEPT = 1000
 
 TON_UNKNOWN, TON_INTERNATIONAL, TON_ALPHANUMERIC = 0, 1, 5
 NPI_UNKNOWN, NPI_ISDN = 0, 1
@@ -176,15 +183,102 @@ def decode_short_message(payload: bytes, data_coding: int) -> str:
     return payload.decode("latin-1")
 
 
-def inbound_from_pdu(pdu: Any) -> InboundSms:
-    """A person's message from a ``deliver_sm`` without the receipt bit (its UDH dropped)."""
+@dataclass(frozen=True)
+class Part:
+    """Where one part of a concatenated message goes: its message's reference, the number of
+    parts, and its own number, from 1."""
+
+    reference: int
+    total: int
+    number: int
+
+
+def concatenation_header(udh: bytes) -> Part | None:
+    """The concatenation element of a user data header, if it has a usable one."""
+    index = 0
+    while index + 2 <= len(udh):
+        iei, length = udh[index], udh[index + 1]
+        data = udh[index + 2:index + 2 + length]
+        if len(data) < length:
+            return None
+        if iei == IEI_CONCATENATED_8BIT and length == 3:
+            return _usable(Part(data[0], data[1], data[2]))
+        if iei == IEI_CONCATENATED_16BIT and length == 4:
+            return _usable(Part((data[0] << 8) | data[1], data[2], data[3]))
+        index += 2 + length
+    return None
+
+
+def _usable(part: Part) -> Part | None:
+    """A part whose count and number make sense (a total of 0 or a number past it do not)."""
+    return part if 1 <= part.number <= part.total else None
+
+
+def inbound_from_pdu(pdu: Any) -> tuple[InboundSms, Part | None]:
+    """A person's message from a ``deliver_sm`` without the receipt bit, its UDH dropped, and
+    which part of a long message it is: from the UDH, else the ``sar_*`` TLVs, else none."""
     payload = pdu.message_payload or pdu.short_message or b""
+    part = None
     if pdu.esm_class & ESM_CLASS_UDHI and payload:
+        part = concatenation_header(payload[1:1 + payload[0]])
         payload = payload[1 + payload[0]:]
-    return InboundSms(sender=handset_address(pdu.source_addr, pdu.source_addr_ton),
-                      to=handset_address(pdu.destination_addr, pdu.dest_addr_ton),
-                      body=decode_short_message(payload, pdu.data_coding),
-                      received_at=datetime.now(UTC))
+    elif pdu.sar_msg_ref_num is not None and pdu.sar_total_segments and pdu.sar_segment_seqnum:
+        part = _usable(Part(pdu.sar_msg_ref_num, pdu.sar_total_segments, pdu.sar_segment_seqnum))
+    sms = InboundSms(sender=handset_address(pdu.source_addr, pdu.source_addr_ton),
+                     to=handset_address(pdu.destination_addr, pdu.dest_addr_ton),
+                     body=decode_short_message(payload, pdu.data_coding),
+                     received_at=datetime.now(UTC))
+    return sms, part if part is not None and part.total > 1 else None
+
+
+class InboundParts:
+    """The parts of long inbound messages until each message is whole.
+
+    A phone sends a long text as parts, each its own ``deliver_sm``, in any
+    order and sometimes twice; the hub sees one message. Parts are keyed by
+    who sent them, to whom and the reference; a message still missing parts
+    after ``PARTS_WAIT_SECONDS``, or pushed out by ``PARTS_KEPT`` newer ones,
+    is delivered with what came, so a lost part never loses the rest (nor a
+    STOP in its first part).
+    """
+
+    def __init__(self, wait: float = PARTS_WAIT_SECONDS, kept: int = PARTS_KEPT) -> None:
+        self.wait = wait
+        self.kept = kept
+        self._waiting: OrderedDict[tuple, tuple[float, InboundSms, dict[int, str], int]] = \
+            OrderedDict()
+
+    def add(self, sms: InboundSms, part: Part) -> list[InboundSms]:
+        """Take a part; returns the messages made whole by it or given up on meanwhile."""
+        ready = self.overdue()
+        key = (sms.sender, sms.to, part.reference, part.total)
+        started, first, texts, total = self._waiting.pop(
+            key, (time.monotonic(), sms, {}, part.total))
+        texts[part.number] = sms.body
+        if len(texts) == total:
+            ready.append(_joined(first, texts))
+        else:
+            self._waiting[key] = (started, first, texts, total)
+            while len(self._waiting) > self.kept:
+                _, (_, oldest, kept_texts, _) = self._waiting.popitem(last=False)
+                ready.append(_joined(oldest, kept_texts))
+        return ready
+
+    def overdue(self) -> list[InboundSms]:
+        """The messages that waited too long for a part, as far as they came."""
+        ready = []
+        deadline = time.monotonic() - self.wait
+        while self._waiting:
+            key, (started, first, texts, _) = next(iter(self._waiting.items()))
+            if started > deadline:
+                break
+            del self._waiting[key]
+            ready.append(_joined(first, texts))
+        return ready
+
+
+def _joined(first: InboundSms, texts: dict[int, str]) -> InboundSms:
+    return replace(first, body="".join(texts[number] for number in sorted(texts)))
 
 
 def hex_status(status: int) -> str:
