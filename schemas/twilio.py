@@ -51,7 +51,7 @@ class TwilioInboundSchema(Schema):
     MessagingServiceSid = fields.String(
         load_default=None, validate=validate.Regexp(r"^MG[0-9a-f]{32}$"),
         metadata={"description": "Present when To is a number of a Messaging Service's pool",
-                  "example": None})
+                  "example": "MG" + "2d" * 16})
     Body = fields.String(load_default="", validate=validate.Length(max=1600),
                          metadata={"example": "STOP"})
     AccountSid = fields.String(metadata={"example": "AC" + "0f" * 16})

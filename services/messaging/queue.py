@@ -769,13 +769,16 @@ def cancel(message: Message, now: datetime | None = None) -> bool:
 
 def _move_message(message: Message, allowed: tuple[MessageStatus, ...], status: Any,
                   now: datetime, **values: Any) -> bool:
-    """Move the message to ``status`` if it is in one of ``allowed`` now (the caller commits)."""
+    """Move the message to ``status`` if it is in one of ``allowed`` now (the caller commits);
+    its owner's figures count messages per status, so they changed."""
     moved = db.session.execute(
         update(Message).where(Message.id == message.id, Message.status.in_(allowed))
         .values(status=status, version=Message.version + 1, updated_at=now, **values)
         .returning(Message.id)
         .execution_options(synchronize_session=False)
     ).first()
+    if moved is not None:
+        analytics_marks.mark_changed({message.user_id})
     return moved is not None
 
 
