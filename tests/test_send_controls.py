@@ -229,9 +229,9 @@ def test_the_controls_over_http_are_the_owners_and_refuse_what_the_status_forbid
         refused = sqlite_hub.api.post(f"/api/messages/{message_id}/{action}", other.token)
         assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
 
-    def final():
+    def final():  # sent, and its receipt in: nothing else may change it
         message = sqlite_hub.api.get(f"/api/messages/{message_id}", owner.token).json()
-        return message if message["status"] == "SENT" else None
+        return message if message["status"] == "SENT" and message["deliveredCount"] else None
     before = eventually(final, timeout=20, interval=0.2)
     for action in ("pause", "resume", "cancel"):
         refused = sqlite_hub.api.post(f"/api/messages/{message_id}/{action}", owner.token)
