@@ -173,10 +173,10 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
-def _commit(root: Path) -> str:
-    """The short commit a checkout serves (an archived tree is named after it)."""
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                          text=True).stdout.strip() or root.name.removeprefix("hub-")
+def _commit(root: Path, ref: str = "HEAD") -> str:
+    """``ref``'s short hash as seen from ``root``."""
+    return subprocess.run(["git", "rev-parse", "--short", ref], cwd=root, capture_output=True,
+                          text=True).stdout.strip() or root.name
 
 
 def main() -> None:
@@ -192,9 +192,10 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     roots = [Path(root).resolve() for root in args.roots.split(",")]
+    labels = {root: _commit(root) for root in roots}
     if args.against:
         roots.insert(0, checkout(args.against))
-    labels = {root: _commit(root) for root in roots}
+        labels[roots[0]] = _commit(ROOT, args.against)
     several = len(roots) > 1
     runs: dict[tuple[str, Path], list[dict]] = {}
     for backend in args.backends.split(","):

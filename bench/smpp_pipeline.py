@@ -90,10 +90,10 @@ def measure(url: str, fake: FakeSmsc, *, window: int, recipients: int, root: Pat
         server.stop()
 
 
-def _commit(root: Path) -> str:
-    """The short commit a checkout serves (an archived tree is named after it)."""
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                          text=True).stdout.strip() or root.name.removeprefix("hub-")
+def _commit(root: Path, ref: str = "HEAD") -> str:
+    """``ref``'s short hash as seen from ``root``."""
+    return subprocess.run(["git", "rev-parse", "--short", ref], cwd=root, capture_output=True,
+                          text=True).stdout.strip() or root.name
 
 
 def _figure(values: list[float]) -> str:
@@ -117,9 +117,10 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     roots = [Path(root).resolve() for root in args.roots.split(",")]
+    labels = {root: _commit(root) for root in roots}
     if args.against:
         roots.insert(0, checkout(args.against))
-    labels = {root: _commit(root) for root in roots}
+        labels[roots[0]] = _commit(ROOT, args.against)
     results: dict[tuple[str, int], list[dict]] = {}
     for window in (int(w) for w in args.windows.split(",")):
         for number in range(1, args.runs + 1):

@@ -254,6 +254,19 @@ def _settle_ambiguous(where: Any, now: datetime) -> None:
         _settle_into_messages(settled, now)
 
 
+# Built once: the mark runs for every few submissions, and building the statement (its
+# ``IN`` list coerced value by value, its cache key) cost more than running it.
+_MARK = (
+    update(_recipients)
+    .where(_recipients.c.id.in_(bindparam("ids", expanding=True)),
+           _recipients.c.status == RecipientStatus.SENDING,
+           _recipients.c.claimed_by == bindparam("node"),
+           _recipients.c.submit_started_at.is_(None))
+    .values(submit_started_at=bindparam("now", type_=_recipients.c.submit_started_at.type))
+    .returning(_recipients.c.id)
+)
+
+
 def mark_submitting(node_id: str, recipient_ids: list[int],
                     now: datetime | None = None) -> set[int]:
     """Mark these claims as about to be submitted, and commit; returns those still this node's.
@@ -263,14 +276,8 @@ def mark_submitting(node_id: str, recipient_ids: list[int],
     one commit. A recipient not returned was taken over elsewhere: it must not
     be submitted here.
     """
-    now = now or _now()
-    marked = db.session.scalars(
-        update(_recipients)
-        .where(_recipients.c.id.in_(recipient_ids), _recipients.c.status == RecipientStatus.SENDING,
-               _recipients.c.claimed_by == node_id, _recipients.c.submit_started_at.is_(None))
-        .values(submit_started_at=now)
-        .returning(_recipients.c.id)
-    ).all()
+    marked = db.session.scalars(_MARK, {"ids": recipient_ids, "node": node_id,
+                                        "now": now or _now()}).all()
     db.session.commit()
     return set(marked)
 
