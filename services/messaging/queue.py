@@ -211,8 +211,8 @@ def _owners_in_turn() -> list[int]:
 def backlog() -> int:
     """Recipients not yet sent, on every node."""
     return db.session.scalar(
-        select(func.count()).select_from(Recipient)
-        .where(Recipient.status.in_((RecipientStatus.PENDING, RecipientStatus.SENDING)))
+        select(func.count()).select_from(_recipients)
+        .where(_in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING))
     ) or 0
 
 
@@ -529,17 +529,23 @@ def apply_receipts(receipts: list[ProviderReceipt],
     return len(changed), early
 
 
+# The receipts' lookups, built once: a batch names hundreds of ids, which a statement built
+# per batch would coerce one by one.
+_CANDIDATES = select(*_EVENT_COLUMNS, _recipients.c.delivered_at).where(or_(
+    _recipients.c.provider_message_id.in_(bindparam("provider_ids", expanding=True)),
+    _recipients.c.id.in_(bindparam("recipient_ids", expanding=True))))
+_PARTS_NAMED = select(_parts).where(
+    _parts.c.provider_message_id.in_(bindparam("provider_ids", expanding=True)))
+
+
 def _receipt_candidates(receipts: list[ProviderReceipt]) -> tuple[dict[str, Any], dict[int, Any]]:
     """The recipients these receipts name, by provider id and by recipient id."""
-    provider_ids = {r.provider_message_id for r in receipts if not r.recipient_id}
-    recipient_ids = {r.recipient_id for r in receipts if r.recipient_id}
+    provider_ids = list({r.provider_message_id for r in receipts if not r.recipient_id})
+    recipient_ids = list({r.recipient_id for r in receipts if r.recipient_id})
     if not receipts:
         return {}, {}
-    found = db.session.execute(
-        select(*_EVENT_COLUMNS, _recipients.c.delivered_at)
-        .where(or_(_recipients.c.provider_message_id.in_(provider_ids),
-                   _recipients.c.id.in_(recipient_ids)))
-    ).all()
+    found = db.session.execute(_CANDIDATES, {"provider_ids": provider_ids,
+                                             "recipient_ids": recipient_ids}).all()
     return ({row.provider_message_id: row for row in found if row.provider_message_id},
             {row.id: row for row in found})
 
@@ -604,7 +610,7 @@ def _apply_part_receipts(receipts: list[ProviderReceipt], now: datetime
         return set(), []
     parts = {row.provider_message_id: {name: getattr(row, name) for name in _PART_COLUMNS}
              for row in db.session.execute(
-                 select(_parts).where(_parts.c.provider_message_id.in_(ids))).all()}
+                 _PARTS_NAMED, {"provider_ids": list(ids)}).all()}
     if not parts:
         return set(), []
     moved = {}

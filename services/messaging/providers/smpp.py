@@ -513,9 +513,11 @@ class SmppProvider:
                     log.warning("SMPP: a receipt naming no message or state; ignored")
                 else:
                     late = self.late_ids.get(receipt.provider_message_id)
-                    if late is not None and receipt.status is not None:
-                        del self.late_ids[receipt.provider_message_id]
-                    self.on_receipt(replace(receipt, recipient_id=late))
+                    if late is not None:
+                        if receipt.status is not None:
+                            del self.late_ids[receipt.provider_message_id]
+                        receipt = replace(receipt, recipient_id=late)
+                    self.on_receipt(receipt)
             elif kind == 0:
                 self.on_inbound(inbound_from_pdu(pdu))
             else:

@@ -23,6 +23,7 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from smpplib import consts
@@ -210,16 +211,22 @@ def hex_status(status: int) -> str:
     return f"0x{status:02x}"
 
 
+@lru_cache(maxsize=64)
+def _encoded_parts(body: str) -> tuple[int, tuple[bytes, ...]]:
+    """The data coding and encoded parts of a body: the same for every recipient of a
+    message, so kept for the next ones rather than counted and encoded again."""
+    encoding, texts = split_body(body)
+    if encoding == GSM7:
+        return GSM7_DATA_CODING, tuple(encode_gsm7(text) for text in texts)
+    return UCS2_DATA_CODING, tuple(text.encode("utf-16-be") for text in texts)
+
+
 def split_into_parts(body: str, reference: int) -> tuple[int, int, list[bytes]]:
     """``(data_coding, esm_class, short_messages)`` for ``body``: one message, or the parts
     of a concatenated one, each led by an 8-bit-reference UDH (IEI 0x00)."""
-    encoding, texts = split_body(body)
-    if encoding == GSM7:
-        data_coding, encoded = GSM7_DATA_CODING, [encode_gsm7(text) for text in texts]
-    else:
-        data_coding, encoded = UCS2_DATA_CODING, [text.encode("utf-16-be") for text in texts]
+    data_coding, encoded = _encoded_parts(body)
     if len(encoded) == 1:
-        return data_coding, 0, encoded
+        return data_coding, 0, list(encoded)
     total = len(encoded)
     return data_coding, ESM_CLASS_UDHI, [
         bytes((5, 0x00, 3, reference % 256, total, number)) + chunk
