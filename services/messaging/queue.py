@@ -551,13 +551,11 @@ def _receipt_candidates(receipts: list[ProviderReceipt]) -> tuple[dict[str, Any]
 
 
 def _state_of(row: Any) -> dict[str, Any]:
-    """A recipient as receipts will move it, before any has."""
-    return {"id": row.id, "message_id": row.message_id, "version": row.version,
-            "status": row.status, "provider_message_id": row.provider_message_id,
-            "error_code": row.error_code, "error_message": row.error_message,
-            "cost": row.cost, "old_cost": row.cost, "provider_status": row.provider_status,
-            "provider_error_code": row.provider_error_code, "parts": row.parts,
-            "price_per_segment": row.price_per_segment, "newly_accepted": 0, "receipt_ids": set()}
+    """A recipient as receipts will move it, before any has (its columns in one call: a
+    Row's attributes are looked up one by one, a cost paid for every receipt)."""
+    state = row._asdict()
+    state.update(old_cost=state["cost"], newly_accepted=0, receipt_ids=set())
+    return state
 
 
 def _apply_one(state: dict[str, Any], receipt: ProviderReceipt) -> None:
