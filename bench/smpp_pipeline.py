@@ -95,7 +95,10 @@ def measure(url: str, fake: FakeSmsc, *, window: int, recipients: int, root: Pat
 
 
 def _commit(root: Path, ref: str = "HEAD") -> str:
-    """``ref``'s short hash as seen from ``root``."""
+    """``ref``'s short hash as seen from ``root``; an archived tree (``bench.run.checkout``)
+    is named after its commit."""
+    if ref == "HEAD" and not (root / ".git").exists():
+        return root.name.removeprefix("hub-")
     return subprocess.run(["git", "rev-parse", "--short", ref], cwd=root, capture_output=True,
                           text=True).stdout.strip() or root.name
 
