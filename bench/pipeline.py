@@ -3,7 +3,9 @@
 Measures how long ``POST /api/messages`` takes to answer, then how fast the
 dispatcher sends (simulated provider, zero latency) until the message is
 ``SENT``, until every delivery receipt is in, and until the tracker has
-received a ``DELIVERED`` update for every recipient; on SQLite and PostgreSQL.
+received a ``DELIVERED`` update for every recipient; on SQLite and PostgreSQL. The
+hub's CPU from the POST until the tracker has everything, per recipient, is the
+figure a loaded machine does not move much.
 
 The tracker handles each event on its reader thread: python-engineio's client
 starts a thread per incoming message, and with thousands of events in flight
@@ -40,7 +42,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.run import POSTGRES_URL, ROOT, WORK, checkout, fresh_postgres, machine, write_section
+from bench.run import (
+    POSTGRES_URL,
+    ROOT,
+    WORK,
+    checkout,
+    fresh_postgres,
+    machine,
+    process_cpu_seconds,
+    write_section,
+)
 from tests.support import (
     LiveServer,
     RecordingClient,
@@ -81,6 +92,7 @@ def measure(url: str, recipients: int, profile: Path | None = None, root: Path =
         handle_inline(tracker)
         tracker.connect(token=user.token)
         phones = [f"+1555{i:07d}" for i in range(recipients)]
+        hub_cpu = process_cpu_seconds(server.process.pid)
         started = time.perf_counter()
         response = server.api.post("/api/messages", user.token,
                                    json={"body": "benchmark", "recipients": phones})
@@ -117,6 +129,7 @@ def measure(url: str, recipients: int, profile: Path | None = None, root: Path =
         thread.start()
         done.wait(600)
         thread.join()
+        hub_cpu = process_cpu_seconds(server.process.pid) - hub_cpu
         updates = len(tracker.received("recipient_update"))
         connected = tracker.sio.connected
         tracker.close()
@@ -131,6 +144,7 @@ def measure(url: str, recipients: int, profile: Path | None = None, root: Path =
             "delivered_per_s": round(recipients / delivered_seconds),
             "tracked_s": round(tracked_seconds, 2) if tracked_seconds else "–",
             "tracked_per_s": round(recipients / tracked_seconds) if tracked_seconds else "–",
+            "hub_cpu_ms_per_recipient": round(hub_cpu / recipients * 1e3, 3),
             "tracker_updates": updates,
             "tracker_connected": "yes" if connected else "no",
         }
@@ -234,6 +248,8 @@ def main() -> None:
                  ("recipients delivered per second, end to end", "delivered_per_s"),
                  ("tracker has every recipient `DELIVERED` (s)", "tracked_s"),
                  ("recipients per second as the tracker saw them", "tracked_per_s"),
+                 ("hub CPU per recipient, POST to the tracker's last (ms)",
+                  "hub_cpu_ms_per_recipient"),
                  ("`recipient_update` events the tracker received", "tracker_updates"),
                  ("tracker still connected at the end", "tracker_connected")]
     for label, key in labels_of:

@@ -34,8 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import ROOT, WORK, checkout, machine
-from bench.smpp_provider import process_cpu_seconds
+from bench.run import ROOT, WORK, checkout, machine, process_cpu_seconds
 from tests.fakes.smsc import FakeSmsc, install_smsc_packages
 from tests.support import LiveServer, migrate_database, register_user, seed_admin
 
