@@ -553,7 +553,7 @@ def _receipt_candidates(receipts: list[ProviderReceipt]) -> tuple[dict[str, Any]
 def _state_of(row: Any) -> dict[str, Any]:
     """A recipient as receipts will move it, before any has (its columns in one call: a
     Row's attributes are looked up one by one, a cost paid for every receipt)."""
-    state = row._asdict()
+    state = dict(row._mapping)
     state.update(old_cost=state["cost"], newly_accepted=0, receipt_ids=set())
     return state
 
