@@ -3,7 +3,9 @@
 Measures how long ``POST /api/messages`` takes to answer, then how fast the
 dispatcher sends (simulated provider, zero latency) until the message is
 ``SENT``, until every delivery receipt is in, and until the tracker has
-received a ``DELIVERED`` update for every recipient; on SQLite and PostgreSQL.
+received a ``DELIVERED`` update for every recipient; on SQLite and PostgreSQL. The
+hub's CPU from the POST until the tracker has everything, per recipient, is the
+figure a loaded machine does not move much.
 
 The tracker handles each event on its reader thread: python-engineio's client
 starts a thread per incoming message, and with thousands of events in flight
@@ -13,12 +15,18 @@ Each backend is measured ``--runs`` times on a fresh database; the table gives
 the median run's figure with the lowest and highest in brackets, since one run
 on a shared 2-core machine can be a quarter off either way.
 
+Each checkout in ``--roots`` (and the commit ``--against``, from ``git archive``)
+serves in turn (its own ``app.py``) on a database migrated by this checkout
+(whose migrations are a superset), their runs interleaved, so that a tree
+before and after a change meet the same load on a shared machine; the table
+then has a column per checkout and database.
+
 With ``--profile DIR`` each run's server is sampled by py-spy (``--gil``: only
 while it holds the GIL, so gevent's idle loop stays out) into raw stacks,
 ``DIR/<database>-<run>.txt``, which flamegraph tools read.
 
     python -m bench.pipeline [--recipients 10000] [--runs 3] [--backends sqlite,postgresql]
-                             [--profile DIR]
+                             [--profile DIR] [--against REF] [--roots .,../other-checkout]
 """
 
 from __future__ import annotations
@@ -34,7 +42,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.run import POSTGRES_URL, WORK, fresh_postgres, machine, write_section
+from bench.run import (
+    POSTGRES_URL,
+    ROOT,
+    WORK,
+    checkout,
+    fresh_postgres,
+    machine,
+    process_cpu_seconds,
+    write_section,
+)
 from tests.support import (
     LiveServer,
     RecordingClient,
@@ -55,12 +72,13 @@ def handle_inline(client: RecordingClient) -> None:
     client.sio.eio._trigger_event = inline
 
 
-def measure(url: str, recipients: int, profile: Path | None = None) -> dict:
+def measure(url: str, recipients: int, profile: Path | None = None, root: Path = ROOT) -> dict:
     migrate_database(url)
     seed_admin(url)
     server = LiveServer(url, name="pipeline", env={
         "SIMULATED_SMS_LATENCY": "0", "SIMULATED_RECEIPT_DELAY": "1.0", "LOG_LEVEL": "WARNING",
-        "DISPATCH_BATCH_SIZE": "500", "DISPATCH_CONCURRENCY": "100"})
+        "DISPATCH_BATCH_SIZE": "500", "DISPATCH_CONCURRENCY": "100"},
+        command=[sys.executable, str(root / "app.py")])
     server.start()
     sampler = None
     if profile is not None:
@@ -74,6 +92,7 @@ def measure(url: str, recipients: int, profile: Path | None = None) -> dict:
         handle_inline(tracker)
         tracker.connect(token=user.token)
         phones = [f"+1555{i:07d}" for i in range(recipients)]
+        hub_cpu = process_cpu_seconds(server.process.pid)
         started = time.perf_counter()
         response = server.api.post("/api/messages", user.token,
                                    json={"body": "benchmark", "recipients": phones})
@@ -110,6 +129,7 @@ def measure(url: str, recipients: int, profile: Path | None = None) -> dict:
         thread.start()
         done.wait(600)
         thread.join()
+        hub_cpu = process_cpu_seconds(server.process.pid) - hub_cpu
         updates = len(tracker.received("recipient_update"))
         connected = tracker.sio.connected
         tracker.close()
@@ -124,6 +144,7 @@ def measure(url: str, recipients: int, profile: Path | None = None) -> dict:
             "delivered_per_s": round(recipients / delivered_seconds),
             "tracked_s": round(tracked_seconds, 2) if tracked_seconds else "–",
             "tracked_per_s": round(recipients / tracked_seconds) if tracked_seconds else "–",
+            "hub_cpu_ms_per_recipient": round(hub_cpu / recipients * 1e3, 3),
             "tracker_updates": updates,
             "tracker_connected": "yes" if connected else "no",
         }
@@ -134,15 +155,17 @@ def measure(url: str, recipients: int, profile: Path | None = None) -> dict:
         server.stop()
 
 
-def measure_once(backend: str, recipients: int, profile: Path | None) -> dict | None:
+def measure_once(backend: str, recipients: int, profile: Path | None,
+                 root: Path = ROOT) -> dict | None:
     """One run on a fresh database; a PostgreSQL one is dropped afterwards."""
     if backend == "sqlite":
-        return measure(f"sqlite:///{tempfile.mkdtemp(dir=WORK)}/hub.db", recipients, profile)
+        return measure(f"sqlite:///{tempfile.mkdtemp(dir=WORK)}/hub.db", recipients, profile,
+                       root)
     url = fresh_postgres()
     if url is None:
         return None
     try:
-        return measure(url, recipients, profile)
+        return measure(url, recipients, profile, root)
     finally:
         import psycopg
 
@@ -164,51 +187,77 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
+def _commit(root: Path, ref: str = "HEAD") -> str:
+    """``ref``'s short hash as seen from ``root``; an archived tree (``bench.run.checkout``)
+    is named after its commit."""
+    if ref == "HEAD" and not (root / ".git").exists():
+        return root.name.removeprefix("hub-")
+    return subprocess.run(["git", "rev-parse", "--short", ref], cwd=root, capture_output=True,
+                          text=True).stdout.strip() or root.name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--profile", type=Path, help="directory for py-spy's raw stacks")
+    parser.add_argument("--roots", default=".", help="checkouts to serve, comma-separated")
+    parser.add_argument("--against", default=None, help="a commit measured before the roots")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    rows = {}
+    roots = [Path(root).resolve() for root in args.roots.split(",")]
+    labels = {root: _commit(root) for root in roots}
+    if args.against:
+        roots.insert(0, checkout(args.against))
+        labels[roots[0]] = _commit(ROOT, args.against)
+    several = len(roots) > 1
+    runs: dict[tuple[str, Path], list[dict]] = {}
     for backend in args.backends.split(","):
-        runs = []
         for number in range(1, args.runs + 1):
-            run = measure_once(backend, args.recipients,
-                               args.profile / f"{backend}-{number}.txt" if args.profile else None)
-            if run is None:
-                break
-            print(backend, run, file=sys.stderr)
-            runs.append(run)
-        if runs:
-            rows[backend] = summarise(runs)
+            for root in roots:
+                name = f"{backend}-{labels[root]}-{number}.txt" if several else \
+                    f"{backend}-{number}.txt"
+                run = measure_once(backend, args.recipients,
+                                   args.profile / name if args.profile else None, root)
+                if run is None:
+                    break
+                print(backend, labels[root], run, file=sys.stderr)
+                runs.setdefault((backend, root), []).append(run)
+    rows = {(f"{backend} @ {labels[root]}" if several else backend): summarise(found)
+            for (backend, root), found in runs.items()}
+    command = f"python -m bench.pipeline --recipients {args.recipients} --runs {args.runs}"
+    if args.against:
+        command += f" --against {args.against}"
+    if args.roots != ".":
+        command += f" --roots {args.roots}"
     lines = [MARKER, f"## Delivery pipeline ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)", "",
              f"Machine: {machine()}. One message to {args.recipients:,} recipients, simulated "
              "provider with zero latency, receipts after 1 s, one tracker connected "
              "(it receives every `recipient_update`). Median of "
-             f"{args.runs} runs per database, lowest and highest in brackets.",
-             f"Command: `python -m bench.pipeline --recipients {args.recipients} "
-             f"--runs {args.runs}`.", "",
+             f"{args.runs} runs per database, lowest and highest in brackets"
+             + (", the checkouts' runs interleaved" if several else "") + ".",
+             f"Command: `{command}`.", "",
              "| figure | " + " | ".join(rows) + " |", "| --- |" + " --- |" * len(rows)]
-    labels = [("POST /api/messages answered (ms)", "post_ms"),
-              ("all recipients sent or refused (s)", "sent_s"),
-              ("recipients sent per second", "sent_per_s"),
-              ("all delivery receipts applied (s)", "delivered_s"),
-              ("recipients delivered per second, end to end", "delivered_per_s"),
-              ("tracker has every recipient `DELIVERED` (s)", "tracked_s"),
-              ("recipients per second as the tracker saw them", "tracked_per_s"),
-              ("`recipient_update` events the tracker received", "tracker_updates"),
-              ("tracker still connected at the end", "tracker_connected")]
-    for label, key in labels:
+    labels_of = [("POST /api/messages answered (ms)", "post_ms"),
+                 ("all recipients sent or refused (s)", "sent_s"),
+                 ("recipients sent per second", "sent_per_s"),
+                 ("all delivery receipts applied (s)", "delivered_s"),
+                 ("recipients delivered per second, end to end", "delivered_per_s"),
+                 ("tracker has every recipient `DELIVERED` (s)", "tracked_s"),
+                 ("recipients per second as the tracker saw them", "tracked_per_s"),
+                 ("hub CPU per recipient, POST to the tracker's last (ms)",
+                  "hub_cpu_ms_per_recipient"),
+                 ("`recipient_update` events the tracker received", "tracker_updates"),
+                 ("tracker still connected at the end", "tracker_connected")]
+    for label, key in labels_of:
         lines.append(f"| {label} | " + " | ".join(str(r[key]) for r in rows.values()) + " |")
     lines.append(MARKER)
     print("\n".join(lines))
-    if args.profile:
-        return  # a sampled server runs slower: these figures are not the record
+    if args.profile or several:
+        return  # a sampled server runs slower, a comparison is not the record: not written
     write_section(MARKER, "\n".join(lines))
 
 

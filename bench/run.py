@@ -212,6 +212,12 @@ def table(size: int, results: dict[str, dict]) -> str:
     return "\n".join([f"### {size:,} connections", "", *ratio_table(results, "node")])
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU of another process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> str:
     model = "unknown CPU"
     with open("/proc/cpuinfo") as handle:

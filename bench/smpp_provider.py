@@ -25,15 +25,10 @@ from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 
+from bench.run import process_cpu_seconds  # noqa: E402
 from services.messaging.providers.base import Outcome, OutgoingSms  # noqa: E402
 from services.messaging.providers.smpp import SmppProvider  # noqa: E402
 from tests.fakes.smsc import FakeSmsc, install_smsc_packages  # noqa: E402
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User and system CPU of another process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(fake: FakeSmsc, *, window: int, binds: int, count: int) -> dict:

@@ -44,7 +44,8 @@ def create_message(identity):
 def preview_message(identity):
     body = json_body(MessageCreateSchema)
     return messages.preview(body=body["body"],
-                            recipients=messages.read_recipients(body["recipients"]))
+                            recipients=messages.read_recipients(body["recipients"],
+                                                                countries=True))
 
 
 @messages_bp.get("")

@@ -155,6 +155,8 @@ class Recipient(db.Model):
 
     __table_args__ = (
         Index("ix_recipients_message_id_id", "message_id", "id"),
+        # statusCounts from the index alone (migration 0012).
+        Index("ix_recipients_message_id_status", "message_id", "status"),
         Index("uq_recipients_message_id_phone", "message_id", "phone", unique=True),
         Index("uq_recipients_provider_message_id", "provider_message_id", unique=True),
         # Who last sent to a number (inbound routing) and erasure find its rows.

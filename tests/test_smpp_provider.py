@@ -16,13 +16,20 @@ from smpplib.client import SimpleSequenceGenerator
 from services.messaging.providers.base import InboundSms, Outcome, OutgoingSms, ProviderReceipt
 from services.messaging.providers.smpp import SmppProvider
 from services.messaging.providers.smpp_pdus import (
+    REGISTERED_DELIVERY_RECEIPT,
+    DeliverSm,
     IdBase,
     InboundParts,
     Part,
+    SubmitSm,
     concatenation_header,
+    decode_deliver_sm,
+    destination_address,
+    encode_deliver_sm_resp,
     inbound_from_pdu,
     parse_receipt_text,
     receipt_from_pdu,
+    response_message_id,
     source_address,
     split_into_parts,
 )
@@ -362,11 +369,11 @@ def test_ids_are_read_in_the_base_the_smsc_writes(ids, expected):
     assert [base.read(raw) for raw in ids] == expected
 
 
-def deliver_sm(**fields: Any) -> Any:
-    """A ``deliver_sm`` as the provider gets it: encoded, then parsed, by smpplib."""
-    raw = smpplib.smpp.make_pdu("deliver_sm", sequence=1, **fields).generate()
-    return smpplib.smpp.parse_pdu(raw, client=SimpleSequenceGenerator(),
-                                  allow_unknown_opt_params=True)
+def deliver_sm(**fields: Any) -> DeliverSm:
+    """A ``deliver_sm`` as the provider gets it: encoded by smpplib, read by the provider."""
+    pdu = decode_deliver_sm(smpplib.smpp.make_pdu("deliver_sm", sequence=1, **fields).generate())
+    assert pdu is not None
+    return pdu
 
 
 def receipt_pdu(**fields: Any) -> Any:
@@ -468,3 +475,80 @@ def test_a_long_message_missing_a_part_is_delivered_with_what_came():
     # A header whose part number is past its count is not a part at all.
     assert concatenation_header(bytes((0x00, 3, 1, 2, 3))) is None
     assert concatenation_header(bytes((0x00, 3, 1, 2, 2))) == Part(1, 2, 2)
+
+
+# The PDUs of every SMS, coded without smpplib: byte for byte as smpplib does ---------------
+
+def smpplib_pdu(command: str, sequence: int, **fields: Any) -> bytes:
+    pdu = smpplib.smpp.make_pdu(command, client=SimpleSequenceGenerator(), **fields)
+    pdu.sequence = sequence
+    return pdu.generate()
+
+
+def smpplib_parse(raw: bytes) -> Any:
+    return smpplib.smpp.parse_pdu(raw, client=SimpleSequenceGenerator(),
+                                  allow_unknown_opt_params=True)
+
+
+@pytest.mark.parametrize(("body", "phone", "sender"), [
+    ("Hello", HANDSET, SENDER),
+    ("Hello", "+447700900123", "HubAlerts"),
+    ("€ and [brackets]", HANDSET, "12345"),
+    (LONG_UCS2_TEXT, HANDSET, SENDER),
+    ("x" * 400, HANDSET, "a sender id far longer than any address field holds"[:11]),
+])
+def test_a_submit_sm_is_encoded_as_smpplib_encodes_it(body, phone, sender):
+    data_coding, esm_class, parts = split_into_parts(body, reference=7)
+    source, source_ton, source_npi = source_address(sender)
+    dest, dest_ton, dest_npi = destination_address(phone)
+    for sequence, short_message in enumerate(parts, start=41):
+        ours = SubmitSm(source_address(sender), destination_address(phone), esm_class,
+                        data_coding, short_message).encode(sequence)
+        assert ours == smpplib_pdu(
+            "submit_sm", sequence, source_addr_ton=source_ton, source_addr_npi=source_npi,
+            source_addr=source, dest_addr_ton=dest_ton, dest_addr_npi=dest_npi,
+            destination_addr=dest, esm_class=esm_class, data_coding=data_coding,
+            registered_delivery=REGISTERED_DELIVERY_RECEIPT, short_message=short_message)
+        parsed = smpplib_parse(ours)
+        assert (parsed.command, parsed.sequence, parsed.destination_addr,
+                parsed.short_message) == ("submit_sm", sequence, dest.encode(), short_message)
+
+
+RECEIPT_TEXT = (b"id:1000000007 sub:001 dlvrd:001 submit date:2611301820 "
+                b"done date:2611301820 stat:DELIVRD err:000 text:benchmark")
+
+
+@pytest.mark.parametrize("fields", [
+    {"esm_class": 0x04, "short_message": RECEIPT_TEXT, "receipted_message_id": "3b9aca07",
+     "message_state": 2},
+    {"esm_class": 0x04, "short_message": RECEIPT_TEXT},
+    {"esm_class": 0x04, "short_message": b"", "receipted_message_id": "77", "message_state": 5,
+     "user_message_reference": 9},
+    {"esm_class": 0x00, "short_message": b"STOP", "data_coding": 0, "source_addr_ton": 1},
+    {"esm_class": 0x40, "short_message": b"\x05\x00\x03\x2a\x02\x01part one",
+     "data_coding": 1},
+    {"esm_class": 0x00, "data_coding": 8, "message_payload": "Стоп".encode("utf-16-be")},
+])
+def test_a_deliver_sm_is_read_as_smpplib_reads_it(fields):
+    raw = smpplib_pdu("deliver_sm", 12, source_addr="15558675310",
+                      destination_addr="15017122661", dest_addr_ton=1, **fields)
+    ours, theirs = decode_deliver_sm(raw), smpplib_parse(raw)
+    assert ours is not None
+    for name in DeliverSm.__slots__:
+        assert getattr(ours, name) == getattr(theirs, name), name
+
+
+@pytest.mark.parametrize("body", [b"", b"\x00\x01", b"\x00\x01\x01155586",
+                                  deliver_sm_body(short_message=b"x")[:-1],
+                                  deliver_sm_body(message_state=2)[:-1]])
+def test_a_deliver_sm_cut_short_is_left_to_smpplib(body):
+    assert decode_deliver_sm(bytes(16) + body) is None
+
+
+def test_the_answers_are_encoded_and_read_as_smpplib_does():
+    assert encode_deliver_sm_resp(12, 0x65) == smpplib_pdu("deliver_sm_resp", 12, status=0x65)
+    for message_id in ("3b9aca07", "1000000007"):
+        raw = smpplib_pdu("submit_sm_resp", 3, message_id=message_id)
+        assert response_message_id(raw) == smpplib_parse(raw).message_id.decode()
+    assert response_message_id(smpplib_pdu("submit_sm_resp", 3, status=0x58)) is None
+    assert response_message_id(bytes(16)) is None

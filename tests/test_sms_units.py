@@ -93,6 +93,14 @@ def test_each_number_has_its_country_or_zz(raw, country):
     assert normalise_recipients([raw]).countries == {normalise_phone(raw): country}
 
 
+def test_countries_are_left_unknown_when_not_asked_for():
+    raws = ["+44 7911 123456", "+15551234567", "+1 555 123 4567", "bad"]
+    asked, not_asked = normalise_recipients(raws), normalise_recipients(raws, countries=False)
+    assert asked.countries == {"+447911123456": "GG", "+15551234567": "ZZ"}
+    assert not_asked.countries == dict.fromkeys(asked.countries)
+    assert (not_asked.invalid, not_asked.duplicates_removed) == (asked.invalid, 1)
+
+
 def test_parsing_offers_a_pause_every_twenty_entries():
     pauses = []
     normalise_recipients([f"+1555123{i:04d}" for i in range(250)] + ["bad"] * 50,

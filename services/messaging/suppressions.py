@@ -28,7 +28,7 @@ from typing import Any
 
 from flask import current_app
 from gevent.lock import BoundedSemaphore
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from extensions import db
@@ -85,10 +85,16 @@ def normalise_sender(raw: str) -> str:
         return raw.strip()
 
 
-def _matching(hashes: Iterable[str], sender: str) -> Any:
-    return (select(Suppression.phone_hash)
-            .where(Suppression.phone_hash.in_(set(hashes)),
-                   Suppression.sender.in_((sender, ANY_SENDER))))
+# Built once: a send batch asks it every ``RECHECK_SECONDS`` with hundreds of hashes, which a
+# statement built per call would coerce one by one.
+_MATCHING = select(Suppression.phone_hash).where(
+    Suppression.phone_hash.in_(bindparam("hashes", expanding=True)),
+    Suppression.sender.in_(bindparam("senders", expanding=True)))
+
+
+def _matching(hashes: Iterable[str], sender: str) -> dict[str, Any]:
+    """``_MATCHING``'s parameters: these hashes, listed for ``sender`` or for every sender."""
+    return {"hashes": list(set(hashes)), "senders": [sender, ANY_SENDER]}
 
 
 def suppressed_phones(phones: Iterable[str], *, sender: str) -> set[str]:
@@ -96,7 +102,8 @@ def suppressed_phones(phones: Iterable[str], *, sender: str) -> set[str]:
     by_hash = {phone_hash(phone): phone for phone in phones}
     if not by_hash:
         return set()
-    return {by_hash[found] for found in db.session.scalars(_matching(by_hash, sender))}
+    return {by_hash[found]
+            for found in db.session.scalars(_MATCHING, _matching(by_hash, sender))}
 
 
 class SendGate:
@@ -124,7 +131,8 @@ class SendGate:
     def _refresh(self) -> None:
         started = time.monotonic()
         with self.engine.connect() as connection:
-            found = set(connection.scalars(_matching(self.hash_of.values(), self.sender)))
+            found = set(connection.scalars(_MATCHING, _matching(self.hash_of.values(),
+                                                                self.sender)))
             self._held = set(connection.scalars(
                 select(Message.id).where(Message.id.in_(self.message_ids),
                                          Message.status.in_(HELD_MESSAGE_STATUSES))

@@ -1,10 +1,11 @@
 """SMPP 3.4 provider: binds to an SMSC as a transceiver and submits through a window.
 
-smpplib encodes and decodes the PDUs (``smpp_pdus`` has the rest of the wire
-rules); this module owns the socket. smpplib's ``Client`` reads a PDU and
-parses it in one call, so a PDU it cannot parse is lost with its sequence
-number and cannot be answered; a read timeout in the middle of a PDU drops the
-bytes already read; and an SMSC's ``unbind`` is never answered. Here each bind
+smpplib encodes and decodes the session's PDUs, ``smpp_pdus`` the four that
+every SMS brings and the rest of the wire rules; this module owns the socket.
+smpplib's ``Client`` reads a PDU and parses it in one call, so a PDU it cannot
+parse is lost with its sequence number and cannot be answered; a read timeout
+in the middle of a PDU drops the bytes already read; and an SMSC's ``unbind``
+is never answered. Here each bind
 has one greenlet reading whole frames, which answers every request it is sent
 and hands responses to the submits waiting for them, and one writer, which
 sends every PDU queued meanwhile in one write. A submit waits for its own
@@ -52,19 +53,23 @@ from services.messaging.providers.smpp_pdus import (
     ESM_CLASS_INTERMEDIATE,
     ESM_CLASS_RECEIPT,
     ESM_CLASS_TYPE_BITS,
-    REGISTERED_DELIVERY_RECEIPT,
     REJECTION_CODES,
     RESPONSE_BIT,
     RETRYABLE_STATUSES,
+    SUBMIT_SM_RESP,
     THROTTLED_STATUSES,
     FrameReader,
     IdBase,
     InboundParts,
     LinkLost,
+    SubmitSm,
+    decode_deliver_sm,
     destination_address,
+    encode_deliver_sm_resp,
     hex_status,
     inbound_from_pdu,
     receipt_from_pdu,
+    response_message_id,
     source_address,
     split_into_parts,
 )
@@ -177,12 +182,17 @@ class Bind:
             waiter.set(PartAnswer(sent=sequence not in unwritten,
                                   reason="the SMSC connection was lost"))
 
-    def send(self, pdu: Any, *, awaited: bool = False) -> None:
-        """Queue one PDU for the writer (``awaited``: a request whose answer a submit waits
-        for). The PDUs queued while the writer waits leave in one write."""
+    def send(self, pdu: Any) -> None:
+        """Queue one of smpplib's PDUs for the writer."""
+        self.send_bytes(pdu.generate())
+
+    def send_bytes(self, data: bytes, *, awaited: int | None = None) -> None:
+        """Queue one encoded PDU for the writer (``awaited``: the sequence of a request
+        whose answer a submit waits for). The PDUs queued while the writer waits leave in
+        one write."""
         if self.sock is None:
             raise LinkLost("not connected")
-        self.outbox.append((pdu.sequence if awaited else None, pdu.generate()))
+        self.outbox.append((awaited, data))
         self.outbox_ready.set()
 
     def write_forever(self) -> None:
@@ -201,11 +211,17 @@ class Bind:
                     self.close()
                     return
 
-    def read_pdu(self) -> Any | None:
-        """The next PDU, parsed; ``None`` (after answering it) when smpplib cannot parse it."""
+    def read_frame(self) -> tuple[int, int, int, bytes]:
         if self.frames is None:
             raise LinkLost("closed")
-        command_id, status, sequence, raw = self.frames.read()
+        return self.frames.read()
+
+    def read_pdu(self) -> Any | None:
+        """The next PDU, parsed by smpplib; ``None`` (after answering it) when it cannot."""
+        return self.parse(*self.read_frame())
+
+    def parse(self, command_id: int, status: int, sequence: int, raw: bytes) -> Any | None:
+        """A PDU parsed by smpplib; ``None`` (after answering it) when it cannot."""
         try:
             return smpplib.smpp.parse_pdu(raw, client=self.sequence,
                                           allow_unknown_opt_params=True)
@@ -247,10 +263,27 @@ class Bind:
 
     def read_forever(self) -> None:
         while True:
-            pdu = self.read_pdu()
+            frame = self.read_frame()
             self.last_heard = time.monotonic()
-            if pdu is not None:
-                self.act_on(pdu)
+            if not self.take_common(*frame):
+                pdu = self.parse(*frame)
+                if pdu is not None:
+                    self.act_on(pdu)
+
+    def take_common(self, command_id: int, status: int, sequence: int, raw: bytes) -> bool:
+        """A ``submit_sm_resp`` or ``deliver_sm``, the PDUs of every SMS, read without
+        smpplib; ``False`` for any other PDU, or a ``deliver_sm`` that does not read."""
+        if command_id == SUBMIT_SM_RESP:
+            self.settle(sequence, PartAnswer(sent=True, status=status,
+                                             message_id=response_message_id(raw)))
+            return True
+        if command_id == DELIVER_SM:
+            pdu = decode_deliver_sm(raw)
+            if pdu is None:
+                return False
+            self.send_bytes(encode_deliver_sm_resp(sequence, self.provider.take_delivery(pdu)))
+            return True
+        return False
 
     def act_on(self, pdu: Any) -> None:
         """Every request is answered; a response goes to the submit that waits for it."""
@@ -288,27 +321,27 @@ class Bind:
                 return
             self.provider.deliver_overdue_parts()
 
-    def submit(self, fields: dict[str, Any], recipient_id: int | None) -> PartAnswer | None:
+    def submit(self, part: SubmitSm, recipient_id: int | None) -> PartAnswer | None:
         """One ``submit_sm`` within the window; waits for its answer or the timeout.
         ``None`` when the bind was lost while the submit waited for room. An answer after
         the timeout still tells ``recipient_id``'s SMSC id (a whole SMS's, not a part's)."""
         with self.window:
             if not self.bound.is_set():
                 return None
-            pdu = smpplib.smpp.make_pdu("submit_sm", client=self.sequence, **fields)
+            sequence = self.sequence.next_sequence()
             waiter = AsyncResult()
-            self.pending[pdu.sequence] = waiter
+            self.pending[sequence] = waiter
             try:
-                self.send(pdu, awaited=True)
+                self.send_bytes(part.encode(sequence), awaited=sequence)
             except LinkLost:
-                self.pending.pop(pdu.sequence, None)
+                self.pending.pop(sequence, None)
                 return None
             try:
                 answer = waiter.get(timeout=self.provider.response_timeout)
             except gevent.Timeout:
-                self.pending.pop(pdu.sequence, None)
+                self.pending.pop(sequence, None)
                 if recipient_id is not None:
-                    self.overdue[pdu.sequence] = recipient_id
+                    self.overdue[sequence] = recipient_id
                 return PartAnswer(sent=True, reason="no submit_sm_resp in time")
             if not answer.sent:  # lost before it was written: another bind may take it
                 return None
@@ -387,13 +420,12 @@ class SmppProvider:
             bound = [bind for bind in self.binds if bind.bound.is_set()]
         return max(bound, key=lambda bind: bind.window.counter, default=None)
 
-    def submit_part(self, fields: dict[str, Any], recipient_id: int | None = None
-                    ) -> PartAnswer:
+    def submit_part(self, part: SubmitSm, recipient_id: int | None = None) -> PartAnswer:
         """One ``submit_sm`` on whichever bind is up, waiting a while for one (a bind lost
         while this waited for room in its window sends it to another, or the next)."""
         deadline = time.monotonic() + self.response_timeout
         while (bind := self.ready_bind(deadline)) is not None:
-            answer = bind.submit(fields, recipient_id)
+            answer = bind.submit(part, recipient_id)
             if answer is not None:
                 return answer
         return PartAnswer(sent=False, reason="no bind to the SMSC")
@@ -401,19 +433,13 @@ class SmppProvider:
     def submit(self, sms: OutgoingSms) -> SubmitResult:
         """Every part in turn; the first answer that is not an acceptance decides."""
         data_coding, esm_class, messages = split_into_parts(sms.body, next(self._references))
-        dest, dest_ton, dest_npi = destination_address(sms.phone)
-        source, source_ton, source_npi = self.source
+        destination = destination_address(sms.phone)
         part_ids: list[str] = []
         for short_message in messages:
-            fields = {"source_addr_ton": source_ton, "source_addr_npi": source_npi,
-                      "source_addr": source, "dest_addr_ton": dest_ton,
-                      "dest_addr_npi": dest_npi, "destination_addr": dest,
-                      "esm_class": esm_class, "data_coding": data_coding,
-                      "registered_delivery": REGISTERED_DELIVERY_RECEIPT,
-                      "short_message": short_message}
-            answer = self.submit_part(fields, sms.recipient_id if len(messages) == 1 else None)
+            part = SubmitSm(self.source, destination, esm_class, data_coding, short_message)
+            answer = self.submit_part(part, sms.recipient_id if len(messages) == 1 else None)
             if part_ids:
-                answer = self.retry_later_part(answer, fields)
+                answer = self.retry_later_part(answer, part)
             if answer.sent and answer.status == 0 and answer.message_id:
                 part_ids.append(self.resp_ids.read(answer.message_id))
                 continue
@@ -421,7 +447,7 @@ class SmppProvider:
         return SubmitResult(Outcome.ACCEPTED, provider_message_id=part_ids[0],
                             part_ids=tuple(part_ids), parts=len(messages))
 
-    def retry_later_part(self, answer: PartAnswer, fields: dict[str, Any]) -> PartAnswer:
+    def retry_later_part(self, answer: PartAnswer, part: SubmitSm) -> PartAnswer:
         """A part after the first cannot go back to the queue (the parts before it would be
         sent again), so while it certainly was not taken it is sent again here, for a while."""
         deadline = time.monotonic() + PART_RETRY_WINDOW
@@ -429,7 +455,7 @@ class SmppProvider:
         while self.not_taken(answer) and time.monotonic() < deadline and self.running:
             gevent.sleep(pause)
             pause = min(pause * 2, RECONNECT_MAX_DELAY)
-            answer = self.submit_part(fields)
+            answer = self.submit_part(part)
         return answer
 
     @staticmethod
@@ -497,9 +523,11 @@ class SmppProvider:
                     log.warning("SMPP: a receipt naming no message or state; ignored")
                 else:
                     late = self.late_ids.get(receipt.provider_message_id)
-                    if late is not None and receipt.status is not None:
-                        del self.late_ids[receipt.provider_message_id]
-                    self.on_receipt(replace(receipt, recipient_id=late))
+                    if late is not None:
+                        if receipt.status is not None:
+                            del self.late_ids[receipt.provider_message_id]
+                        receipt = replace(receipt, recipient_id=late)
+                    self.on_receipt(receipt)
             elif kind == 0:
                 sms, part = inbound_from_pdu(pdu)
                 for whole in (self.inbound_parts.add(sms, part) if part else [sms]):
