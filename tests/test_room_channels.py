@@ -200,10 +200,15 @@ def test_a_join_acknowledged_misses_no_update_published_after_it(three_nodes, hu
                 ticks.room = room
                 assert client.call("join_room", room)["ok"]
                 after = ticks.started
-                target = after + 5
-                client.wait_for("tick", lambda tick, target=target: tick["seq"] == target)
-                seen = {tick["seq"] for tick in client.received("tick")}
-                assert set(range(after + 1, target + 1)) <= seen, (room, after)
+                expected = set(range(after + 1, after + 6))
+
+                def missing(expected=expected) -> set[int]:
+                    return expected - {tick["seq"] for tick in client.received("tick")}
+                # The client library hands each event to a thread of its own, so events may
+                # be recorded out of order: wait for them all rather than for the last.
+                with contextlib.suppress(AssertionError):
+                    eventually(lambda: not missing(), timeout=10, interval=0.02)
+                assert missing() == set(), (room, after)
                 assert client.call("leave_room", room)["ok"]
         finally:
             ticks.stop()
