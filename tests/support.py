@@ -442,6 +442,12 @@ class RecordingClient:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.sio = socketio.Client(reconnection=False)
+        # python-engineio's client hands each message to a thread of its own, so two events
+        # could be recorded out of their order on the wire; recording is quick, so they are
+        # taken in the reading thread instead, in order.
+        trigger = self.sio.eio._trigger_event
+        self.sio.eio._trigger_event = lambda event, *args, **kwargs: trigger(
+            event, *args, **{**kwargs, "run_async": False})
         self.events: list[tuple[str, Any]] = []
         self.connect_error: Any = None
         self.disconnected = threading.Event()
