@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.run import machine, write_section
+from bench.run import machine, short_commit, write_section
 from tests.support import (
     REDIS_URL,
     LiveServer,
@@ -136,8 +135,7 @@ def _cell(values: list[float]) -> str:
 
 
 def report(results: dict[str, dict], rounds: int) -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = short_commit()
     lines = [
         MARKER,
         f"## Logouts and account changes reaching a node ({datetime.now(UTC):%Y-%m-%d %H:%M} "

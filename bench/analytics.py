@@ -37,6 +37,7 @@ from bench.run import (
     machine,
     prepare_hub_database,
     prepare_kit,
+    short_commit,
     write_section,
 )
 from bench.soak import wait_for_port
@@ -256,8 +257,7 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
         ("messages in the database at the end (none in flight)",
          lambda r, s: f"{r['checks']['messages']} ({r['checks']['inFlightAtEnd']} in flight)"),
     ]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = short_commit()
     lines = [
         MARKER,
         f"## Live analytics ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit})", "",

@@ -31,7 +31,16 @@ from datetime import UTC, datetime
 
 import requests
 
-from bench.run import HUB_ENV, ROOT, SECRET, WORK, machine, prepare_hub_database, write_section
+from bench.run import (
+    HUB_ENV,
+    ROOT,
+    SECRET,
+    WORK,
+    machine,
+    prepare_hub_database,
+    short_commit,
+    write_section,
+)
 from bench.soak import wait_for_port
 
 MARKER = "<!-- bench/browser_tab.py results -->"
@@ -147,8 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})  # Chromium, started from here, inherits CPU 1
     WORK.mkdir(parents=True, exist_ok=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = short_commit()
     with sync_playwright() as playwright:
         rounds = [one_round(playwright, args.recipients) for _ in range(args.rounds)]
     section = report(rounds, args.recipients, commit)

@@ -35,7 +35,15 @@ import requests
 import socketio
 import websocket
 
-from bench.run import HUB_ENV, SECRET, WORK, machine, prepare_hub_database, write_section
+from bench.run import (
+    HUB_ENV,
+    SECRET,
+    WORK,
+    machine,
+    prepare_hub_database,
+    short_commit,
+    write_section,
+)
 from bench.soak import wait_for_port
 
 MARKER = "<!-- bench/expensive_events.py results -->"
@@ -184,8 +192,7 @@ def run_root(root: Path, seconds: float) -> dict:
     try:
         wait_for_port(PORT)
         base = f"http://127.0.0.1:{PORT}"
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                                capture_output=True, text=True).stdout.strip()
+        commit = short_commit(root)
         results = [scenario(base, server.pid, tokens, index, event, sockets, seconds)
                    for index, (event, sockets) in enumerate(SCENARIOS)]
         for result in results:

@@ -34,6 +34,7 @@ from bench.run import (
     fresh_postgres,
     machine,
     prepare_hub_database,
+    short_commit,
     write_section,
 )
 from bench.soak import wait_for_port
@@ -125,11 +126,6 @@ def report(runs: list[dict], trials: int, command: str) -> str:
     return "\n".join(lines)
 
 
-def _commit(root: Path, ref: str) -> str:
-    """``ref``'s short hash as seen from ``root`` (an archived tree is labelled by its ref)."""
-    return subprocess.run(["git", "rev-parse", "--short", ref], cwd=root, capture_output=True,
-                          text=True).stdout.strip() or root.name
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -139,10 +135,10 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     roots = [Path(root).resolve() for root in args.roots.split(",")]
-    commits = [_commit(root, "HEAD") for root in roots]
+    commits = [short_commit(root, "HEAD") for root in roots]
     if args.against:
         roots.insert(0, checkout(args.against))
-        commits.insert(0, _commit(Path.cwd(), args.against))
+        commits.insert(0, short_commit(Path.cwd(), args.against))
     runs = [measure(root, args.trials, commit) for root, commit in zip(roots, commits,
                                                                       strict=True)]
     section = report(runs, args.trials, "python -m bench.fair_sharing " + " ".join(sys.argv[1:]))

@@ -40,6 +40,7 @@ from bench.run import (
     fresh_postgres,
     machine,
     prepare_hub_database,
+    short_commit,
     write_section,
 )
 from bench.soak import wait_for_port
@@ -128,8 +129,7 @@ def measure(root: Path, backend: str, posts: int) -> dict:
         wait_for_port(PORT)
         base = f"http://127.0.0.1:{PORT}"
         headers = {"Authorization": f"Bearer {tokens['users'][1]['token']}"}
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                                capture_output=True, text=True).stdout.strip() or root.name
+        commit = short_commit(root)
         with AckProbe(base, tokens["users"][0]["token"]) as probe:
             time.sleep(CONTROL_SECONDS)
             control = [(probe.samples[0][0], time.perf_counter())]

@@ -50,6 +50,7 @@ from bench.run import (
     fresh_postgres,
     machine,
     process_cpu_seconds,
+    short_commit,
     write_section,
 )
 from tests.support import (
@@ -187,14 +188,6 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
-def _commit(root: Path, ref: str = "HEAD") -> str:
-    """``ref``'s short hash as seen from ``root``; an archived tree (``bench.run.checkout``)
-    is named after its commit."""
-    if ref == "HEAD" and not (root / ".git").exists():
-        return root.name.removeprefix("hub-")
-    return subprocess.run(["git", "rev-parse", "--short", ref], cwd=root, capture_output=True,
-                          text=True).stdout.strip() or root.name
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -209,10 +202,10 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     roots = [Path(root).resolve() for root in args.roots.split(",")]
-    labels = {root: _commit(root) for root in roots}
+    labels = {root: short_commit(root) for root in roots}
     if args.against:
         roots.insert(0, checkout(args.against))
-        labels[roots[0]] = _commit(ROOT, args.against)
+        labels[roots[0]] = short_commit(ROOT, args.against)
     several = len(roots) > 1
     runs: dict[tuple[str, Path], list[dict]] = {}
     for backend in args.backends.split(","):

@@ -33,7 +33,16 @@ import requests
 import websocket
 
 from bench.expensive_events import cpu_seconds
-from bench.run import HUB_ENV, ROOT, SECRET, WORK, machine, prepare_hub_database, write_section
+from bench.run import (
+    HUB_ENV,
+    ROOT,
+    SECRET,
+    WORK,
+    machine,
+    prepare_hub_database,
+    short_commit,
+    write_section,
+)
 from bench.soak import wait_for_port
 
 MARKER = "<!-- bench/recipient_batches.py results -->"
@@ -169,8 +178,7 @@ def main() -> None:
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
     WORK.mkdir(parents=True, exist_ok=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = short_commit()
     rounds = [[scenario(mode, trackers, args.recipients) for mode, trackers in SCENARIOS]
               for _ in range(args.rounds)]
     results = [median_of([run[index] for run in rounds]) for index in range(len(SCENARIOS))]

@@ -218,6 +218,15 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def short_commit(root: Path = ROOT, ref: str = "HEAD") -> str:
+    """``ref``'s short hash as seen from ``root``, to label figures; an archived tree
+    (``checkout``) is named after its commit."""
+    if ref == "HEAD" and not (root / ".git").exists():
+        return root.name.removeprefix("hub-")
+    return subprocess.run(["git", "rev-parse", "--short", ref], cwd=root, capture_output=True,
+                          text=True).stdout.strip() or root.name
+
+
 def machine() -> str:
     model = "unknown CPU"
     with open("/proc/cpuinfo") as handle:
@@ -291,8 +300,7 @@ def main() -> None:
             results["node"] = node
         (WORK / f"results-{size}.json").write_text(json.dumps(results, indent=2))
         sections.append(table(size, results))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = short_commit()
     title = f"Hub vs Node socket.io peer{f', {args.label}' if args.label else ''}"
     command = " ".join(["make bench", f"SIZES={args.sizes}", f"BACKENDS={args.backends}",
                         *([f"BENCH_LABEL={args.label}"] if args.label else []),

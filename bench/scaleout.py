@@ -42,6 +42,7 @@ from bench.run import (
     machine,
     prepare_hub_database,
     prepare_kit,
+    short_commit,
     write_section,
 )
 from bench.soak import wait_for_port
@@ -393,8 +394,7 @@ def main() -> None:
             print(f"{key}: {time.monotonic() - started:.0f} s", file=sys.stderr)
     (WORK / "results-scaleout.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = short_commit()
     command = (f"python -m bench.scaleout --connections {args.connections} "
                f"--arrangements {args.arrangements}"
                + (f" --baseline {args.baseline}" if args.baseline else ""))

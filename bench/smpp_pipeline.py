@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import ROOT, WORK, checkout, machine, process_cpu_seconds
+from bench.run import ROOT, WORK, checkout, machine, process_cpu_seconds, short_commit
 from tests.fakes.smsc import FakeSmsc, install_smsc_packages
 from tests.support import LiveServer, migrate_database, register_user, seed_admin
 
@@ -93,14 +93,6 @@ def measure(url: str, fake: FakeSmsc, *, window: int, recipients: int, root: Pat
         server.stop()
 
 
-def _commit(root: Path, ref: str = "HEAD") -> str:
-    """``ref``'s short hash as seen from ``root``; an archived tree (``bench.run.checkout``)
-    is named after its commit."""
-    if ref == "HEAD" and not (root / ".git").exists():
-        return root.name.removeprefix("hub-")
-    return subprocess.run(["git", "rev-parse", "--short", ref], cwd=root, capture_output=True,
-                          text=True).stdout.strip() or root.name
-
 
 def _figure(values: list[float]) -> str:
     """The median, with the lowest and highest when they differ."""
@@ -123,10 +115,10 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     roots = [Path(root).resolve() for root in args.roots.split(",")]
-    labels = {root: _commit(root) for root in roots}
+    labels = {root: short_commit(root) for root in roots}
     if args.against:
         roots.insert(0, checkout(args.against))
-        labels[roots[0]] = _commit(ROOT, args.against)
+        labels[roots[0]] = short_commit(ROOT, args.against)
     results: dict[tuple[str, int], list[dict]] = {}
     for window in (int(w) for w in args.windows.split(",")):
         for number in range(1, args.runs + 1):

@@ -42,6 +42,7 @@ from bench.run import (
     machine,
     prepare_hub_database,
     prepare_kit,
+    short_commit,
     write_section,
 )
 from services.node.diagnostics import PER_CONNECTION
@@ -245,8 +246,7 @@ def hub_checks(run: Run, seconds: int) -> list[tuple[str, bool, str]]:
 
 def report(runs: list[Run], seconds: int, concurrency: int) -> list[str]:
     """The BENCHMARKS.md section, between the markers."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = short_commit()
     names = [run.name for run in runs]
     by_name = {run.name: run.figures(seconds) for run in runs}
     ratios = [name for name in names if name != "node" and runs[names.index(name)].mode == "basic"]

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from bench.run import (
     prepare_hub_database,
     prepare_kit,
     ratio_table,
+    short_commit,
     write_section,
 )
 
@@ -82,8 +82,7 @@ def measure(kit: Path, variant: str, connections: int, load_args: str) -> dict:
 
 def report(results: dict[str, dict], failures: dict[str, str], args: argparse.Namespace) -> str:
     """The BENCHMARKS.md section, between its markers."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = short_commit()
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in PACKAGES)
     command = "flock /tmp/cpu.lock .venv/bin/python -m bench.variants"
     if args.connections != 5000:
