@@ -388,6 +388,29 @@ def test_quiet_hours_release_each_recipient_at_its_own_eight_oclock(quiet_app):
     assert _statuses(message_id) == ("SENT", Counter({"SENT": 3}))
 
 
+def test_a_backlog_that_reaches_a_recipient_inside_quiet_hours_waits_for_their_morning(quiet_app):
+    # Released at 20:30 in Berlin, but its turn comes at 21:30 (a slow pace, a long queue).
+    day = datetime.now(UTC).date() + timedelta(days=2)
+    send_at = _at_local(day, "Europe/Berlin", 20) + timedelta(minutes=30)
+    late_turn = send_at + timedelta(hours=1)
+    morning = _at_local(day + timedelta(days=1), "Europe/Berlin", 8)
+    message_id = int(messages.create(ADMIN_ID, body="quiet", send_at=send_at, quiet=True,
+                                     recipients=messages.read_recipients([BERLIN]))["id"])
+    validity = timedelta(seconds=quiet_app.config["SMS_VALIDITY_SECONDS"])
+    assert queue.claim_batch("node-a", 10, now=late_turn) == []
+    waiting = db.session.scalars(select(Recipient).where(Recipient.message_id == message_id)).one()
+    assert (waiting.status, waiting.attempts, waiting.claimed_by) == ("PENDING", 0, None)
+    assert waiting.not_before == morning
+    # The night does not count against its validity.
+    assert waiting.expires_at == send_at + validity + (morning - late_turn)
+    assert queue.expire(now=send_at + validity + timedelta(seconds=1)) == 0
+    assert queue.claim_batch("node-a", 10, now=morning - timedelta(seconds=1)) == []
+    claimed = queue.claim_batch("node-a", 10, now=morning)
+    assert [(row.phone, row.attempts) for row in claimed] == [(BERLIN, 1)]
+    queue.record_outcomes("node-a", _accepted(claimed), now=morning)
+    assert _statuses(message_id) == ("SENT", Counter({"SENT": 1}))
+
+
 def test_a_number_whose_zones_never_all_leave_the_window_is_refused():
     # Eight hours apart each: any two share open hours (08:00-21:00 is 13), the three none.
     zones = ("UTC", "Etc/GMT-8", "Etc/GMT+8")

@@ -33,7 +33,7 @@ from extensions import db
 from models import Message, Recipient, RecipientPart
 from models.message import UNFINISHED_MESSAGE_STATUSES, MessageStatus, RecipientStatus
 from services import analytics_marks
-from services.messaging import announcements
+from services.messaging import announcements, quiet_hours
 from services.messaging.json_rows import json_rows
 from services.messaging.providers import Outcome, ProviderReceipt, SubmitResult
 from services.messaging.sms_encoding import segment_cost
@@ -198,6 +198,7 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
                     updated_at=now)
             .returning(*_EVENT_COLUMNS, _recipients.c.attempts)
         ).all()
+    claimed = _hold_back_quiet(claimed, now)
     # A scheduled message whose time came is sending from its first claim on.
     if claimed:
         db.session.execute(
@@ -210,6 +211,50 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
     _count_into_messages({row.message_id: _Totals() for row in claimed}, now)
     db.session.commit()
     return sorted(claimed, key=lambda row: row.id)
+
+
+def _hold_back_quiet(claimed: list[Any], now: datetime) -> list[Any]:
+    """Those of ``claimed`` whose message keeps quiet hours and who are inside them now go
+    back to ``PENDING`` until the window ends for them; the rest are returned.
+
+    Each recipient's release was computed when its message was created, but a
+    backlog (a slow pace, a long pause) can bring its turn after the window
+    has opened again. The wait does not count against its validity: its
+    ``expires_at`` moves by as much. Nothing is announced: the recipient is
+    as it was, and its next update carries a higher version anyway.
+    """
+    window = current_app.config["QUIET_HOURS"]
+    if window is None or not claimed:
+        return claimed
+    quiet_messages = set(db.session.scalars(select(Message.id).where(
+        Message.id.in_({row.message_id for row in claimed}), Message.quiet_hours.is_(True))))
+    if not quiet_messages:
+        return claimed
+    releases: dict[tuple[str, ...], datetime] = {}
+    release_of: dict[int, datetime] = {}
+    for row in claimed:
+        if row.message_id in quiet_messages:
+            zones = quiet_hours.zones_of(row.phone)
+            if zones not in releases:
+                releases[zones] = quiet_hours.release_at(zones, window, now)
+            if releases[zones] > now:
+                release_of[row.id] = releases[zones]
+    if not release_of:
+        return claimed
+    # One statement per release and former expiry: a message's recipients share both
+    # but for their time zones.
+    waits: dict[tuple[datetime, datetime], list[int]] = defaultdict(list)
+    for recipient_id, expires_at in db.session.execute(
+            select(_recipients.c.id, _recipients.c.expires_at)
+            .where(_recipients.c.id.in_(release_of))):
+        waits[release_of[recipient_id], expires_at].append(recipient_id)
+    for (release, expires_at), ids in waits.items():
+        db.session.execute(
+            update(_recipients).where(_recipients.c.id.in_(ids))
+            .values(status=RecipientStatus.PENDING, claimed_by=None, claimed_at=None,
+                    not_before=release, attempts=_recipients.c.attempts - 1,
+                    expires_at=None if expires_at is None else expires_at + (release - now)))
+    return [row for row in claimed if row.id not in release_of]
 
 
 def _owners_in_turn() -> list[int]:

@@ -6,8 +6,9 @@ number whose area code does not settle it) is released only at a moment that
 is outside the window in every one of them, and a number with none known is
 taken to be in UTC. The release is computed when the message is created and
 stored as the recipient's ``not_before``, with its ``expires_at`` counted from
-it, so the queue needs no new condition and the wait does not count against
-validity.
+it, so the wait does not count against validity; the queue checks again when
+it claims the recipient (``queue.claim_batch``), since a backlog can bring
+its turn after the window has opened again.
 """
 
 from __future__ import annotations
