@@ -31,6 +31,7 @@ from tests.support import (
     migrate_database,
     register_user,
     seed_admin,
+    wait_until_final,
 )
 
 ADMIN_ID = 1
@@ -441,3 +442,24 @@ def test_a_small_message_of_another_owner_goes_out_in_the_next_batch(app_context
     # Alone again, the large one has the whole batch.
     queue.record_outcomes("node-a", _accepted(claimed))
     assert Counter(row.message_id for row in queue.claim_batch("node-a", 50)) == {many: 50}
+
+
+def test_one_recipient_of_another_user_is_sent_within_two_seconds_beside_30000(hub_factory):
+    hub = hub_factory({"DAILY_RECIPIENT_QUOTA": "100000"})
+    big, small = register_user(hub), register_user(hub)
+    for batch in range(3):
+        phones = [f"+1555{batch}{i:06d}" for i in range(10_000)]
+        assert hub.api.post("/api/messages", big.token, json={
+            "body": "the big one", "recipients": phones}).status_code == 202
+    posted = time.monotonic()
+    answer = hub.api.post("/api/messages", small.token, json={"body": "mine",
+                                                               "recipients": ["+15559990000"]})
+    assert answer.status_code == 202
+    message = wait_until_final(hub, small.token, answer.json()["id"], timeout=30)
+    waited = time.monotonic() - posted
+    assert message["status"] == "SENT" and waited < 2.0, waited
+    # The big ones were still going out: the small one did not wait for them.
+    queued = [hub.api.get(f"/api/messages/{listed['id']}", big.token).json()["statusCounts"]
+              for listed in hub.api.get("/api/messages", big.token).json()["messages"]]
+    assert sum(counts.get("PENDING", 0) for counts in queued) > 10_000, queued
+
