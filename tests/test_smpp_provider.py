@@ -43,13 +43,20 @@ LONG_UCS2_TEXT = "Привет, как дела? Всё хорошо, спаси
 
 
 class Recorder:
-    """A started provider and what it handed back."""
+    """A started provider and what it handed back; each receipt is acknowledged as stored
+    at once, unless ``acknowledging`` is off."""
 
     def __init__(self, provider: SmppProvider) -> None:
         self.provider = provider
         self.receipts: list[ProviderReceipt] = []
         self.inbound: list[InboundSms] = []
-        provider.start(self.receipts.append, self.inbound.append)
+        self.acknowledging = True
+        provider.start(self.take_receipt, self.inbound.append)
+
+    def take_receipt(self, receipt: ProviderReceipt) -> None:
+        self.receipts.append(receipt)
+        if self.acknowledging:
+            receipt.acknowledge(True)
 
     def submit(self, body: str = "Hello", phone: str = HANDSET, recipient_id: int = 1):
         return self.provider.submit(OutgoingSms(recipient_id, phone, body))

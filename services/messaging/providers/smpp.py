@@ -20,6 +20,14 @@ reach the SMSC (no bind, still queued when the link was lost,
 ``ESME_RTHROTTLED``) is sent again or handed back as throttled. A long text
 goes as several parts, one after another, so a part the SMSC refuses stops
 the rest.
+
+A receipt is the SMSC's until the hub holds it: its ``deliver_sm`` is answered
+only when the dispatcher has committed it (or given up on it), through the
+``acknowledge`` the receipt carries, and with ``ESME_RX_T_APPN`` when it could
+not be stored, so the SMSC sends it again. The reader never waits for that:
+answers go out in whatever order the commits come, each with its own sequence
+number, and one whose bind was lost meanwhile is dropped, as the SMSC sends
+the receipt again on a later bind.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from smpplib import consts
 from smpplib.client import SimpleSequenceGenerator
 
 from services.messaging.providers.base import (
+    Acknowledge,
     InboundHandler,
     Outcome,
     OutgoingSms,
@@ -281,9 +290,36 @@ class Bind:
             pdu = decode_deliver_sm(raw)
             if pdu is None:
                 return False
-            self.send_bytes(encode_deliver_sm_resp(sequence, self.provider.take_delivery(pdu)))
+            self.take_delivery(sequence, pdu)
             return True
         return False
+
+    def take_delivery(self, sequence: int, pdu: Any) -> None:
+        """Answer a ``deliver_sm`` now, or once the receipt it carries is stored."""
+        status = self.provider.take_delivery(pdu, self.answer_later(sequence))
+        if status is not None:
+            self.send_bytes(encode_deliver_sm_resp(sequence, status))
+
+    def answer_later(self, sequence: int) -> Acknowledge:
+        """The ``deliver_sm_resp`` to ``sequence``, for whoever stores its receipt: sent
+        once, and only on the connection the ``deliver_sm`` came on (on a new one that
+        sequence number means another PDU; the SMSC sends the receipt again there)."""
+        sock = self.sock
+        answered = False
+
+        def acknowledge(stored: bool) -> None:
+            nonlocal answered
+            if answered:
+                return
+            answered = True
+            if self.sock is not sock:
+                log.info("SMPP bind %d: the link that brought deliver_sm seq %d is gone; "
+                         "the SMSC will send it again", self.number, sequence)
+                return
+            self.send_bytes(encode_deliver_sm_resp(
+                sequence, consts.SMPP_ESME_ROK if stored else consts.SMPP_ESME_RX_T_APPN))
+
+        return acknowledge
 
     def act_on(self, pdu: Any) -> None:
         """Every request is answered; a response goes to the submit that waits for it."""
@@ -294,7 +330,7 @@ class Bind:
                 sent=True, status=pdu.status,
                 message_id=message_id.decode("latin-1") if message_id else None))
         elif command == "deliver_sm":
-            self.respond("deliver_sm_resp", pdu.sequence, self.provider.take_delivery(pdu))
+            self.take_delivery(pdu.sequence, pdu)
         elif command == "enquire_link":
             self.respond("enquire_link_resp", pdu.sequence)
         elif command == "unbind":
@@ -508,10 +544,16 @@ class SmppProvider:
                         partial.sender)
             self.on_inbound(partial)
 
-    def take_delivery(self, pdu: Any) -> int:
+    def take_delivery(self, pdu: Any, acknowledge: Acknowledge) -> int | None:
         """A ``deliver_sm``: a receipt to ``on_receipt`` or a message to ``on_inbound``.
-        Returns the ``deliver_sm_resp`` status: taken, or a temporary error to be sent
-        again when the hub could not take it."""
+        Returns the ``deliver_sm_resp`` status (taken, or a temporary error to be sent
+        again when the hub could not take it), or ``None`` for a receipt handed on with
+        ``acknowledge``, which answers once the receipt is stored.
+
+        A person's message is stored by ``on_inbound`` before this returns; the parts of
+        a long one are answered as they come, held here until the message is whole (an
+        SMSC stops delivering once a few of its ``deliver_sm`` go unanswered, so holding
+        the answers could keep the remaining parts from ever coming)."""
         if pdu.esm_class is None or pdu.data_coding is None:
             log.warning("SMPP: a deliver_sm without its mandatory fields; refused")
             return consts.SMPP_ESME_RX_P_APPN
@@ -519,22 +561,18 @@ class SmppProvider:
         try:
             if kind in (ESM_CLASS_RECEIPT, ESM_CLASS_INTERMEDIATE):
                 receipt = receipt_from_pdu(pdu, resp_ids=self.resp_ids, text_ids=self.text_ids)
-                if receipt is None:
-                    log.warning("SMPP: a receipt naming no message or state; ignored")
-                else:
+                if receipt is not None:
                     late = self.late_ids.get(receipt.provider_message_id)
-                    if late is not None:
-                        if receipt.status is not None:
-                            del self.late_ids[receipt.provider_message_id]
-                        receipt = replace(receipt, recipient_id=late)
-                    self.on_receipt(receipt)
+                    self.on_receipt(replace(receipt, recipient_id=late, acknowledge=acknowledge))
+                    return None
+                log.warning("SMPP: a receipt naming no message or state; ignored")
             elif kind == 0:
                 sms, part = inbound_from_pdu(pdu)
                 for whole in (self.inbound_parts.add(sms, part) if part else [sms]):
                     self.on_inbound(whole)
+                self.deliver_overdue_parts()
             else:
                 log.info("SMPP: a deliver_sm of esm_class 0x%02x; ignored", pdu.esm_class)
-            self.deliver_overdue_parts()
         except Exception:
             log.exception("SMPP: could not take a deliver_sm; the SMSC will send it again")
             return consts.SMPP_ESME_RX_T_APPN
