@@ -1,17 +1,23 @@
 """Messages sent through a live hub with ``SMS_PROVIDER=smpp`` to the fake SMSC: delivered,
-in parts, throttled, across a lost bind. The fake's own log says what reached the SMSC."""
+in parts, throttled, across a lost bind, their receipts answered only once stored. The
+fake's own log says what reached the SMSC."""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from tests.fakes.eventlog import per_phone
 from tests.support import SMS_SENDER as SENDER
-from tests.support import LiveServer, eventually, register_user, smpp_hub_env
+from tests.support import LiveServer, eventually, register_user, smpp_hub_env, sql_execute
 
 LONG_UCS2_TEXT = "Привет, как дела? Всё хорошо, спасибо! " * 4  # 3 parts
 FINAL = {"DELIVERED", "FAILED", "SUPPRESSED", "EXPIRED", "CANCELED"}
+TEMPORARY_APPLICATION_ERROR = 0x64  # ESME_RX_T_APPN: the SMSC sends it again
+# While it stands, no receipt can settle a recipient as delivered: the store fails.
+HOLD_RECEIPTS = ("CREATE TRIGGER hold_receipts BEFORE UPDATE OF status ON recipients "
+                 "WHEN NEW.status = 'DELIVERED' BEGIN SELECT RAISE(ABORT, 'held'); END")
 
 
 class Sender:
@@ -147,3 +153,34 @@ def test_an_answer_after_the_timeout_lets_the_receipt_settle_the_unknown_recipie
     delivered = hub.settled(message_id, {"DELIVERED"})["+15558670001"]
     assert float(delivered["cost"]) > 0 and delivered["providerStatus"] == "DELIVRD"
     assert len(fake_smsc.submissions()) == 1
+
+
+def test_a_receipt_is_answered_only_once_its_recipient_is_committed(fake_smsc, hub_factory):
+    fake_smsc.configure(auto_receipts=False)
+    hub = Sender(hub_factory(smpp_hub_env(fake_smsc), name="smpp-receipt-ack"))
+    phone = "+15558670001"
+    message_id = hub.send("Hello", [phone])
+    hub.settled(message_id, {"SENT"})
+    sql_execute(hub.server.database_url, HOLD_RECEIPTS)
+
+    fake_smsc.send_receipt(fake_smsc.submissions()[0]["message_id"])
+
+    # The store fails: the SMSC hears a temporary error, never ROK, and sends it again.
+    eventually(lambda: len(fake_smsc.receipts()) >= 2, timeout=15)
+    assert {e["resp_status"] for e in fake_smsc.receipts()} == {TEMPORARY_APPLICATION_ERROR}
+    assert hub.recipients(message_id)[phone]["status"] == "SENT"
+
+    sql_execute(hub.server.database_url, "DROP TRIGGER hold_receipts")
+    delivered = hub.settled(message_id, {"DELIVERED"})[phone]
+
+    def answered_ok() -> list[dict] | None:
+        logged = fake_smsc.receipts()
+        return logged if logged[-1]["resp_status"] == 0 else None
+
+    answers = eventually(answered_ok, timeout=10)
+    assert [e["resp_status"] for e in answers] == [TEMPORARY_APPLICATION_ERROR] * (
+        len(answers) - 1) + [0]
+    # ROK came after the commit that settled the recipient, not when the receipt came.
+    assert answers[-1]["ts"] >= datetime.fromisoformat(delivered["deliveredAt"]).timestamp()
+    assert delivered["providerStatus"] == "DELIVRD"
+
