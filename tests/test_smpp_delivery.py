@@ -1,12 +1,14 @@
 """Messages sent through a live hub with ``SMS_PROVIDER=smpp`` to the fake SMSC: delivered,
-in parts, throttled, across a lost bind, their receipts answered only once stored. The
-fake's own log says what reached the SMSC."""
+in parts, throttled, across a lost bind, their receipts answered only once stored and
+their words of progress shown. The fake's own log says what reached the SMSC."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
 from typing import Any
+
+import smpplib.smpp
 
 from tests.fakes.eventlog import per_phone
 from tests.support import SMS_SENDER as SENDER
@@ -184,3 +186,40 @@ def test_a_receipt_is_answered_only_once_its_recipient_is_committed(fake_smsc, h
     assert answers[-1]["ts"] >= datetime.fromisoformat(delivered["deliveredAt"]).timestamp()
     assert delivered["providerStatus"] == "DELIVRD"
 
+
+def test_enroute_and_acceptd_show_as_provider_status_until_a_final_receipt(fake_smsc,
+                                                                          hub_factory):
+    fake_smsc.configure(auto_receipts=False)
+    hub = Sender(hub_factory(smpp_hub_env(fake_smsc), name="smpp-progress"))
+    phone = "+15558670001"
+    message_id = hub.send("Hello", [phone])
+    hub.settled(message_id, {"SENT"})
+    smsc_id = fake_smsc.submissions()[0]["message_id"]
+
+    def shown_after_receipts(count: int) -> dict[str, Any]:
+        """The recipient once the SMSC has had an answer to ``count`` receipts: each is
+        answered once the hub has stored it."""
+        eventually(lambda: len(fake_smsc.receipts()) == count, timeout=10)
+        return hub.recipients(message_id)[phone]
+
+    fake_smsc.send_receipt(smsc_id, "ENROUTE")
+    enroute = shown_after_receipts(1)
+    assert (enroute["status"], enroute["providerStatus"]) == ("SENT", "ENROUTE")
+
+    # An intermediate notification (esm_class 0x20) with the message_state TLV: ACCEPTD.
+    intermediate = smpplib.smpp.make_pdu(
+        "deliver_sm", sequence=1, esm_class=0x20, source_addr=phone[1:],
+        destination_addr=SENDER[1:], receipted_message_id=smsc_id, message_state=6)
+    answer = fake_smsc.send_pdu(0x00000005, intermediate.generate()[16:])
+    assert (answer["resp_command"], answer["resp_status"]) == ("deliver_sm_resp", 0)
+    accepted = hub.recipients(message_id)[phone]
+    assert (accepted["status"], accepted["providerStatus"]) == ("SENT", "ACCEPTD")
+
+    fake_smsc.send_receipt(smsc_id, "DELIVRD")
+    delivered = hub.settled(message_id, {"DELIVERED"})[phone]
+    assert delivered["providerStatus"] == "DELIVRD"
+
+    fake_smsc.send_receipt(smsc_id, "ENROUTE")  # late: it never hides the final word
+    late = shown_after_receipts(3)
+    assert (late["status"], late["providerStatus"]) == ("DELIVERED", "DELIVRD")
+    assert {e["resp_status"] for e in fake_smsc.receipts()} == {0}

@@ -177,6 +177,8 @@ def test_final_and_intermediate_states_from_receipts(fake_smsc, smpp, stat, err,
     assert (receipt.provider_message_id, receipt.status, receipt.provider_status) == (
         result.provider_message_id, status, stat)
     assert receipt.provider_error_code == (err if err.strip("0") else None)
+    # A word of progress shows as providerStatus over the other one, never a final one.
+    assert receipt.replaces == {"ACCEPTD": ("ENROUTE",), "ENROUTE": ("ACCEPTD",)}.get(stat)
 
 
 @pytest.mark.parametrize("status", [THROTTLED, MESSAGE_QUEUE_FULL])

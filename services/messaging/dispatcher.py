@@ -19,7 +19,7 @@ receipt.
 
 A provider that keeps a receipt until the hub holds it (SMPP) hands it over
 with an ``acknowledge``, called once the receipt is committed: applied, found
-to change nothing. One held here (parked, or
+to change nothing, or shown as a word of progress. One held here (parked, or
 early and going round) is acknowledged when it is finally applied, or when it
 is given up on after ``RECEIPT_RETRY_WINDOW``; one whose batch failed to
 commit is refused at once, and the provider sends it again. Until then the
@@ -42,7 +42,7 @@ from flask import Flask, current_app
 from gevent.event import AsyncResult, Event
 
 from extensions import db
-from services.messaging import announcements, queue, suppressions
+from services.messaging import announcements, provider_statuses, queue, suppressions
 from services.messaging.pace import Pace, pace_for
 from services.messaging.providers import (
     InboundHandler,
@@ -258,6 +258,7 @@ class Dispatcher:
             if not batch:
                 continue
             try:
+                self._show_progress(batch)
                 _, early = queue.apply_receipts(batch)
             except Exception:
                 for receipt in batch:
@@ -267,6 +268,17 @@ class Dispatcher:
             finally:
                 db.session.close()
             self._retry_early(batch, early)
+
+    @staticmethod
+    def _show_progress(batch: list[ProviderReceipt]) -> None:
+        """Words of progress become their recipients' ``providerStatus``, as Twilio's do
+        (``apply_receipts`` passes over them, and acknowledging waits for its commit)."""
+        for receipt in batch:
+            if receipt.replaces is not None and receipt.provider_status is not None:
+                provider_statuses.record_progress(
+                    provider_status=receipt.provider_status, earlier=receipt.replaces,
+                    provider_message_id=receipt.provider_message_id,
+                    recipient_id=receipt.recipient_id)
 
     def _park(self, batch: list[ProviderReceipt]) -> list[ProviderReceipt]:
         """Those of ``batch`` for sends of the batch being sent wait for its record; the

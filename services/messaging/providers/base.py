@@ -70,6 +70,10 @@ class ProviderReceipt:
     the window gave up, a callback URL carrying the recipient): the receipt then
     settles that recipient, records the id, and counts its cost.
 
+    ``replaces`` marks a word of progress (``status`` ``None``) that the recipient's
+    ``providerStatus`` should show: it takes the place of no word or of one of these
+    (``provider_statuses.record_progress``), never of a final one.
+
     ``acknowledge`` is set by a provider that must not let go of a receipt until the
     hub holds it (SMPP answers its ``deliver_sm`` only then): the dispatcher calls it
     once, with ``True`` when the receipt is committed or given up on, ``False`` when it
@@ -86,6 +90,7 @@ class ProviderReceipt:
     billable: bool = True
     occurred_at: datetime | None = None
     recipient_id: int | None = None
+    replaces: tuple[str, ...] | None = None
     acknowledge: Acknowledge | None = field(default=None, compare=False, repr=False)
 
 
