@@ -181,6 +181,51 @@ def test_final_and_intermediate_states_from_receipts(fake_smsc, smpp, stat, err,
     assert receipt.replaces == {"ACCEPTD": ("ENROUTE",), "ENROUTE": ("ACCEPTD",)}.get(stat)
 
 
+def test_a_receipt_is_answered_when_acknowledged_in_whatever_order(fake_smsc, smpp):
+    fake_smsc.configure(auto_receipts=False)
+    smsc = smpp()
+    smsc.acknowledging = False
+    first, second = smsc.submit(), smsc.submit(phone="+15558675311")
+    for submitted in fake_smsc.submissions():
+        fake_smsc.send_receipt(submitted["message_id"])
+    smsc.wait(lambda: len(smsc.receipts) == 2)
+    gevent.sleep(0.3)
+    assert fake_smsc.receipts() == []  # taken by the provider, not answered yet
+
+    by_id = {receipt.provider_message_id: receipt for receipt in smsc.receipts}
+    by_id[second.provider_message_id].acknowledge(False)
+    by_id[first.provider_message_id].acknowledge(True)
+    by_id[first.provider_message_id].acknowledge(False)  # answered once: no second answer
+    smsc.wait(lambda: len(smsc.receipts) == 3)  # the refused one, sent again
+    smsc.receipts[2].acknowledge(True)
+
+    smsc.wait(lambda: len(fake_smsc.receipts()) == 3)
+    smsc_ids = {event["dest"]: event["message_id"] for event in fake_smsc.submissions()}
+    assert [(e["message_id"], e["resp_status"]) for e in fake_smsc.receipts()] == [
+        (smsc_ids["15558675311"], 0x64), (smsc_ids[HANDSET[1:]], 0),
+        (smsc_ids["15558675311"], 0)]
+
+
+def test_an_acknowledgement_after_its_link_was_lost_is_not_sent_on_the_next(fake_smsc, smpp):
+    fake_smsc.configure(auto_receipts=False)
+    smsc = smpp()
+    smsc.acknowledging = False
+    smsc.submit()
+    fake_smsc.send_receipt(fake_smsc.submissions()[0]["message_id"])
+    smsc.wait(lambda: len(smsc.receipts) == 1)
+
+    fake_smsc.drop_all()
+    smsc.wait(lambda: len(smsc.receipts) == 2)  # the SMSC sent it again on the new bind
+    smsc.receipts[0].acknowledge(True)
+    gevent.sleep(0.3)
+    assert fake_smsc.receipts() == []  # its sequence number means nothing on this link
+    smsc.receipts[1].acknowledge(True)
+
+    smsc.wait(lambda: fake_smsc.receipts())
+    [answered] = fake_smsc.receipts()
+    assert (answered["session"], answered["resp_status"]) == (2, 0)
+
+
 @pytest.mark.parametrize("status", [THROTTLED, MESSAGE_QUEUE_FULL])
 def test_a_throttled_submit_is_handed_back_untaken_then_sent(fake_smsc, smpp, status):
     fake_smsc.fail(HANDSET[1:], "status", status=status, times=1)
