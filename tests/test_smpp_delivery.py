@@ -12,12 +12,23 @@ import smpplib.smpp
 
 from tests.fakes.eventlog import per_phone
 from tests.support import SMS_SENDER as SENDER
-from tests.support import LiveServer, eventually, register_user, smpp_hub_env, sql_execute
+from tests.support import (
+    LiveServer,
+    eventually,
+    register_user,
+    rows_locked,
+    smpp_hub_env,
+    sql_execute,
+    sql_scalar,
+)
 
 LONG_UCS2_TEXT = "Привет, как дела? Всё хорошо, спасибо! " * 4  # 3 parts
 FINAL = {"DELIVERED", "FAILED", "SUPPRESSED", "EXPIRED", "CANCELED"}
 TEMPORARY_APPLICATION_ERROR = 0x64  # ESME_RX_T_APPN: the SMSC sends it again
 # While it stands, no receipt can settle a recipient as delivered: the store fails.
+# The hub's UPDATE of recipients, waiting for a row lock (PostgreSQL).
+STORE_WAITING = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                 "AND query LIKE 'UPDATE recipients%'")
 HOLD_RECEIPTS = ("CREATE TRIGGER hold_receipts BEFORE UPDATE OF status ON recipients "
                  "WHEN NEW.status = 'DELIVERED' BEGIN SELECT RAISE(ABORT, 'held'); END")
 
@@ -186,6 +197,29 @@ def test_a_receipt_is_answered_only_once_its_recipient_is_committed(fake_smsc, h
     assert answers[-1]["ts"] >= datetime.fromisoformat(delivered["deliveredAt"]).timestamp()
     assert delivered["providerStatus"] == "DELIVRD"
 
+
+def test_a_receipt_in_hand_when_the_node_dies_is_sent_again_and_settles(fake_smsc,
+                                                                        hub_factory):
+    fake_smsc.configure(auto_receipts=False)
+    env = smpp_hub_env(fake_smsc)
+    hub = Sender(hub_factory(env, backend="postgresql", name="smpp-dies"))
+    database = hub.server.database_url
+    phone = "+15558670001"
+    message_id = hub.send("Hello", [phone])
+    hub.settled(message_id, {"SENT"})
+    with rows_locked(database, "SELECT id FROM recipients WHERE message_id = :message "
+                     "FOR UPDATE", message=message_id):
+        fake_smsc.send_receipt(fake_smsc.submissions()[0]["message_id"])
+
+        # The hub has the receipt and is storing it, and the SMSC has had no answer yet.
+        eventually(lambda: sql_scalar(database, STORE_WAITING) >= 1, timeout=10)
+        assert fake_smsc.receipts() == []
+        hub.server.kill()
+
+    again = Sender(hub_factory(env, database_url=database, name="smpp-dies-again"))
+    assert again.settled(message_id, {"DELIVERED"})[phone]["providerStatus"] == "DELIVRD"
+    [answered] = eventually(fake_smsc.receipts, timeout=10)
+    assert (answered["session"], answered["resp_status"]) == (2, 0)
 
 def test_enroute_and_acceptd_show_as_provider_status_until_a_final_receipt(fake_smsc,
                                                                           hub_factory):
