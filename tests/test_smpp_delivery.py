@@ -175,8 +175,9 @@ def test_a_receipt_is_answered_only_once_its_recipient_is_committed(fake_smsc, h
     message_id = hub.send("Hello", [phone])
     hub.settled(message_id, {"SENT"})
     sql_execute(hub.server.database_url, HOLD_RECEIPTS)
+    smsc_id = fake_smsc.submissions()[0]["message_id"]
 
-    fake_smsc.send_receipt(fake_smsc.submissions()[0]["message_id"])
+    fake_smsc.send_receipt(smsc_id)
 
     # The store fails: the SMSC hears a temporary error, never ROK, and sends it again.
     eventually(lambda: len(fake_smsc.receipts()) >= 2, timeout=15)
@@ -196,6 +197,14 @@ def test_a_receipt_is_answered_only_once_its_recipient_is_committed(fake_smsc, h
     # ROK came after the commit that settled the recipient, not when the receipt came.
     assert answers[-1]["ts"] >= datetime.fromisoformat(delivered["deliveredAt"]).timestamp()
     assert delivered["providerStatus"] == "DELIVRD"
+
+    # Sent once more once stored (as after an answer lost with its link): nothing moves.
+    fake_smsc.send_receipt(smsc_id)
+    eventually(lambda: len(fake_smsc.receipts()) == len(answers) + 1, timeout=10)
+    assert fake_smsc.receipts()[-1]["resp_status"] == 0
+    assert hub.recipients(message_id)[phone] == delivered
+    message = hub.server.api.get(f"/api/messages/{message_id}", hub.token).json()
+    assert (message["deliveredCount"], message["cost"]) == (1, delivered["cost"])
 
 
 def test_a_receipt_in_hand_when_the_node_dies_is_sent_again_and_settles(fake_smsc,
