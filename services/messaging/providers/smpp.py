@@ -428,6 +428,7 @@ class SmppProvider:
         self.resp_ids = IdBase()
         # SMSC id -> recipient, for answers that came after the submit was given up as
         # UNKNOWN: their receipts name the recipient, which has no provider id to match.
+        # Kept after the final receipt (the oldest forgotten): refused, it comes again.
         self.late_ids: OrderedDict[str, int] = OrderedDict()
         self.text_ids = IdBase()
         self.inbound_parts = InboundParts()
