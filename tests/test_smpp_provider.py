@@ -290,6 +290,20 @@ def test_an_answer_after_the_timeout_ties_its_receipt_to_the_recipient(fake_smsc
         "DELIVERED", fake_smsc.submissions()[0]["message_id"])
 
 
+def test_a_refused_receipt_sent_again_still_names_its_late_answered_recipient(fake_smsc,
+                                                                             smpp):
+    fake_smsc.script({"kind": "delay", "delay_ms": 1500})
+    smsc = smpp(response_timeout=0.5)
+    smsc.acknowledging = False
+
+    assert smsc.submit(recipient_id=41).outcome == Outcome.UNKNOWN
+    smsc.wait(lambda: smsc.receipts)
+    smsc.receipts[0].acknowledge(False)  # the hub could not store it
+
+    smsc.wait(lambda: len(smsc.receipts) == 2)
+    assert [(r.recipient_id, r.status) for r in smsc.receipts] == [(41, "DELIVERED")] * 2
+
+
 @pytest.mark.parametrize("fault", ["drop", "unbind"])
 def test_a_lost_bind_makes_the_windows_submits_unknown_then_rebinds(fake_smsc, smpp, fault):
     fake_smsc.script("ok", "withhold", "withhold", fault)
