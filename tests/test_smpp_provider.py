@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
+import gevent.event
 import pytest
 import smpplib.smpp
 from smpplib.client import SimpleSequenceGenerator
@@ -364,6 +365,40 @@ def test_mobile_originated_messages_reach_on_inbound(fake_smsc, smpp):
     assert [(m.sender, m.to, m.body) for m in smsc.inbound] == [
         (HANDSET, SENDER, "STOP"), (HANDSET, SENDER, "Стоп")]
     assert smsc.receipts == []
+
+
+def test_a_persons_message_is_answered_once_stored_while_the_bind_reads_on(fake_smsc, smpp):
+    smsc = smpp()
+    storing, stored = gevent.event.Event(), gevent.event.Event()
+
+    def slow_store(sms: InboundSms) -> None:  # a database that takes its time
+        storing.set()
+        stored.wait()
+        smsc.inbound.append(sms)
+
+    smsc.provider.on_inbound = slow_store
+    mo = gevent.get_hub().threadpool.spawn(fake_smsc.send_mo, HANDSET, SENDER, "STOP")
+    try:
+        smsc.wait(storing.is_set)
+        # The bind still reads: a submit meanwhile gets its answer.
+        assert smsc.submit().outcome == Outcome.ACCEPTED
+        assert not mo.ready()  # the SMSC has no answer while the message is not stored
+    finally:
+        stored.set()
+
+    assert mo.get(timeout=10)["resp_status"] == 0
+    assert [m.body for m in smsc.inbound] == ["STOP"]
+
+
+def test_a_persons_message_that_cannot_be_stored_is_refused_for_now(fake_smsc, smpp):
+    smsc = smpp()
+
+    def failing_store(sms: InboundSms) -> None:
+        raise RuntimeError("the database is down")
+
+    smsc.provider.on_inbound = failing_store
+
+    assert in_thread(fake_smsc.send_mo, HANDSET, SENDER, "STOP")["resp_status"] == 0x64
 
 
 def deliver_sm_body(**fields: Any) -> bytes:

@@ -24,10 +24,11 @@ the rest.
 A receipt is the SMSC's until the hub holds it: its ``deliver_sm`` is answered
 only when the dispatcher has committed it (or given up on it), through the
 ``acknowledge`` the receipt carries, and with ``ESME_RX_T_APPN`` when it could
-not be stored, so the SMSC sends it again. The reader never waits for that:
-answers go out in whatever order the commits come, each with its own sequence
-number, and one whose bind was lost meanwhile is dropped, as the SMSC sends
-the receipt again on a later bind.
+not be stored, so the SMSC sends it again. A person's message is answered the
+same way once ``on_inbound`` has stored it, in a greenlet of the provider's.
+The reader never waits for either: answers go out in whatever order the
+commits come, each with its own sequence number, and one whose bind was lost
+meanwhile is dropped, as the SMSC sends the PDU again on a later bind.
 """
 
 from __future__ import annotations
@@ -46,12 +47,14 @@ import gevent.socket
 import smpplib.smpp
 from gevent.event import AsyncResult, Event
 from gevent.lock import Semaphore
+from gevent.queue import Queue
 from smpplib import consts
 from smpplib.client import SimpleSequenceGenerator
 
 from services.messaging.providers.base import (
     Acknowledge,
     InboundHandler,
+    InboundSms,
     Outcome,
     OutgoingSms,
     ReceiptHandler,
@@ -436,10 +439,15 @@ class SmppProvider:
         self.running = False
         self.on_receipt: ReceiptHandler | None = None
         self.on_inbound: InboundHandler | None = None
+        # People's messages to store, each with the answer owed once it is stored (none
+        # for a long message given up waiting for a part: its parts were answered).
+        self.inbound: Queue[tuple[InboundSms, Acknowledge | None]] = Queue()
+        self.inbound_storer: gevent.Greenlet | None = None
 
     def start(self, on_receipt: ReceiptHandler, on_inbound: InboundHandler) -> None:
         self.on_receipt, self.on_inbound = on_receipt, on_inbound
         self.running = True
+        self.inbound_storer = gevent.spawn(self.store_inbound_forever)
         for bind in self.binds:
             bind.start()
 
@@ -447,6 +455,8 @@ class SmppProvider:
         self.running = False
         for bind in self.binds:
             bind.stop()
+        if self.inbound_storer is not None:
+            self.inbound_storer.kill()
 
     def ready_bind(self, deadline: float) -> Bind | None:
         """The bound bind with the most room in its window; waits until ``deadline``."""
@@ -543,18 +553,35 @@ class SmppProvider:
         for partial in self.inbound_parts.overdue():
             log.warning("SMPP: a long inbound message from %s lacks parts; delivered without them",
                         partial.sender)
-            self.on_inbound(partial)
+            self.inbound.put((partial, None))
+
+    def store_inbound_forever(self) -> None:
+        """People's messages go to ``on_inbound`` here, not in a bind's reader, which would
+        read nothing meanwhile (not even the answers submits wait for); one at a time, in
+        the order they came, so a START never overtakes the STOP before it. Each
+        ``deliver_sm`` is answered once its message is stored, or refused for now."""
+        for sms, acknowledge in self.inbound:
+            try:
+                self.on_inbound(sms)
+            except Exception:
+                log.exception("SMPP: could not store a message from %s; the SMSC will send "
+                              "it again", sms.sender)
+                stored = False
+            else:
+                stored = True
+            if acknowledge is not None:
+                acknowledge(stored)
 
     def take_delivery(self, pdu: Any, acknowledge: Acknowledge) -> int | None:
         """A ``deliver_sm``: a receipt to ``on_receipt`` or a message to ``on_inbound``.
         Returns the ``deliver_sm_resp`` status (taken, or a temporary error to be sent
-        again when the hub could not take it), or ``None`` for a receipt handed on with
-        ``acknowledge``, which answers once the receipt is stored.
+        again when the hub could not take it), or ``None`` for a receipt or a message
+        handed on with ``acknowledge``, which answers once it is stored.
 
-        A person's message is stored by ``on_inbound`` before this returns; the parts of
-        a long one are answered as they come, held here until the message is whole (an
-        SMSC stops delivering once a few of its ``deliver_sm`` go unanswered, so holding
-        the answers could keep the remaining parts from ever coming)."""
+        The parts of a long message are answered as they come and held here until the
+        message is whole, whose last part is answered once it is stored (an SMSC stops
+        delivering once a few of its ``deliver_sm`` go unanswered, so holding every
+        part's answer could keep the remaining parts from ever coming)."""
         if pdu.esm_class is None or pdu.data_coding is None:
             log.warning("SMPP: a deliver_sm without its mandatory fields; refused")
             return consts.SMPP_ESME_RX_P_APPN
@@ -569,9 +596,14 @@ class SmppProvider:
                 log.warning("SMPP: a receipt naming no message or state; ignored")
             elif kind == 0:
                 sms, part = inbound_from_pdu(pdu)
-                for whole in (self.inbound_parts.add(sms, part) if part else [sms]):
-                    self.on_inbound(whole)
                 self.deliver_overdue_parts()
+                ready = self.inbound_parts.add(sms, part) if part else [sms]
+                # Answered once the last of them is stored: its own message when this
+                # made one whole, else one its part pushed out (the part itself is held).
+                for message in ready:
+                    self.inbound.put((message, acknowledge if message is ready[-1] else None))
+                if ready:
+                    return None
             else:
                 log.info("SMPP: a deliver_sm of esm_class 0x%02x; ignored", pdu.esm_class)
         except Exception:
