@@ -441,7 +441,7 @@ class SmppProvider:
         self.on_inbound: InboundHandler | None = None
         # People's messages to store, each with the answer owed once it is stored (none
         # for a long message given up waiting for a part: its parts were answered).
-        self.inbound: Queue[tuple[InboundSms, Acknowledge | None]] = Queue()
+        self.inbound_to_store: Queue[tuple[InboundSms, Acknowledge | None]] = Queue()
         self.inbound_storer: gevent.Greenlet | None = None
 
     def start(self, on_receipt: ReceiptHandler, on_inbound: InboundHandler) -> None:
@@ -553,14 +553,14 @@ class SmppProvider:
         for partial in self.inbound_parts.overdue():
             log.warning("SMPP: a long inbound message from %s lacks parts; delivered without them",
                         partial.sender)
-            self.inbound.put((partial, None))
+            self.inbound_to_store.put((partial, None))
 
     def store_inbound_forever(self) -> None:
         """People's messages go to ``on_inbound`` here, not in a bind's reader, which would
         read nothing meanwhile (not even the answers submits wait for); one at a time, in
         the order they came, so a START never overtakes the STOP before it. Each
         ``deliver_sm`` is answered once its message is stored, or refused for now."""
-        for sms, acknowledge in self.inbound:
+        for sms, acknowledge in self.inbound_to_store:
             try:
                 self.on_inbound(sms)
             except Exception:
@@ -601,7 +601,8 @@ class SmppProvider:
                 # Answered once the last of them is stored: its own message when this
                 # made one whole, else one its part pushed out (the part itself is held).
                 for message in ready:
-                    self.inbound.put((message, acknowledge if message is ready[-1] else None))
+                    self.inbound_to_store.put(
+                        (message, acknowledge if message is ready[-1] else None))
                 if ready:
                     return None
             else:
