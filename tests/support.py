@@ -166,6 +166,39 @@ def sql_scalar(database_url: str, statement: str, **params: Any) -> Any:
         engine.dispose()
 
 
+def sql_execute(database_url: str, statement: str) -> None:
+    """One statement run straight on a hub's database and committed: a fault a test puts
+    under the hub (a trigger that refuses its writes), or takes away again."""
+    import sqlalchemy
+
+    from config import _normalise_database_url
+
+    engine = sqlalchemy.create_engine(_normalise_database_url(database_url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(statement))
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def rows_locked(database_url: str, select_for_update: str, **params: Any) -> Iterator[None]:
+    """Rows of a hub's PostgreSQL database locked by ``select_for_update`` in a transaction
+    held open until the block ends: the hub's writes to them wait meanwhile."""
+    import sqlalchemy
+
+    from config import _normalise_database_url
+
+    engine = sqlalchemy.create_engine(_normalise_database_url(database_url))
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(select_for_update), params)
+            yield
+            connection.rollback()
+    finally:
+        engine.dispose()
+
+
 def sent_phones(send_log: str | Path) -> list[str]:
     """The phones of every send the simulated provider accepted (its ``SIMULATED_SMS_SEND_LOG``)."""
     import json

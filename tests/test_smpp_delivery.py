@@ -1,17 +1,36 @@
 """Messages sent through a live hub with ``SMS_PROVIDER=smpp`` to the fake SMSC: delivered,
-in parts, throttled, across a lost bind. The fake's own log says what reached the SMSC."""
+in parts, throttled, across a lost bind, their receipts answered only once stored and
+their words of progress shown. The fake's own log says what reached the SMSC."""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
+
+import smpplib.smpp
 
 from tests.fakes.eventlog import per_phone
 from tests.support import SMS_SENDER as SENDER
-from tests.support import LiveServer, eventually, register_user, smpp_hub_env
+from tests.support import (
+    LiveServer,
+    eventually,
+    register_user,
+    rows_locked,
+    smpp_hub_env,
+    sql_execute,
+    sql_scalar,
+)
 
 LONG_UCS2_TEXT = "Привет, как дела? Всё хорошо, спасибо! " * 4  # 3 parts
 FINAL = {"DELIVERED", "FAILED", "SUPPRESSED", "EXPIRED", "CANCELED"}
+TEMPORARY_APPLICATION_ERROR = 0x64  # ESME_RX_T_APPN: the SMSC sends it again
+# While it stands, no receipt can settle a recipient as delivered: the store fails.
+# The hub's UPDATE of recipients, waiting for a row lock (PostgreSQL).
+STORE_WAITING = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                 "AND query LIKE 'UPDATE recipients%'")
+HOLD_RECEIPTS = ("CREATE TRIGGER hold_receipts BEFORE UPDATE OF status ON recipients "
+                 "WHEN NEW.status = 'DELIVERED' BEGIN SELECT RAISE(ABORT, 'held'); END")
 
 
 class Sender:
@@ -147,3 +166,103 @@ def test_an_answer_after_the_timeout_lets_the_receipt_settle_the_unknown_recipie
     delivered = hub.settled(message_id, {"DELIVERED"})["+15558670001"]
     assert float(delivered["cost"]) > 0 and delivered["providerStatus"] == "DELIVRD"
     assert len(fake_smsc.submissions()) == 1
+
+
+def test_a_receipt_is_answered_only_once_its_recipient_is_committed(fake_smsc, hub_factory):
+    fake_smsc.configure(auto_receipts=False)
+    hub = Sender(hub_factory(smpp_hub_env(fake_smsc), name="smpp-receipt-ack"))
+    phone = "+15558670001"
+    message_id = hub.send("Hello", [phone])
+    hub.settled(message_id, {"SENT"})
+    sql_execute(hub.server.database_url, HOLD_RECEIPTS)
+    smsc_id = fake_smsc.submissions()[0]["message_id"]
+
+    fake_smsc.send_receipt(smsc_id)
+
+    # The store fails: the SMSC hears a temporary error, never ROK, and sends it again.
+    eventually(lambda: len(fake_smsc.receipts()) >= 2, timeout=15)
+    assert {e["resp_status"] for e in fake_smsc.receipts()} == {TEMPORARY_APPLICATION_ERROR}
+    assert hub.recipients(message_id)[phone]["status"] == "SENT"
+
+    sql_execute(hub.server.database_url, "DROP TRIGGER hold_receipts")
+    delivered = hub.settled(message_id, {"DELIVERED"})[phone]
+
+    def answered_ok() -> list[dict] | None:
+        logged = fake_smsc.receipts()
+        return logged if logged[-1]["resp_status"] == 0 else None
+
+    answers = eventually(answered_ok, timeout=10)
+    assert [e["resp_status"] for e in answers] == [TEMPORARY_APPLICATION_ERROR] * (
+        len(answers) - 1) + [0]
+    # ROK came after the commit that settled the recipient, not when the receipt came.
+    assert answers[-1]["ts"] >= datetime.fromisoformat(delivered["deliveredAt"]).timestamp()
+    assert delivered["providerStatus"] == "DELIVRD"
+
+    # Sent once more once stored (as after an answer lost with its link): nothing moves.
+    fake_smsc.send_receipt(smsc_id)
+    eventually(lambda: len(fake_smsc.receipts()) == len(answers) + 1, timeout=10)
+    assert fake_smsc.receipts()[-1]["resp_status"] == 0
+    assert hub.recipients(message_id)[phone] == delivered
+    message = hub.server.api.get(f"/api/messages/{message_id}", hub.token).json()
+    assert (message["deliveredCount"], message["cost"]) == (1, delivered["cost"])
+
+
+def test_a_receipt_in_hand_when_the_node_dies_is_sent_again_and_settles(fake_smsc,
+                                                                        hub_factory):
+    fake_smsc.configure(auto_receipts=False)
+    env = smpp_hub_env(fake_smsc)
+    hub = Sender(hub_factory(env, backend="postgresql", name="smpp-dies"))
+    database = hub.server.database_url
+    phone = "+15558670001"
+    message_id = hub.send("Hello", [phone])
+    hub.settled(message_id, {"SENT"})
+    with rows_locked(database, "SELECT id FROM recipients WHERE message_id = :message "
+                     "FOR UPDATE", message=message_id):
+        fake_smsc.send_receipt(fake_smsc.submissions()[0]["message_id"])
+
+        # The hub has the receipt and is storing it, and the SMSC has had no answer yet.
+        eventually(lambda: sql_scalar(database, STORE_WAITING) >= 1, timeout=10)
+        assert fake_smsc.receipts() == []
+        hub.server.kill()
+
+    again = Sender(hub_factory(env, database_url=database, name="smpp-dies-again"))
+    assert again.settled(message_id, {"DELIVERED"})[phone]["providerStatus"] == "DELIVRD"
+    [answered] = eventually(fake_smsc.receipts, timeout=10)
+    assert (answered["session"], answered["resp_status"]) == (2, 0)
+
+def test_enroute_and_acceptd_show_as_provider_status_until_a_final_receipt(fake_smsc,
+                                                                          hub_factory):
+    fake_smsc.configure(auto_receipts=False)
+    hub = Sender(hub_factory(smpp_hub_env(fake_smsc), name="smpp-progress"))
+    phone = "+15558670001"
+    message_id = hub.send("Hello", [phone])
+    hub.settled(message_id, {"SENT"})
+    smsc_id = fake_smsc.submissions()[0]["message_id"]
+
+    def shown_after_receipts(count: int) -> dict[str, Any]:
+        """The recipient once the SMSC has had an answer to ``count`` receipts: each is
+        answered once the hub has stored it."""
+        eventually(lambda: len(fake_smsc.receipts()) == count, timeout=10)
+        return hub.recipients(message_id)[phone]
+
+    fake_smsc.send_receipt(smsc_id, "ENROUTE")
+    enroute = shown_after_receipts(1)
+    assert (enroute["status"], enroute["providerStatus"]) == ("SENT", "ENROUTE")
+
+    # An intermediate notification (esm_class 0x20) with the message_state TLV: ACCEPTD.
+    intermediate = smpplib.smpp.make_pdu(
+        "deliver_sm", sequence=1, esm_class=0x20, source_addr=phone[1:],
+        destination_addr=SENDER[1:], receipted_message_id=smsc_id, message_state=6)
+    answer = fake_smsc.send_pdu(0x00000005, intermediate.generate()[16:])
+    assert (answer["resp_command"], answer["resp_status"]) == ("deliver_sm_resp", 0)
+    accepted = hub.recipients(message_id)[phone]
+    assert (accepted["status"], accepted["providerStatus"]) == ("SENT", "ACCEPTD")
+
+    fake_smsc.send_receipt(smsc_id, "DELIVRD")
+    delivered = hub.settled(message_id, {"DELIVERED"})[phone]
+    assert delivered["providerStatus"] == "DELIVRD"
+
+    fake_smsc.send_receipt(smsc_id, "ENROUTE")  # late: it never hides the final word
+    late = shown_after_receipts(3)
+    assert (late["status"], late["providerStatus"]) == ("DELIVERED", "DELIVRD")
+    assert {e["resp_status"] for e in fake_smsc.receipts()} == {0}

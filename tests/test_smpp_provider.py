@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
+import gevent.event
 import pytest
 import smpplib.smpp
 from smpplib.client import SimpleSequenceGenerator
@@ -43,13 +44,20 @@ LONG_UCS2_TEXT = "Привет, как дела? Всё хорошо, спаси
 
 
 class Recorder:
-    """A started provider and what it handed back."""
+    """A started provider and what it handed back; each receipt is acknowledged as stored
+    at once, unless ``acknowledging`` is off."""
 
     def __init__(self, provider: SmppProvider) -> None:
         self.provider = provider
         self.receipts: list[ProviderReceipt] = []
         self.inbound: list[InboundSms] = []
-        provider.start(self.receipts.append, self.inbound.append)
+        self.acknowledging = True
+        provider.start(self.take_receipt, self.inbound.append)
+
+    def take_receipt(self, receipt: ProviderReceipt) -> None:
+        self.receipts.append(receipt)
+        if self.acknowledging:
+            receipt.acknowledge(True)
 
     def submit(self, body: str = "Hello", phone: str = HANDSET, recipient_id: int = 1):
         return self.provider.submit(OutgoingSms(recipient_id, phone, body))
@@ -170,6 +178,53 @@ def test_final_and_intermediate_states_from_receipts(fake_smsc, smpp, stat, err,
     assert (receipt.provider_message_id, receipt.status, receipt.provider_status) == (
         result.provider_message_id, status, stat)
     assert receipt.provider_error_code == (err if err.strip("0") else None)
+    # A word of progress shows as providerStatus over the other one, never a final one.
+    assert receipt.replaces == {"ACCEPTD": ("ENROUTE",), "ENROUTE": ("ACCEPTD",)}.get(stat)
+
+
+def test_a_receipt_is_answered_when_acknowledged_in_whatever_order(fake_smsc, smpp):
+    fake_smsc.configure(auto_receipts=False)
+    smsc = smpp()
+    smsc.acknowledging = False
+    first, second = smsc.submit(), smsc.submit(phone="+15558675311")
+    for submitted in fake_smsc.submissions():
+        fake_smsc.send_receipt(submitted["message_id"])
+    smsc.wait(lambda: len(smsc.receipts) == 2)
+    gevent.sleep(0.3)
+    assert fake_smsc.receipts() == []  # taken by the provider, not answered yet
+
+    by_id = {receipt.provider_message_id: receipt for receipt in smsc.receipts}
+    by_id[second.provider_message_id].acknowledge(False)
+    by_id[first.provider_message_id].acknowledge(True)
+    by_id[first.provider_message_id].acknowledge(False)  # answered once: no second answer
+    smsc.wait(lambda: len(smsc.receipts) == 3)  # the refused one, sent again
+    smsc.receipts[2].acknowledge(True)
+
+    smsc.wait(lambda: len(fake_smsc.receipts()) == 3)
+    smsc_ids = {event["dest"]: event["message_id"] for event in fake_smsc.submissions()}
+    assert [(e["message_id"], e["resp_status"]) for e in fake_smsc.receipts()] == [
+        (smsc_ids["15558675311"], 0x64), (smsc_ids[HANDSET[1:]], 0),
+        (smsc_ids["15558675311"], 0)]
+
+
+def test_an_acknowledgement_after_its_link_was_lost_is_not_sent_on_the_next(fake_smsc, smpp):
+    fake_smsc.configure(auto_receipts=False)
+    smsc = smpp()
+    smsc.acknowledging = False
+    smsc.submit()
+    fake_smsc.send_receipt(fake_smsc.submissions()[0]["message_id"])
+    smsc.wait(lambda: len(smsc.receipts) == 1)
+
+    fake_smsc.drop_all()
+    smsc.wait(lambda: len(smsc.receipts) == 2)  # the SMSC sent it again on the new bind
+    smsc.receipts[0].acknowledge(True)
+    gevent.sleep(0.3)
+    assert fake_smsc.receipts() == []  # its sequence number means nothing on this link
+    smsc.receipts[1].acknowledge(True)
+
+    smsc.wait(lambda: fake_smsc.receipts())
+    [answered] = fake_smsc.receipts()
+    assert (answered["session"], answered["resp_status"]) == (2, 0)
 
 
 @pytest.mark.parametrize("status", [THROTTLED, MESSAGE_QUEUE_FULL])
@@ -236,6 +291,20 @@ def test_an_answer_after_the_timeout_ties_its_receipt_to_the_recipient(fake_smsc
         "DELIVERED", fake_smsc.submissions()[0]["message_id"])
 
 
+def test_a_refused_receipt_sent_again_still_names_its_late_answered_recipient(fake_smsc,
+                                                                             smpp):
+    fake_smsc.script({"kind": "delay", "delay_ms": 1500})
+    smsc = smpp(response_timeout=0.5)
+    smsc.acknowledging = False
+
+    assert smsc.submit(recipient_id=41).outcome == Outcome.UNKNOWN
+    smsc.wait(lambda: smsc.receipts)
+    smsc.receipts[0].acknowledge(False)  # the hub could not store it
+
+    smsc.wait(lambda: len(smsc.receipts) == 2)
+    assert [(r.recipient_id, r.status) for r in smsc.receipts] == [(41, "DELIVERED")] * 2
+
+
 @pytest.mark.parametrize("fault", ["drop", "unbind"])
 def test_a_lost_bind_makes_the_windows_submits_unknown_then_rebinds(fake_smsc, smpp, fault):
     fake_smsc.script("ok", "withhold", "withhold", fault)
@@ -296,6 +365,40 @@ def test_mobile_originated_messages_reach_on_inbound(fake_smsc, smpp):
     assert [(m.sender, m.to, m.body) for m in smsc.inbound] == [
         (HANDSET, SENDER, "STOP"), (HANDSET, SENDER, "Стоп")]
     assert smsc.receipts == []
+
+
+def test_a_persons_message_is_answered_once_stored_while_the_bind_reads_on(fake_smsc, smpp):
+    smsc = smpp()
+    storing, stored = gevent.event.Event(), gevent.event.Event()
+
+    def slow_store(sms: InboundSms) -> None:  # a database that takes its time
+        storing.set()
+        stored.wait()
+        smsc.inbound.append(sms)
+
+    smsc.provider.on_inbound = slow_store
+    mo = gevent.get_hub().threadpool.spawn(fake_smsc.send_mo, HANDSET, SENDER, "STOP")
+    try:
+        smsc.wait(storing.is_set)
+        # The bind still reads: a submit meanwhile gets its answer.
+        assert smsc.submit().outcome == Outcome.ACCEPTED
+        assert not mo.ready()  # the SMSC has no answer while the message is not stored
+    finally:
+        stored.set()
+
+    assert mo.get(timeout=10)["resp_status"] == 0
+    assert [m.body for m in smsc.inbound] == ["STOP"]
+
+
+def test_a_persons_message_that_cannot_be_stored_is_refused_for_now(fake_smsc, smpp):
+    smsc = smpp()
+
+    def failing_store(sms: InboundSms) -> None:
+        raise RuntimeError("the database is down")
+
+    smsc.provider.on_inbound = failing_store
+
+    assert in_thread(fake_smsc.send_mo, HANDSET, SENDER, "STOP")["resp_status"] == 0x64
 
 
 def deliver_sm_body(**fields: Any) -> bytes:

@@ -17,6 +17,14 @@ one for a send not recorded yet elsewhere goes round again after
 ``RECEIPT_RETRY_INTERVAL`` or this node's next record, not with every new
 receipt.
 
+A provider that keeps a receipt until the hub holds it (SMPP) hands it over
+with an ``acknowledge``, called once the receipt is committed: applied, found
+to change nothing, or shown as a word of progress. One held here (parked, or
+early and going round) is acknowledged when it is finally applied, or when it
+is given up on after ``RECEIPT_RETRY_WINDOW``; one whose batch failed to
+commit is refused at once, and the provider sends it again. Until then the
+provider has it: a node that dies holding receipts loses none.
+
 With a provider that does not deduplicate (every real one), each submission
 is marked in the database, committed, before the provider is called
 (``SubmitMarks``), so that no node ever submits a recipient that may
@@ -34,7 +42,7 @@ from flask import Flask, current_app
 from gevent.event import AsyncResult, Event
 
 from extensions import db
-from services.messaging import announcements, queue, suppressions
+from services.messaging import announcements, provider_statuses, queue, suppressions
 from services.messaging.pace import Pace, pace_for
 from services.messaging.providers import (
     InboundHandler,
@@ -250,13 +258,27 @@ class Dispatcher:
             if not batch:
                 continue
             try:
+                self._show_progress(batch)
                 _, early = queue.apply_receipts(batch)
             except Exception:
-                self._receipts = batch + self._receipts
+                for receipt in batch:
+                    _acknowledge(receipt, stored=False)
+                self._receipts = [r for r in batch if r.acknowledge is None] + self._receipts
                 raise
             finally:
                 db.session.close()
             self._retry_early(batch, early)
+
+    @staticmethod
+    def _show_progress(batch: list[ProviderReceipt]) -> None:
+        """Words of progress become their recipients' ``providerStatus``, as Twilio's do
+        (``apply_receipts`` passes over them, and acknowledging waits for its commit)."""
+        for receipt in batch:
+            if receipt.replaces is not None and receipt.provider_status is not None:
+                provider_statuses.record_progress(
+                    provider_status=receipt.provider_status, earlier=receipt.replaces,
+                    provider_message_id=receipt.provider_message_id,
+                    recipient_id=receipt.recipient_id)
 
     def _park(self, batch: list[ProviderReceipt]) -> list[ProviderReceipt]:
         """Those of ``batch`` for sends of the batch being sent wait for its record; the
@@ -277,6 +299,7 @@ class Dispatcher:
         for receipt in batch:
             if receipt.provider_message_id not in early:
                 self._early_since.pop(receipt.provider_message_id, None)
+                _acknowledge(receipt, stored=True)
                 continue
             first_seen = self._early_since.setdefault(receipt.provider_message_id, now)
             if now - first_seen < RECEIPT_RETRY_WINDOW:
@@ -285,6 +308,7 @@ class Dispatcher:
                 del self._early_since[receipt.provider_message_id]
                 log.warning("dropping a receipt for unknown provider id %s",
                             receipt.provider_message_id)
+                _acknowledge(receipt, stored=True)
         if self._early:
             self._early_due = now + RECEIPT_RETRY_INTERVAL
 
@@ -306,6 +330,12 @@ class Dispatcher:
             queue.time_out_receipts()
             db.session.close()
             gevent.sleep(SWEEP_INTERVAL)
+
+
+def _acknowledge(receipt: ProviderReceipt, *, stored: bool) -> None:
+    """Tell a provider that keeps its receipts until the hub holds them."""
+    if receipt.acknowledge is not None:
+        receipt.acknowledge(stored)
 
 
 class SubmitMarks:

@@ -1,7 +1,9 @@
 """A provider's word on a recipient that moves nothing else: Twilio's ``queued``, ``sending``...
 
 Between the send's answer and ``sent``, Twilio reports a message's progress
-(``accepted``, ``queued``, ``sending``). The recipient's status stays where it
+(``accepted``, ``queued``, ``sending``), from its webhook; an SMSC's
+intermediate receipts (``ENROUTE``, ``ACCEPTD``) come through the dispatcher's
+receipt loop, which hands them here. The recipient's status stays where it
 is (``SMS.md``: "no change"), but ``providerStatus`` is the provider's latest
 word, so a client sees it. Callbacks come out of order and after the final
 ones, so a word replaces only those the caller says come before it: a late

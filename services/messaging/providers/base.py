@@ -12,7 +12,7 @@ builds the same ``ProviderReceipt`` / ``InboundSms``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -69,6 +69,15 @@ class ProviderReceipt:
     recipient whose submission came back ``unknown`` (a ``submit_sm_resp`` after
     the window gave up, a callback URL carrying the recipient): the receipt then
     settles that recipient, records the id, and counts its cost.
+
+    ``replaces`` marks a word of progress (``status`` ``None``) that the recipient's
+    ``providerStatus`` should show: it takes the place of no word or of one of these
+    (``provider_statuses.record_progress``), never of a final one.
+
+    ``acknowledge`` is set by a provider that must not let go of a receipt until the
+    hub holds it (SMPP answers its ``deliver_sm`` only then): the dispatcher calls it
+    once, with ``True`` when the receipt is committed or given up on, ``False`` when it
+    could not be stored and the provider should send it again.
     """
 
     provider_message_id: str
@@ -81,6 +90,8 @@ class ProviderReceipt:
     billable: bool = True
     occurred_at: datetime | None = None
     recipient_id: int | None = None
+    replaces: tuple[str, ...] | None = None
+    acknowledge: Acknowledge | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,7 @@ class InboundSms:
     sent_as: str | None = None
 
 
+Acknowledge = Callable[[bool], None]
 ReceiptHandler = Callable[[ProviderReceipt], None]
 InboundHandler = Callable[[InboundSms], None]
 

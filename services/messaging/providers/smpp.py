@@ -20,6 +20,15 @@ reach the SMSC (no bind, still queued when the link was lost,
 ``ESME_RTHROTTLED``) is sent again or handed back as throttled. A long text
 goes as several parts, one after another, so a part the SMSC refuses stops
 the rest.
+
+A receipt is the SMSC's until the hub holds it: its ``deliver_sm`` is answered
+only when the dispatcher has committed it (or given up on it), through the
+``acknowledge`` the receipt carries, and with ``ESME_RX_T_APPN`` when it could
+not be stored, so the SMSC sends it again. A person's message is answered the
+same way once ``on_inbound`` has stored it, in a greenlet of the provider's.
+The reader never waits for either: answers go out in whatever order the
+commits come, each with its own sequence number, and one whose bind was lost
+meanwhile is dropped, as the SMSC sends the PDU again on a later bind.
 """
 
 from __future__ import annotations
@@ -38,11 +47,14 @@ import gevent.socket
 import smpplib.smpp
 from gevent.event import AsyncResult, Event
 from gevent.lock import Semaphore
+from gevent.queue import Queue
 from smpplib import consts
 from smpplib.client import SimpleSequenceGenerator
 
 from services.messaging.providers.base import (
+    Acknowledge,
     InboundHandler,
+    InboundSms,
     Outcome,
     OutgoingSms,
     ReceiptHandler,
@@ -281,9 +293,36 @@ class Bind:
             pdu = decode_deliver_sm(raw)
             if pdu is None:
                 return False
-            self.send_bytes(encode_deliver_sm_resp(sequence, self.provider.take_delivery(pdu)))
+            self.take_delivery(sequence, pdu)
             return True
         return False
+
+    def take_delivery(self, sequence: int, pdu: Any) -> None:
+        """Answer a ``deliver_sm`` now, or once the receipt it carries is stored."""
+        status = self.provider.take_delivery(pdu, self.answer_later(sequence))
+        if status is not None:
+            self.send_bytes(encode_deliver_sm_resp(sequence, status))
+
+    def answer_later(self, sequence: int) -> Acknowledge:
+        """The ``deliver_sm_resp`` to ``sequence``, for whoever stores its receipt: sent
+        once, and only on the connection the ``deliver_sm`` came on (on a new one that
+        sequence number means another PDU; the SMSC sends the receipt again there)."""
+        sock = self.sock
+        answered = False
+
+        def acknowledge(stored: bool) -> None:
+            nonlocal answered
+            if answered:
+                return
+            answered = True
+            if self.sock is not sock:
+                log.info("SMPP bind %d: the link that brought deliver_sm seq %d is gone; "
+                         "the SMSC will send it again", self.number, sequence)
+                return
+            self.send_bytes(encode_deliver_sm_resp(
+                sequence, consts.SMPP_ESME_ROK if stored else consts.SMPP_ESME_RX_T_APPN))
+
+        return acknowledge
 
     def act_on(self, pdu: Any) -> None:
         """Every request is answered; a response goes to the submit that waits for it."""
@@ -294,7 +333,7 @@ class Bind:
                 sent=True, status=pdu.status,
                 message_id=message_id.decode("latin-1") if message_id else None))
         elif command == "deliver_sm":
-            self.respond("deliver_sm_resp", pdu.sequence, self.provider.take_delivery(pdu))
+            self.take_delivery(pdu.sequence, pdu)
         elif command == "enquire_link":
             self.respond("enquire_link_resp", pdu.sequence)
         elif command == "unbind":
@@ -392,6 +431,7 @@ class SmppProvider:
         self.resp_ids = IdBase()
         # SMSC id -> recipient, for answers that came after the submit was given up as
         # UNKNOWN: their receipts name the recipient, which has no provider id to match.
+        # Kept after the final receipt (the oldest forgotten): refused, it comes again.
         self.late_ids: OrderedDict[str, int] = OrderedDict()
         self.text_ids = IdBase()
         self.inbound_parts = InboundParts()
@@ -399,10 +439,15 @@ class SmppProvider:
         self.running = False
         self.on_receipt: ReceiptHandler | None = None
         self.on_inbound: InboundHandler | None = None
+        # People's messages to store, each with the answer owed once it is stored (none
+        # for a long message given up waiting for a part: its parts were answered).
+        self.inbound_to_store: Queue[tuple[InboundSms, Acknowledge | None]] = Queue()
+        self.inbound_storer: gevent.Greenlet | None = None
 
     def start(self, on_receipt: ReceiptHandler, on_inbound: InboundHandler) -> None:
         self.on_receipt, self.on_inbound = on_receipt, on_inbound
         self.running = True
+        self.inbound_storer = gevent.spawn(self.store_inbound_forever)
         for bind in self.binds:
             bind.start()
 
@@ -410,6 +455,8 @@ class SmppProvider:
         self.running = False
         for bind in self.binds:
             bind.stop()
+        if self.inbound_storer is not None:
+            self.inbound_storer.kill()
 
     def ready_bind(self, deadline: float) -> Bind | None:
         """The bound bind with the most room in its window; waits until ``deadline``."""
@@ -506,12 +553,35 @@ class SmppProvider:
         for partial in self.inbound_parts.overdue():
             log.warning("SMPP: a long inbound message from %s lacks parts; delivered without them",
                         partial.sender)
-            self.on_inbound(partial)
+            self.inbound_to_store.put((partial, None))
 
-    def take_delivery(self, pdu: Any) -> int:
+    def store_inbound_forever(self) -> None:
+        """People's messages go to ``on_inbound`` here, not in a bind's reader, which would
+        read nothing meanwhile (not even the answers submits wait for); one at a time, in
+        the order they came, so a START never overtakes the STOP before it. Each
+        ``deliver_sm`` is answered once its message is stored, or refused for now."""
+        for sms, acknowledge in self.inbound_to_store:
+            try:
+                self.on_inbound(sms)
+            except Exception:
+                log.exception("SMPP: could not store a message from %s; the SMSC will send "
+                              "it again", sms.sender)
+                stored = False
+            else:
+                stored = True
+            if acknowledge is not None:
+                acknowledge(stored)
+
+    def take_delivery(self, pdu: Any, acknowledge: Acknowledge) -> int | None:
         """A ``deliver_sm``: a receipt to ``on_receipt`` or a message to ``on_inbound``.
-        Returns the ``deliver_sm_resp`` status: taken, or a temporary error to be sent
-        again when the hub could not take it."""
+        Returns the ``deliver_sm_resp`` status (taken, or a temporary error to be sent
+        again when the hub could not take it), or ``None`` for a receipt or a message
+        handed on with ``acknowledge``, which answers once it is stored.
+
+        The parts of a long message are answered as they come and held here until the
+        message is whole, whose last part is answered once it is stored (an SMSC stops
+        delivering once a few of its ``deliver_sm`` go unanswered, so holding every
+        part's answer could keep the remaining parts from ever coming)."""
         if pdu.esm_class is None or pdu.data_coding is None:
             log.warning("SMPP: a deliver_sm without its mandatory fields; refused")
             return consts.SMPP_ESME_RX_P_APPN
@@ -519,22 +589,24 @@ class SmppProvider:
         try:
             if kind in (ESM_CLASS_RECEIPT, ESM_CLASS_INTERMEDIATE):
                 receipt = receipt_from_pdu(pdu, resp_ids=self.resp_ids, text_ids=self.text_ids)
-                if receipt is None:
-                    log.warning("SMPP: a receipt naming no message or state; ignored")
-                else:
+                if receipt is not None:
                     late = self.late_ids.get(receipt.provider_message_id)
-                    if late is not None:
-                        if receipt.status is not None:
-                            del self.late_ids[receipt.provider_message_id]
-                        receipt = replace(receipt, recipient_id=late)
-                    self.on_receipt(receipt)
+                    self.on_receipt(replace(receipt, recipient_id=late, acknowledge=acknowledge))
+                    return None
+                log.warning("SMPP: a receipt naming no message or state; ignored")
             elif kind == 0:
                 sms, part = inbound_from_pdu(pdu)
-                for whole in (self.inbound_parts.add(sms, part) if part else [sms]):
-                    self.on_inbound(whole)
+                self.deliver_overdue_parts()
+                ready = self.inbound_parts.add(sms, part) if part else [sms]
+                # Answered once the last of them is stored: its own message when this
+                # made one whole, else one its part pushed out (the part itself is held).
+                for message in ready:
+                    self.inbound_to_store.put(
+                        (message, acknowledge if message is ready[-1] else None))
+                if ready:
+                    return None
             else:
                 log.info("SMPP: a deliver_sm of esm_class 0x%02x; ignored", pdu.esm_class)
-            self.deliver_overdue_parts()
         except Exception:
             log.exception("SMPP: could not take a deliver_sm; the SMSC will send it again")
             return consts.SMPP_ESME_RX_T_APPN

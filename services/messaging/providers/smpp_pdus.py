@@ -74,6 +74,10 @@ STAT_ALIASES = {"DELIVERED": "DELIVRD", "UNDELIVERABLE": "UNDELIV", "REJECTED": 
 STAT_STATUSES: dict[str, str | None] = {
     "DELIVRD": "DELIVERED", "UNDELIV": "FAILED", "REJECTD": "FAILED", "DELETED": "FAILED",
     "EXPIRED": "FAILED", "ACCEPTD": None, "ENROUTE": None, "UNKNOWN": "UNKNOWN"}
+# The words of a message on its way, shown as providerStatus. SMSCs send them in either
+# order (ACCEPTD is "taken for the handset" to some, "accepted by the SMSC" to others),
+# so each replaces the other; neither replaces a final word.
+PROGRESS_STATS = ("ACCEPTD", "ENROUTE")
 
 RECEIPT_FIELD = re.compile(r"\b(id|sub|dlvrd|stat|err):(\S*)", re.IGNORECASE)
 RECEIPT_TEXT_FIELD = re.compile(r"\btext:", re.IGNORECASE)
@@ -189,8 +193,10 @@ def receipt_from_pdu(pdu: Any, *, resp_ids: IdBase, text_ids: IdBase) -> Provide
     if stat is None:
         return None
     err = text.err if text.err and text.err.strip("0") else None
+    replaces = (tuple(word for word in PROGRESS_STATS if word != stat)
+                if stat in PROGRESS_STATS else None)
     return ProviderReceipt(provider_message_id=message_id, status=STAT_STATUSES.get(stat),
-                           provider_status=stat, provider_error_code=err)
+                           provider_status=stat, provider_error_code=err, replaces=replaces)
 
 
 def decode_short_message(payload: bytes, data_coding: int) -> str:

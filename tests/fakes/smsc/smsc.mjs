@@ -30,6 +30,7 @@ const MESSAGE_STATES = {
 };
 const ESM_CLASS_RECEIPT = 0x04;
 const THROTTLED = 0x58;
+const RX_T_APPN = 0x64; // the ESME could not take it for now: send it again
 
 const DEFAULT_CONFIG = {
   id_format: 'decimal', // message ids in submit_sm_resp and receipted_message_id
@@ -39,6 +40,7 @@ const DEFAULT_CONFIG = {
   receipt_delay_ms: 20,
   receipt_order: 'submitted', // or reverse: a multi-part message's receipts, last part first
   duplicate_receipts: false,
+  receipt_retry_ms: 200, // a receipt answered ESME_RX_T_APPN is sent again this much later
   unbind_grace_ms: 500, // after the SMSC's own unbind, close the socket this much later
   stats: {}, // destination -> stat word, {stat, err}, or a list of those by part
 };
@@ -242,7 +244,16 @@ function flushReceipts() {
     const { pdu, textId, text } = receiptPdu(receipt);
     receipt.inFlight = session;
     session.send(pdu, (resp) => {
-      receiptQueue.splice(receiptQueue.indexOf(receipt), 1);
+      if (resp.command_status === RX_T_APPN) {
+        setTimeout(() => {
+          if (receipt.inFlight === session) { // not already sent again on a new bind
+            receipt.inFlight = null;
+            flushReceipts();
+          }
+        }, config.receipt_retry_ms);
+      } else {
+        receiptQueue.splice(receiptQueue.indexOf(receipt), 1);
+      }
       record({
         event: 'receipt', session: session.number, message_id: receipt.submit.message_id,
         text_id: textId, dest: receipt.submit.dest, part: receipt.submit.part,
