@@ -27,14 +27,14 @@ from functools import lru_cache
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Select, Update, and_, bindparam, case, func, insert, or_, select, update
 
 from extensions import db
 from models import Message, Recipient, RecipientPart
 from models.message import UNFINISHED_MESSAGE_STATUSES, MessageStatus, RecipientStatus
 from services import analytics_marks
 from services.messaging import announcements, quiet_hours
-from services.messaging.json_rows import json_rows
+from services.messaging.json_rows import among, json_rows
 from services.messaging.providers import Outcome, ProviderReceipt, SubmitResult
 from services.messaging.sms_encoding import segment_cost
 from services.messaging.suppressions import ANY_SENDER, ON_LIST, SuppressionReason, add_opt_outs
@@ -316,17 +316,20 @@ def _settle_ambiguous(where: Any, now: datetime) -> None:
         _settle_into_messages(settled, now)
 
 
-# Built once: the mark runs for every few submissions, and building the statement (its
-# ``IN`` list coerced value by value, its cache key) cost more than running it.
-_MARK = (
-    update(_recipients)
-    .where(_recipients.c.id.in_(bindparam("ids", expanding=True)),
-           _recipients.c.status == RecipientStatus.SENDING,
-           _recipients.c.claimed_by == bindparam("node"),
-           _recipients.c.submit_started_at.is_(None))
-    .values(submit_started_at=bindparam("now", type_=_recipients.c.submit_started_at.type))
-    .returning(_recipients.c.id)
-)
+@lru_cache(maxsize=2)
+def _mark_statement(dialect: str) -> Update:
+    """Built once per database: the mark runs for every few submissions, and building the
+    statement (its ``IN`` list coerced value by value, its cache key) cost more than
+    running it."""
+    return (
+        update(_recipients)
+        .where(among(dialect, _recipients.c.id, "ids"),
+               _recipients.c.status == RecipientStatus.SENDING,
+               _recipients.c.claimed_by == bindparam("node"),
+               _recipients.c.submit_started_at.is_(None))
+        .values(submit_started_at=bindparam("now", type_=_recipients.c.submit_started_at.type))
+        .returning(_recipients.c.id)
+    )
 
 
 def mark_submitting(node_id: str, recipient_ids: list[int],
@@ -338,8 +341,9 @@ def mark_submitting(node_id: str, recipient_ids: list[int],
     one commit. A recipient not returned was taken over elsewhere: it must not
     be submitted here.
     """
-    marked = db.session.scalars(_MARK, {"ids": recipient_ids, "node": node_id,
-                                        "now": now or _now()}).all()
+    marked = db.session.scalars(_mark_statement(db.engine.dialect.name),
+                                {"ids": recipient_ids, "node": node_id,
+                                 "now": now or _now()}).all()
     db.session.commit()
     return set(marked)
 
@@ -591,13 +595,20 @@ def apply_receipts(receipts: list[ProviderReceipt],
     return len(changed), early
 
 
-# The receipts' lookups, built once: a batch names hundreds of ids, which a statement built
-# per batch would coerce one by one.
-_CANDIDATES = select(*_EVENT_COLUMNS, _recipients.c.delivered_at).where(or_(
-    _recipients.c.provider_message_id.in_(bindparam("provider_ids", expanding=True)),
-    _recipients.c.id.in_(bindparam("recipient_ids", expanding=True))))
-_PARTS_NAMED = select(_parts).where(
-    _parts.c.provider_message_id.in_(bindparam("provider_ids", expanding=True)))
+@lru_cache(maxsize=2)
+def _candidates_statement(dialect: str) -> Select:
+    """The recipients receipts name, by provider id or recipient id; built once per
+    database, as a batch names hundreds of ids, which a statement built per batch would
+    coerce one by one."""
+    return select(*_EVENT_COLUMNS, _recipients.c.delivered_at).where(or_(
+        among(dialect, _recipients.c.provider_message_id, "provider_ids"),
+        among(dialect, _recipients.c.id, "recipient_ids")))
+
+
+@lru_cache(maxsize=2)
+def _parts_statement(dialect: str) -> Select:
+    """The parts receipts name, built once per database as ``_candidates_statement``."""
+    return select(_parts).where(among(dialect, _parts.c.provider_message_id, "provider_ids"))
 
 
 def _receipt_candidates(receipts: list[ProviderReceipt]) -> tuple[dict[str, Any], dict[int, Any]]:
@@ -606,8 +617,9 @@ def _receipt_candidates(receipts: list[ProviderReceipt]) -> tuple[dict[str, Any]
     recipient_ids = list({r.recipient_id for r in receipts if r.recipient_id})
     if not receipts:
         return {}, {}
-    found = db.session.execute(_CANDIDATES, {"provider_ids": provider_ids,
-                                             "recipient_ids": recipient_ids}).all()
+    found = db.session.execute(_candidates_statement(db.engine.dialect.name),
+                               {"provider_ids": provider_ids,
+                                "recipient_ids": recipient_ids}).all()
     return ({row.provider_message_id: row for row in found if row.provider_message_id},
             {row.id: row for row in found})
 
@@ -670,7 +682,7 @@ def _apply_part_receipts(receipts: list[ProviderReceipt], now: datetime
         return set(), []
     parts = {row.provider_message_id: {name: getattr(row, name) for name in _PART_COLUMNS}
              for row in db.session.execute(
-                 _PARTS_NAMED, {"provider_ids": list(ids)}).all()}
+                 _parts_statement(db.engine.dialect.name), {"provider_ids": list(ids)}).all()}
     if not parts:
         return set(), []
     moved = {}

@@ -24,11 +24,12 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
 from gevent.lock import BoundedSemaphore
-from sqlalchemy import Engine, bindparam, delete, select
+from sqlalchemy import Engine, Select, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from extensions import db
@@ -36,6 +37,7 @@ from models import Message, Suppression
 from models.message import HELD_MESSAGE_STATUSES
 from schemas.common import isoformat
 from services.errors import InvalidPayload
+from services.messaging.json_rows import among
 from services.messaging.phones import InvalidPhoneNumber, normalise_phone
 from services.messaging.providers.base import Outcome, SubmitResult
 
@@ -85,15 +87,18 @@ def normalise_sender(raw: str) -> str:
         return raw.strip()
 
 
-# Built once: a send batch asks it every ``RECHECK_SECONDS`` with hundreds of hashes, which a
-# statement built per call would coerce one by one.
-_MATCHING = select(Suppression.phone_hash).where(
-    Suppression.phone_hash.in_(bindparam("hashes", expanding=True)),
-    Suppression.sender.in_(bindparam("senders", expanding=True)))
+@lru_cache(maxsize=2)
+def _matching_statement(dialect: str) -> Select:
+    """The entries for some hashes and senders; built once per database, since a send
+    batch asks it every ``RECHECK_SECONDS`` with hundreds of hashes, which a statement
+    built per call would coerce one by one."""
+    return select(Suppression.phone_hash).where(
+        among(dialect, Suppression.phone_hash, "hashes"),
+        among(dialect, Suppression.sender, "senders"))
 
 
 def _matching(hashes: Iterable[str], sender: str) -> dict[str, Any]:
-    """``_MATCHING``'s parameters: these hashes, listed for ``sender`` or for every sender."""
+    """``_matching_statement``'s parameters: these hashes, for ``sender`` or every sender."""
     return {"hashes": list(set(hashes)), "senders": [sender, ANY_SENDER]}
 
 
@@ -103,7 +108,8 @@ def suppressed_phones(phones: Iterable[str], *, sender: str) -> set[str]:
     if not by_hash:
         return set()
     return {by_hash[found]
-            for found in db.session.scalars(_MATCHING, _matching(by_hash, sender))}
+            for found in db.session.scalars(_matching_statement(db.engine.dialect.name),
+                                                _matching(by_hash, sender))}
 
 
 class SendGate:
@@ -131,8 +137,8 @@ class SendGate:
     def _refresh(self) -> None:
         started = time.monotonic()
         with self.engine.connect() as connection:
-            found = set(connection.scalars(_MATCHING, _matching(self.hash_of.values(),
-                                                                self.sender)))
+            found = set(connection.scalars(_matching_statement(self.engine.dialect.name),
+                                           _matching(self.hash_of.values(), self.sender)))
             self._held = set(connection.scalars(
                 select(Message.id).where(Message.id.in_(self.message_ids),
                                          Message.status.in_(HELD_MESSAGE_STATUSES))
