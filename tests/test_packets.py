@@ -60,6 +60,41 @@ def test_ack_text_is_what_python_socketio_encodes(namespace, ack_id, result):
     assert ack_text(namespace, ack_id, HubPacket.json.dumps([result])) == reference
 
 
+@pytest.mark.parametrize(("packet_type", "namespace", "ack_id", "data"), [
+    (packet.EVENT, None, None, ["recipient_updates", {"updates": [{"id": 1, "s": "é ✓"}] * 3}]),
+    (packet.EVENT, "/admin", 4, ["notification", {"nested": [[{"deep": None}]], 2: "key"}]),
+    (packet.ACK, "/", 9, [{"ok": True, "big": 2**70}]),
+    (packet.CONNECT, None, None, {"sid": "abc"}),
+])
+def test_packets_encode_as_python_socketio_encodes_them(packet_type, namespace, ack_id, data):
+    def head_and_data(encoded: str) -> tuple[str, object]:
+        start = min(encoded.index(c) for c in "[{" if c in encoded)
+        return encoded[:start], json.loads(encoded[start:])
+
+    hub = HubPacket(packet_type, namespace=namespace, id=ack_id, data=data)
+    library = packet.Packet(packet_type, namespace=namespace, id=ack_id, data=data)
+    assert hub.packet_type == library.packet_type
+    # The same packet; orjson writes non-ASCII as UTF-8 where the library escapes it.
+    assert head_and_data(hub.encode()) == head_and_data(library.encode())
+
+
+def test_data_json_can_encode_is_not_walked_for_bytes(monkeypatch):
+    def walked(data):
+        raise AssertionError("walked")
+    monkeypatch.setattr(HubPacket, "data_is_binary", staticmethod(walked))
+    text = HubPacket(packet.EVENT, data=["batch", {"updates": [{"id": i} for i in range(1000)]}])
+    assert text.packet_type == packet.EVENT
+    with pytest.raises(AssertionError, match="walked"):
+        HubPacket(packet.EVENT, data=["file", {"content": b"raw"}])
+
+
+def test_bytes_anywhere_still_make_a_binary_event():
+    binary = HubPacket(packet.EVENT, data=["file", {"parts": [{"content": b"raw"}]}])
+    assert binary.packet_type == packet.BINARY_EVENT
+    encoded = binary.encode()
+    assert encoded[0].startswith("51-[") and encoded[1:] == [b"raw"]
+
+
 def _connected_socket(hub, token: str) -> websocket.WebSocket:
     ws = websocket.create_connection(
         hub.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10)
