@@ -13,7 +13,12 @@ sending itself costs more than the trackers, and on a shared machine its CPU
 varies from run to run: each scenario runs ``--rounds`` times, interleaved,
 and the medians are compared.
 
-    python -m bench.recipient_batches [--recipients 10000] [--rounds 3]
+With ``--against REF`` the hub of that commit (from ``git archive``, on a
+database migrated by this checkout) serves its own scenarios in the same
+rounds: those of its modes, per recipient only for a commit before batches;
+each checkout's cost per change counts from its own run without trackers.
+
+    python -m bench.recipient_batches [--recipients 10000] [--rounds 3] [--against REF]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import requests
 import websocket
@@ -38,6 +44,7 @@ from bench.run import (
     ROOT,
     SECRET,
     WORK,
+    checkout,
     machine,
     prepare_hub_database,
     short_commit,
@@ -96,12 +103,12 @@ def settle(base: str, headers: dict, message_id: str, total: int) -> None:
         time.sleep(0.5)
 
 
-def scenario(mode: str, trackers: int, recipients: int) -> dict:
+def scenario(mode: str, trackers: int, recipients: int, root: Path = ROOT) -> dict:
     url = f"sqlite:///{tempfile.mkdtemp(dir=WORK)}/hub.db"
     tokens = prepare_hub_database(url, 1)
     token = tokens["users"][0]["token"]
     server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, str(ROOT / "app.py")], cwd=ROOT,
+        ["taskset", "-c", "0", sys.executable, str(root / "app.py")], cwd=root,
         env={**os.environ, **HUB_ENV, **BUDGET, "DATABASE_URL": url, "PORT": str(PORT),
              "JWT_SECRET_KEY": SECRET},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -140,31 +147,33 @@ def median_of(rounds: list[dict]) -> dict:
             "wallSeconds": statistics.median(r["wallSeconds"] for r in rounds)}
 
 
-def report(results: list[dict], recipients: int, rounds: int, commit: str) -> str:
-    baseline = results[0]["cpuSeconds"]
+def report(results: list[dict], recipients: int, rounds: int, command: str) -> str:
+    baselines = {r["commit"]: r["cpuSeconds"] for r in results if r["trackers"] == 0}
+    commits = ", ".join(baselines)
     lines = [
         MARKER,
-        f"## Batched recipient updates ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit})",
+        f"## Batched recipient updates ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {commits})",
         "",
         f"Machine: {machine()}, shared with other work. Hub with its production settings "
         "(SQLite, the simulated provider; the snapshot budget raised so that one user may have "
         f"ten trackers) on CPU 0, sending one message of {recipients:,} recipients; from CPU 1 "
         "its owner's sockets track it and read everything. Cost per change: the hub's median "
-        "CPU beyond the median run without trackers, divided by the status changes delivered "
-        f"({CHANGES_PER_RECIPIENT} per recipient per tracker); {rounds} rounds of each, "
-        "interleaved. Packets: Socket.IO events per tracker, snapshot included.",
-        f"Command: `python -m bench.recipient_batches --recipients {recipients} "
-        f"--rounds {rounds}`.", "",
-        "| trackers | mode | hub CPU, median (min–max) s | wall (s) "
+        "CPU beyond the median run of the same commit without trackers, divided by the status "
+        f"changes delivered ({CHANGES_PER_RECIPIENT} per recipient per tracker); {rounds} "
+        "rounds of each, interleaved. Packets: Socket.IO events per tracker, snapshot included.",
+        f"Command: `{command}`.", "",
+        "| commit | trackers | mode | hub CPU, median (min–max) s | wall (s) "
         "| CPU per change delivered (µs) | packets per tracker | bytes per tracker |",
-        "| --- | --- | --- | --- | --- | --- | --- |"]
+        "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         delivered = recipients * CHANGES_PER_RECIPIENT * r["trackers"]
-        per_change = ((r["cpuSeconds"] - baseline) / delivered * 1e6) if delivered else None
+        per_change = ((r["cpuSeconds"] - baselines[r["commit"]]) / delivered * 1e6) \
+            if delivered else None
         low, high = r["cpuRange"]
         lines.append(
-            f"| {r['trackers']} | {r['mode']} | {r['cpuSeconds']:.2f} ({low:.2f}–{high:.2f}) "
-            f"| {r['wallSeconds']:.1f} | {'–' if per_change is None else f'{per_change:.1f}'} "
+            f"| {r['commit']} | {r['trackers']} | {r['mode']} | {r['cpuSeconds']:.2f} "
+            f"({low:.2f}–{high:.2f}) | {r['wallSeconds']:.1f} "
+            f"| {'–' if per_change is None else f'{per_change:.1f}'} "
             f"| {r['packetsPerTracker']:,.0f} | {r['bytesPerTracker'] / 1e6:.2f} MB |")
     lines.append(MARKER)
     return "\n".join(lines)
@@ -174,15 +183,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", help="a commit before batches, measured per recipient")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md")
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
     WORK.mkdir(parents=True, exist_ok=True)
-    commit = short_commit()
-    rounds = [[scenario(mode, trackers, args.recipients) for mode, trackers in SCENARIOS]
+    plan = [(ROOT, short_commit(), planned) for planned in SCENARIOS]
+    if args.against:
+        plan = [(checkout(args.against), short_commit(ROOT, args.against), (mode, trackers))
+                for mode, trackers in SCENARIOS if mode != "batched"] + plan
+    rounds = [[{**scenario(mode, trackers, args.recipients, root), "commit": commit}
+               for root, commit, (mode, trackers) in plan]
               for _ in range(args.rounds)]
-    results = [median_of([run[index] for run in rounds]) for index in range(len(SCENARIOS))]
-    section = report(results, args.recipients, args.rounds, commit)
+    results = [median_of([run[index] for run in rounds]) for index in range(len(plan))]
+    section = report(results, args.recipients, args.rounds,
+                     "python -m bench.recipient_batches " + " ".join(sys.argv[1:]))
     if not args.no_write:
         write_section(MARKER, section)
     print(section)

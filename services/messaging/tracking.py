@@ -38,9 +38,9 @@ from services.auth import Identity
 from services.messaging.messages import SNAPSHOT_COLUMNS, get_visible
 from services.messaging.payloads import (
     message_update_payload,
-    recipient_state,
     recipient_update_payload,
     recipient_updates_payload,
+    snapshot_states,
 )
 from services.messaging.recipient_batches import clock_version
 from services.messaging.status_counts import status_counts
@@ -110,16 +110,22 @@ def _count_changed(message_id: int, since: datetime) -> int:
         Recipient.message_id == message_id, Recipient.updated_at > since)) or 0
 
 
+# The snapshot's columns from the table: a select of ORM attributes goes through the ORM's
+# loading, about twice the cost of the rows themselves for a 10,000-recipient snapshot.
+_SNAPSHOT_TABLE_COLUMNS = tuple(Recipient.__table__.c[column.key] for column in SNAPSHOT_COLUMNS)
+
+
 def _recipients(message_id: int, *, since: datetime | None, limit: int | None) -> Sequence[Any]:
-    query = select(*SNAPSHOT_COLUMNS).where(Recipient.message_id == message_id)
+    table = Recipient.__table__
+    query = select(*_SNAPSHOT_TABLE_COLUMNS).where(table.c.message_id == message_id)
     if since is not None:
-        query = query.where(Recipient.updated_at > since)
-    return db.session.execute(query.order_by(Recipient.id).limit(limit)).all()
+        query = query.where(table.c.updated_at > since)
+    return db.session.execute(query.order_by(table.c.id).limit(limit)).all()
 
 
 def _in_batches(recipients: Sequence[Any]) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, len(recipients), SNAPSHOT_BATCH_SIZE):
-        yield [recipient_state(r) for r in recipients[start:start + SNAPSHOT_BATCH_SIZE]]
+        yield snapshot_states(recipients[start:start + SNAPSHOT_BATCH_SIZE])
 
 
 def _acknowledged(message: Message, sent: int) -> dict[str, Any]:
