@@ -141,15 +141,20 @@ def scenario(mode: str, trackers: int, recipients: int, root: Path = ROOT) -> di
         server.wait(timeout=20)
 
 
-def median_of(rounds: list[dict]) -> dict:
+def median_of(rounds: list[dict], baselines: list[dict]) -> dict:
+    """A scenario's medians over the rounds; its CPU beyond trackers is taken round by round
+    against the same round's run of its commit without trackers, so that a round on a
+    slower moment of the machine counts against itself."""
     cpu = [r["cpuSeconds"] for r in rounds]
     return {**rounds[0], "cpuSeconds": statistics.median(cpu), "cpuRange": (min(cpu), max(cpu)),
+            "extraCpuSeconds": statistics.median(
+                r["cpuSeconds"] - base["cpuSeconds"] for r, base in zip(rounds, baselines,
+                                                                        strict=True)),
             "wallSeconds": statistics.median(r["wallSeconds"] for r in rounds)}
 
 
 def report(results: list[dict], recipients: int, rounds: int, command: str) -> str:
-    baselines = {r["commit"]: r["cpuSeconds"] for r in results if r["trackers"] == 0}
-    commits = ", ".join(baselines)
+    commits = ", ".join(dict.fromkeys(r["commit"] for r in results))
     lines = [
         MARKER,
         f"## Batched recipient updates ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {commits})",
@@ -157,18 +162,18 @@ def report(results: list[dict], recipients: int, rounds: int, command: str) -> s
         f"Machine: {machine()}, shared with other work. Hub with its production settings "
         "(SQLite, the simulated provider; the snapshot budget raised so that one user may have "
         f"ten trackers) on CPU 0, sending one message of {recipients:,} recipients; from CPU 1 "
-        "its owner's sockets track it and read everything. Cost per change: the hub's median "
-        "CPU beyond the median run of the same commit without trackers, divided by the status "
-        f"changes delivered ({CHANGES_PER_RECIPIENT} per recipient per tracker); {rounds} "
-        "rounds of each, interleaved. Packets: Socket.IO events per tracker, snapshot included.",
+        "its owner's sockets track it and read everything. Cost per change: the median over "
+        "the rounds of the hub's CPU beyond the same round's run of the same commit without "
+        f"trackers, divided by the status changes delivered ({CHANGES_PER_RECIPIENT} per "
+        f"recipient per tracker); {rounds} rounds of each, interleaved. Packets: Socket.IO "
+        "events per tracker, snapshot included.",
         f"Command: `{command}`.", "",
         "| commit | trackers | mode | hub CPU, median (min–max) s | wall (s) "
         "| CPU per change delivered (µs) | packets per tracker | bytes per tracker |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         delivered = recipients * CHANGES_PER_RECIPIENT * r["trackers"]
-        per_change = ((r["cpuSeconds"] - baselines[r["commit"]]) / delivered * 1e6) \
-            if delivered else None
+        per_change = r["extraCpuSeconds"] / delivered * 1e6 if delivered else None
         low, high = r["cpuRange"]
         lines.append(
             f"| {r['commit']} | {r['trackers']} | {r['mode']} | {r['cpuSeconds']:.2f} "
@@ -195,7 +200,11 @@ def main() -> None:
     rounds = [[{**scenario(mode, trackers, args.recipients, root), "commit": commit}
                for root, commit, (mode, trackers) in plan]
               for _ in range(args.rounds)]
-    results = [median_of([run[index] for run in rounds]) for index in range(len(plan))]
+    baseline_of = {commit: index for index, (_, commit, (_, trackers)) in enumerate(plan)
+                   if trackers == 0}
+    results = [median_of([run[index] for run in rounds],
+                         [run[baseline_of[commit]] for run in rounds])
+               for index, (_, commit, _) in enumerate(plan)]
     section = report(results, args.recipients, args.rounds,
                      "python -m bench.recipient_batches " + " ".join(sys.argv[1:]))
     if not args.no_write:
