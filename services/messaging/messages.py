@@ -64,12 +64,6 @@ REPORT_PAGE = 200
 SLICE_SECONDS = 0.003
 SQLITE_CREATES = Semaphore()
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# What a ``recipient_update`` needs, read as plain rows: a thousand ORM objects take
-# four times as long to load, all of it before the snapshot can yield to anyone.
-SNAPSHOT_COLUMNS = (Recipient.id, Recipient.message_id, Recipient.phone, Recipient.status,
-                    Recipient.version, Recipient.error_message, Recipient.error_code,
-                    Recipient.provider_status, Recipient.provider_error_code, Recipient.parts,
-                    Recipient.retryable)
 
 
 def owner_of(message_id: int) -> int | None:

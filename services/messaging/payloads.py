@@ -61,7 +61,7 @@ def recipient_state(recipient: Recipient | Row[Any]) -> dict[str, Any]:
 
     The item of a ``recipient_updates`` batch, and with its message's id a
     ``recipient_update``: every field a recipient event carries is added here.
-    ``recipient`` is a recipient or a row of its ``SNAPSHOT_COLUMNS``.
+    ``recipient`` is a recipient or a row of its ``SNAPSHOT_FIELDS`` columns.
     ``providerStatus`` and ``providerErrorCode`` are the provider's own words
     (``null`` until it has said any); ``parts`` is the segment count sent.
     """
@@ -88,8 +88,13 @@ def _state(fields: Any, **lead: str) -> dict[str, Any]:
                      fields["retryable"], fields["error_message"], fields["error_code"], lead)
 
 
+# What a ``recipient_update`` needs, in the order ``snapshot_states`` reads a row.
+SNAPSHOT_FIELDS = ("id", "message_id", "phone", "status", "version", "error_message",
+                   "error_code", "provider_status", "provider_error_code", "parts", "retryable")
+
+
 def snapshot_states(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
-    """``recipient_state`` of each row of ``messages.SNAPSHOT_COLUMNS``, read by position.
+    """``recipient_state`` of each row of the ``SNAPSHOT_FIELDS`` columns, read by position.
 
     A snapshot builds one for every recipient of a message at once (10,000), and
     a row's mapping cost more than the state itself.
