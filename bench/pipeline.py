@@ -84,7 +84,7 @@ def measure(url: str, recipients: int, profile: Path | None = None, root: Path =
     sampler = None
     if profile is not None:
         sampler = subprocess.Popen(
-            [str(Path(sys.executable).parent / "py-spy"), "record", "--gil", "--rate", "200",
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--gil", "--rate", "500",
              "--format", "raw", "--output", str(profile), "--pid", str(server.process.pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, Text, any_, bindparam, cast, column, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.sql.expression import BindParameter, FromClause
 from sqlalchemy.types import TypeEngine
 
 from extensions import db
@@ -42,14 +42,33 @@ def json_rows(name: str, *, columns: Mapping[str, TypeEngine], rows: list[dict[s
     On PostgreSQL ``jsonb_to_recordset``; on SQLite ``json_each`` with one
     ``json_extract`` per column, by position. Rows keep the order of the list.
     """
-    if db.engine.dialect.name == "postgresql":
-        payload = bindparam(f"{name}_rows", orjson.dumps(rows, default=_encode).decode(),
-                            type_=Text)
+    dialect = db.engine.dialect.name
+    return _table(dialect, name, columns, bindparam(
+        f"{name}_rows", json_rows_value(dialect, columns, rows), type_=Text))
+
+
+def json_table(dialect: str, name: str, columns: Mapping[str, TypeEngine]) -> FromClause:
+    """``json_rows`` without the rows: for a statement built once and run many times, the
+    rows bound at each run as ``<name>_rows`` (``json_rows_value``)."""
+    return _table(dialect, name, columns, bindparam(f"{name}_rows", type_=Text))
+
+
+def json_rows_value(dialect: str, columns: Mapping[str, TypeEngine],
+                    rows: list[dict[str, Any]]) -> str:
+    """The rows as the parameter of a ``json_table``: only their ``columns`` travel."""
+    if dialect == "postgresql":
+        return orjson.dumps([{key: row[key] for key in columns} for row in rows],
+                            default=_encode).decode()
+    return orjson.dumps([[row[key] for key in columns] for row in rows],
+                        default=_encode).decode()
+
+
+def _table(dialect: str, name: str, columns: Mapping[str, TypeEngine],
+           payload: BindParameter[str]) -> FromClause:
+    if dialect == "postgresql":
         return (func.jsonb_to_recordset(cast(payload, JSONB))
                 .table_valued(*(column(key, type_) for key, type_ in columns.items()))
                 .render_derived(name=name, with_types=True))
-    payload = bindparam(f"{name}_rows", orjson.dumps(
-        [[row[key] for key in columns] for row in rows], default=_encode).decode(), type_=Text)
     items = func.json_each(payload).table_valued("value").alias(f"{name}_items")
     return select(*(
         type_coerce(func.json_extract(items.c.value, f"$[{position}]"), type_).label(key)

@@ -27,14 +27,26 @@ from functools import lru_cache
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, Update, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from extensions import db
 from models import Message, Recipient, RecipientPart
 from models.message import UNFINISHED_MESSAGE_STATUSES, MessageStatus, RecipientStatus
 from services import analytics_marks
 from services.messaging import announcements, quiet_hours
-from services.messaging.json_rows import among, json_rows
+from services.messaging.json_rows import among, json_rows, json_rows_value, json_table
 from services.messaging.providers import Outcome, ProviderReceipt, SubmitResult
 from services.messaging.sms_encoding import segment_cost
 from services.messaging.suppressions import ANY_SENDER, ON_LIST, SuppressionReason, add_opt_outs
@@ -43,6 +55,7 @@ from services.observability import metrics
 log = logging.getLogger(__name__)
 
 _recipients = Recipient.__table__
+_messages = Message.__table__
 _parts = RecipientPart.__table__
 # What a ``recipient_update`` is made of; Core statements on the table return them
 # without the ORM's bookkeeping.
@@ -135,6 +148,47 @@ def validity_seconds(message_validity: int | None) -> int:
     return int(current_app.config["SMS_VALIDITY_SECONDS"])
 
 
+@lru_cache(maxsize=4)
+def _claim_statement(dialect: str, exactly_once: bool) -> Update:
+    """One owner's share of a claim (``claim_batch``), built once per database and kind of
+    provider: built anew for each batch, its construction and cache key cost more
+    Python than the statement took to run."""
+    recipients, messages = _recipients.c, _messages.c
+    now = bindparam("now", type_=recipients.updated_at.type)
+    # The first condition repeats the queue index's own, values written out: without
+    # it SQLite does not see that the partial index applies and walks every recipient
+    # ever stored.
+    taken_over = and_(recipients.status == RecipientStatus.SENDING,
+                      recipients.claimed_at < bindparam("stale", type_=recipients.claimed_at.type))
+    if not exactly_once:
+        taken_over = and_(taken_over, recipients.submit_started_at.is_(None))
+    claimable = and_(
+        _in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING),
+        or_(and_(recipients.status == RecipientStatus.PENDING,
+                 or_(recipients.not_before.is_(None), recipients.not_before <= now),
+                 or_(recipients.expires_at.is_(None), recipients.expires_at > now)),
+            taken_over))
+    # Only the owner's scheduled and sending messages: a paused or canceled one's
+    # recipients stay where they are.
+    candidates = (
+        select(recipients.id)
+        .where(claimable, recipients.message_id.in_(
+            select(messages.id).where(messages.user_id == bindparam("owner"),
+                                      messages.status.in_(SENDABLE_MESSAGE_STATUSES))))
+        .order_by(recipients.id)
+        .limit(bindparam("share", type_=Integer))
+    )
+    if dialect == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    return (
+        update(_recipients)
+        .where(recipients.id.in_(candidates.scalar_subquery()))
+        .values(status=RecipientStatus.SENDING, claimed_by=bindparam("node"), claimed_at=now,
+                attempts=recipients.attempts + 1, version=recipients.version + 1, updated_at=now)
+        .returning(*_EVENT_COLUMNS, recipients.attempts)
+    )
+
+
 def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
                 now: datetime | None = None) -> list[Any]:
     """Claim up to ``limit`` recipients for this node; returns their event columns.
@@ -160,57 +214,32 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
                                _recipients.c.status == RecipientStatus.SENDING,
                                _recipients.c.claimed_at < stale,
                                _recipients.c.submit_started_at.is_not(None)), now)
-    # The first condition repeats the queue index's own, values written out: without
-    # it SQLite does not see that the partial index applies and walks every recipient
-    # ever stored.
-    queued = bindparam("queued", (RecipientStatus.PENDING, RecipientStatus.SENDING), expanding=True,
-                       literal_execute=True)
-    taken_over = and_(Recipient.status == RecipientStatus.SENDING, Recipient.claimed_at < stale)
-    if not exactly_once:
-        taken_over = and_(taken_over, Recipient.submit_started_at.is_(None))
-    claimable = and_(
-        Recipient.status.in_(queued),
-        or_(and_(Recipient.status == RecipientStatus.PENDING,
-                 or_(Recipient.not_before.is_(None), Recipient.not_before <= now),
-                 or_(Recipient.expires_at.is_(None), Recipient.expires_at > now)),
-            taken_over))
     owners = _owners_in_turn()
     share = max(1, limit // len(owners)) if owners else 0
+    statement = _claim_statement(db.engine.dialect.name, exactly_once)
     claimed: list[Any] = []
     for owner in owners[:limit]:
-        # Only the owner's scheduled and sending messages: a paused or canceled one's
-        # recipients stay where they are.
-        candidates = (
-            select(Recipient.id)
-            .where(claimable, Recipient.message_id.in_(
-                select(Message.id).where(Message.user_id == owner,
-                                         Message.status.in_(SENDABLE_MESSAGE_STATUSES))))
-            .order_by(Recipient.id)
-            .limit(share)
-        )
-        if db.engine.dialect.name == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
-        claimed += db.session.execute(
-            update(_recipients)
-            .where(_recipients.c.id.in_(candidates.scalar_subquery()))
-            .values(status=RecipientStatus.SENDING, claimed_by=node_id, claimed_at=now,
-                    attempts=_recipients.c.attempts + 1, version=_recipients.c.version + 1,
-                    updated_at=now)
-            .returning(*_EVENT_COLUMNS, _recipients.c.attempts)
-        ).all()
-    claimed = _hold_back_quiet(claimed, now)
+        claimed += db.session.execute(statement, {
+            "owner": owner, "share": share, "node": node_id, "now": now, "stale": stale}).all()
+    claimed = _hold_back_quiet(_plain(claimed), now)
+    message_ids = {row.message_id for row in claimed}
     # A scheduled message whose time came is sending from its first claim on.
-    if claimed:
-        db.session.execute(
-            update(Message).where(Message.id.in_({row.message_id for row in claimed}),
-                                  Message.status == MessageStatus.SCHEDULED)
-            .values(status=MessageStatus.SENDING)
-            .execution_options(synchronize_session=False))
+    if message_ids:
+        db.session.execute(_scheduled_statement(db.engine.dialect.name),
+                           {"ids": list(message_ids)})
     # Their messages' statusCounts changed: a new version for each.
-    claimed = _plain(claimed)
-    _count_into_messages({row.message_id: _Totals() for row in claimed}, now)
+    _count_into_messages({message_id: _Totals() for message_id in message_ids}, now)
     db.session.commit()
     return sorted(claimed, key=lambda row: row.id)
+
+
+@lru_cache(maxsize=2)
+def _scheduled_statement(dialect: str) -> Update:
+    """Scheduled messages among ``ids`` become sending; built once, as ``_claim_statement``."""
+    return (update(_messages)
+            .where(among(dialect, _messages.c.id, "ids"),
+                   _messages.c.status == MessageStatus.SCHEDULED)
+            .values(status=MessageStatus.SENDING))
 
 
 def _hold_back_quiet(claimed: list[Any], now: datetime) -> list[Any]:
@@ -257,13 +286,17 @@ def _hold_back_quiet(claimed: list[Any], now: datetime) -> list[Any]:
     return [row for row in claimed if row.id not in release_of]
 
 
+# Built once, as ``_claim_statement``: a claim asks it for every batch.
+_OWNERS_SENDING = (select(_messages.c.user_id)
+                   .where(_messages.c.status.in_(SENDABLE_MESSAGE_STATUSES))
+                   .distinct().order_by(_messages.c.user_id))
+
+
 def _owners_in_turn() -> list[int]:
     """The owners of scheduled or sending messages, starting one further on at each call,
     so that when a batch cannot give each of them a recipient every one still gets turns."""
     global _turn
-    owners = list(db.session.scalars(
-        select(Message.user_id).where(Message.status.in_(SENDABLE_MESSAGE_STATUSES))
-        .distinct().order_by(Message.user_id)))
+    owners = list(db.session.scalars(_OWNERS_SENDING))
     if not owners:
         return owners
     _turn = (_turn + 1) % len(owners)
@@ -373,8 +406,9 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
         return []
     now = now or _now()
     message_ids = {row.message_id for row, _ in outcomes}
-    segments = dict(db.session.execute(
-        select(Message.id, Message.segments).where(Message.id.in_(message_ids))).all())
+    dialect = db.engine.dialect.name
+    segments = dict(db.session.execute(_segments_statement(dialect),
+                                       {"ids": list(message_ids)}).all())
     throttled = [(row, result) for row, result in outcomes if result.outcome == Outcome.THROTTLED]
     rows = []
     part_ids: dict[int, tuple[str, ...]] = {}
@@ -398,20 +432,9 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
         })
     recorded: list[Any] = []
     if rows:
-        results = json_rows("result", columns=_RESULT_COLUMNS, rows=rows)
-        recorded = _plain(db.session.execute(
-            update(_recipients)
-            .where(_recipients.c.id == results.c.id,
-                   _recipients.c.status == RecipientStatus.SENDING,
-                   _recipients.c.claimed_by == node_id)
-            .values(status=results.c.status, provider_message_id=results.c.provider_message_id,
-                    error_code=results.c.error_code, error_message=results.c.error_message,
-                    cost=results.c.cost, provider_status=results.c.provider_status,
-                    provider_error_code=results.c.provider_error_code, parts=results.c.parts,
-                    retryable=results.c.retryable, sent_at=now, updated_at=now,
-                    version=_recipients.c.version + 1)
-            .returning(*_EVENT_COLUMNS)
-        ).all())
+        recorded = _plain(db.session.execute(_record_statement(dialect), {
+            "result_rows": json_rows_value(dialect, _RESULT_COLUMNS, rows),
+            "node": node_id, "now": now}).all())
         _store_parts([row.id for row in recorded if row.id in part_ids], part_ids)
         suppressed = {row.id for row in recorded if row.status == RecipientStatus.SUPPRESSED}
         add_opt_outs([row.phone for row, result in outcomes
@@ -426,6 +449,34 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
     db.session.commit()
     announcements.outcomes_recorded(recorded + requeued, messages_by_id(completed))
     return completed
+
+
+@lru_cache(maxsize=2)
+def _segments_statement(dialect: str) -> Select:
+    """Each message's segments among ``ids``; built once, as ``_claim_statement``."""
+    return select(_messages.c.id, _messages.c.segments).where(
+        among(dialect, _messages.c.id, "ids"))
+
+
+@lru_cache(maxsize=2)
+def _record_statement(dialect: str) -> Update:
+    """``record_outcomes``'s update from the batch's results (``result_rows``), built once."""
+    results = json_table(dialect, "result", _RESULT_COLUMNS)
+    recipients = _recipients.c
+    now = bindparam("now", type_=recipients.updated_at.type)
+    return (
+        update(_recipients)
+        .where(recipients.id == results.c.id,
+               recipients.status == RecipientStatus.SENDING,
+               recipients.claimed_by == bindparam("node"))
+        .values(status=results.c.status, provider_message_id=results.c.provider_message_id,
+                error_code=results.c.error_code, error_message=results.c.error_message,
+                cost=results.c.cost, provider_status=results.c.provider_status,
+                provider_error_code=results.c.provider_error_code, parts=results.c.parts,
+                retryable=results.c.retryable, sent_at=now, updated_at=now,
+                version=recipients.version + 1)
+        .returning(*_EVENT_COLUMNS)
+    )
 
 
 def _store_parts(recipient_ids: list[int], part_ids: dict[int, tuple[str, ...]]) -> None:
@@ -497,41 +548,62 @@ def _count_into_messages(totals: dict[int, _Totals], now: datetime) -> list[int]
     """
     if not totals:
         return []
-    owners = dict(db.session.execute(
-        select(Message.id, Message.user_id).where(Message.id.in_(totals))).all())
+    dialect = db.engine.dialect.name
+    owners = dict(db.session.execute(_owners_statement(dialect), {"ids": list(totals)}).all())
+    counters, finish = _counter_statements()
     completed = []
     for message_id in sorted(totals, key=lambda key: (owners[key], key)):
         total = totals[message_id]
-        counts = db.session.execute(
-            update(Message).where(Message.id == message_id)
-            .values(success_count=Message.success_count + total.accepted,
-                    failed_count=Message.failed_count + total.failed,
-                    delivered_count=Message.delivered_count + total.delivered,
-                    settled_count=Message.settled_count + total.settled,
-                    cost=Message.cost + total.cost, version=Message.version + 1, updated_at=now)
-            .returning(Message.success_count, Message.settled_count, Message.recipient_count,
-                       Message.status)
-            .execution_options(synchronize_session=False)
-        ).one()
+        counts = db.session.execute(counters, {
+            "message": message_id, "accepted": total.accepted, "failed": total.failed,
+            "delivered": total.delivered, "settled": total.settled, "cost": total.cost,
+            "now": now}).one()
         if counts.settled_count < counts.recipient_count:
             continue
         final = MessageStatus.SENT if counts.success_count else MessageStatus.FAILED
         if counts.status == final:
             continue
         # Final now, or a receipt proved that a FAILED message's recipient was accepted.
-        finished = db.session.execute(
-            update(Message)
-            .where(Message.id == message_id,
-                   Message.status.in_((MessageStatus.SENDING, MessageStatus.FAILED)))
-            .values(status=final, completed_at=now, version=Message.version + 1)
-            .returning(Message.id)
-            .execution_options(synchronize_session=False)
-        ).first()
+        finished = db.session.execute(finish, {"message": message_id, "final": final,
+                                               "now": now}).first()
         if finished is not None:
             completed.append(message_id)
     if any(total != _Totals() for total in totals.values()):
         analytics_marks.mark_changed(set(owners.values()))
     return completed
+
+
+@lru_cache(maxsize=2)
+def _owners_statement(dialect: str) -> Select:
+    """The owner of each message among ``ids``; built once, as ``_claim_statement``."""
+    return select(_messages.c.id, _messages.c.user_id).where(among(dialect, _messages.c.id, "ids"))
+
+
+@lru_cache(maxsize=1)
+def _counter_statements() -> tuple[Update, Update]:
+    """``_count_into_messages``'s two updates, built once: every claim, record and batch of
+    receipts runs them for each of its messages."""
+    messages = _messages.c
+    now = bindparam("now", type_=messages.updated_at.type)
+    this_message = messages.id == bindparam("message")
+    counters = (
+        update(_messages).where(this_message)
+        .values(success_count=messages.success_count + bindparam("accepted", type_=Integer),
+                failed_count=messages.failed_count + bindparam("failed", type_=Integer),
+                delivered_count=messages.delivered_count + bindparam("delivered", type_=Integer),
+                settled_count=messages.settled_count + bindparam("settled", type_=Integer),
+                cost=messages.cost + bindparam("cost", type_=messages.cost.type),
+                version=messages.version + 1, updated_at=now)
+        .returning(messages.success_count, messages.settled_count, messages.recipient_count,
+                   messages.status))
+    finish = (
+        update(_messages)
+        .where(this_message,
+               messages.status.in_((MessageStatus.SENDING, MessageStatus.FAILED)))
+        .values(status=bindparam("final", type_=messages.status.type), completed_at=now,
+                version=messages.version + 1)
+        .returning(messages.id))
+    return counters, finish
 
 
 def apply_receipts(receipts: list[ProviderReceipt],
@@ -563,20 +635,9 @@ def apply_receipts(receipts: list[ProviderReceipt],
     moved = [state for state in states.values() if state["receipt_ids"]]
     changed: list[Any] = []
     if moved:
-        batch = json_rows("receipt", columns=_RECEIPT_COLUMNS, rows=[
-            {name: state[name] for name in _RECEIPT_COLUMNS} for state in moved])
-        changed = db.session.execute(
-            update(_recipients)
-            .where(_recipients.c.id == batch.c.id, _recipients.c.version == batch.c.version)
-            .values(status=batch.c.status, provider_message_id=batch.c.provider_message_id,
-                    error_code=batch.c.error_code, error_message=batch.c.error_message,
-                    cost=batch.c.cost, provider_status=batch.c.provider_status,
-                    provider_error_code=batch.c.provider_error_code, parts=batch.c.parts,
-                    delivered_at=case((batch.c.status == RecipientStatus.DELIVERED, now),
-                                      else_=_recipients.c.delivered_at),
-                    updated_at=now, version=_recipients.c.version + 1)
-            .returning(*_EVENT_COLUMNS)
-        ).all()
+        dialect = db.engine.dialect.name
+        changed = _plain(db.session.execute(_receipt_statement(dialect), {
+            "receipt_rows": json_rows_value(dialect, _RECEIPT_COLUMNS, moved), "now": now}).all())
     done = {row.id for row in changed}
     totals: dict[int, _Totals] = defaultdict(_Totals)
     for state in moved:
@@ -593,6 +654,27 @@ def apply_receipts(receipts: list[ProviderReceipt],
     metrics.receipts_applied.inc(len(changed))
     announcements.receipts_applied(changed, set(totals))
     return len(changed), early
+
+
+@lru_cache(maxsize=2)
+def _receipt_statement(dialect: str) -> Update:
+    """``apply_receipts``'s update from the recipients' new states (``receipt_rows``), each
+    only where its version is still the one read; built once, as ``_claim_statement``."""
+    batch = json_table(dialect, "receipt", _RECEIPT_COLUMNS)
+    recipients = _recipients.c
+    now = bindparam("now", type_=recipients.updated_at.type)
+    return (
+        update(_recipients)
+        .where(recipients.id == batch.c.id, recipients.version == batch.c.version)
+        .values(status=batch.c.status, provider_message_id=batch.c.provider_message_id,
+                error_code=batch.c.error_code, error_message=batch.c.error_message,
+                cost=batch.c.cost, provider_status=batch.c.provider_status,
+                provider_error_code=batch.c.provider_error_code, parts=batch.c.parts,
+                delivered_at=case((batch.c.status == RecipientStatus.DELIVERED, now),
+                                  else_=recipients.delivered_at),
+                updated_at=now, version=recipients.version + 1)
+        .returning(*_EVENT_COLUMNS)
+    )
 
 
 @lru_cache(maxsize=2)
@@ -617,17 +699,16 @@ def _receipt_candidates(receipts: list[ProviderReceipt]) -> tuple[dict[str, Any]
     recipient_ids = list({r.recipient_id for r in receipts if r.recipient_id})
     if not receipts:
         return {}, {}
-    found = db.session.execute(_candidates_statement(db.engine.dialect.name),
-                               {"provider_ids": provider_ids,
-                                "recipient_ids": recipient_ids}).all()
+    found = _plain(db.session.execute(_candidates_statement(db.engine.dialect.name),
+                                      {"provider_ids": provider_ids,
+                                       "recipient_ids": recipient_ids}).all())
     return ({row.provider_message_id: row for row in found if row.provider_message_id},
             {row.id: row for row in found})
 
 
 def _state_of(row: Any) -> dict[str, Any]:
-    """A recipient as receipts will move it, before any has (its columns in one call: a
-    Row's attributes are looked up one by one, a cost paid for every receipt)."""
-    state = dict(row._mapping)
+    """A recipient (a ``_plain`` row) as receipts will move it, before any has."""
+    state = row._asdict()
     state.update(old_cost=state["cost"], newly_accepted=0, receipt_ids=set())
     return state
 
