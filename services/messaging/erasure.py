@@ -8,10 +8,15 @@ suppression entries stay, matched by the hash, with reason ``erased``: a
 person who said STOP and was then erased is still never messaged, and since
 the hub can no longer tell that a later START comes from the same person,
 only an admin lifts such an entry.
+
+A recipient's row gets a higher ``version`` and a new ``updated_at`` like any
+other change of it: trackers resuming with ``sinceVersion`` get the hash too,
+and whatever keeps recipients' states by version sees the row as changed.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -31,7 +36,8 @@ def erase_phone(raw_phone: str) -> dict[str, Any]:
         raise InvalidPayload(f"Phone number {exc.reason}") from None
     replacement = erased_phone(phone)
     recipients = db.session.execute(
-        update(Recipient).where(Recipient.phone == phone).values(phone=replacement)
+        update(Recipient).where(Recipient.phone == phone)
+        .values(phone=replacement, version=Recipient.version + 1, updated_at=datetime.now(UTC))
         .execution_options(synchronize_session=False)).rowcount
     inbound = db.session.execute(
         update(InboundMessage).where(InboundMessage.sender == phone)
