@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 import websocket
 from socketio import packet
 
-from services.transport.packets import HubPacket, ack_text, plain_event
+from services.transport.packets import HubPacket, PacketJson, ack_text, plain_event
 
 
 @pytest.mark.parametrize("encoded", [
@@ -93,6 +94,21 @@ def test_bytes_anywhere_still_make_a_binary_event():
     assert binary.packet_type == packet.BINARY_EVENT
     encoded = binary.encode()
     assert encoded[0].startswith("51-[") and encoded[1:] == [b"raw"]
+
+
+def test_a_batch_already_encoded_is_sent_and_queued_as_the_same_json():
+    """A shared snapshot's batch (``services.messaging.shared_snapshots``): to a local
+    socket as a packet, to another process's through the queue, which encodes with
+    ``PacketJson``; both as if the states had been encoded with the packet."""
+    states = [{"recipientId": "7", "phone": "+15550000007", "version": 3}]
+    shared = ["recipient_updates", {"messageId": "1",
+                                    "updates": orjson.Fragment(orjson.dumps(states)),
+                                    "version": 5}]
+    fresh = ["recipient_updates", {"messageId": "1", "updates": states, "version": 5}]
+    assert HubPacket(packet.EVENT, data=shared).encode() == \
+        HubPacket(packet.EVENT, data=fresh).encode()
+    queued = {"method": "emit", "event": "recipient_updates", "data": shared[1]}
+    assert PacketJson.loads(PacketJson.dumps(queued))["data"] == fresh[1]
 
 
 def _connected_socket(hub, token: str) -> websocket.WebSocket:

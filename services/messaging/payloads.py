@@ -15,6 +15,7 @@ from decimal import Decimal
 from operator import attrgetter, itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import Row
 
 from models import Message, Recipient
@@ -128,9 +129,10 @@ def recipient_update_payload(recipient: Recipient | Row[Any]) -> dict[str, Any]:
     return _state_of(*_state_fields(recipient), {"messageId": str(recipient.message_id)})
 
 
-def recipient_updates_payload(message_id: int, states: list[dict[str, Any]],
+def recipient_updates_payload(message_id: int, states: list[dict[str, Any]] | orjson.Fragment,
                               version: int) -> dict[str, Any]:
-    """The ``recipient_updates`` event shape: a batch of ``recipient_state`` items."""
+    """The ``recipient_updates`` event shape: a batch of ``recipient_state`` items, or their
+    JSON already encoded, for a batch sent to many trackers."""
     return {"messageId": str(message_id), "updates": states, "version": version}
 
 

@@ -9,7 +9,9 @@ kinds of tracker:
   ``TRACK_SNAPSHOT_LIMIT`` of them (REST pages the rest);
 - batched (``{messageId, batch: true}``): ``recipient_updates`` batches
   (``services.messaging.recipient_batches``), and a snapshot of every
-  recipient in batches of ``SNAPSHOT_BATCH_SIZE``. With ``sinceVersion``,
+  recipient in batches of ``SNAPSHOT_BATCH_SIZE``, shared with the message's
+  other batched trackers on this process
+  (``services.messaging.shared_snapshots``). With ``sinceVersion``,
   the highest batch version it saw before losing its socket, it gets only
   the recipients changed since, plus ``RECIPIENT_RESUME_OVERLAP`` seconds of
   changes again (a change stamped before a batch may commit after it, and
@@ -25,7 +27,6 @@ recipients for batched ones, which cost about that much less to send.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,18 +38,16 @@ from models import Message, Recipient
 from services.auth import Identity
 from services.messaging.messages import get_visible
 from services.messaging.payloads import (
-    SNAPSHOT_FIELDS,
     message_update_payload,
     recipient_update_payload,
     recipient_updates_payload,
-    snapshot_states,
 )
 from services.messaging.recipient_batches import clock_version
+from services.messaging.shared_snapshots import full_snapshot, in_batches, recipient_rows
 from services.messaging.status_counts import status_counts
 from services.realtime import emitter, rooms, snapshots
 
 TRACK_SNAPSHOT_LIMIT = 1_000
-SNAPSHOT_BATCH_SIZE = 1_000
 ROWS_PER_BATCHED_CHARGE = 10
 
 
@@ -72,7 +71,7 @@ def _track_each(identity: Identity, sid: str, message: Message) -> dict[str, Any
     emitter.enter_room(sid, rooms.message_room(message.id))
     emitter.emit_to_sid(sid, event="message_update", payload=message_update_payload(
         message, status_counts([message.id])[message.id]))
-    recipients = _recipients(message.id, since=None, limit=TRACK_SNAPSHOT_LIMIT + 1)
+    recipients = recipient_rows(message.id, since=None, limit=TRACK_SNAPSHOT_LIMIT + 1)
     truncated = len(recipients) > TRACK_SNAPSHOT_LIMIT
     recipients = recipients[:TRACK_SNAPSHOT_LIMIT]
     emitter.emit_each(((sid, recipient_update_payload(r)) for r in recipients),
@@ -90,10 +89,15 @@ def _track_batched(identity: Identity, sid: str, message: Message,
     emitter.enter_room(sid, rooms.recipient_batch_room(message.id))
     emitter.emit_to_sid(sid, event="message_update", payload=message_update_payload(
         message, status_counts([message.id])[message.id]))
-    recipients = _recipients(message.id, since=since, limit=None)
-    emitter.emit_each(((sid, recipient_updates_payload(message.id, states, version))
-                       for states in _in_batches(recipients)), "recipient_updates")
-    return {**_acknowledged(message, len(recipients)), "truncated": False, "nextCursor": None,
+    if since is None:
+        batches, sent = full_snapshot(message.id, version)
+    else:
+        recipients = recipient_rows(message.id, since=since, limit=None)
+        batches = [recipient_updates_payload(message.id, states, version)
+                   for states in in_batches(recipients)]
+        sent = len(recipients)
+    emitter.emit_each(((sid, batch) for batch in batches), "recipient_updates")
+    return {**_acknowledged(message, sent), "truncated": False, "nextCursor": None,
             "version": version, "resumed": since is not None}
 
 
@@ -109,24 +113,6 @@ def _resume_point(message: Message, since_version: int | None, *, now: int) -> d
 def _count_changed(message_id: int, since: datetime) -> int:
     return db.session.scalar(select(func.count()).select_from(Recipient).where(
         Recipient.message_id == message_id, Recipient.updated_at > since)) or 0
-
-
-# The snapshot's columns from the table, as plain rows: a select of ORM attributes goes
-# through the ORM's loading, and ORM objects take longer still.
-_SNAPSHOT_COLUMNS = tuple(Recipient.__table__.c[name] for name in SNAPSHOT_FIELDS)
-
-
-def _recipients(message_id: int, *, since: datetime | None, limit: int | None) -> Sequence[Any]:
-    table = Recipient.__table__
-    query = select(*_SNAPSHOT_COLUMNS).where(table.c.message_id == message_id)
-    if since is not None:
-        query = query.where(table.c.updated_at > since)
-    return db.session.execute(query.order_by(table.c.id).limit(limit)).all()
-
-
-def _in_batches(recipients: Sequence[Any]) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(recipients), SNAPSHOT_BATCH_SIZE):
-        yield snapshot_states(recipients[start:start + SNAPSHOT_BATCH_SIZE])
 
 
 def _acknowledged(message: Message, sent: int) -> dict[str, Any]:
