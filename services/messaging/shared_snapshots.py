@@ -82,7 +82,9 @@ class _Kept:
     batches: list[dict[str, Any]]
 
 
-_kept: OrderedDict[int, _Kept] = OrderedDict()
+# By database and message: a process that works on several databases (the tests, a
+# command) never serves one database's recipients from another's snapshot.
+_kept: OrderedDict[tuple[str, int], _Kept] = OrderedDict()
 
 
 def recipient_rows(message_id: int, *, since: datetime | None,
@@ -104,13 +106,17 @@ def in_batches(recipients: Sequence[Any]) -> Iterator[list[dict[str, Any]]]:
 def full_snapshot(message_id: int, version: int) -> tuple[list[dict[str, Any]], int]:
     """The ``recipient_updates`` payloads of every recipient's state, and how many
     recipients they cover; ``version`` is the tracker's, for the batches built for it."""
-    kept = _kept.get(message_id)
+    kept = _kept.get(_key(message_id))
     if kept is not None and time.monotonic() - kept.built_at < SHARED_SECONDS:
-        _kept.move_to_end(message_id)
+        _kept.move_to_end(_key(message_id))
         shared = _from_kept(message_id, kept, version)
         if shared is not None:
             return shared
     return _built(message_id, version)
+
+
+def _key(message_id: int) -> tuple[str, int]:
+    return str(db.engine.url), message_id
 
 
 def _from_kept(message_id: int, kept: _Kept,
@@ -146,11 +152,11 @@ def _built(message_id: int, version: int) -> tuple[list[dict[str, Any]], int]:
     batches = [recipient_updates_payload(message_id, orjson.Fragment(orjson.dumps(states)),
                                          version)
                for states in in_batches(rows)]
-    _kept[message_id] = _Kept(built_at=time.monotonic(),
+    _kept[_key(message_id)] = _Kept(built_at=time.monotonic(),
                               versions={row[_ID]: row[_VERSION] for row in rows},
                               phones={row[_ID]: row[_PHONE] for row in rows},
                               batches=batches)
-    _kept.move_to_end(message_id)
+    _kept.move_to_end(_key(message_id))
     while len(_kept) > SHARED_MESSAGES:
         _kept.popitem(last=False)
     return batches, len(rows)
