@@ -320,3 +320,31 @@ def test_recipients_queued_before_the_validity_column_expire_after_the_setting(d
         assert stored["+15550000085"].expires_at is None
         assert _message(message_id).validity_seconds is None
         assert app.config["SMS_VALIDITY_SECONDS"] == 3600.0
+
+
+def test_a_batch_of_progress_words_is_one_commit_applied_in_order(app_context):
+    from sqlalchemy import event
+
+    from services.messaging import provider_statuses
+
+    answers = {f"+1555000001{i}": SubmitResult(Outcome.ACCEPTED, f"p-{i}") for i in range(3)}
+    message_id = _create(list(answers))
+    _submit("node-a", answers)
+    commits = []
+    session = db.session()
+
+    def committed(_session) -> None:
+        commits.append(1)
+    event.listen(session, "after_commit", committed)
+    try:
+        words = [provider_statuses.Progress("ACCEPTD", ("ENROUTE",), f"p-{i}") for i in range(3)]
+        # The same recipient twice: the later word replaces the earlier, as one by one.
+        words.append(provider_statuses.Progress("ENROUTE", ("ACCEPTD",), "p-0"))
+        # A word that may not replace the current one changes nothing.
+        words.append(provider_statuses.Progress("ACCEPTD", ("UNDELIV",), "p-1"))
+        assert provider_statuses.record_progress(words) == 4
+    finally:
+        event.remove(session, "after_commit", committed)
+    assert len(commits) == 1
+    assert {phone: r.provider_status for phone, r in _recipients(message_id).items()} == {
+        "+15550000010": "ENROUTE", "+15550000011": "ACCEPTD", "+15550000012": "ACCEPTD"}

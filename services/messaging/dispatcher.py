@@ -272,13 +272,14 @@ class Dispatcher:
     @staticmethod
     def _show_progress(batch: list[ProviderReceipt]) -> None:
         """Words of progress become their recipients' ``providerStatus``, as Twilio's do
-        (``apply_receipts`` passes over them, and acknowledging waits for its commit)."""
-        for receipt in batch:
-            if receipt.replaces is not None and receipt.provider_status is not None:
-                provider_statuses.record_progress(
-                    provider_status=receipt.provider_status, earlier=receipt.replaces,
-                    provider_message_id=receipt.provider_message_id,
-                    recipient_id=receipt.recipient_id)
+        (``apply_receipts`` passes over them, and acknowledging waits for its commit), all
+        of the batch's in one commit."""
+        words = [provider_statuses.Progress(receipt.provider_status, receipt.replaces,
+                                            receipt.provider_message_id, receipt.recipient_id)
+                 for receipt in batch
+                 if receipt.replaces is not None and receipt.provider_status is not None]
+        if words:
+            provider_statuses.record_progress(words)
 
     def _park(self, batch: list[ProviderReceipt]) -> list[ProviderReceipt]:
         """Those of ``batch`` for sends of the batch being sent wait for its record; the

@@ -16,10 +16,11 @@ here: proving an ambiguous submit accepted is ``queue.apply_receipts``' job.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import Update, and_, or_, update
 
 from extensions import db
 from models import Recipient
@@ -34,29 +35,49 @@ _EVENT_COLUMNS = tuple(_recipients.c[name] for name in (
 _MAY_STILL_MOVE = (RecipientStatus.SENT, RecipientStatus.UNKNOWN)
 
 
-def record_progress(*, provider_status: str, earlier: Collection[str],
-                    provider_message_id: str, recipient_id: int | None = None) -> int:
-    """Show ``provider_status`` on the recipient it names, if its current word is none or
-    one of ``earlier``; commits, announces, and returns how many recipients changed (0 or 1).
+class Progress(NamedTuple):
+    """A word of progress: ``provider_status`` for the recipient named by its provider id
+    (or by ``recipient_id``, from a callback URL), replacing only a word of ``earlier``."""
 
-    ``recipient_id`` (from a callback URL) names a recipient whose send's answer may never
-    have come back; it must then hold no other provider id.
+    provider_status: str
+    earlier: Collection[str]
+    provider_message_id: str
+    recipient_id: int | None = None
+
+
+def record_progress(words: Iterable[Progress]) -> int:
+    """Show each word on the recipient it names, if that recipient's current word is none or
+    one of the word's ``earlier``; one commit for all, then the changes are announced.
+    Returns how many recipient changes there were.
+
+    A batch of an SMSC's receipts may hold a word for each of its recipients: one
+    commit each would double what the batch costs the database. Words for the same
+    recipient apply in order, as if one by one. A ``recipient_id`` names a recipient
+    whose send's answer may never have come back; it must then hold no other
+    provider id.
     """
-    if recipient_id is not None:
-        named = and_(_recipients.c.id == recipient_id,
-                     or_(_recipients.c.provider_message_id.is_(None),
-                         _recipients.c.provider_message_id == provider_message_id))
-    else:
-        named = _recipients.c.provider_message_id == provider_message_id
-    changed = db.session.execute(
-        update(_recipients)
-        .where(named, _recipients.c.status.in_(_MAY_STILL_MOVE),
-               or_(_recipients.c.provider_status.is_(None),
-                   _recipients.c.provider_status.in_(list(earlier))))
-        .values(provider_status=provider_status, updated_at=datetime.now(UTC),
-                version=_recipients.c.version + 1)
-        .returning(*_EVENT_COLUMNS)
-    ).all()
+    now = datetime.now(UTC)
+    changed: list[Any] = []
+    for word in words:
+        changed += db.session.execute(_show(word, now)).all()
     db.session.commit()
     announcements.emit_recipient_updates(changed)
     return len(changed)
+
+
+def _show(word: Progress, now: datetime) -> Update:
+    if word.recipient_id is not None:
+        named = and_(_recipients.c.id == word.recipient_id,
+                     or_(_recipients.c.provider_message_id.is_(None),
+                         _recipients.c.provider_message_id == word.provider_message_id))
+    else:
+        named = _recipients.c.provider_message_id == word.provider_message_id
+    return (
+        update(_recipients)
+        .where(named, _recipients.c.status.in_(_MAY_STILL_MOVE),
+               or_(_recipients.c.provider_status.is_(None),
+                   _recipients.c.provider_status.in_(list(word.earlier))))
+        .values(provider_status=word.provider_status, updated_at=now,
+                version=_recipients.c.version + 1)
+        .returning(*_EVENT_COLUMNS)
+    )

@@ -81,10 +81,9 @@ def receive_status(provider: TwilioProvider, callback: Mapping[str, Any],
     callback that may move its status to the dispatcher; returns the receipt it made."""
     receipt = receipt_from_status(callback, recipient_id)
     if receipt.provider_status in PROGRESS:
-        provider_statuses.record_progress(
-            provider_status=receipt.provider_status,
-            earlier=PROGRESS[:PROGRESS.index(receipt.provider_status)],
-            provider_message_id=receipt.provider_message_id, recipient_id=recipient_id)
+        provider_statuses.record_progress([provider_statuses.Progress(
+            receipt.provider_status, PROGRESS[:PROGRESS.index(receipt.provider_status)],
+            receipt.provider_message_id, recipient_id)])
     if receipt.status is not None or receipt.provider_status not in PROGRESS:
         provider.receive_receipt(receipt)
     return receipt
