@@ -57,11 +57,9 @@ def emit_to_rooms(room_list: list[str], *, event: str, payload: Any) -> None:
 
 EMITS_BETWEEN_YIELDS = 200
 # A pause long enough for the event loop to poll: gevent's ``sleep(0)`` only runs the
-# greenlets already scheduled, so sockets whose data has arrived waited for the whole burst
-# (and ``gevent.idle()`` let others' acks wait up to 157 ms while a 10,000-number message was
-# parsed). A tenth of a millisecond is enough for a timer to make the loop poll; a whole one
-# left the process idle for a third of that parse (``bench/message_creation.py``).
-YIELD_SECONDS = 0.0001
+# greenlets already scheduled, so sockets whose data has arrived waited for the whole burst.
+# Anything shorter than a millisecond is one: epoll's timeout is in milliseconds.
+YIELD_SECONDS = 0.001
 
 
 def emit_each(targets_and_payloads, event: str) -> None:
