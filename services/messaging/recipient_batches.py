@@ -39,7 +39,9 @@ class RecipientBatches:
 
     def __init__(self, interval: float = 0.25) -> None:
         self.interval = interval
-        self.pending: dict[int, dict[int, dict[str, Any]]] = {}
+        # Per message, each changed recipient's latest row: its state is built once, when
+        # the batch goes, however many times it changed in the interval.
+        self.pending: dict[int, dict[int, Any]] = {}
         self.last_sent: dict[int, tuple[float, int]] = {}
 
     def configure(self, interval: float) -> None:
@@ -59,8 +61,8 @@ class RecipientBatches:
             if listened[message_id]:
                 waiting = self.pending[message_id]
                 known = waiting.get(row.id)
-                if known is None or known["version"] < row.version:
-                    waiting[row.id] = recipient_state(row)
+                if known is None or known.version < row.version:
+                    waiting[row.id] = row
         now = time.monotonic()
         for message_id in started:
             sent_at = self.last_sent.get(message_id, (float("-inf"), 0))[0]
@@ -82,8 +84,8 @@ class RecipientBatches:
         if early > 0:
             gevent.spawn_later(early, self.flush, message_id)
             return
-        states = self.pending.pop(message_id, None)
-        if not states:
+        rows = self.pending.pop(message_id, None)
+        if not rows:
             return
         previous = self.last_sent.get(message_id, (0.0, 0))[1]
         version = max(clock_version(), previous + 1)
@@ -91,7 +93,8 @@ class RecipientBatches:
         self.last_sent = {key: sent for key, sent in self.last_sent.items()
                           if now - sent[0] < max(self.interval, 1.0)}
         self.last_sent[message_id] = (now, version)
-        payload = recipient_updates_payload(message_id, list(states.values()), version)
+        payload = recipient_updates_payload(
+            message_id, [recipient_state(row) for row in rows.values()], version)
         try:
             emitter.emit_to_room(rooms.recipient_batch_room(message_id), event="recipient_updates",
                                  payload=payload)
