@@ -29,14 +29,13 @@ def create_message(identity):
     body = json_body(MessageCreateSchema)
     send_at = messages.read_send_at(body["sendAt"])
     recipients = messages.read_recipients(body["recipients"])
-    with messages.one_create_at_a_time():
-        return idempotency.run_once(
-            identity.user_id, key=idempotency_key(), endpoint="messages", body=body,
-            action=lambda: (messages.create(identity.user_id, body=body["body"],
-                                            recipients=recipients, send_at=send_at,
-                                            quiet=body["quietHours"],
-                                            validity_seconds=body["validitySeconds"]), 202),
-        )
+    return idempotency.run_once(
+        identity.user_id, key=idempotency_key(), endpoint="messages", body=body,
+        action=lambda: (messages.create(identity.user_id, body=body["body"],
+                                        recipients=recipients, send_at=send_at,
+                                        quiet=body["quietHours"],
+                                        validity_seconds=body["validitySeconds"]), 202),
+    )
 
 
 @messages_bp.post("/preview")

@@ -232,32 +232,6 @@ def test_twenty_concurrent_retries_with_one_key_store_and_send_one_message(hub, 
     assert sorted(p for p in sent_phones(hub.send_log) if p in phones) == sorted(phones)
 
 
-def test_concurrent_posts_sharing_keys_never_wait_on_each_others_sqlite_lock(sqlite_hub,
-                                                                               sqlite_user):
-    """Twenty posts of four keys at once, each parsed in a pool thread: a key's record must
-    not be written while another request holds its turn to store (a hang until SQLite's
-    busy timeout, the whole process held)."""
-    tag = uuid.uuid4().int % 1_000
-    start = threading.Barrier(20)
-
-    def post(number):
-        with requests.Session() as session:
-            start.wait()
-            return session.post(
-                sqlite_hub.url + "/api/messages", timeout=8,
-                headers={"Authorization": f"Bearer {sqlite_user.token}",
-                         "Idempotency-Key": f"turns-{tag}-{number % 4}"},
-                json={"body": "turns", "recipients": [f"+1558{tag:03d}{number % 4}{i:03d}"
-                                                      for i in range(300)]})
-
-    with ThreadPoolExecutor(20) as pool:
-        answers = list(pool.map(post, range(20)))
-    assert Counter(a.status_code for a in answers) == {202: 20}, [a.text for a in answers]
-    assert len({a.json()["id"] for a in answers}) == 4
-    assert sql_scalar(sqlite_hub.database_url, "SELECT count(*) FROM messages WHERE user_id = :u",
-                      u=sqlite_user.id) == 4
-
-
 def test_owner_gets_coalesced_message_updates_and_the_final_one(api, user, connect):
     client = connect(user.token)
     phones = [f"+1555111{i:04d}" for i in range(300)]

@@ -20,7 +20,7 @@ from typing import Any
 
 import gevent
 from flask import current_app
-from gevent.lock import RLock
+from gevent.lock import Semaphore
 from sqlalchemy import Insert, insert, literal, select
 
 from extensions import db, socketio
@@ -62,7 +62,7 @@ REPORT_ROW_COLUMNS = (Recipient.id, Recipient.phone, Recipient.status, Recipient
                       Recipient.cost, Recipient.sent_at, Recipient.delivered_at)
 REPORT_PAGE = 200
 SLICE_SECONDS = 0.003
-SQLITE_CREATES = RLock()
+SQLITE_CREATES = Semaphore()
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -151,7 +151,7 @@ def create(user_id: int, *, body: str, recipients: Recipients, send_at: datetime
     table = pricing.prices()
     rows = [{"phone": phone, "price_per_segment": table.price_for(country)}
             for phone, country in recipients.countries.items()]
-    with one_create_at_a_time():
+    with _one_create_at_a_time():
         message = _store(user_id, body, rows, send_at, quiet, validity_seconds)
     counts = {RecipientStatus.PENDING.value: len(rows)}
     update = message_update_payload(message, counts)
@@ -265,20 +265,15 @@ def _insert_recipients(message_id: int, recipients: list[dict[str, Any]], now: d
 
 
 @contextlib.contextmanager
-def one_create_at_a_time() -> Iterator[None]:
+def _one_create_at_a_time() -> Iterator[None]:
     """On SQLite, one message is stored at a time in this process; the transaction ends
-    (committed or rolled back) before the next begins. A request takes its turn around
-    all its writes, its idempotency key's record included (the turn is reentrant).
+    (committed or rolled back) before the next begins.
 
     SQLite ignores the row lock ``quotas.reserve`` takes on PostgreSQL, and
     reads outside a write transaction: while one message's recipients were
     being inserted in a pool thread (``_commit_with``), five concurrent posts
     each read the quota before the others committed and passed a quota of
     four. Taking turns here puts each reservation after the previous commit.
-    A key's record written before the turn held SQLite's write lock while its
-    request waited for the turn, and the request holding the turn then waited
-    for that lock inside SQLite's C code, holding the whole process, until the
-    busy timeout (10 s) failed it: twenty concurrent posts with one key hung.
     """
     if db.engine.dialect.name != "sqlite":
         yield
