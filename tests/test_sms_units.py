@@ -101,6 +101,13 @@ def test_countries_are_left_unknown_when_not_asked_for():
     assert (not_asked.invalid, not_asked.duplicates_removed) == (asked.invalid, 1)
 
 
+def test_parsing_offers_a_pause_every_twenty_entries():
+    pauses = []
+    normalise_recipients([f"+1555123{i:04d}" for i in range(250)] + ["bad"] * 50,
+                         pause=lambda: pauses.append(1))
+    assert len(pauses) == 15
+
+
 @pytest.mark.parametrize(("text", "outside"), [
     ("plain GSM text {€}", ()),
     ("Café ✓ and ✓ again", ("✓",)),

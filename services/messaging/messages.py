@@ -72,16 +72,12 @@ def owner_of(message_id: int) -> int | None:
 
 
 def read_recipients(raw_recipients: list[Any], *, countries: bool | None = None) -> Recipients:
-    """The numbers of a message as entered, parsed in a thread of gevent's pool.
+    """The numbers of a message as entered, parsed a slice at a time.
 
-    10,000 numbers take a few hundred milliseconds to parse. Parsed in slices
-    on the event loop, with a pause between them for the node's other clients,
-    each pause lasted a millisecond at least (epoll's resolution): the parse
-    took half as long again. In a thread it runs whole while the loop serves
-    the others, who wait for the interpreter's lock at most its switch interval
-    (5 ms) at a time. Call it before any write of the request: on SQLite a
-    write transaction held meanwhile would make another greenlet's write wait
-    for the lock in C, stopping the whole process.
+    10,000 numbers take a few hundred milliseconds to parse; between slices the
+    node serves its other clients. Call it before any write of the request: on
+    SQLite a write transaction held across those pauses would make another
+    greenlet's write wait for the lock in C, stopping the whole process.
     Each number's country, the slowest part, is looked up when ``countries``
     (a preview), by default only when ``SMS_PRICES`` prices countries: with one
     price for all, ``create`` has no use for it.
@@ -90,8 +86,7 @@ def read_recipients(raw_recipients: list[Any], *, countries: bool | None = None)
         raise InvalidPayload(f"At most {MAX_RECIPIENTS} recipients per message")
     if countries is None:
         countries = bool(pricing.prices().by_country)
-    return gevent.get_hub().threadpool.apply(normalise_recipients, (raw_recipients,),
-                                             {"countries": countries})
+    return normalise_recipients(raw_recipients, pause=_taking_turns(), countries=countries)
 
 
 def _taking_turns() -> Callable[[], None]:
