@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict, namedtuple
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -155,13 +156,13 @@ def _claim_statement(dialect: str, exactly_once: bool) -> Update:
     Python than the statement took to run."""
     recipients, messages = _recipients.c, _messages.c
     now = bindparam("now", type_=recipients.updated_at.type)
-    # The first condition repeats the queue index's own, values written out: without
-    # it SQLite does not see that the partial index applies and walks every recipient
-    # ever stored.
     taken_over = and_(recipients.status == RecipientStatus.SENDING,
                       recipients.claimed_at < bindparam("stale", type_=recipients.claimed_at.type))
     if not exactly_once:
         taken_over = and_(taken_over, recipients.submit_started_at.is_(None))
+    # The first condition repeats the queue index's own, values written out: without
+    # it SQLite does not see that the partial index applies and walks every recipient
+    # ever stored.
     claimable = and_(
         _in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING),
         or_(and_(recipients.status == RecipientStatus.PENDING,
@@ -407,8 +408,7 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
     now = now or _now()
     message_ids = {row.message_id for row, _ in outcomes}
     dialect = db.engine.dialect.name
-    segments = dict(db.session.execute(_segments_statement(dialect),
-                                       {"ids": list(message_ids)}).all())
+    segments = _of_messages("segments", message_ids)
     throttled = [(row, result) for row, result in outcomes if result.outcome == Outcome.THROTTLED]
     rows = []
     part_ids: dict[int, tuple[str, ...]] = {}
@@ -449,13 +449,6 @@ def record_outcomes(node_id: str, outcomes: list[tuple[Any, SubmitResult]],
     db.session.commit()
     announcements.outcomes_recorded(recorded + requeued, messages_by_id(completed))
     return completed
-
-
-@lru_cache(maxsize=2)
-def _segments_statement(dialect: str) -> Select:
-    """Each message's segments among ``ids``; built once, as ``_claim_statement``."""
-    return select(_messages.c.id, _messages.c.segments).where(
-        among(dialect, _messages.c.id, "ids"))
 
 
 @lru_cache(maxsize=2)
@@ -548,8 +541,7 @@ def _count_into_messages(totals: dict[int, _Totals], now: datetime) -> list[int]
     """
     if not totals:
         return []
-    dialect = db.engine.dialect.name
-    owners = dict(db.session.execute(_owners_statement(dialect), {"ids": list(totals)}).all())
+    owners = _of_messages("user_id", totals)
     counters, finish = _counter_statements()
     completed = []
     for message_id in sorted(totals, key=lambda key: (owners[key], key)):
@@ -571,12 +563,6 @@ def _count_into_messages(totals: dict[int, _Totals], now: datetime) -> list[int]
     if any(total != _Totals() for total in totals.values()):
         analytics_marks.mark_changed(set(owners.values()))
     return completed
-
-
-@lru_cache(maxsize=2)
-def _owners_statement(dialect: str) -> Select:
-    """The owner of each message among ``ids``; built once, as ``_claim_statement``."""
-    return select(_messages.c.id, _messages.c.user_id).where(among(dialect, _messages.c.id, "ids"))
 
 
 @lru_cache(maxsize=1)
@@ -970,8 +956,20 @@ def _cancel_queued(message_ids: set[int], now: datetime) -> list[Any]:
 
 def message_bodies(message_ids: set[int]) -> dict[int, str]:
     """What each of these messages says, to send it."""
-    return dict(db.session.execute(
-        select(Message.id, Message.body).where(Message.id.in_(message_ids))).all())
+    return _of_messages("body", message_ids)
+
+
+def _of_messages(column: str, message_ids: Iterable[int]) -> dict[int, Any]:
+    """Each of these messages' ``column``, by id."""
+    return dict(db.session.execute(_of_messages_statement(db.engine.dialect.name, column),
+                                   {"ids": list(message_ids)}).all())
+
+
+@lru_cache(maxsize=8)
+def _of_messages_statement(dialect: str, column: str) -> Select:
+    """Built once per database and column, as ``_claim_statement``: every batch asks."""
+    return select(_messages.c.id, _messages.c[column]).where(
+        among(dialect, _messages.c.id, "ids"))
 
 
 def messages_by_id(message_ids: list[int] | set[int]) -> list[Message]:
