@@ -10,8 +10,9 @@ announcements, tracking snapshots and the REST listings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
+from functools import lru_cache
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -67,7 +68,7 @@ def recipient_state(recipient: Recipient | Row[Any]) -> dict[str, Any]:
     ``providerStatus`` and ``providerErrorCode`` are the provider's own words
     (``null`` until it has said any); ``parts`` is the segment count sent.
     """
-    return _state_of(*_state_fields(recipient), {})
+    return _state_of(*_fields_reader(type(recipient))(recipient))
 
 
 _STATE_FIELDS = ("id", "phone", "status", "version", "provider_status", "provider_error_code",
@@ -76,13 +77,21 @@ _state_by_attribute = attrgetter(*_STATE_FIELDS)
 _state_by_key = itemgetter(*_STATE_FIELDS)
 
 
-def _state_fields(recipient: Any) -> tuple[Any, ...]:
-    """``_state_of``'s fields in one call: a row's attributes are found by a failed class
-    lookup each, about twenty times slower than its mapping, and every recipient change
-    reads them for each of its events."""
-    if isinstance(recipient, Row):
-        return _state_by_key(recipient._mapping)
-    return _state_by_attribute(recipient)
+@lru_cache(maxsize=64)
+def _fields_reader(kind: type) -> Callable[[Any], tuple[Any, ...]]:
+    """How to read ``_state_of``'s fields of a recipient of this kind in one call.
+
+    A named tuple by position (the queue's rows: an attribute of one is a
+    property call); a SQLAlchemy row by its mapping (an attribute is found
+    only after a failed class lookup, twenty times slower); anything else
+    (a ``Recipient``) by attribute. Every recipient change reads them for
+    each of its events.
+    """
+    if issubclass(kind, tuple) and hasattr(kind, "_fields"):
+        return itemgetter(*(kind._fields.index(name) for name in _STATE_FIELDS))
+    if issubclass(kind, Row):
+        return lambda row: _state_by_key(row._mapping)
+    return _state_by_attribute
 
 
 # What a ``recipient_update`` needs, in the order ``snapshot_states`` reads a row.
@@ -97,17 +106,15 @@ def snapshot_states(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     a row's mapping cost more than the state itself.
     """
     return [_state_of(id_, phone, status, version, provider_status, provider_error_code, parts,
-                      retryable, error_message, error_code, {})
+                      retryable, error_message, error_code)
             for (id_, _message_id, phone, status, version, error_message, error_code,
                  provider_status, provider_error_code, parts, retryable) in rows]
 
 
 def _state_of(id_: int, phone: str, status: str, version: int, provider_status: str | None,
               provider_error_code: str | None, parts: int | None, retryable: Any,
-              error_message: str | None, error_code: str | None,
-              lead: dict[str, str]) -> dict[str, Any]:
+              error_message: str | None, error_code: str | None) -> dict[str, Any]:
     state: dict[str, Any] = {
-        **lead,
         "recipientId": str(id_),
         "phone": phone,
         "status": status,
@@ -126,7 +133,7 @@ def _state_of(id_: int, phone: str, status: str, version: int, provider_status: 
 
 def recipient_update_payload(recipient: Recipient | Row[Any]) -> dict[str, Any]:
     """The ``recipient_update`` event shape: the recipient's state and its message."""
-    return _state_of(*_state_fields(recipient), {"messageId": str(recipient.message_id)})
+    return {"messageId": str(recipient.message_id), **recipient_state(recipient)}
 
 
 def recipient_updates_payload(message_id: int, states: list[dict[str, Any]] | orjson.Fragment,
