@@ -218,3 +218,41 @@ def test_a_batched_snapshot_of_ten_thousand_recipients_comes_in_batches_of_a_tho
     assert ack["snapshotRecipients"] == 10_000 and ack["truncated"] is False
     assert [len(b["updates"]) for b in snapshot] == [1000] * 10
     assert len({s["recipientId"] for b in snapshot for s in b["updates"]}) == 10_000
+
+
+def test_changes_noted_out_of_order_keep_each_recipients_newest(tmp_path, monkeypatch):
+    """Greenlets may note their commits out of order: a batch carries each recipient's
+    highest version, and changes of a message nobody tracks in batches are not kept."""
+    from collections import namedtuple
+
+    from extensions import socketio
+    from services.messaging.recipient_batches import RecipientBatches
+    from services.realtime import emitter, rooms
+    from tests.support import app_on
+
+    row = namedtuple("Row", "id message_id phone status version provider_status "
+                            "provider_error_code parts retryable error_message error_code")
+
+    def change(recipient_id, version, status, message_id=7):
+        return row(recipient_id, message_id, f"+1555000{recipient_id:04d}", status, version,
+                   None, None, 1, False, None, None)
+
+    sent = []
+    with app_on(f"sqlite:///{tmp_path / 'hub.db'}"):
+        monkeypatch.setattr(emitter, "emit_to_room",
+                            lambda room, *, event, payload: sent.append((room, payload)))
+        socketio.server.manager.enter_room("tracker", emitter.NAMESPACE,
+                                           rooms.recipient_batch_room(7), eio_sid="tracker")
+        batches = RecipientBatches(interval=3600)
+        batches.note([change(1, 2, "SENDING"), change(2, 2, "SENDING")], {7})
+        batches.note([change(1, 4, "DELIVERED"), change(9, 2, "SENDING", message_id=8)], {7, 8})
+        batches.note([change(1, 3, "SENT"), change(2, 3, "SENT")], {7})
+        batches.last_sent.clear()
+        batches.flush(7)
+
+    assert [room for room, _ in sent] == [rooms.recipient_batch_room(7)] * 2
+    first, second = (payload["updates"] for _, payload in sent)
+    assert [(u["recipientId"], u["version"]) for u in first] == [("1", 2), ("2", 2)]
+    assert {u["recipientId"]: (u["status"], u["version"]) for u in second} == {
+        "1": ("DELIVERED", 4), "2": ("SENT", 3)}
+    assert 8 not in batches.pending

@@ -53,15 +53,13 @@ message_updates = MessageUpdates()
 
 def emit_recipient_updates(rows: list[Any]) -> None:
     """Each recipient's ``recipient_update`` to its message's trackers; the batches noted."""
-    batches.note(rows)
-    listened: dict[int, bool] = {}
-    for row in rows:
-        if row.message_id not in listened:
-            listened[row.message_id] = emitter.has_listeners(rooms.message_room(row.message_id))
-    emitter.emit_each(((rooms.message_room(row.message_id),
-                        recipient_update_payload(row)) for row in rows
-                       if listened[row.message_id]),
-                      "recipient_update")
+    message_ids = {row.message_id for row in rows}
+    batches.note(rows, message_ids)
+    tracked = {message_id for message_id in message_ids
+               if emitter.has_listeners(rooms.message_room(message_id))}
+    if tracked:
+        emitter.emit_each(((rooms.message_room(row.message_id), recipient_update_payload(row))
+                           for row in rows if row.message_id in tracked), "recipient_update")
 
 
 def claimed(rows: list[Any]) -> None:

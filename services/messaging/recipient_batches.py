@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import gevent
@@ -47,22 +47,33 @@ class RecipientBatches:
     def configure(self, interval: float) -> None:
         self.interval = interval
 
-    def note(self, rows: Iterable[Any]) -> None:
-        """Committed recipient changes: sent at once when the message had no batch lately."""
-        listened: dict[int, bool] = {}
-        started: list[int] = []
-        for row in rows:
-            message_id = row.message_id
-            if message_id not in listened:
-                listened[message_id] = emitter.has_listeners(rooms.recipient_batch_room(message_id))
-                if listened[message_id] and message_id not in self.pending:
-                    self.pending[message_id] = {}
-                    started.append(message_id)
-            if listened[message_id]:
-                waiting = self.pending[message_id]
-                known = waiting.get(row.id)
-                if known is None or known.version < row.version:
-                    waiting[row.id] = row
+    def note(self, rows: Sequence[Any], message_ids: set[int]) -> None:
+        """Committed recipient changes, of the messages ``message_ids``: sent at once when
+        the message had no batch lately.
+
+        Per row only what must be: a change of a message nobody tracks in batches
+        is dropped with its message, and one that meets an earlier change of the
+        same recipient keeps the higher version (greenlets may note their commits
+        out of order).
+        """
+        tracked = [message_id for message_id in message_ids
+                   if emitter.has_listeners(rooms.recipient_batch_room(message_id))]
+        if not tracked:
+            return
+        started = [message_id for message_id in tracked if message_id not in self.pending]
+        if len(message_ids) == 1:
+            by_message = {tracked[0]: {row.id: row for row in rows}}
+        else:
+            by_message = {message_id: {} for message_id in tracked}
+            for row in rows:
+                if row.message_id in by_message:
+                    by_message[row.message_id][row.id] = row
+        for message_id, changed in by_message.items():
+            waiting = self.pending.setdefault(message_id, {})
+            for recipient_id in changed.keys() & waiting.keys():
+                if waiting[recipient_id].version > changed[recipient_id].version:
+                    changed[recipient_id] = waiting[recipient_id]
+            waiting.update(changed)
         now = time.monotonic()
         for message_id in started:
             sent_at = self.last_sent.get(message_id, (float("-inf"), 0))[0]
