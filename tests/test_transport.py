@@ -246,14 +246,18 @@ def test_a_client_that_stops_answering_pings_is_dropped(quick_ping_hub):
     assert after_silence[-1] == "1", "no Engine.IO close packet before the socket ended"
 
 
-def test_an_open_websocket_keeps_no_request_buffer(sqlite_hub, sqlite_user, sqlite_admin):
-    """The handshake's buffered reader (8 KB) is closed once the socket is upgraded."""
-    before = internals(sqlite_hub, sqlite_admin)["requestReaders"]
+def test_an_open_websocket_keeps_nothing_of_its_request(sqlite_hub, sqlite_user, sqlite_admin):
+    """The handshake's buffered reader (8 KB) is closed once the socket is upgraded, and
+    neither its parsed head nor its WSGI environ outlive the handshake."""
+    kept = ("requestReaders", "requestHeads", "requestEnvirons")
+    before = internals(sqlite_hub, sqlite_admin)
     sockets = [_engineio_socket(sqlite_hub) for _ in range(20)]
     for ws in sockets:
         ws.send("40" + json.dumps({"token": sqlite_user.token}))
         assert ws.recv().startswith("40{")
-    during = internals(sqlite_hub, sqlite_admin)["requestReaders"]
+    during = internals(sqlite_hub, sqlite_admin)
     for ws in sockets:
         ws.close()
-    assert during - before < 5, (before, during)
+    assert during["engineioSockets"] - before["engineioSockets"] == 20
+    for name in kept:
+        assert during[name] - before[name] < 5, (name, before[name], during[name])

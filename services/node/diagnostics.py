@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 import greenlet
+from gevent import pywsgi
 
 from extensions import socketio
 from services.analytics.publisher import publisher
@@ -29,6 +30,9 @@ PER_CONNECTION = ("engineioSockets", "socketioRooms", "socketioSids", "socketioR
                   "binaryPackets", "environ", "protocolErrors", "registryConnections",
                   "registryUsers", "engineClients", "engineAddresses", "awaitingConnect",
                   "authenticating", "rateLimitBuckets")
+
+
+_HEADERS_CLASS = type(pywsgi.WSGIHandler.headers)
 
 
 def _rss_kb() -> int:
@@ -76,5 +80,11 @@ def internals() -> dict[str, Any]:
         # An HTTP request's buffered reader holds 8 KB; an open WebSocket keeps none.
         "requestReaders": sum(1 for obj in objects
                               if isinstance(obj, io.BufferedReader) and not obj.closed),
+        # A request's parsed head and its WSGI environ: an open WebSocket keeps neither,
+        # only the few environ keys its session reads later.
+        "requestHeads": sum(1 for obj in objects
+                            if isinstance(obj, _HEADERS_CLASS) and len(obj)),
+        "requestEnvirons": sum(1 for obj in objects
+                               if isinstance(obj, dict) and "wsgi.version" in obj),
         "rssKb": _rss_kb(),
     }

@@ -27,6 +27,23 @@ from typing import Any
 
 from services.transport.origins import own_origin
 
+# What a session's environ is read for after its first request: the client's address and
+# Origin (here), the hub's own origin (``origins.own_origin``), and the token, address and
+# user agent of a Socket.IO CONNECT (``services.realtime.sessions``).
+SESSION_ENVIRON_KEYS = ("REMOTE_ADDR", "HTTP_ORIGIN", "HTTP_HOST", "wsgi.url_scheme",
+                        "HTTP_AUTHORIZATION", "QUERY_STRING", "HTTP_USER_AGENT")
+
+
+def compact_environ(environ: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``environ`` a session reads after its first request.
+
+    python-socketio keeps a session's environ for its whole life, and a WSGI
+    environ holds every header twice over (its ``HTTP_*`` keys are new
+    strings) beside the server's own entries: about 3 KB a connection, for
+    seven values.
+    """
+    return {key: environ[key] for key in SESSION_ENVIRON_KEYS if key in environ}
+
 
 def client_address(environ: dict[str, Any]) -> str:
     """The client's address, as ``services.transport.proxies`` resolved it behind trusted proxies.

@@ -350,10 +350,13 @@ def _refuse(handler: Any, status: str, code: str, message: str) -> bool:
     return True
 
 
-def serve_engine_request(handler: Any) -> bool:
+def serve_engine_request(handler: Any) -> bool | EngineWebSocket:
     """Answer a request on the Engine.IO path here if it is refused or opens a direct WebSocket.
 
-    False leaves the request to gevent-websocket and python-engineio. The
+    False leaves the request to gevent-websocket and python-engineio; True
+    means it was answered (refused); an ``EngineWebSocket``, already opened
+    (its 101 sent), is for the handler to ``run`` once it has let go of the
+    request (``LimitedWebSocketHandler.run_application``). The
     checks run before gevent-websocket could answer 101, on every path a
     WebSocket can take (a new session, an upgrade, a query string that only
     python-engineio understands), and on long-polling requests too:
@@ -391,11 +394,12 @@ def serve_engine_request(handler: Any) -> bool:
     elif not sessions.admits(environ):
         return _refuse(handler, "429 Too Many Requests", "too_many_connections",
                        "Too many connections from this address")
-    return _serve_direct_websocket(handler, hub, query)
+    return _open_direct_websocket(handler, hub, query)
 
 
-def _serve_direct_websocket(handler: Any, hub: Any, query: dict[str, list[str]]) -> bool:
-    """Serve this request as an ``EngineWebSocket`` if it opens one; False otherwise.
+def _open_direct_websocket(handler: Any, hub: Any,
+                           query: dict[str, list[str]]) -> bool | EngineWebSocket:
+    """Open this request's ``EngineWebSocket`` if it asks for one; False otherwise.
 
     Other requests, malformed handshakes included, are left to
     python-engineio, which answers them as it always does.
@@ -432,7 +436,5 @@ def _serve_direct_websocket(handler: Any, hub: Any, query: dict[str, list[str]])
     # The request's buffered reader holds an 8 KB buffer for as long as the socket
     # lives; frames are read from the socket itself, so it goes now.
     handler.rfile.close()
-    del opening
     engine_socket.schedule_ping()
-    engine_socket.run()
-    return True
+    return engine_socket

@@ -23,6 +23,7 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, WebSocket
 
+from services.transport.engine_sessions import compact_environ
 from services.transport.engine_socket import serve_engine_request
 from services.transport.frames import (
     CLOSE_MESSAGE_TOO_BIG,
@@ -117,9 +118,27 @@ class LimitedWebSocketHandler(RequestHeadDeadline, WebSocketHandler):
     message_bytes = 0
 
     def run_application(self):
-        if serve_engine_request(self):
-            return None
-        return super().run_application()
+        served = serve_engine_request(self)
+        if served is False:
+            return super().run_application()
+        if served is not True:
+            self.let_go_of_request()
+            served.run()
+        return None
+
+    def let_go_of_request(self) -> None:
+        """Drop what only the handshake needed, before a WebSocket lives on this handler.
+
+        The socket's reader runs on this greenlet for hours, and everything
+        the request left on the handler lives as long: its head parsed twice
+        (the headers, and the environ made from them), the request line with
+        its query string. Only the few environ keys the hub reads later stay,
+        the same compact copy python-socketio keeps (``compact_environ``), for
+        pywsgi's error reports.
+        """
+        self.environ = compact_environ(self.environ)
+        for name in ("headers", "requestline", "path"):
+            self.__dict__.pop(name, None)
 
     def upgrade_connection(self):
         result = super().upgrade_connection()

@@ -32,7 +32,7 @@ from socketio import packet
 
 from services.observability.log_throttle import ThrottledLog
 from services.observability.traffic import traffic
-from services.transport.engine_sessions import EngineSessions
+from services.transport.engine_sessions import EngineSessions, compact_environ
 from services.transport.engine_socket import EngineWebSocket
 from services.transport.frames import CLOSE_UNSUPPORTED_DATA
 from services.transport.packets import ack_text, plain_event
@@ -194,12 +194,14 @@ class HubServer(socketio.Server):
 
         The hub's request handler refuses a session over the cap with 429
         before it exists; this refusal (401) is for servers without it.
+        python-socketio keeps the environ as long as the session: only its
+        compact copy.
         """
         if not self.engine_sessions.open(eio_sid, environ):
             return False
         if self._deadline_task is None:
             self._deadline_task = self.eio.start_background_task(self._close_unauthenticated)
-        super()._handle_eio_connect(eio_sid, environ)
+        super()._handle_eio_connect(eio_sid, compact_environ(environ))
         return True
 
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
