@@ -382,6 +382,15 @@ class InternalsSchema(Schema):
         required=True, metadata={"description": "open buffered readers of HTTP requests (8 KB "
                                                 "each); an open WebSocket keeps none",
                                  "example": 0})
+    requestHeads = fields.Integer(
+        required=True, metadata={"description": "parsed heads of HTTP requests alive in the "
+                                                "process; an open WebSocket keeps none",
+                                 "example": 0})
+    requestEnvirons = fields.Integer(
+        required=True, metadata={"description": "WSGI environs of HTTP requests alive in the "
+                                                "process; an open WebSocket keeps none, only "
+                                                "the keys its session reads later",
+                                 "example": 0})
     rssKb = fields.Integer(required=True, metadata={"example": 81234})
 
 
