@@ -61,13 +61,11 @@ class RecipientBatches:
         if not tracked:
             return
         started = [message_id for message_id in tracked if message_id not in self.pending]
-        if len(message_ids) == 1:
-            by_message = {tracked[0]: {row.id: row for row in rows}}
-        else:
-            by_message = {message_id: {} for message_id in tracked}
-            for row in rows:
-                if row.message_id in by_message:
-                    by_message[row.message_id][row.id] = row
+        by_message: dict[int, dict[int, Any]] = {message_id: {} for message_id in tracked}
+        for row in rows:
+            changed = by_message.get(row.message_id)
+            if changed is not None:
+                changed[row.id] = row
         for message_id, changed in by_message.items():
             waiting = self.pending.setdefault(message_id, {})
             for recipient_id in changed.keys() & waiting.keys():
