@@ -28,11 +28,14 @@ MARKS_PER_READ = 500
 
 # The upsert on every write path, as one fixed text for SQLite and PostgreSQL: the
 # dialects' ``on_conflict_do_update`` constructs are compiled anew for every call.
+# Other statements that bump a mark end their insert with the same clause.
+ON_CONFLICT_BUMP_MARK = (
+    " ON CONFLICT (user_id) DO UPDATE"
+    " SET version = analytics_marks.version + 1, changed_at = excluded.changed_at")
 _BUMP_MARK = text(
     "INSERT INTO analytics_marks (user_id, version, changed_at) VALUES (:user_id, 1, :changed_at)"
-    " ON CONFLICT (user_id) DO UPDATE"
-    " SET version = analytics_marks.version + 1, changed_at = excluded.changed_at"
-).bindparams(bindparam("user_id", type_=Integer()), bindparam("changed_at", type_=UTCDateTime()))
+    + ON_CONFLICT_BUMP_MARK).bindparams(
+    bindparam("user_id", type_=Integer()), bindparam("changed_at", type_=UTCDateTime()))
 
 
 def mark_changed(user_ids: set[int] | list[int]) -> None:

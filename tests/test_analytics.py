@@ -92,6 +92,17 @@ def test_burst_of_messages_is_batched_and_ends_on_final_figures(api, user, conne
     assert final == api.get("/api/analytics/dashboard", user.token).json()
 
 
+def test_a_notification_reaches_the_users_figures_at_once(api, admin, user, connect):
+    client = connect(user.token)
+    client.call("subscribe_analytics")
+    before = client.wait_for("analytics_update")["data"]["unreadNotifications"]
+    response = api.post(f"/api/socket/notify/{user.id}", admin.token,
+                        json={"title": "Quota", "message": "80% used"})
+    assert response.json()["notification"]["unreadCount"] == before + 1
+    eventually(lambda: (d := _latest(client, "dashboard_stats")) and
+               d["unreadNotifications"] == before + 1, timeout=10)
+
+
 def test_users_never_receive_each_others_figures(api, make_user, connect):
     alice, bob = make_user(), make_user()
     alice_socket, bob_socket = connect(alice.token), connect(bob.token)
