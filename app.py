@@ -74,8 +74,9 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     app.config.from_object(settings)
     app.config.update(overrides)
     app.json = RequestJSONProvider(app)
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
-                          engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"], pool_size=app.config["DATABASE_POOL_SIZE"],
+        max_overflow=app.config["DATABASE_MAX_OVERFLOW"]))
     _create_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
 
     _configure_logging(app)

@@ -246,6 +246,13 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 testing="sqlite:///:memory:",
                 documented="`sqlite:///instance/hub.db` (in the checkout); testing: "
                            "`sqlite:///:memory:`"),
+        Setting("DATABASE_POOL_SIZE", 20,
+                "connections a process keeps open to a database server (not SQLite): every "
+                "request or event that reads or writes holds one, and each one opened past the "
+                "pool is closed again after use, a new server process per burst", INTEGER),
+        Setting("DATABASE_MAX_OVERFLOW", 10,
+                "connections opened past the pool in a burst, closed after use; callers past "
+                "both wait for one", INTEGER),
         Setting("SOCKETIO_MESSAGE_QUEUE", None,
                 "e.g. `redis://127.0.0.1:6379/0`: several processes or machines share rooms "
                 "and emits", URL, documented="unset: one process"),
@@ -630,17 +637,26 @@ def _development_secret(name: str) -> str:
     return path.read_text().strip()
 
 
-def engine_options(url: str) -> dict:
+def engine_options(url: str, *, pool_size: int, max_overflow: int) -> dict:
     """SQLAlchemy engine options for this database URL.
 
     psycopg prepares a statement after a few executions and drops every
     prepared statement at each ROLLBACK, which ends every read-only request:
     each request would pay a ``DEALLOCATE ALL`` round trip and prepare again.
     Plain parameterised statements cost less here.
+
+    SQLAlchemy's default pool keeps five connections: a burst of notifies on
+    PostgreSQL then opened and closed connections at a 20-50 ms connect each,
+    the slowest 1 % of notifies' wait (``BENCHMARKS.md``, "database pool").
+    SQLite's connections are in-process and cheap, and its in-memory database
+    is one shared connection, so its pool is left as SQLAlchemy sets it.
     """
+    if url.startswith("sqlite"):
+        return {}
+    options: dict = {"pool_size": pool_size, "max_overflow": max_overflow}
     if url.startswith("postgresql+psycopg"):
-        return {"connect_args": {"prepare_threshold": None}}
-    return {}
+        options["connect_args"] = {"prepare_threshold": None}
+    return options
 
 
 def get_config(name: str | None = None) -> type[Config]:

@@ -96,3 +96,16 @@ def test_sqlite_database_is_readable_by_its_owner_only(hub_factory, tmp_path):
     with _usual_umask():
         migrate_database(f"sqlite:///{existing / 'hub.db'}")
     assert _mode(existing / "hub.db") == 0o600
+
+
+def test_a_database_server_gets_the_configured_pool_and_sqlite_keeps_its_own():
+    from app import create_app
+    from extensions import db
+
+    server = create_app("testing", SQLALCHEMY_DATABASE_URI="postgresql+psycopg://hub@db.invalid/hub",
+                        DATABASE_POOL_SIZE=7, DATABASE_MAX_OVERFLOW=3)
+    with server.app_context():
+        assert (db.engine.pool.size(), db.engine.pool._max_overflow) == (7, 3)
+    embedded = create_app("testing", DATABASE_POOL_SIZE=7, DATABASE_MAX_OVERFLOW=3)
+    with embedded.app_context():
+        assert type(db.engine.pool).__name__ == "StaticPool"
