@@ -68,10 +68,11 @@ clean:
 
 ## bench: the hub against the Node socket.io peer (SIZES=1000,5000,10000 BACKENDS=sqlite,postgresql;
 ## BENCH_LABEL=capacity keeps the run in its own section instead of replacing the main table;
-## AGAINST=main measures that commit's hub too, in the same run)
+## AGAINST=main measures that commit's hub too, in the same run; ROUNDS=3 rounds, medians)
 bench: $(STAMP)
 	@$(PY) -m bench.run $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS)) \
-		$(if $(BENCH_LABEL),--label $(BENCH_LABEL)) $(if $(AGAINST),--against $(AGAINST))
+		$(if $(BENCH_LABEL),--label $(BENCH_LABEL)) $(if $(AGAINST),--against $(AGAINST)) \
+		$(if $(ROUNDS),--rounds $(ROUNDS))
 
 ## soak: connection churn for SOAK_SECONDS (default 300) on the hub (full rounds, then basic
 ## ones) and on the Node peer; prints the figures and PASS/FAIL checks, fails if one fails

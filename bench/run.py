@@ -10,6 +10,7 @@ while serving. ``--against REF`` measures the hub of another commit too (its
 files from ``git archive``, this checkout's environment), in the same run.
 
     python -m bench.run [--sizes 1000,5000,10000] [--backends sqlite,postgresql] [--against main]
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -208,6 +210,26 @@ def ratio_table(results: dict[str, dict], reference: str,
     return lines
 
 
+def median_result(runs: list[dict]) -> dict:
+    """One server's figures over several rounds: the median of each number, however nested.
+
+    A single run's latency tail moves with whatever else the machine does in
+    that second; the median of rounds taken in turn keeps the servers'
+    comparison from resting on one such second.
+    """
+    merged: dict = {}
+    for key, first in runs[0].items():
+        values = [run[key] for run in runs if key in run]
+        if all(isinstance(value, int | float) and not isinstance(value, bool)
+               for value in values):
+            merged[key] = round(statistics.median(values), 3)
+        elif all(isinstance(value, dict) for value in values):
+            merged[key] = median_result(values)
+        else:
+            merged[key] = first
+    return merged
+
+
 def table(size: int, results: dict[str, dict]) -> str:
     return "\n".join([f"### {size:,} connections", "", *ratio_table(results, "node")])
 
@@ -269,6 +291,9 @@ def main() -> None:
                              "main table instead of replacing it (e.g. 'capacity')")
     parser.add_argument("--against", default=os.environ.get("AGAINST", ""),
                         help="also measure the hub of this commit (e.g. main), in the same run")
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", "3")),
+                        help="measure every server this many times, in turn, and report the "
+                             "median of each figure")
     args = parser.parse_args()
     marker = f"<!-- bench/run.py results: {args.label} -->" if args.label else RESULTS_MARKER
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -279,7 +304,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     sections = []
     for size in sizes:
-        results: dict[str, dict] = {}
+        servers = []
         for backend in args.backends.split(","):
             url = (f"sqlite:///{tempfile.mkdtemp(dir=WORK)}/hub.db" if backend == "sqlite"
                    else fresh_postgres())
@@ -290,26 +315,31 @@ def main() -> None:
             tokens_file.write_text(json.dumps(tokens))
             env = {**HUB_ENV, "DATABASE_URL": url, "TOKENS": str(tokens_file),
                    "JWT_SECRET_KEY": SECRET}
-            for name, source in sources.items():
-                result = run_hub(kit, f"hub-{backend}{name}", size, source, env, args.load_args)
+            servers += [(f"hub-{backend}{name}", source, env) for name, source in sources.items()]
+        rounds: dict[str, list[dict]] = {}
+        for _ in range(args.rounds):
+            for name, source, env in servers:
+                result = run_hub(kit, name, size, source, env, args.load_args)
                 if result:
-                    results[f"hub-{backend}{name}"] = result
-        node = run_compare(kit, "node", 7101, size,
-                           ["node", str(kit / "node-peer" / "server.js")], {}, args.load_args)
-        if node:
-            results["node"] = node
-        (WORK / f"results-{size}.json").write_text(json.dumps(results, indent=2))
-        sections.append(table(size, results))
+                    rounds.setdefault(name, []).append(result)
+            node = run_compare(kit, "node", 7101, size,
+                               ["node", str(kit / "node-peer" / "server.js")], {}, args.load_args)
+            if node:
+                rounds.setdefault("node", []).append(node)
+        (WORK / f"results-{size}.json").write_text(json.dumps(rounds, indent=2))
+        sections.append(table(size, {name: median_result(runs) for name, runs in rounds.items()}))
     commit = short_commit()
     title = f"Hub vs Node socket.io peer{f', {args.label}' if args.label else ''}"
     command = " ".join(["make bench", f"SIZES={args.sizes}", f"BACKENDS={args.backends}",
+                        f"ROUNDS={args.rounds}",
                         *([f"BENCH_LABEL={args.label}"] if args.label else []),
                         *([f"AGAINST={args.against}"] if args.against else [])])
     report = "\n".join([
         marker,
         f"## {title} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit})", "",
         f"Machine: {machine()}. Server pinned to CPU 0, load generator to CPU 1.",
-        f"Command: `{command}` (load: `{args.load_args}`).", "",
+        f"Command: `{command}` (load: `{args.load_args}`). Each figure is the median of "
+        f"{args.rounds} rounds, every server measured once a round, in turn.", "",
         *[section + "\n" for section in sections],
         marker,
     ])
