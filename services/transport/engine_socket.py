@@ -210,11 +210,23 @@ class EngineWebSocket(Socket):
     def run(self) -> None:
         """Read and dispatch until the connection ends, then close the Engine.IO socket."""
         reason = self.server.reason.TRANSPORT_CLOSE
+        # Like libuv, a read shorter than the buffer means the kernel had no more: the next
+        # read waits for readiness first instead of trying, which saved a failed recv
+        # syscall and its exception per message. The socket's own watcher keeps gevent's
+        # close semantics: closing the socket elsewhere wakes this wait with an error.
+        wait_until_readable = gevent.get_hub().wait
+        readable = self.sock._read_event
         try:
             while not self.closed and not self.dropped:
-                data = self.sock.recv(READ_SIZE)
+                try:
+                    data = os.read(self.fd, READ_SIZE)
+                except BlockingIOError:
+                    wait_until_readable(readable)
+                    continue
                 if not data or not self._consume(data):
                     break
+                if len(data) < READ_SIZE:
+                    wait_until_readable(readable)
         except ProtocolViolation as violation:
             self.send_close(violation.code, violation.reason)
             reason = self.server.reason.TRANSPORT_ERROR
