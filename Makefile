@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export FLASK_APP := app
 
 .PHONY: help run test db admin notify users docs lint soak bench bench-scaleout bench-analytics \
-	bench-variants assets clean
+	bench-variants bench-burst assets clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,12 @@ bench: $(STAMP)
 ## ones) and on the Node peer; prints the figures and PASS/FAIL checks, fails if one fails
 soak: $(STAMP)
 	@$(PY) -m bench.soak $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
+
+## bench-burst: garbage-collection pauses while 2,000 sockets connect to a hub holding 10,000
+## (BASE=10000 BURST=2000 BACKENDS=sqlite,postgresql ROUNDS=3)
+bench-burst: $(STAMP)
+	@$(PY) -m bench.burst $(if $(BASE),--base $(BASE)) $(if $(BURST),--burst $(BURST)) \
+		$(if $(BACKENDS),--backends $(BACKENDS)) $(if $(ROUNDS),--rounds $(ROUNDS))
 
 ## bench-scaleout: 10,000 connections on one process, then on several sharing PostgreSQL and
 ## Redis (CONNECTIONS=10000 ARRANGEMENTS=one,two-one-core,two,three; BASELINE=main runs each

@@ -19,6 +19,7 @@ import atexit  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import runpy  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -38,8 +39,17 @@ class PauseLog:
 
     def __init__(self) -> None:
         self.started = self.started_cpu = 0.0
-        self.phases = {"start-up": _figures(), "serving": _figures()}
+        self.phases = {"start-up": _figures(), "serving": _figures(), "window": _figures()}
         self.phase = "start-up"
+        self.in_window = False
+
+    def toggle_window(self, *_: object) -> None:
+        """SIGUSR1: collections from now on count in the ``window`` phase too, until the next.
+
+        A benchmark marks the stretch it is about (``bench/burst.py``: a connect
+        burst), so its pauses are told apart from the rest of the run's.
+        """
+        self.in_window = not self.in_window
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase == "start":
@@ -47,13 +57,15 @@ class PauseLog:
             return
         elapsed = (time.perf_counter() - self.started) * 1000
         cpu = (time.thread_time() - self.started_cpu) * 1000
-        figures = self.phases[self.phase][str(info["generation"])]
-        figures["count"] += 1
-        figures["total_ms"] += elapsed
-        figures["max_ms"] = max(figures["max_ms"], elapsed)
-        figures["max_cpu_ms"] = max(figures["max_cpu_ms"], cpu)
-        figures["over_long_ms"] += elapsed > LONG_PAUSE_MS
-        figures["collected"] += info["collected"]
+        phases = [self.phase, "window"] if self.in_window else [self.phase]
+        for phase in phases:
+            figures = self.phases[phase][str(info["generation"])]
+            figures["count"] += 1
+            figures["total_ms"] += elapsed
+            figures["max_ms"] = max(figures["max_ms"], elapsed)
+            figures["max_cpu_ms"] = max(figures["max_cpu_ms"], cpu)
+            figures["over_long_ms"] += elapsed > LONG_PAUSE_MS
+            figures["collected"] += info["collected"]
 
     def summary(self) -> dict:
         phases = {name: {generation: {key: round(value, 2) for key, value in figures.items()}
@@ -71,6 +83,7 @@ def main() -> None:
     output, app = Path(sys.argv[1]), Path(sys.argv[2]).resolve()
     pauses = PauseLog()
     gc.callbacks.append(pauses)
+    signal.signal(signal.SIGUSR1, pauses.toggle_window)
     atexit.register(lambda: output.write_text(json.dumps(pauses.summary())))
     serve_forever = WSGIServer.serve_forever
 
