@@ -46,6 +46,7 @@ from engineio.socket import Socket as EngineSocket
 from flask import Flask
 from flask_socketio import SocketIO
 from gevent.pywsgi import WSGIHandler
+from gevent.socket import socket as GeventSocket
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import WebSocket
@@ -108,6 +109,8 @@ PRIVATE_NAMES: tuple[tuple[type, str], ...] = (
     (socketio.PubSubManager, "_handle_emit"),
     (socketio.RedisManager, "_redis_connect"),
     (WSGIHandler, "_handle_client_error"),
+    # The socket's read watcher, which a WebSocket's reader waits on after a short read.
+    (GeventSocket, "_read_event"),
     # Flask's documented way to hand the application to a greenlet that outlives the request.
     (LocalProxy, "_get_current_object"),
 )
