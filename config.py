@@ -647,7 +647,7 @@ def engine_options(url: str, *, pool_size: int, max_overflow: int) -> dict:
 
     SQLAlchemy's default pool keeps five connections: a burst of notifies on
     PostgreSQL then opened and closed connections at a 20-50 ms connect each,
-    the slowest 1 % of notifies' wait (``BENCHMARKS.md``, "database pool").
+    the slowest 1 % of notifies' wait (``BENCHMARKS.md``, "notify-pg").
     SQLite's connections are in-process and cheap, and its in-memory database
     is one shared connection, so its pool is left as SQLAlchemy sets it.
     """
