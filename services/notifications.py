@@ -60,7 +60,7 @@ _UNREAD_COUNT_SQL = (
     " + (SELECT count(*) FROM notifications WHERE user_id IS NULL AND created_at >= :since)"
     " - (SELECT count(*) FROM notification_reads WHERE user_id = :user_id)")
 _BIND_TYPES = {"user_id": Integer(), "since": UTCDateTime(), "created_at": UTCDateTime(),
-               "changed_at": UTCDateTime(), "data": Notification.__table__.c.data.type}
+               "data": Notification.__table__.c.data.type}
 
 
 def _typed_text(sql: str) -> TextClause:
