@@ -29,7 +29,9 @@ from tests.support import (
 NOTIFICATIONS = 2_000
 POSTERS = 8
 RECIPIENTS = 5_000
-JOINS = 200
+# A join acknowledged before its SUBSCRIBE completes misses about 20 ticks (one a
+# millisecond, Redis 20 ms away): every such join fails, so a few dozen make the case.
+JOINS = 50
 
 
 @pytest.fixture(scope="module")
