@@ -125,6 +125,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# The ``now`` parameter of the statements built once below.
+_NOW = bindparam("now", type_=_recipients.c.updated_at.type)
+
+
 @lru_cache(maxsize=8)
 def _tuple_class(fields: tuple[str, ...]) -> type:
     return namedtuple("Recipient", fields)
@@ -210,11 +214,7 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
     config = current_app.config
     stale = now - timedelta(seconds=config["DISPATCH_CLAIM_TIMEOUT"])
     if not exactly_once:
-        _settle_ambiguous(and_(_in_index("queued", RecipientStatus.PENDING,
-                                         RecipientStatus.SENDING),
-                               _recipients.c.status == RecipientStatus.SENDING,
-                               _recipients.c.claimed_at < stale,
-                               _recipients.c.submit_started_at.is_not(None)), now)
+        _settle_ambiguous(_SETTLE_STALE_SUBMITTED, {"now": now, "stale": stale})
     owners = _owners_in_turn()
     share = max(1, limit // len(owners)) if owners else 0
     statement = _claim_statement(db.engine.dialect.name, exactly_once)
@@ -304,12 +304,13 @@ def _owners_in_turn() -> list[int]:
     return owners[_turn:] + owners[:_turn]
 
 
+_BACKLOG = (select(func.count()).select_from(_recipients)
+            .where(_in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING)))
+
+
 def backlog() -> int:
     """Recipients not yet sent, on every node."""
-    return db.session.scalar(
-        select(func.count()).select_from(_recipients)
-        .where(_in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING))
-    ) or 0
+    return db.session.scalar(_BACKLOG) or 0
 
 
 def release_own_claims(node_id: str, *, exactly_once: bool = True) -> int:
@@ -324,7 +325,8 @@ def release_own_claims(node_id: str, *, exactly_once: bool = True) -> int:
     own = and_(_recipients.c.status == RecipientStatus.SENDING,
                _recipients.c.claimed_by == node_id)
     if not exactly_once:
-        _settle_ambiguous(and_(own, _recipients.c.submit_started_at.is_not(None)), _now())
+        submitted = and_(own, _recipients.c.submit_started_at.is_not(None))
+        _settle_ambiguous(_settle_statement(submitted), {"now": _now()})
     released = db.session.execute(
         update(Recipient)
         .where(Recipient.status == RecipientStatus.SENDING, Recipient.claimed_by == node_id)
@@ -335,19 +337,31 @@ def release_own_claims(node_id: str, *, exactly_once: bool = True) -> int:
     return released or 0
 
 
-def _settle_ambiguous(where: Any, now: datetime) -> None:
+def _settle_statement(where: Any) -> Update:
+    """The claims ``where`` picks become ``UNKNOWN`` as of the ``now`` parameter."""
+    return (update(_recipients).where(where)
+            .values(status=RecipientStatus.UNKNOWN, error_code=AMBIGUOUS[0],
+                    error_message=AMBIGUOUS[1], claimed_by=None, updated_at=_NOW,
+                    version=_recipients.c.version + 1)
+            .returning(*_EVENT_COLUMNS))
+
+
+# Claims older than the ``stale`` parameter that may have reached the provider: built
+# once, as every claim runs it, idle or not (see ``_EXPIRE``).
+_SETTLE_STALE_SUBMITTED = _settle_statement(and_(
+    _in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING),
+    _recipients.c.status == RecipientStatus.SENDING,
+    _recipients.c.claimed_at < bindparam("stale", type_=_recipients.c.claimed_at.type),
+    _recipients.c.submit_started_at.is_not(None)))
+
+
+def _settle_ambiguous(statement: Update, parameters: dict[str, Any]) -> None:
     """Claims that may have reached the provider become ``UNKNOWN``, never submitted again."""
-    settled = db.session.execute(
-        update(_recipients).where(where)
-        .values(status=RecipientStatus.UNKNOWN, error_code=AMBIGUOUS[0],
-                error_message=AMBIGUOUS[1], claimed_by=None, updated_at=now,
-                version=_recipients.c.version + 1)
-        .returning(*_EVENT_COLUMNS)
-    ).all()
+    settled = db.session.execute(statement, parameters).all()
     if settled:
         log.warning("%d recipients may have been submitted by a node that stopped: UNKNOWN",
                     len(settled))
-        _settle_into_messages(settled, now)
+        _settle_into_messages(settled, parameters["now"])
 
 
 @lru_cache(maxsize=2)
@@ -788,21 +802,33 @@ def _apply_part_receipts(receipts: list[ProviderReceipt], now: datetime
     return set(parts), whole
 
 
+# The sweeps' statements, built once: they run every second on every node, and one built
+# anew cost more Python than running it and left reference cycles behind, which
+# ``runtime.LongLivedCollector`` freezes and keeps until its next reclaim.
+_EXPIRE = (
+    update(_recipients)
+    .where(_in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING),
+           _recipients.c.status == RecipientStatus.PENDING, _recipients.c.expires_at <= _NOW)
+    .values(status=RecipientStatus.EXPIRED, error_code="expired",
+            error_message="Not sent within its validity", claimed_by=None,
+            updated_at=_NOW, version=_recipients.c.version + 1)
+    .returning(*_EVENT_COLUMNS))
+_TIME_OUT_RECEIPTS = (
+    update(_recipients)
+    .where(_in_index("sent", RecipientStatus.SENT),
+           _recipients.c.sent_at <= bindparam("cutoff", type_=_recipients.c.sent_at.type))
+    .values(status=RecipientStatus.UNKNOWN, error_code="no_receipt",
+            error_message="No delivery receipt came in time", updated_at=_NOW,
+            version=_recipients.c.version + 1)
+    .returning(*_EVENT_COLUMNS))
+
+
 def expire(now: datetime | None = None) -> int:
     """Recipients not submitted by their ``expires_at`` (their message's validity after they
     could first be sent) become ``EXPIRED``, never sent; a paused message's too: a text
     held for hours past its validity is one its readers no longer expect."""
     now = now or _now()
-    expired = db.session.execute(
-        update(_recipients)
-        .where(_in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING),
-               _recipients.c.status == RecipientStatus.PENDING,
-               _recipients.c.expires_at <= now)
-        .values(status=RecipientStatus.EXPIRED, error_code="expired",
-                error_message="Not sent within its validity", claimed_by=None,
-                updated_at=now, version=_recipients.c.version + 1)
-        .returning(*_EVENT_COLUMNS)
-    ).all()
+    expired = db.session.execute(_EXPIRE, {"now": now}).all()
     completed = _settle_into_messages(expired, now) if expired else []
     db.session.commit()
     if expired:
@@ -817,14 +843,7 @@ def time_out_receipts(now: datetime | None = None) -> int:
     """
     now = now or _now()
     cutoff = now - timedelta(seconds=current_app.config["RECEIPT_TIMEOUT_SECONDS"])
-    timed_out = db.session.execute(
-        update(_recipients)
-        .where(_in_index("sent", RecipientStatus.SENT), _recipients.c.sent_at <= cutoff)
-        .values(status=RecipientStatus.UNKNOWN, error_code="no_receipt",
-                error_message="No delivery receipt came in time", updated_at=now,
-                version=_recipients.c.version + 1)
-        .returning(*_EVENT_COLUMNS)
-    ).all()
+    timed_out = db.session.execute(_TIME_OUT_RECEIPTS, {"now": now, "cutoff": cutoff}).all()
     db.session.commit()
     if timed_out:
         announcements.receipts_applied(timed_out, {row.message_id for row in timed_out})
