@@ -80,10 +80,11 @@ soak: $(STAMP)
 	@$(PY) -m bench.soak $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
 
 ## bench-burst: garbage-collection pauses while 2,000 sockets connect to a hub holding 10,000
-## (BASE=10000 BURST=2000 BACKENDS=sqlite,postgresql ROUNDS=3)
+## (BASE=10000 BURST=2000 BACKENDS=sqlite,postgresql ROUNDS=3 AGAINST=ref)
 bench-burst: $(STAMP)
 	@$(PY) -m bench.burst $(if $(BASE),--base $(BASE)) $(if $(BURST),--burst $(BURST)) \
-		$(if $(BACKENDS),--backends $(BACKENDS)) $(if $(ROUNDS),--rounds $(ROUNDS))
+		$(if $(BACKENDS),--backends $(BACKENDS)) $(if $(ROUNDS),--rounds $(ROUNDS)) \
+		$(if $(AGAINST),--against $(AGAINST))
 
 ## bench-scaleout: 10,000 connections on one process, then on several sharing PostgreSQL and
 ## Redis (CONNECTIONS=10000 ARRANGEMENTS=one,two-one-core,two,three; BASELINE=main runs each

@@ -1,7 +1,7 @@
 // Connect burst on a loaded server: BASE sockets first, then, once told ("go" on stdin),
 // BURST more as fast as CONC openers can, each opener waiting for its connect.
 // Prints one JSON line {"phase": "ready", ...} when the base is open, and one with the
-// burst's figures when it is done; then closes everything and exits.
+// burst's figures when it is done; then, once told ("close"), closes everything and exits.
 // usage: node burst.js URL TOKENS_JSON BASE BURST CONC   (NODE_PATH at the kit's load/)
 const { io } = require('socket.io-client');
 const fs = require('fs');
@@ -37,12 +37,14 @@ async function openMany(count) {
 (async () => {
   const baseSeconds = await openMany(Number(base));
   console.log(JSON.stringify({ phase: 'ready', open: sockets.length, seconds: baseSeconds, failures }));
-  const lines = readline.createInterface({ input: process.stdin });
-  for await (const line of lines) if (line.trim() === 'go') break;
+  const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  const told = async (word) => { while ((await lines.next()).value?.trim() !== word); };
+  await told('go');
   const before = sockets.length;
   const burstSeconds = await openMany(Number(burst));
   console.log(JSON.stringify({ phase: 'burst', opened: sockets.length - before,
     seconds: burstSeconds, failures, firstError }));
+  await told('close');
   for (const socket of sockets) socket.close();
   process.exit(0);
 })();

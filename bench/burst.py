@@ -5,11 +5,17 @@ once must not meet a collection pause over 20 ms. The hub runs under
 ``bench/gc_pauses.py`` pinned to CPU 0, the official client (``bench/burst.js``)
 on CPU 1 opens the base, and once it has settled the burst; a signal marks
 the burst's start and end, so its collections are counted apart from the
-base's. Each backend is measured ``--rounds`` times; the table gives the
-worst pause of all rounds and the median of the rest.
+base's. Then the hub does what its reclaim of frozen cycles does
+(``LongLivedCollector.reclaim``, through ``gc_pauses.py``'s SIGUSR2) twice:
+with every socket still open (its pause is a loaded node's), and once they
+have all closed; the objects the two find are what the node kept frozen over
+those connections' lifetimes. Each backend is
+measured ``--rounds`` times; the table gives the worst pause of all rounds
+and the median of the rest. ``--against REF`` measures the hub of another
+commit too, round for round.
 
     python -m bench.burst [--base 10000] [--burst 2000] [--backends sqlite,postgresql]
-        [--rounds 3]
+        [--rounds 3] [--against REF]
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from bench.run import (
     ROOT,
     SECRET,
     WORK,
+    checkout,
     fresh_postgres,
     machine,
     prepare_hub_database,
@@ -45,6 +52,8 @@ from bench.soak import wait_for_port
 MARKER = "<!-- bench/burst.py results -->"
 PORT = 7103
 OPENERS = 200
+# After the load generator exits, time for the hub to see every socket closed.
+CLOSE_SECONDS = 10
 
 
 def read_phase(load: subprocess.Popen, phase: str) -> dict:
@@ -56,15 +65,17 @@ def read_phase(load: subprocess.Popen, phase: str) -> dict:
     raise RuntimeError(f"the load generator ended before its {phase!r} line")
 
 
-def one_round(kit: Path, url: str, tokens_file: Path, base: int, burst: int) -> dict:
-    """One hub, its base opened, then the burst: the burst's figures and collections."""
+def one_round(kit: Path, source: Path, url: str, tokens_file: Path, base: int,
+              burst: int) -> dict:
+    """One hub of ``source``, its base opened, then the burst: the burst's figures and
+    collections, and the reclaim once every socket has closed."""
     pauses_file = WORK / "gc-burst.json"
     pauses_file.unlink(missing_ok=True)
     env = {**os.environ, **HUB_ENV, "DATABASE_URL": url, "JWT_SECRET_KEY": SECRET,
            "PORT": str(PORT)}
     hub = subprocess.Popen(["taskset", "-c", "0", sys.executable,
                             str(ROOT / "bench" / "gc_pauses.py"), str(pauses_file),
-                            str(ROOT / "app.py")], env=env, cwd=ROOT,
+                            str(source / "app.py")], env=env, cwd=source,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     load = None
     try:
@@ -83,13 +94,22 @@ def one_round(kit: Path, url: str, tokens_file: Path, base: int, burst: int) -> 
         burst_figures = read_phase(load, "burst")
         hub.send_signal(signal.SIGUSR1)
         cpu = process_cpu_seconds(hub.pid) - cpu_before
+        time.sleep(2)
+        hub.send_signal(signal.SIGUSR2)
+        time.sleep(2)
+        load.stdin.write("close\n")
+        load.stdin.flush()
         load.wait(timeout=120)
+        time.sleep(CLOSE_SECONDS)
+        hub.send_signal(signal.SIGUSR2)
+        time.sleep(2)
     finally:
         if load is not None and load.poll() is None:
             load.kill()
         hub.terminate()
         hub.wait(timeout=60)
-    window = json.loads(pauses_file.read_text())["window"]
+    pauses = json.loads(pauses_file.read_text())
+    window, (loaded, closed) = pauses["window"], pauses["reclaims"]
     return {
         "base_open": ready["open"], "base_failures": ready["failures"],
         "opened": burst_figures["opened"], "seconds": burst_figures["seconds"],
@@ -99,6 +119,7 @@ def one_round(kit: Path, url: str, tokens_file: Path, base: int, burst: int) -> 
         "max_ms": max(figures["max_ms"] for figures in window.values()),
         "max_cpu_ms": max(figures["max_cpu_ms"] for figures in window.values()),
         "over_20ms": sum(figures["over_long_ms"] for figures in window.values()),
+        "reclaim_loaded": loaded, "reclaim_closed": closed,
     }
 
 
@@ -119,7 +140,15 @@ def summary_rows(rounds: dict[str, list[dict]]) -> list[str]:
                 max(r["max_ms"] for r in runs), 2)),
             ("longest collection pause in the burst, CPU time (ms, worst round)",
              lambda runs: round(max(r["max_cpu_ms"] for r in runs), 2)),
-            ("pauses over 20 ms (all rounds)", lambda runs: sum(r["over_20ms"] for r in runs))]
+            ("pauses over 20 ms (all rounds)", lambda runs: sum(r["over_20ms"] for r in runs)),
+            ("reclaim with every socket open: frozen objects (median)",
+             lambda runs: statistics.median(r["reclaim_loaded"]["frozen_objects"]
+                                            for r in runs)),
+            ("reclaim with every socket open: pause (ms, worst round)",
+             lambda runs: max(r["reclaim_loaded"]["ms"] for r in runs)),
+            ("cyclic garbage kept frozen over the sockets' lifetimes (objects, median)",
+             lambda runs: statistics.median(r["reclaim_loaded"]["collected"]
+                                            + r["reclaim_closed"]["collected"] for r in runs))]
     lines = ["| figure | " + " | ".join(names) + " |", "|" + " --- |" * (1 + len(names))]
     for label, pick in rows:
         lines.append(f"| {label} | " + " | ".join(str(pick(rounds[n])) for n in names) + " |")
@@ -132,11 +161,15 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=2000)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", default="",
+                        help="a commit whose hub is measured too, in the same rounds")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     WORK.mkdir(parents=True, exist_ok=True)
     kit = prepare_kit()
+    sources = {"": ROOT, **({f"@{args.against}": checkout(args.against)} if args.against
+                            else {})}
     rounds: dict[str, list[dict]] = {}
     for backend in args.backends.split(","):
         url = (f"sqlite:///{tempfile.mkdtemp(dir=WORK)}/hub.db" if backend == "sqlite"
@@ -146,11 +179,13 @@ def main() -> None:
         tokens_file = WORK / f"tokens-burst-{backend}.json"
         tokens_file.write_text(json.dumps(prepare_hub_database(url)))
         for _ in range(args.rounds):
-            figures = one_round(kit, url, tokens_file, args.base, args.burst)
-            print(f"hub-{backend}: {json.dumps(figures)}", file=sys.stderr)
-            rounds.setdefault(f"hub-{backend}", []).append(figures)
+            for suffix, source in sources.items():
+                figures = one_round(kit, source, url, tokens_file, args.base, args.burst)
+                print(f"hub-{backend}{suffix}: {json.dumps(figures)}", file=sys.stderr)
+                rounds.setdefault(f"hub-{backend}{suffix}", []).append(figures)
     command = (f"python -m bench.burst --base {args.base} --burst {args.burst} "
-               f"--backends {args.backends} --rounds {args.rounds}")
+               f"--backends {args.backends} --rounds {args.rounds}"
+               + (f" --against {args.against}" if args.against else ""))
     report = "\n".join([
         MARKER,
         f"## Collection pauses in a connect burst ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "

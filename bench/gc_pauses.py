@@ -5,7 +5,8 @@ come from the same run as the other figures. When the hub exits (the kit
 stops it with SIGTERM), the figures of its collections while serving go to
 the JSON file named first, by generation: how many, the longest (wall clock,
 and CPU time, which other processes on the same core do not inflate), how
-many took over ``LONG_PAUSE_MS``, and the cyclic garbage found. Start-up's
+many took over ``LONG_PAUSE_MS``, and the cyclic garbage found; and, for each SIGUSR2,
+one reclaim of frozen cycles (``reclaims``). Start-up's
 collections (imports, migrations) are counted apart: no client waits on them.
 
     python bench/gc_pauses.py OUT.json path/to/app.py
@@ -42,6 +43,7 @@ class PauseLog:
         self.phases = {"start-up": _figures(), "serving": _figures(), "window": _figures()}
         self.phase = "start-up"
         self.in_window = False
+        self.reclaims: list[dict] = []
 
     def toggle_window(self, *_: object) -> None:
         """SIGUSR1: collections from now on count in the ``window`` phase too, until the next.
@@ -50,6 +52,20 @@ class PauseLog:
         burst), so its pauses are told apart from the rest of the run's.
         """
         self.in_window = not self.in_window
+
+    def reclaim(self, *_: object) -> None:
+        """SIGUSR2: what the node's reclaim (``LongLivedCollector.reclaim``) does, now, timed,
+        with the frozen cyclic garbage it found: what the node held until then. Done here
+        rather than by calling it, so that a tree whose reclaim differs is measured alike."""
+        frozen = gc.get_freeze_count()
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        gc.unfreeze()
+        collected = gc.collect()
+        gc.freeze()
+        self.reclaims.append({
+            "frozen_objects": frozen, "collected": collected,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+            "cpu_ms": round((time.thread_time() - started_cpu) * 1000, 2)})
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase == "start":
@@ -76,7 +92,7 @@ class PauseLog:
                 "max_cpu_ms": max(figures["max_cpu_ms"] for figures in serving),
                 "over_20ms": sum(figures["over_long_ms"] for figures in serving),
                 "frozen_objects": gc.get_freeze_count(), "threshold": gc.get_threshold(),
-                **phases}
+                "reclaims": self.reclaims, **phases}
 
 
 def main() -> None:
@@ -84,6 +100,7 @@ def main() -> None:
     pauses = PauseLog()
     gc.callbacks.append(pauses)
     signal.signal(signal.SIGUSR1, pauses.toggle_window)
+    signal.signal(signal.SIGUSR2, pauses.reclaim)
     atexit.register(lambda: output.write_text(json.dumps(pauses.summary())))
     serve_forever = WSGIServer.serve_forever
 

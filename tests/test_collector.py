@@ -64,6 +64,43 @@ def test_a_frozen_cycle_is_kept_until_reclaimed(collector):
     assert watch() is None
 
 
+def _frozen_cycles(count: int) -> list[weakref.ref]:
+    """``count`` two-object cycles, frozen by a young collection, then left as garbage."""
+    cycles = [Node() for _ in range(count)]
+    for node in cycles:
+        node.other = Node()
+        node.other.other = node
+    gc.collect(1)
+    return [weakref.ref(node) for node in cycles]
+
+
+def test_a_steady_node_does_not_reclaim(collector):
+    watches = _frozen_cycles(100)
+    assert collector.reclaim_if_grown() is False
+    assert all(watch() is not None for watch in watches)
+
+
+def test_frozen_garbage_past_a_tenth_of_the_fewest_frozen_is_reclaimed(collector):
+    fewest = gc.get_freeze_count()
+    watches = _frozen_cycles(int(fewest * LongLivedCollector.RECLAIM_GROWTH))  # a fifth more
+    assert gc.get_freeze_count() > fewest * (1 + LongLivedCollector.RECLAIM_GROWTH)
+    assert collector.reclaim_if_grown() is True
+    assert not any(watch() for watch in watches)
+    assert collector.reclaim_if_grown() is False, "the count it left is the new fewest"
+
+
+def test_growth_is_counted_from_the_fewest_frozen_since_the_last_reclaim(collector):
+    growth = LongLivedCollector.RECLAIM_GROWTH
+    survivors = [Node() for _ in range(int(gc.get_freeze_count() * growth * 2))]
+    gc.collect(1)
+    assert collector.reclaim_if_grown() is True  # grew by a fifth: live objects, this time
+    del survivors
+    assert collector.reclaim_if_grown() is False  # shrank: the fewest is now lower
+    watches = _frozen_cycles(int(gc.get_freeze_count() * growth))
+    assert collector.reclaim_if_grown() is True
+    assert not any(watch() for watch in watches)
+
+
 def test_uninstall_stops_freezing(collector):
     collector.uninstall()
     frozen = gc.get_freeze_count()
