@@ -16,7 +16,6 @@ files from ``git archive``, this checkout's environment), in the same run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -27,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -137,49 +135,6 @@ def fresh_postgres() -> str | None:
     except Exception as exc:
         print(f"PostgreSQL not reachable ({exc}); skipping it", file=sys.stderr)
         return None
-
-
-SERVER_CPU = 0
-
-
-@contextlib.contextmanager
-def postgres_on_server_cpu() -> Iterator[bool]:
-    """PostgreSQL's processes on the server's CPU while a hub on it is measured, as
-    SQLite's work is (in the hub's own process); yields whether they could be moved.
-
-    The load generator keeps the other CPU busy, and left to the scheduler the
-    backends waited behind it or preempted the hub: in one notify run at 10,000
-    connections the notify statement's p50 inside the hub was 3.5 ms with them on
-    the server's CPU, 7.7 ms unpinned and 67 ms on the load generator's. New
-    backends inherit the postmaster's affinity; everything is put back after.
-    """
-    try:
-        import psycopg
-
-        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as conn:
-            data_directory = conn.execute("SHOW data_directory").fetchone()[0]
-        postmaster = int((Path(data_directory) / "postmaster.pid").read_text().split()[0])
-        cpus = os.sched_getaffinity(postmaster)
-        _set_affinity([postmaster, *_children(postmaster)], {SERVER_CPU})
-    except Exception as exc:
-        print(f"PostgreSQL left where the scheduler puts it ({exc})", file=sys.stderr)
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        _set_affinity([postmaster, *_children(postmaster)], cpus)
-
-
-def _children(pid: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(child) for child in found.stdout.split()]
-
-
-def _set_affinity(pids: list[int], cpus: set[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):  # a backend that ended meanwhile
-            os.sched_setaffinity(pid, cpus)
 
 
 class CompareFailed(RuntimeError):
@@ -364,9 +319,7 @@ def main() -> None:
         rounds: dict[str, list[dict]] = {}
         for _ in range(args.rounds):
             for name, source, env in servers:
-                with (postgres_on_server_cpu() if name.startswith("hub-postgresql")
-                      else contextlib.nullcontext()):
-                    result = run_hub(kit, name, size, source, env, args.load_args)
+                result = run_hub(kit, name, size, source, env, args.load_args)
                 if result:
                     rounds.setdefault(name, []).append(result)
             node = run_compare(kit, "node", 7101, size,
@@ -384,8 +337,7 @@ def main() -> None:
     report = "\n".join([
         marker,
         f"## {title} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit})", "",
-        f"Machine: {machine()}. Server pinned to CPU 0 (PostgreSQL's processes too, while "
-        f"a hub on it runs), load generator to CPU 1.",
+        f"Machine: {machine()}. Server pinned to CPU 0, load generator to CPU 1.",
         f"Command: `{command}` (load: `{args.load_args}`). Each figure is the median of "
         f"{args.rounds} rounds, every server measured once a round, in turn.", "",
         *[section + "\n" for section in sections],
