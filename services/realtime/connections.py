@@ -40,6 +40,9 @@ _RECORD_SEEN = (
     .where(_connections.c.sid == bindparam("seen_sid"))
     .values(last_seen_at=bindparam("last_seen_at"), rtt_ms=bindparam("rtt_ms"))
 )
+# Built once, as ``_RECORD_SEEN``: built for each flush, its expression left reference
+# cycles that the node's collector froze (``runtime.LongLivedCollector``).
+_FORGET = delete(_connections).where(_connections.c.sid.in_(bindparam("sids", expanding=True)))
 
 
 @dataclass(slots=True)
@@ -150,7 +153,7 @@ class ConnectionRegistry:
     @staticmethod
     def _write(inserts: dict[str, dict], deletes: set[str], seen: dict[str, dict]) -> None:
         if deletes:
-            db.session.execute(delete(Connection).where(Connection.sid.in_(deletes)))
+            db.session.execute(_FORGET, {"sids": list(deletes)})
         if inserts:
             db.session.execute(insert(Connection), list(inserts.values()))
         if seen:
