@@ -53,9 +53,9 @@ class LongLivedCollector:
     (``gc.freeze``), where refcounting still frees them but no collection
     walks them; every collection, full or not, then walks only what was made
     since. A reference cycle among frozen objects that later becomes garbage
-    is kept until ``reclaim``, which walks every object: 195 ms at 10,000
-    connections. Connections leave next to none (``make bench-burst``: 10
-    objects over 2,500 connections' lifetimes), so the node's hourly look
+    is kept until ``reclaim``, which walks every object: 179-295 ms at 12,000
+    connections. Connections leave none (``make bench-burst``: no object over
+    12,000 connections' lifetimes), so the node's hourly look
     reclaims only once the frozen objects have grown by ``RECLAIM_GROWTH`` over
     their fewest since the last reclaim (counting them walks their list: about
     3 ms per 500,000): a steady node never pauses for it, and one that keeps
