@@ -9,10 +9,9 @@ base's. Then the hub does what its reclaim of frozen cycles does
 (``LongLivedCollector.reclaim``, through ``gc_pauses.py``'s SIGUSR2) twice:
 with every socket still open (its pause is a loaded node's), and once they
 have all closed; the objects the two find are what the node kept frozen over
-those connections' lifetimes. Each backend is
-measured ``--rounds`` times; the table gives the worst pause of all rounds
-and the median of the rest. ``--against REF`` measures the hub of another
-commit too, round for round.
+those connections' lifetimes. Each backend is measured ``--rounds`` times;
+the table gives the worst pause of all rounds and the median of the rest.
+``--against REF`` measures the hub of another commit too, round for round.
 
     python -m bench.burst [--base 10000] [--burst 2000] [--backends sqlite,postgresql]
         [--rounds 3] [--against REF]
@@ -68,7 +67,7 @@ def read_phase(load: subprocess.Popen, phase: str) -> dict:
 def one_round(kit: Path, source: Path, url: str, tokens_file: Path, base: int,
               burst: int) -> dict:
     """One hub of ``source``, its base opened, then the burst: the burst's figures and
-    collections, and the reclaim once every socket has closed."""
+    collections, then its reclaims with every socket open and once they have closed."""
     pauses_file = WORK / "gc-burst.json"
     pauses_file.unlink(missing_ok=True)
     env = {**os.environ, **HUB_ENV, "DATABASE_URL": url, "JWT_SECRET_KEY": SECRET,

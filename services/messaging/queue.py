@@ -214,7 +214,7 @@ def claim_batch(node_id: str, limit: int, *, exactly_once: bool = True,
     config = current_app.config
     stale = now - timedelta(seconds=config["DISPATCH_CLAIM_TIMEOUT"])
     if not exactly_once:
-        _settle_ambiguous(_SETTLE_STALE_SUBMITTED, {"now": now, "stale": stale})
+        _settle_ambiguous(_SETTLE_STALE_SUBMITTED, now, stale=stale)
     owners = _owners_in_turn()
     share = max(1, limit // len(owners)) if owners else 0
     statement = _claim_statement(db.engine.dialect.name, exactly_once)
@@ -326,7 +326,7 @@ def release_own_claims(node_id: str, *, exactly_once: bool = True) -> int:
                _recipients.c.claimed_by == node_id)
     if not exactly_once:
         submitted = and_(own, _recipients.c.submit_started_at.is_not(None))
-        _settle_ambiguous(_settle_statement(submitted), {"now": _now()})
+        _settle_ambiguous(_settle_statement(submitted), _now())
     released = db.session.execute(
         update(Recipient)
         .where(Recipient.status == RecipientStatus.SENDING, Recipient.claimed_by == node_id)
@@ -355,13 +355,13 @@ _SETTLE_STALE_SUBMITTED = _settle_statement(and_(
     _recipients.c.submit_started_at.is_not(None)))
 
 
-def _settle_ambiguous(statement: Update, parameters: dict[str, Any]) -> None:
+def _settle_ambiguous(statement: Update, now: datetime, **parameters: Any) -> None:
     """Claims that may have reached the provider become ``UNKNOWN``, never submitted again."""
-    settled = db.session.execute(statement, parameters).all()
+    settled = db.session.execute(statement, {"now": now, **parameters}).all()
     if settled:
         log.warning("%d recipients may have been submitted by a node that stopped: UNKNOWN",
                     len(settled))
-        _settle_into_messages(settled, parameters["now"])
+        _settle_into_messages(settled, now)
 
 
 @lru_cache(maxsize=2)
@@ -803,8 +803,8 @@ def _apply_part_receipts(receipts: list[ProviderReceipt], now: datetime
 
 
 # The sweeps' statements, built once: they run every second on every node, and one built
-# anew cost more Python than running it and left reference cycles behind, which
-# ``runtime.LongLivedCollector`` freezes and keeps until its next reclaim.
+# anew left reference cycles behind, which ``runtime.LongLivedCollector`` froze and kept
+# until its next reclaim.
 _EXPIRE = (
     update(_recipients)
     .where(_in_index("queued", RecipientStatus.PENDING, RecipientStatus.SENDING),
