@@ -84,6 +84,9 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     jwt.init_app(app)
+    _message_queue_channel(app)
+    # Deployments sharing one Redis keep their own REST rate-limit counts.
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["SOCKETIO_CHANNEL"] or "")
     limiter.init_app(app)
     if app.config["CORS_ALLOWED_ORIGINS"]:
         CORS(app, resources={r"/api/*": {"origins": app.config["CORS_ALLOWED_ORIGINS"]}})
@@ -130,21 +133,20 @@ def _init_socketio(app: Flask) -> None:
     from services.realtime import snapshots
     from services.transport.install import install_transport
 
-    _message_queue_channel(app)
     server = install_transport(app, socketio)
     server.register_namespace(HubNamespace(app))
     snapshots.budgets.configure(app.config["SNAPSHOT_RATE"], app.config["SNAPSHOT_BURST"])
     batches.configure(app.config["RECIPIENT_BATCH_INTERVAL"])
 
 
-def _message_queue_channel(app: Flask) -> str | None:
-    """``SOCKETIO_CHANNEL``, or one named after this deployment's database.
+def _message_queue_channel(app: Flask) -> None:
+    """Fill in ``SOCKETIO_CHANNEL`` with one named after this deployment's database.
 
     With a queue, the deployment's identity is read now (``DEPLOYMENT_ID``):
     every process that publishes, ``flask notify`` included, must agree on it.
     """
     if not app.config["SOCKETIO_MESSAGE_QUEUE"]:
-        return app.config["SOCKETIO_CHANNEL"]
+        return
     from services.node.deployment import channel_for, deployment_id
 
     try:
@@ -155,7 +157,6 @@ def _message_queue_channel(app: Flask) -> str | None:
                            f"which names the message-queue channel: {exc}") from exc
     app.config["SOCKETIO_CHANNEL"] = (app.config["SOCKETIO_CHANNEL"]
                                       or channel_for(app.config["DEPLOYMENT_ID"]))
-    return app.config["SOCKETIO_CHANNEL"]
 
 
 def _register_blueprints(app: Flask) -> None:

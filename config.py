@@ -263,7 +263,8 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("RATELIMIT_STORAGE_URI",
                 lambda earlier: earlier["SOCKETIO_MESSAGE_QUEUE"] or "memory://",
                 "where the REST rate limits count (a Flask-Limiter storage URI): with Redis "
-                "every node shares the counts", URL,
+                "every node of the deployment shares the counts, kept under its "
+                "`SOCKETIO_CHANNEL`", URL,
                 documented="`SOCKETIO_MESSAGE_QUEUE` when set, else `memory://` (per process)"),
     ),
     "Security": (

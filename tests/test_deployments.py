@@ -1,4 +1,5 @@
-"""Two deployments on one Redis: each its own channel, and a shared one refused at start.
+"""Two deployments on one Redis: each its own channel and rate-limit counts, and a shared
+channel refused at start.
 
 Redis pub/sub ignores the database number in the URL, so a staging hub on
 ``redis://…/5`` and a production hub on ``redis://…/6`` meet on any channel
@@ -133,3 +134,22 @@ def test_the_deployment_is_the_database_however_its_url_is_spelled(hub_factory, 
     by_address = _deployment_of(url)
     assert _deployment_of(url + "?application_name=spelled-otherwise") == by_address
     assert _deployment_of(other) != by_address
+
+
+def test_deployments_on_one_redis_database_keep_their_own_rest_rate_limits(hub_factory):
+    """Flask-Limiter counts in the queue's Redis: one deployment's guesser spends only
+    its own deployment's budget, on all of its nodes."""
+    limit = {"LOGIN_RATE_LIMIT": "2/minute"}
+    staging = hub_factory.nodes(2, {"SOCKETIO_MESSAGE_QUEUE": REDIS_URL, **limit},
+                                name="staging")
+    production = hub_factory.nodes(1, {"SOCKETIO_MESSAGE_QUEUE": REDIS_URL, **limit},
+                                   name="production")
+    guess = {"email": f"guessed-{uuid.uuid4().hex[:8]}@example.com", "password": "wrong"}
+
+    def status(server: LiveServer) -> int:
+        return server.api.post("/api/auth/login", json=guess).status_code
+
+    assert [status(staging[0]), status(staging[1])] == [401, 401]
+    assert status(staging[0]) == 429
+    assert status(staging[1]) == 429  # the deployment's nodes share one count
+    assert status(production[0]) == 401
