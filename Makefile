@@ -51,10 +51,11 @@ docs: $(STAMP)
 	@$(PY) scripts/settings_docs.py
 
 ## test: the whole suite (PostgreSQL, Redis and Chromium cases skip when absent,
-## unless REQUIRE_SERVICES=1)
+## unless REQUIRE_SERVICES=1), in TEST_WORKERS processes (0: in this one)
+TEST_WORKERS ?= 3
 test: $(STAMP)
 	@$(PY) -m ruff check .
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 ## assets: refresh the vendored browser libraries in static/vendor from npm
 assets:

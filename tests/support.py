@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import fcntl
 import http.client
 import json
 import os
@@ -74,20 +76,29 @@ def redis_reachable() -> bool:
         return False
 
 
-@contextlib.contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for one server, dropped afterwards."""
+def _postgres_server() -> Any:
+    """A connection to the tests' PostgreSQL server for statements outside a transaction."""
     import psycopg
 
+    return psycopg.connect(POSTGRES_URL, autocommit=True)
+
+
+def _drop_postgres_database(name: str) -> None:
+    with _postgres_server() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(template: str = "template1") -> Iterator[str]:
+    """A new PostgreSQL database for one server, a copy of ``template``, dropped afterwards."""
     name = f"hub_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    with _postgres_server() as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     base, _, _ = POSTGRES_URL.rpartition("/")
     try:
         yield f"{base}/{name}"
     finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_postgres_database(name)
 
 
 BACKENDS = ("sqlite", "postgresql")
@@ -106,6 +117,51 @@ def empty_database(backend: str, directory: Path) -> Iterator[str]:
     require_service("PostgreSQL", postgres_reachable())
     with fresh_postgres_database() as url:
         yield url
+
+
+@contextlib.contextmanager
+def migrated_database(backend: str, directory: Path, *, admin: bool = True) -> Iterator[str]:
+    """``empty_database`` with the migrations' schema (and the seeded admin unless told not).
+
+    The migrations run once per test process into a template, which each new
+    database copies (a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on
+    PostgreSQL): the same schema as migrating every database, without the
+    Alembic run each hub would otherwise wait for.
+    """
+    template = _migrated_template(backend, admin)
+    if backend == "sqlite":
+        path = directory / "hub.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    with fresh_postgres_database(template) as url:
+        yield url
+
+
+_templates: dict[tuple[str, bool], str] = {}
+
+
+def _migrated_template(backend: str, admin: bool) -> str:
+    """The SQLite file or PostgreSQL database name a migrated database is copied from."""
+    if (backend, admin) in _templates:
+        return _templates[backend, admin]
+    if backend == "sqlite":
+        directory = Path(tempfile.mkdtemp(prefix="hub-template-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        url = f"sqlite:///{directory / 'hub.db'}"
+        template = str(directory / "hub.db")
+    else:
+        require_service("PostgreSQL", postgres_reachable())
+        template = f"hub_test_template_{os.getpid()}_{'admin' if admin else 'bare'}"
+        with _postgres_server() as conn:
+            conn.execute(f'CREATE DATABASE "{template}"')
+        atexit.register(_drop_postgres_database, template)
+        url = f"{POSTGRES_URL.rpartition('/')[0]}/{template}"
+    migrate_database(url)
+    if admin:
+        seed_admin(url)
+    _templates[backend, admin] = template
+    return template
 
 
 def make_app(database_url: str, **overrides: Any) -> Flask:
@@ -214,10 +270,14 @@ def free_port() -> int:
     Taken below the kernel's ephemeral range (``ip_local_port_range``, from
     32768): a port the kernel hands out for binding to 0 may meanwhile become
     the source port of one of the suite's own outgoing connections, and the
-    server then finds it in use.
+    server then finds it in use. Each pytest-xdist worker draws from its own
+    slice of that range, so that two workers never pick one port at once.
     """
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    span = (32_768 - 20_000) // workers
     while True:
-        port = random.randrange(20_000, 32_768)
+        port = random.randrange(20_000 + worker * span, 20_000 + (worker + 1) * span)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -359,13 +419,11 @@ class HubFactory(contextlib.ExitStack):
 
     def database(self, backend: str = "sqlite", *, migrate: bool = True,
                  admin: bool = True) -> str:
-        """A new database (``empty_database``), migrated and with the admin unless told not."""
-        url = self.enter_context(empty_database(backend, self.tmp_path_factory.mktemp(backend)))
-        if migrate:
-            migrate_database(url)
-            if admin:
-                seed_admin(url)
-        return url
+        """A new database (``empty_database``), migrated (``migrated_database``) and with the
+        admin unless told not."""
+        directory = self.tmp_path_factory.mktemp(backend)
+        return self.enter_context(migrated_database(backend, directory, admin=admin) if migrate
+                                  else empty_database(backend, directory))
 
     def __call__(self, env: dict[str, str] | None = None, *, backend: str = "sqlite",
                  database_url: str | None = None, admin: bool = True, name: str = "hub",
@@ -1044,9 +1102,11 @@ def js_packages() -> Path:
     require_service("Node.js", shutil.which("node") is not None and shutil.which("npm") is not None,
                     "apt-get install nodejs npm")
     wanted = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
-    if any(not (JS_DIR / "node_modules" / name).exists() for name in wanted):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True,
-                       capture_output=True, timeout=300)
+    with open(JS_DIR / ".npm-ci.lock", "w") as lock:  # one pytest-xdist worker installs
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if any(not (JS_DIR / "node_modules" / name).exists() for name in wanted):
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True,
+                           capture_output=True, timeout=300)
     return JS_DIR
 
 
