@@ -76,29 +76,20 @@ def redis_reachable() -> bool:
         return False
 
 
-def _postgres_server() -> Any:
-    """A connection to the tests' PostgreSQL server for statements outside a transaction."""
-    import psycopg
-
-    return psycopg.connect(POSTGRES_URL, autocommit=True)
-
-
-def _drop_postgres_database(name: str) -> None:
-    with _postgres_server() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @contextlib.contextmanager
 def fresh_postgres_database(template: str = "template1") -> Iterator[str]:
     """A new PostgreSQL database for one server, a copy of ``template``, dropped afterwards."""
+    import psycopg
+
     name = f"hub_test_{uuid.uuid4().hex[:12]}"
-    with _postgres_server() as conn:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     base, _, _ = POSTGRES_URL.rpartition("/")
     try:
         yield f"{base}/{name}"
     finally:
-        _drop_postgres_database(name)
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 BACKENDS = ("sqlite", "postgresql")
@@ -131,10 +122,10 @@ def migrated_database(backend: str, directory: Path, *, admin: bool = True) -> I
     template = _migrated_template(backend, admin)
     if backend == "sqlite":
         path = directory / "hub.db"
-        shutil.copyfile(template, path)
+        shutil.copyfile(template.removeprefix("sqlite:///"), path)
         yield f"sqlite:///{path}"
         return
-    with fresh_postgres_database(template) as url:
+    with fresh_postgres_database(template.rpartition("/")[2]) as url:
         yield url
 
 
@@ -142,26 +133,18 @@ _templates: dict[tuple[str, bool], str] = {}
 
 
 def _migrated_template(backend: str, admin: bool) -> str:
-    """The SQLite file or PostgreSQL database name a migrated database is copied from."""
-    if (backend, admin) in _templates:
-        return _templates[backend, admin]
-    if backend == "sqlite":
+    """The URL of the migrated database new ones copy; it is gone when the process exits."""
+    if (backend, admin) not in _templates:
         directory = Path(tempfile.mkdtemp(prefix="hub-template-"))
-        atexit.register(shutil.rmtree, directory, ignore_errors=True)
-        url = f"sqlite:///{directory / 'hub.db'}"
-        template = str(directory / "hub.db")
-    else:
-        require_service("PostgreSQL", postgres_reachable())
-        template = f"hub_test_template_{os.getpid()}_{'admin' if admin else 'bare'}"
-        with _postgres_server() as conn:
-            conn.execute(f'CREATE DATABASE "{template}"')
-        atexit.register(_drop_postgres_database, template)
-        url = f"{POSTGRES_URL.rpartition('/')[0]}/{template}"
-    migrate_database(url)
-    if admin:
-        seed_admin(url)
-    _templates[backend, admin] = template
-    return template
+        cleanup = contextlib.ExitStack()
+        atexit.register(cleanup.close)
+        cleanup.callback(shutil.rmtree, directory, ignore_errors=True)
+        url = cleanup.enter_context(empty_database(backend, directory))
+        migrate_database(url)
+        if admin:
+            seed_admin(url)
+        _templates[backend, admin] = url
+    return _templates[backend, admin]
 
 
 def make_app(database_url: str, **overrides: Any) -> Flask:
