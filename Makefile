@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export FLASK_APP := app
 
 .PHONY: help run test db admin notify users docs lint soak bench bench-scaleout bench-analytics \
-	bench-variants bench-burst assets clean
+	bench-variants bench-burst bench-notify assets clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,15 @@ soak: $(STAMP)
 ## (BASE=10000 BURST=2000 BACKENDS=sqlite,postgresql ROUNDS=3 AGAINST=ref)
 bench-burst: $(STAMP)
 	@$(PY) -m bench.burst $(if $(BASE),--base $(BASE)) $(if $(BURST),--burst $(BURST)) \
+		$(if $(BACKENDS),--backends $(BACKENDS)) $(if $(ROUNDS),--rounds $(ROUNDS)) \
+		$(if $(AGAINST),--against $(AGAINST))
+
+## bench-notify: the server's CPU per targeted notify and per bare GET, and the notifies' latency,
+## hub against the Node peer
+## (CONNECTIONS=1000 COUNT=2000 RATE=200 BACKENDS=sqlite,postgresql ROUNDS=3 AGAINST=ref)
+bench-notify: $(STAMP)
+	@$(PY) -m bench.notify_cost $(if $(CONNECTIONS),--connections $(CONNECTIONS)) \
+		$(if $(COUNT),--count $(COUNT)) $(if $(RATE),--rate $(RATE)) \
 		$(if $(BACKENDS),--backends $(BACKENDS)) $(if $(ROUNDS),--rounds $(ROUNDS)) \
 		$(if $(AGAINST),--against $(AGAINST))
 

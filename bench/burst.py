@@ -27,7 +27,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,9 +37,8 @@ from bench.run import (
     SECRET,
     WORK,
     checkout,
-    fresh_postgres,
+    hub_database,
     machine,
-    prepare_hub_database,
     prepare_kit,
     process_cpu_seconds,
     short_commit,
@@ -171,12 +169,10 @@ def main() -> None:
                             else {})}
     rounds: dict[str, list[dict]] = {}
     for backend in args.backends.split(","):
-        url = (f"sqlite:///{tempfile.mkdtemp(dir=WORK)}/hub.db" if backend == "sqlite"
-               else fresh_postgres())
-        if url is None:
+        database = hub_database(backend, "tokens-burst")
+        if database is None:
             continue
-        tokens_file = WORK / f"tokens-burst-{backend}.json"
-        tokens_file.write_text(json.dumps(prepare_hub_database(url)))
+        url, tokens_file = database
         for _ in range(args.rounds):
             for suffix, source in sources.items():
                 figures = one_round(kit, source, url, tokens_file, args.base, args.burst)

@@ -124,6 +124,18 @@ def prepare_hub_database(url: str, users: int = 100) -> dict:
     return tokens
 
 
+def hub_database(backend: str, tokens_name: str) -> tuple[str, Path] | None:
+    """A fresh, migrated ``backend`` database with the kit's users, and the file of their
+    tokens (``WORK/<tokens_name>-<backend>.json``); None when PostgreSQL is unreachable."""
+    url = (f"sqlite:///{tempfile.mkdtemp(dir=WORK)}/hub.db" if backend == "sqlite"
+           else fresh_postgres())
+    if url is None:
+        return None
+    tokens_file = WORK / f"{tokens_name}-{backend}.json"
+    tokens_file.write_text(json.dumps(prepare_hub_database(url)))
+    return url, tokens_file
+
+
 def fresh_postgres() -> str | None:
     try:
         import psycopg
@@ -306,13 +318,10 @@ def main() -> None:
     for size in sizes:
         servers = []
         for backend in args.backends.split(","):
-            url = (f"sqlite:///{tempfile.mkdtemp(dir=WORK)}/hub.db" if backend == "sqlite"
-                   else fresh_postgres())
-            if url is None:
+            database = hub_database(backend, "tokens")
+            if database is None:
                 continue
-            tokens = prepare_hub_database(url)
-            tokens_file = WORK / f"tokens-{backend}.json"
-            tokens_file.write_text(json.dumps(tokens))
+            url, tokens_file = database
             env = {**HUB_ENV, "DATABASE_URL": url, "TOKENS": str(tokens_file),
                    "JWT_SECRET_KEY": SECRET}
             servers += [(f"hub-{backend}{name}", source, env) for name, source in sources.items()]
