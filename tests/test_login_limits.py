@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from tests.support import api_from, register_user
+from extensions import limiter
+from tests.support import api_from, make_app, register_user
 
 LIMITS = {"LOGIN_RATE_LIMIT": "3/minute", "LOGIN_ACCOUNT_RATE_LIMIT": "5/minute",
           "LOGIN_ADDRESS_RATE_LIMIT": "6/minute"}
@@ -55,3 +56,15 @@ def test_successful_logins_do_not_count(guarded_hub):
     statuses = {_login(regular, someone.email, someone.password).status_code
                 for _ in range(8)}
     assert statuses == {200}
+
+
+def test_every_rate_limit_is_declared_on_its_route(tmp_path):
+    """``RouteLimiter`` checks the limits routes declare and skips Flask-Limiter's hook for
+    every other kind: none may exist, or it would silently go unchecked. That the declared
+    ones still hold is what the tests above show."""
+    app = make_app(f"sqlite:///{tmp_path / 'hub.db'}")
+    manager = limiter.limit_manager
+    assert manager.application_limits == [] and manager.default_limits == []
+    assert {name: manager.blueprint_limits(app, name) for name in app.blueprints} == {
+        name: [] for name in app.blueprints}
+    assert not {"RATELIMIT_APPLICATION", "RATELIMIT_DEFAULT", "RATELIMIT_META"} & set(app.config)

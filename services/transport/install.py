@@ -30,6 +30,9 @@ Applied per connection by the handler, because gevent-websocket builds its
 socket from a module global: a session upgraded from long-polling gets a
 ``LimitedWebSocket`` (``services.transport.handler``).
 
+One more library's class is extended outside the transport: Flask-Limiter's
+``Limiter``, by ``extensions.RouteLimiter`` (route limits only).
+
 ``EXTENSIONS`` lists every class of the hub that extends a library's, and
 ``PRIVATE_NAMES`` every private name of the libraries the hub overrides,
 calls or reads; ``tests/test_library_seams.py`` checks each against the
@@ -44,6 +47,7 @@ import engineio
 import socketio
 from engineio.socket import Socket as EngineSocket
 from flask import Flask
+from flask_limiter import Limiter
 from flask_socketio import SocketIO
 from gevent.pywsgi import WSGIHandler
 from gevent.socket import socket as GeventSocket
@@ -53,6 +57,7 @@ from geventwebsocket.websocket import WebSocket
 from socketio.packet import Packet
 from werkzeug.local import LocalProxy
 
+from extensions import RouteLimiter
 from services.transport import rate_limits
 from services.transport.client_manager import QueueObserver, RoomIndex, build_client_manager
 from services.transport.engine_http import HubEngineServer
@@ -85,6 +90,7 @@ EXTENSIONS: tuple[tuple[type, type], ...] = (
     (WebSocketHandler, LimitedWebSocketHandler),
     (WebSocket, LimitedWebSocket),
     (GeventWebSocketWorker, HubWebSocketWorker),
+    (Limiter, RouteLimiter),
 )
 # Every private name of the libraries that the hub overrides (in the classes above),
 # calls or reads.
@@ -109,6 +115,7 @@ PRIVATE_NAMES: tuple[tuple[type, str], ...] = (
     (socketio.PubSubManager, "_handle_emit"),
     (socketio.RedisManager, "_redis_connect"),
     (WSGIHandler, "_handle_client_error"),
+    (Limiter, "_check_request_limit"),
     # The socket's read watcher, which a WebSocket's reader waits on after a short read.
     (GeventSocket, "_read_event"),
     # Flask's documented way to hand the application to a greenlet that outlives the request.

@@ -1,0 +1,152 @@
+"""Instructions per REST request, counted by callgrind: per-request costs without the noise.
+
+CPU time per request moves by a quarter from run to run on these shared
+machines, so a change worth a tenth of a request cannot be seen in it.
+Instructions executed can: valgrind's callgrind counts them the same run
+after run. Each hub (SQLite, production settings) runs under callgrind with
+counting off while it starts; each route gets WARM requests first (caches,
+first-use paths), then counting is on for COUNT requests, one after the
+other on one keep-alive connection, and the dump's total over COUNT is the
+figure. The routes: ``GET /healthz`` (nothing but the HTTP and Flask stack),
+``GET /api/socket/user/<id>/online`` (a bearer token checked, an answer from
+memory) and ``POST /api/socket/notify/<id>`` to a user with no socket (a
+stored row and an empty emit). ``--against REF`` counts another commit's hub
+in the same run.
+
+    python -m bench.request_cost [--count 300] [--against REF]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.run import (
+    HUB_ENV,
+    SECRET,
+    WORK,
+    checkout,
+    hub_database,
+    machine,
+    short_commit,
+    write_section,
+)
+from bench.soak import wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PORT = 7161
+WARM = 100
+MARKER = "<!-- bench/request_cost.py results -->"
+
+
+def routes(tokens: dict) -> list[tuple[str, str, str, dict | None, str | None]]:
+    """(label, method, path, body, token) of each route counted."""
+    user = tokens["users"][0]["id"]
+    return [
+        ("GET /healthz", "GET", "/healthz", None, None),
+        ("GET /api/socket/user/<id>/online", "GET", f"/api/socket/user/{user}/online", None,
+         tokens["admin"]),
+        ("POST /api/socket/notify/<id>", "POST", f"/api/socket/notify/{user}",
+         {"title": "t", "message": "m", "type": "system"}, tokens["admin"]),
+    ]
+
+
+def send(connection: http.client.HTTPConnection, method: str, path: str, body: dict | None,
+         token: str | None, count: int) -> None:
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    for _ in range(count):
+        connection.request(method, path, body=json.dumps(body) if body is not None else None,
+                           headers=headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path} answered {response.status}")
+
+
+def callgrind_control(*args: str) -> None:
+    subprocess.run(["callgrind_control", *args], check=True, capture_output=True)
+
+
+def instructions(dump: Path) -> int:
+    for line in dump.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {dump}")
+
+
+def count_hub(source: Path, url: str, tokens: dict, count: int) -> dict[str, int]:
+    """Instructions per request of each route, for the hub of ``source``."""
+    output = WORK / "callgrind"
+    output.mkdir(exist_ok=True)
+    for old in output.glob("hub.out*"):
+        old.unlink()
+    hub = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+         f"--callgrind-out-file={output / 'hub.out'}", sys.executable, "app.py"],
+        cwd=source, env={**os.environ, **HUB_ENV, "DATABASE_URL": url, "PORT": str(PORT),
+                         "JWT_SECRET_KEY": SECRET},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    figures = {}
+    try:
+        wait_for_port(PORT, timeout=300)
+        connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=120)
+        for dump_number, (label, method, path, body, token) in enumerate(routes(tokens), 1):
+            send(connection, method, path, body, token, WARM)
+            callgrind_control("-z", str(hub.pid))
+            callgrind_control("-i", "on", str(hub.pid))
+            send(connection, method, path, body, token, count)
+            callgrind_control("-i", "off", str(hub.pid))
+            callgrind_control("-d", str(hub.pid))
+            figures[label] = instructions(output / f"hub.out.{dump_number}") // count
+        connection.close()
+    finally:
+        hub.terminate()
+        hub.wait(timeout=120)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--against", default="")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    url, tokens_file = hub_database("sqlite", "tokens-callgrind")
+    tokens = json.loads(tokens_file.read_text())
+    sources = {"hub": ROOT, **({f"hub@{args.against}": checkout(args.against)}
+                               if args.against else {})}
+    results = {name: count_hub(source, url, tokens, args.count)
+               for name, source in sources.items()}
+    names = list(results)
+    lines = ["| route | " + " | ".join(names) + (f" | {names[0]} / {names[1]} |"
+                                                if len(names) > 1 else " |"),
+             "|" + " --- |" * (len(names) + 1 + (len(names) > 1))]
+    for label in results[names[0]]:
+        cells = [f"{results[name][label]:,}" for name in names]
+        if len(names) > 1:
+            cells.append(f"{results[names[0]][label] / results[names[1]][label]:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    command = "make bench-requests" + (f" AGAINST={args.against}" if args.against else "")
+    report = "\n".join([
+        MARKER,
+        f"## Instructions per REST request ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"commit {short_commit()})", "",
+        f"Machine: {machine()}. Command: `{command}` ({args.count} requests a route, after "
+        f"{WARM} uncounted; SQLite, production settings, one keep-alive connection).", "",
+        *lines, "",
+        MARKER,
+    ])
+    write_section(MARKER, report, before="<!-- bench/soak.py results -->")
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
