@@ -34,10 +34,11 @@ class RouteLimiter(Limiter):
     for the limits that apply across routes (application, default, blueprint
     and meta limits), and in the decorator of a route that declares its own.
     The hub declares limits on routes only (logins, registration, sending), so
-    the hook found none, on every request, for 28 % of the instructions of a
-    bare ``GET /healthz`` (``make bench-requests``). It is skipped; the routes'
-    decorators check as before. ``tests/test_login_limits.py`` fails if a limit
-    of another kind is ever configured, which this class would not check.
+    the hook found none, on every request, for over a quarter of the
+    instructions of a bare ``GET /healthz`` (``make bench-requests``). It is
+    skipped; the routes' decorators check as before.
+    ``tests/test_login_limits.py`` fails if a limit of another kind is ever
+    configured, which this class would not check.
     """
 
     def _check_request_limit(self, callable_name: str | None = None,
