@@ -34,6 +34,7 @@ from bench.run import (
     checkout,
     hub_database,
     machine,
+    ratio_table,
     short_commit,
     write_section,
 )
@@ -125,15 +126,8 @@ def main() -> None:
                                if args.against else {})}
     results = {name: count_hub(source, url, tokens, args.count)
                for name, source in sources.items()}
-    names = list(results)
-    lines = ["| route | " + " | ".join(names) + (f" | {names[0]} / {names[1]} |"
-                                                if len(names) > 1 else " |"),
-             "|" + " --- |" * (len(names) + 1 + (len(names) > 1))]
-    for label in results[names[0]]:
-        cells = [f"{results[name][label]:,}" for name in names]
-        if len(names) > 1:
-            cells.append(f"{results[names[0]][label] / results[names[1]][label]:.2f}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    routes_counted = [(label, label, lambda counts, label=label: counts[label])
+                      for label in results["hub"]]
     command = "make bench-requests" + (f" AGAINST={args.against}" if args.against else "")
     report = "\n".join([
         MARKER,
@@ -141,7 +135,7 @@ def main() -> None:
         f"commit {short_commit()})", "",
         f"Machine: {machine()}. Command: `{command}` ({args.count} requests a route, after "
         f"{WARM} uncounted; SQLite, production settings, one keep-alive connection).", "",
-        *lines, "",
+        *ratio_table(results, list(results)[-1], routes_counted), "",
         MARKER,
     ])
     write_section(MARKER, report, before="<!-- bench/soak.py results -->")

@@ -209,16 +209,15 @@ def ratio_table(results: dict[str, dict], reference: str,
     """Markdown rows: one column per run, then each other run's ratio to ``reference``."""
     names = list(results)
     others = [name for name in names if name != reference]
-    lines = ["| figure | " + " | ".join(names) + " | " + " | ".join(
-        f"{name} / {reference}" for name in others) + " |",
-        "|" + " --- |" * (1 + len(names) + len(others))]
+    header = ["figure", *names, *(f"{name} / {reference}" for name in others)]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for _key, label, pick in figures:
         values = {name: pick(result) for name, result in results.items()}
         base = values.get(reference)
         ratios = [f"{values[name] / base:.2f}" if isinstance(values[name], int | float) and
                   isinstance(base, int | float) and base else "–" for name in others]
         cells = [str(values[n]) if values[n] is not None else "–" for n in names]
-        lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+        lines.append("| " + " | ".join([label, *cells, *ratios]) + " |")
     return lines
 
 

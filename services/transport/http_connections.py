@@ -18,8 +18,8 @@ agents put the socket back in their pool, so the next request on it failed
 with ``ECONNRESET``.
 
 Heads are read strictly (``RequestHead``): what HTTP/1.1 tells a server to
-refuse is answered 400, and reading them costs a seventh of what gevent's
-own parser did.
+refuse is answered 400, and a bare request runs a ninth fewer instructions
+than with gevent's own parser (``make bench-requests``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class RequestHead:
     """A request's header fields, as pywsgi asks ``MessageClass`` for them, read strictly.
 
     gevent reads a head with ``http.client.parse_headers``, which runs every one
-    through the ``email`` package's parser: a seventh of a bare request's
+    through the ``email`` package's parser: about a ninth of a bare request's
     instructions. This reads the same lines under the same limits (at most
     ``MAX_HEADER_FIELDS`` fields of ``MAX_HEADER_LINE`` bytes) and refuses, with
     a 400, what HTTP/1.1 tells a server to refuse rather than guess at (RFC 9112
