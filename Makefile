@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export FLASK_APP := app
 
 .PHONY: help run test db admin notify users docs lint soak bench bench-scaleout bench-analytics \
-	bench-variants bench-burst bench-notify bench-requests assets clean
+	bench-variants bench-burst bench-notify bench-requests bench-startup assets clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -100,6 +100,11 @@ bench-notify: $(STAMP)
 ## counted by callgrind, the same run after run (COUNT=300 AGAINST=ref)
 bench-requests: $(STAMP)
 	@$(PY) -m bench.request_cost $(if $(COUNT),--count $(COUNT)) $(if $(AGAINST),--against $(AGAINST))
+
+## bench-startup: what a hub process costs from its command to its first answer, and building
+## the app alone (RUNS=15 AGAINST=ref)
+bench-startup: $(STAMP)
+	@$(PY) -m bench.startup $(if $(RUNS),--runs $(RUNS)) $(if $(AGAINST),--against $(AGAINST))
 
 ## bench-scaleout: 10,000 connections on one process, then on several sharing PostgreSQL and
 ## Redis (CONNECTIONS=10000 ARRANGEMENTS=one,two-one-core,two,three; BASELINE=main runs each

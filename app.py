@@ -25,7 +25,7 @@ from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
 
 from config import INSTANCE_DIR, Config, engine_options, get_config, settings_in_effect
-from extensions import db, jwt, limiter, migrate, socketio
+from extensions import db, jwt, limiter, socketio
 from services.messaging.pricing import install_prices
 from services.transport.json_input import RequestJSONProvider
 
@@ -82,7 +82,8 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     _configure_logging(app)
     install_prices(app)
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    if click.get_current_context(silent=True) is not None:
+        install_migrations(app)
     jwt.init_app(app)
     _message_queue_channel(app)
     # Deployments sharing one Redis keep their own REST rate-limit counts.
@@ -94,6 +95,18 @@ def create_app(config: str | type[Config] | None = None, **overrides) -> Flask:
     _trust_proxies(app)
     _register_blueprints(app)
     return app
+
+
+def install_migrations(app: Flask) -> None:
+    """Bind Flask-Migrate, which the ``flask db`` commands and scripts that migrate need.
+
+    Importing it imports Alembic: about 0.3 s of CPU, an eighth of a start, that a
+    serving process never uses. ``create_app`` binds it under the ``flask`` command
+    only; a script that migrates an app it built itself calls this first.
+    """
+    from flask_migrate import Migrate
+
+    Migrate(app, db, directory=str(MIGRATIONS_DIR))
 
 
 def _refuse_flask_run() -> None:

@@ -3,7 +3,6 @@
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_migrate import Migrate
 from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -22,7 +21,6 @@ metadata = MetaData(
 # Objects keep their values after commit: services emit what they just stored, and
 # re-reading every row after each commit would double the queries on hot paths.
 db = SQLAlchemy(metadata=metadata, session_options={"expire_on_commit": False})
-migrate = Migrate()
 jwt = JWTManager()
 socketio = SocketIO()
 

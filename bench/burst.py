@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.run import (
@@ -41,8 +40,7 @@ from bench.run import (
     machine,
     prepare_kit,
     process_cpu_seconds,
-    short_commit,
-    write_section,
+    publish,
 )
 from bench.soak import wait_for_port
 
@@ -181,10 +179,7 @@ def main() -> None:
     command = (f"python -m bench.burst --base {args.base} --burst {args.burst} "
                f"--backends {args.backends} --rounds {args.rounds}"
                + (f" --against {args.against}" if args.against else ""))
-    report = "\n".join([
-        MARKER,
-        f"## Collection pauses in a connect burst ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"commit {short_commit()})", "",
+    publish(MARKER, "Collection pauses in a connect burst", [
         f"Machine: {machine()}. Hub with its production settings (`bench/run.py`'s) under "
         f"`bench/gc_pauses.py` on CPU 0; the official client on CPU 1 opens "
         f"{args.base:,} sockets, waits 2 s, then opens {args.burst:,} more with "
@@ -192,10 +187,7 @@ def main() -> None:
         f"are counted. {args.rounds} rounds per backend, each on a new hub process.",
         f"Command: `make bench-burst` (`{command}`).", "",
         *summary_rows(rounds), "",
-        MARKER,
     ])
-    write_section(MARKER, report, before="<!-- bench/soak.py results -->")
-    print(report)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import os
 import resource
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.run import (
@@ -39,9 +38,8 @@ from bench.run import (
     machine,
     median_result,
     prepare_kit,
+    publish,
     ratio_table,
-    short_commit,
-    write_section,
 )
 from bench.soak import wait_for_port
 
@@ -122,19 +120,13 @@ def main() -> None:
                         f"COUNT={args.count}", f"RATE={args.rate}", f"BACKENDS={args.backends}",
                         f"ROUNDS={args.rounds}",
                         *([f"AGAINST={args.against}"] if args.against else [])])
-    report = "\n".join([
-        MARKER,
-        f"## What a notify costs the server ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"commit {short_commit()})", "",
+    publish(MARKER, "What a notify costs the server", [
         f"Machine: {machine()}. Server pinned to CPU 0, `bench/notify.js` to CPU 1.",
         f"Command: `{command}`. {args.connections:,} sockets over 100 users, "
         f"{BROADCASTS} broadcasts, then {args.count:,} notifies at {args.rate}/s. Each figure "
         f"is the median of {args.rounds} rounds, every server measured once a round, in turn.",
         "", *ratio_table(medians, "node", FIGURES), "",
-        MARKER,
     ])
-    write_section(MARKER, report, before="<!-- bench/soak.py results -->")
-    print(report)
 
 
 if __name__ == "__main__":

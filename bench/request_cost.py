@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.run import (
@@ -34,9 +33,8 @@ from bench.run import (
     checkout,
     hub_database,
     machine,
+    publish,
     ratio_table,
-    short_commit,
-    write_section,
 )
 from bench.soak import wait_for_port
 
@@ -129,17 +127,11 @@ def main() -> None:
     routes_counted = [(label, label, lambda counts, label=label: counts[label])
                       for label in results["hub"]]
     command = "make bench-requests" + (f" AGAINST={args.against}" if args.against else "")
-    report = "\n".join([
-        MARKER,
-        f"## Instructions per REST request ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"commit {short_commit()})", "",
+    publish(MARKER, "Instructions per REST request", [
         f"Machine: {machine()}. Command: `{command}` ({args.count} requests a route, after "
         f"{WARM} uncounted; SQLite, production settings, one keep-alive connection).", "",
         *ratio_table(results, list(results)[-1], routes_counted), "",
-        MARKER,
     ])
-    write_section(MARKER, report, before="<!-- bench/soak.py results -->")
-    print(report)
 
 
 if __name__ == "__main__":

@@ -95,13 +95,14 @@ def prepare_hub_database(url: str, users: int = 100) -> dict:
     import flask_migrate
     from flask_jwt_extended import create_access_token
 
-    from app import create_app
+    from app import create_app, install_migrations
     from config import _normalise_database_url
     from extensions import db
     from models import User
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=_normalise_database_url(url),
                      JWT_SECRET_KEY=SECRET)
+    install_migrations(app)
     with app.app_context():
         flask_migrate.upgrade()
         from services import auth
@@ -272,6 +273,21 @@ def machine() -> str:
     return f"{os.cpu_count()} × {model}, {memory_kb // 1024 // 1024} GiB, {platform.platform()}"
 
 
+def publish(marker: str, title: str, lines: list[str]) -> None:
+    """Write a dated section of figures to BENCHMARKS.md, above the soak's, and print it.
+
+    The heading names the commit measured, so every figure can be traced to its code.
+    """
+    report = "\n".join([
+        marker,
+        f"## {title} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {short_commit()})", "",
+        *lines,
+        marker,
+    ])
+    write_section(marker, report, before="<!-- bench/soak.py results -->")
+    print(report)
+
+
 def write_section(marker: str, section: str, before: str | None = None) -> None:
     """Put ``section`` (which starts and ends with ``marker``) into BENCHMARKS.md.
 
@@ -336,23 +352,17 @@ def main() -> None:
                 rounds.setdefault("node", []).append(node)
         (WORK / f"results-{size}.json").write_text(json.dumps(rounds, indent=2))
         sections.append(table(size, {name: median_result(runs) for name, runs in rounds.items()}))
-    commit = short_commit()
     title = f"Hub vs Node socket.io peer{f', {args.label}' if args.label else ''}"
     command = " ".join(["make bench", f"SIZES={args.sizes}", f"BACKENDS={args.backends}",
                         f"ROUNDS={args.rounds}",
                         *([f"BENCH_LABEL={args.label}"] if args.label else []),
                         *([f"AGAINST={args.against}"] if args.against else [])])
-    report = "\n".join([
-        marker,
-        f"## {title} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit})", "",
+    publish(marker, title, [
         f"Machine: {machine()}. Server pinned to CPU 0, load generator to CPU 1.",
         f"Command: `{command}` (load: `{args.load_args}`). Each figure is the median of "
         f"{args.rounds} rounds, every server measured once a round, in turn.", "",
         *[section + "\n" for section in sections],
-        marker,
     ])
-    write_section(marker, report, before="<!-- bench/soak.py results -->")
-    print(report)
 
 
 if __name__ == "__main__":

@@ -148,12 +148,15 @@ def _migrated_template(backend: str, admin: bool) -> str:
 
 
 def make_app(database_url: str, **overrides: Any) -> Flask:
-    """The hub's app on this database (testing settings), for work done in process."""
-    from app import create_app
+    """The hub's app on this database (testing settings), for work done in process,
+    migrations included: tests migrate their databases up and down."""
+    from app import create_app, install_migrations
     from config import _normalise_database_url
 
-    return create_app("testing", SQLALCHEMY_DATABASE_URI=_normalise_database_url(database_url),
-                      **overrides)
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=_normalise_database_url(database_url),
+                     **overrides)
+    install_migrations(app)
+    return app
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ the SQLite file is its owner's only."""
 
 import contextlib
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -109,3 +110,19 @@ def test_a_database_server_gets_the_configured_pool_and_sqlite_keeps_its_own():
     embedded = create_app("testing", DATABASE_POOL_SIZE=7, DATABASE_MAX_OVERFLOW=3)
     with embedded.app_context():
         assert type(db.engine.pool).__name__ == "StaticPool"
+
+
+def test_serving_leaves_alembic_unloaded_and_the_flask_command_still_migrates(tmp_path):
+    """Alembic is an eighth of a process's start, and only ``flask db`` uses it."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
+    serving = subprocess.run(
+        [sys.executable, "-c", "import sys; from app import create_app; create_app(); "
+                               "print(sorted(m for m in sys.modules if m.startswith('alembic')))"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert serving.returncode == 0, serving.stderr
+    assert serving.stdout.strip() == "[]"
+    migrated = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert migrated.returncode == 0, migrated.stderr
+    with contextlib.closing(sqlite3.connect(tmp_path / "hub.db")) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone()
