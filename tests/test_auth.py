@@ -325,8 +325,9 @@ def test_cli_prompts_for_the_password_and_without_admin_creates_a_user(closed_hu
      "Error: A user with this email already exists"),
 ])
 def test_cli_applies_the_apis_rules_and_explains_refusals(closed_hub, arguments, complaint):
-    _flask_users_create(closed_hub.database_url, "clerk@example.com",
-                        "--password", "clerk password 123")
+    if arguments[0] == "clerk@example.com":  # the account exists, whichever test made it
+        _flask_users_create(closed_hub.database_url, "clerk@example.com",
+                            "--password", "clerk password 123")
     refused = _flask_users_create(closed_hub.database_url, *arguments)
     assert refused.returncode == 1
     assert complaint in refused.stderr and "Traceback" not in refused.stderr
