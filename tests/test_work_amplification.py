@@ -84,9 +84,10 @@ class Hammer:
         reader.join(timeout=10)
 
     def _drain(self) -> None:
+        sock = self.ws.sock  # close() sets ws.sock to None; recv on the closed socket ends it
         while True:
             try:
-                data = self.ws.sock.recv(1 << 20)
+                data = sock.recv(1 << 20)
             except OSError:
                 return
             if not data:
