@@ -41,7 +41,7 @@ OUTPUT_DIR = ROOT / "test-output"
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-JWT_SECRET = "testing-secret-key-with-enough-bytes-0123456789"
+JWT_SECRET = "testing-secret-key-long-enough-for-hs512-too-0123456789abcdef012345"
 WEBHOOK_SECRET = "testing-webhook-secret"
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin password 123"
