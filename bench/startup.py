@@ -61,13 +61,16 @@ def serve_until_ready(source: Path, env: dict) -> tuple[float, float]:
         while True:
             if hub.poll() is not None:
                 raise RuntimeError(f"the hub of {source} exited with {hub.returncode}")
+            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=5)
             try:
-                connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=5)
                 connection.request("GET", "/healthz")
                 if connection.getresponse().status == 200:
                     break
             except OSError:
-                time.sleep(0.005)
+                pass
+            finally:
+                connection.close()
+            time.sleep(0.005)
         wall = (time.perf_counter() - started) * 1000
         cpu = process_cpu_seconds(hub.pid) * 1000
     finally:
