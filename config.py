@@ -269,7 +269,7 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
     ),
     "Security": (
         Setting("JWT_SECRET_KEY", "", "HS256 key for tokens", SECRET,
-                testing=Fixed("testing-secret-key-long-enough-for-hs512-too-0123456789abcdef012345"),
+                testing=Fixed("testing-secret-key-long-enough-for-hs512-0123456789abcdef0123456"),
                 documented="development: a random key kept in `instance/`; testing: a fixed "
                            "key; production: required (≥ 32 characters)"),
         Setting("JWT_ACCESS_TOKEN_SECONDS", timedelta(seconds=900),

@@ -30,6 +30,8 @@ import requests.adapters
 import socketio
 import websocket
 
+from config import TestingConfig
+
 if TYPE_CHECKING:
     from flask import Flask
 
@@ -41,8 +43,9 @@ OUTPUT_DIR = ROOT / "test-output"
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-JWT_SECRET = "testing-secret-key-long-enough-for-hs512-too-0123456789abcdef012345"
-WEBHOOK_SECRET = "testing-webhook-secret"
+# The testing settings' fixed keys: hubs started here and apps built in process sign alike.
+JWT_SECRET = TestingConfig.JWT_SECRET_KEY
+WEBHOOK_SECRET = TestingConfig.WEBHOOK_SECRET
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin password 123"
 
