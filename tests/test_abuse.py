@@ -34,6 +34,13 @@ def _ack_latency(client, count=20):
 
 
 def test_event_flood_is_rate_limited_and_the_flooder_dropped(limited_hub):
+    """The calm user's acks are delayed by the flood in all by less than a second.
+
+    Unlimited, these 3,000 events delay them by about 2.4 s in all (measured
+    with ``EVENT_RATE`` and ``EVENT_BURST`` at a million); limited, by 10 to
+    50 ms. The total, not a percentile: the flood lands on one or two probes,
+    while a busy machine's pauses land anywhere.
+    """
     flooder_user, calm_user = register_user(limited_hub), register_user(limited_hub)
     calm = RecordingClient(limited_hub.url)
     calm.connect(token=calm_user.token)
@@ -43,18 +50,17 @@ def test_event_flood_is_rate_limited_and_the_flooder_dropped(limited_hub):
     during: list[float] = []
     probe = threading.Thread(target=lambda: during.extend(_ack_latency(calm, 30)))
     probe.start()
-    for _ in range(1000):
+    for _ in range(3000):
         if not flooder.sio.connected:
             break
         flooder.emit("get_notifications", {"limit": 1})
     probe.join()
     errors = flooder.received("error")
     assert any(e["code"] == "rate_limited" for e in errors)
-    assert len([e for e in errors if e["code"] == "rate_limited"]) <= 1000
+    assert len([e for e in errors if e["code"] == "rate_limited"]) <= 3000
     assert flooder.disconnected.wait(10), "a persistent flooder stays connected"
-    during.sort()
-    p99 = during[int(len(during) * 0.99) - 1]
-    assert p99 < max(0.1, 3 * baseline), (p99, baseline)
+    delay = sum(during) - len(during) * baseline
+    assert delay < 1.0, (sorted(during)[-3:], baseline)
     assert calm.sio.connected
     calm.close()
 
