@@ -6,11 +6,14 @@ import uuid
 
 import redis
 
+from services.transport.client_manager import queue_client_name
 from tests.support import (
     REDIS_URL,
     RecordingClient,
     eventually,
+    redis_reachable,
     register_user,
+    require_service,
     run_flask,
 )
 
@@ -100,10 +103,14 @@ def test_readyz_checks_database_and_redis(cluster):
 
 
 def test_killing_the_listener_connection_is_survived(cluster):
+    """Only this cluster's listeners are killed: other tests' hubs share the Redis."""
     a, b = cluster
     client = redis.Redis.from_url(REDIS_URL)
-    killed = client.client_kill_filter(_type="pubsub")
-    assert killed >= 2
+    listeners = [c for c in client.client_list(_type="pubsub")
+                 if c["name"] in (f"hub:{a.channel}:node-a", f"hub:{a.channel}:node-b")]
+    assert len(listeners) == 2
+    for listener in listeners:
+        assert client.client_kill_filter(_id=listener["id"]) == 1
     user, admin = register_user(a), register_user(b, admin=True)
     on_a = _client(a, user.token)
 
@@ -115,6 +122,14 @@ def test_killing_the_listener_connection_is_survived(cluster):
     eventually(delivered, timeout=20, interval=0.5)
     eventually(lambda: a.api.get("/readyz").status_code == 200, timeout=20)
     on_a.close()
+
+
+def test_a_channel_with_spaces_still_names_the_connection_as_redis_accepts():
+    require_service("Redis", redis_reachable())
+    name = queue_client_name("our deployment\n", "node 1")
+    client = redis.Redis.from_url(REDIS_URL, client_name=name)
+    assert client.client_getname() == name == "hub:our_deployment_:node_1"
+    client.close()
 
 
 def test_kill_9_node_a_and_b_reports_its_users_offline_then_a_rejoins(cluster):

@@ -17,6 +17,7 @@ processes, in its client manager, which it takes as a constructor argument
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -96,14 +97,29 @@ def queue_manager_class(url: str) -> type[socketio.PubSubManager]:
     return socketio.KombuManager
 
 
-def build_client_manager(message_queue: str | None, channel: str | None) -> socketio.Manager:
-    """The manager for ``client_manager=``: in memory, or on ``message_queue``'s ``channel``."""
+def build_client_manager(message_queue: str | None, channel: str | None,
+                         node_id: str | None = None) -> socketio.Manager:
+    """The manager for ``client_manager=``: in memory, or on ``message_queue``'s ``channel``.
+
+    On Redis its connections carry a client name (``queue_client_name``),
+    so that ``CLIENT LIST`` tells an operator whose they are.
+    """
     if not message_queue:
         return _combined(socketio.Manager, RoomIndex)()
     base = queue_manager_class(message_queue)
-    routing = (RoomChannels,) if issubclass(base, socketio.RedisManager) else ()
-    manager_class = _combined(base, RoomIndex, LocalSidEmits, QueueObserver, *routing)
-    return manager_class(message_queue, channel=channel, write_only=False)
+    if not issubclass(base, socketio.RedisManager):
+        manager_class = _combined(base, RoomIndex, LocalSidEmits, QueueObserver)
+        return manager_class(message_queue, channel=channel, write_only=False)
+    manager_class = _combined(base, RoomIndex, LocalSidEmits, QueueObserver, RoomChannels)
+    return manager_class(message_queue, channel=channel, write_only=False, redis_options={
+        "client_name": queue_client_name(channel or "socketio", node_id)})
+
+
+def queue_client_name(channel: str, node_id: str | None) -> str:
+    """``hub:CHANNEL:NODE_ID`` (the host's name without a ``NODE_ID``); Redis refuses a name
+    with spaces, so any become ``_``."""
+    return "".join(c if c.isprintable() and not c.isspace() else "_"
+                   for c in f"hub:{channel}:{node_id or socket.gethostname()}")
 
 
 def _combined(base: type, *mixins: type) -> type:

@@ -135,7 +135,7 @@ def install_transport(app: Flask, socketio_extension: SocketIO) -> HubServer:
         app,
         async_mode="gevent",
         client_manager=build_client_manager(config["SOCKETIO_MESSAGE_QUEUE"],
-                                            config["SOCKETIO_CHANNEL"]),
+                                            config["SOCKETIO_CHANNEL"], config["NODE_ID"]),
         serializer=HubPacket,
         # python-socketio gives ``json`` to its packet class and to python-engineio's:
         # the packet class's own, so that both decode alike.
