@@ -50,6 +50,12 @@ def _ack_latencies(client, stop, out):
 
 @pytest.mark.parametrize("size_mb", [10, 50])
 def test_oversized_frame_is_refused_without_stalling_others(sqlite_hub, sqlite_user, size_mb):
+    """The bystander's slowest ack stays under half a second.
+
+    With the limit raised to 200 MB, a hub that takes a 50 MB frame in kept
+    a bystander's ack waiting 8.4 s; with six test processes on two cores the
+    slowest ack here has reached 0.18 s.
+    """
     user = sqlite_user
     bystander = RecordingClient(sqlite_hub.url)
     bystander.connect(token=user.token)
@@ -75,7 +81,7 @@ def test_oversized_frame_is_refused_without_stalling_others(sqlite_hub, sqlite_u
         stop.set()
         probe.join()
     assert sent < size_mb * 1024 * 1024, "the server read the whole oversized frame"
-    assert max(latencies) < 0.1, f"bystander acks stalled: max {max(latencies):.3f}s"
+    assert max(latencies) < 0.5, f"bystander acks stalled: max {max(latencies):.3f}s"
     assert rss_kb(pid) - rss_before < 10 * 1024
     assert bystander.call("get_rooms") == [f"user:{user.id}"]
     bystander.close()
