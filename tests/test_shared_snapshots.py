@@ -5,11 +5,13 @@ send queue's own statements and by erasure between two snapshots; each
 snapshot's batches are encoded as the hub sends them (``PacketJson``) and
 read back as a client would, keeping each recipient's highest version.
 End to end, two batched trackers of a live hub end with the database's
-picture of the message.
+picture of the message, and so do trackers whose node lost its message-queue
+listener for a while (``tracking.catch_up``).
 """
 
 import orjson
 import pytest
+import redis
 from sqlalchemy import select
 
 from extensions import db
@@ -17,7 +19,12 @@ from models import Recipient
 from services.messaging import erasure, messages, payloads, queue, shared_snapshots
 from services.messaging.providers import Outcome, ProviderReceipt, SubmitResult
 from services.transport.packets import PacketJson
-from tests.support import RecordingClient, eventually, register_user
+from tests.support import (
+    REDIS_URL,
+    RecordingClient,
+    eventually,
+    register_user,
+)
 
 ADMIN_ID = 1
 PHONES = [f"+1555710{i:04d}" for i in range(2_500)]
@@ -200,3 +207,62 @@ def test_trackers_on_two_nodes_end_with_the_database_and_never_see_an_erased_num
     finally:
         for tracker in trackers:
             tracker.close()
+
+
+def _latest_each(client) -> dict[str, tuple]:
+    """A per-recipient tracker's picture: each recipient's ``recipient_update`` of the highest
+    version."""
+    best: dict[str, dict] = {}
+    for state in client.received("recipient_update"):
+        known = best.get(state["recipientId"])
+        if known is None or state["version"] > known["version"]:
+            best[state["recipientId"]] = state
+    return {rid: (s["phone"], s["status"], s["version"]) for rid, s in best.items()}
+
+
+def _last_update(client) -> dict:
+    return max(client.received("message_update"), key=lambda update: update["version"])
+
+
+def test_trackers_catch_up_on_what_the_queue_lost_while_their_nodes_listener_was_away(
+        hub_factory):
+    """Node A's queue listener is killed twice during the send (B posts it, both send):
+    emits to A's rooms are lost until it is back, a second later each time. Then A sends
+    its sockets what changed since the last message it heard."""
+    a, b = hub_factory.nodes(2, env={"DISPATCH_BATCH_SIZE": "20", "DISPATCH_CONCURRENCY": "5",
+                                     "SIMULATED_RECEIPT_DELAY": "1.0"})
+    user = register_user(a)
+    phones = [f"+1555730{i:04d}" for i in range(400)]
+    message_id = _send(b, user, phones)
+    batched, each, owner = (RecordingClient(a.url) for _ in range(3))
+    redis_client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for client in (batched, each, owner):
+            client.connect(token=user.token)
+        assert batched.call("track_message", {"messageId": message_id, "batch": True})["ok"]
+        assert each.call("track_message", message_id)["ok"]
+        for gap in (1, 2):
+            eventually(lambda gap=gap: sum(s[1] != "PENDING" for s in _latest(batched).values())
+                       >= 20 * gap, timeout=20)
+            [listener] = [c for c in redis_client.client_list(_type="pubsub")
+                          if c["name"] == f"hub:{a.channel}:node-a"]
+            assert redis_client.client_kill_filter(_id=listener["id"]) == 1
+            eventually(lambda gap=gap: a.log_text().count("messages caught up on") == gap,
+                       timeout=10)
+
+        def settled():
+            message = a.api.get(f"/api/messages/{message_id}", user.token).json()
+            return message if message["status"] != "SENDING" and message["deliveredCount"] \
+                + message["failedCount"] == message["recipientCount"] else None
+        final = eventually(settled, timeout=60)
+        listed = _listed(a, user, message_id)
+        eventually(lambda: _latest(batched) == listed, timeout=10)
+        eventually(lambda: _latest_each(each) == listed, timeout=10)
+        for client in (batched, each, owner):
+            eventually(lambda client=client: _last_update(client)["version"] == final["version"],
+                       timeout=10)
+            assert _last_update(client)["statusCounts"] == final["statusCounts"]
+    finally:
+        for client in (batched, each, owner):
+            client.close()
+        redis_client.close()

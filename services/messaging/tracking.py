@@ -19,6 +19,12 @@ kinds of tracker:
   A version it cannot resume from (none, older than the message, or ahead
   of this server's clock) gets the full snapshot.
 
+When this process's message queue listener comes back from a gap, in which
+emits from anywhere were lost to it, ``catch_up`` sends its sockets again what
+changed since the gap began (less ``RECIPIENT_RESUME_OVERLAP``), as a resume
+would: a ``message_update`` of each message they track or own that changed,
+and the changed recipients to its trackers.
+
 Snapshots are charged to the user's budget (``services.realtime.snapshots``):
 a row per event for per-recipient ones, a row per ``ROWS_PER_BATCHED_CHARGE``
 recipients for batched ones, which cost about that much less to send.
@@ -48,6 +54,9 @@ from services.messaging.status_counts import status_counts
 from services.realtime import emitter, rooms, snapshots
 
 TRACK_SNAPSHOT_LIMIT = 1_000
+# Messages or users per statement of ``catch_up``: well under every database's bound
+# parameters.
+CATCH_UP_CHUNK = 1_000
 ROWS_PER_BATCHED_CHARGE = 10
 
 
@@ -99,6 +108,47 @@ def _track_batched(identity: Identity, sid: str, message: Message,
     emitter.emit_each(((sid, batch) for batch in batches), "recipient_updates")
     return {**_acknowledged(message, sent), "truncated": False, "nextCursor": None,
             "version": version, "resumed": since is not None}
+
+
+def catch_up(lost_since: float) -> int:
+    """Send this process's sockets what changed since ``lost_since`` (wall-clock seconds),
+    less the resume overlap; the number of messages caught up on."""
+    since = datetime.fromtimestamp(lost_since - current_app.config["RECIPIENT_RESUME_OVERLAP"],
+                                   UTC)
+    held = set(emitter.local_rooms())
+    tracked = sorted({message_id for room in held
+                      if (message_id := rooms.message_of_room(room))})
+    owners = sorted({user_id for room in held if (user_id := rooms.user_of_room(room))})
+    changed: dict[int, Message] = {}
+    for column, ids in ((Message.id, tracked), (Message.user_id, owners)):
+        for start in range(0, len(ids), CATCH_UP_CHUNK):
+            changed.update((message.id, message) for message in db.session.scalars(
+                select(Message).where(Message.updated_at > since,
+                                      column.in_(ids[start:start + CATCH_UP_CHUNK]))))
+    counts = status_counts(sorted(changed))
+    for message_id, message in sorted(changed.items()):
+        emitter.emit_to_local_room(
+            [rooms.user_room(message.user_id), rooms.message_room(message_id),
+             rooms.recipient_batch_room(message_id)],
+            event="message_update", payload=message_update_payload(message, counts[message_id]))
+        _resend_recipients(message_id, since, held)
+    return len(changed)
+
+
+def _resend_recipients(message_id: int, since: datetime, held: set[str]) -> None:
+    """The recipients changed since ``since`` to the message's local trackers of each kind."""
+    each_room, batch_room = rooms.message_room(message_id), rooms.recipient_batch_room(message_id)
+    if each_room not in held and batch_room not in held:
+        return
+    recipients = recipient_rows(message_id, since=since, limit=None)
+    if each_room in held:
+        emitter.emit_each(((each_room, recipient_update_payload(recipient))
+                           for recipient in recipients), "recipient_update", local=True)
+    if batch_room in held:
+        version = clock_version()
+        emitter.emit_each(((batch_room, recipient_updates_payload(message_id, states, version))
+                           for states in in_batches(recipients)), "recipient_updates",
+                          local=True)
 
 
 def _resume_point(message: Message, since_version: int | None, *, now: int) -> datetime | None:

@@ -24,7 +24,7 @@ from flask import Flask
 from extensions import db, socketio
 from services import auth, idempotency
 from services.analytics.publisher import publisher
-from services.messaging import inbound, messages, queue
+from services.messaging import inbound, messages, queue, tracking
 from services.messaging.dispatcher import Dispatcher
 from services.node import heartbeats
 from services.node.deployment import SharedChannel
@@ -32,6 +32,7 @@ from services.node.queue_canary import canary
 from services.observability import metrics
 from services.realtime import sessions
 from services.realtime.connections import connection_cap, registry
+from services.transport import room_channels
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ class NodeRuntime:
         if not config["SOCKETIO_MESSAGE_QUEUE"]:
             return
         canary.install(server.manager, deployment=config["DEPLOYMENT_ID"], node_id=self.node_id)
+        room_channels.on_gap(server.manager, self._catch_up)
         if not server.manager_initialized:
             server.manager_initialized = True
             server.manager.initialize()
@@ -171,6 +173,14 @@ class NodeRuntime:
                 f"({deployment}) uses the message queue channel {config['SOCKETIO_CHANNEL']!r}; "
                 f"give each deployment its own SOCKETIO_CHANNEL, or leave it unset to name it "
                 f"after the database")
+
+    def _catch_up(self, lost_since: float) -> None:
+        """The queue listener is back from a gap: the sockets here get what they missed."""
+        with self.app.app_context():
+            caught_up = tracking.catch_up(lost_since)
+        log.info("message queue listener back after a gap since %s: %d messages caught up on",
+                 datetime.fromtimestamp(lost_since, UTC).isoformat(timespec="milliseconds"),
+                 caught_up)
 
     def stop(self) -> None:
         """Leave the hub at once: no new sockets, ours closed so that their clients reconnect

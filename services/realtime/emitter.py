@@ -36,11 +36,12 @@ def emit_to_room(room: str, *, event: str, payload: Any, skip_sid: str | None = 
     metrics.emit_seconds.observe(time.perf_counter() - started)
 
 
-def emit_to_local_room(room: str, *, event: str, payload: Any) -> None:
-    """Only to this process's sockets in ``room``, not through the message queue.
+def emit_to_local_room(room: str | list[str], *, event: str, payload: Any) -> None:
+    """Only to this process's sockets in ``room`` (or in any of a list, each socket once),
+    not through the message queue.
 
     For figures every node computes for its own subscribers, which would
-    otherwise arrive once per node.
+    otherwise arrive once per node, and for what the queue lost on its way here.
     """
     _count(event)
     socketio.server.manager.emit(event, payload, namespace=NAMESPACE, room=room,
@@ -62,17 +63,26 @@ EMITS_BETWEEN_YIELDS = 200
 YIELD_SECONDS = 0.001
 
 
-def emit_each(targets_and_payloads, event: str) -> None:
-    """Many emits in a row (a snapshot, a batch of recipients), yielding now and then.
+def emit_each(targets_and_payloads, event: str, *, local: bool = False) -> None:
+    """Many emits in a row (a snapshot, a batch of recipients), yielding now and then;
+    ``local``: to this process's sockets only (``emit_to_local_room``).
 
     Yielding every few hundred emits lets the sockets' readers and any
     flushing writers run, so a long burst neither starves other clients nor
     makes a reader look like one that stopped reading.
     """
+    emit = emit_to_local_room if local else emit_to_room
     for count, (room, payload) in enumerate(targets_and_payloads, start=1):
-        emit_to_room(room, event=event, payload=payload)
+        emit(room, event=event, payload=payload)
         if count % EMITS_BETWEEN_YIELDS == 0:
             socketio.sleep(YIELD_SECONDS)
+
+
+def local_rooms() -> list[str]:
+    """The rooms this process's sockets are in (python-socketio's ``None``, all of them, left
+    out)."""
+    return [room for room in socketio.server.manager.rooms.get(NAMESPACE, {})
+            if room is not None]
 
 
 def has_listeners(room: str) -> bool:

@@ -77,6 +77,18 @@ def parse_id(text: str) -> int | None:
     return None
 
 
+def message_of_room(room: str) -> int | None:
+    """The message a ``message_room`` or ``recipient_batch_room`` is for; None for others."""
+    if not room.startswith(MESSAGE_PREFIX):
+        return None
+    return parse_id(room[len(MESSAGE_PREFIX):].removesuffix(BATCH_SUFFIX))
+
+
+def user_of_room(room: str) -> int | None:
+    """The user a ``user_room`` is for; None for other rooms."""
+    return parse_id(room[len(USER_PREFIX):]) if room.startswith(USER_PREFIX) else None
+
+
 def authorize_join(identity: Identity, *, room: str, message_owner: MessageOwner) -> None:
     """Raise ``Forbidden`` unless this identity may join ``room``.
 
@@ -92,7 +104,7 @@ def _may_join(identity: Identity, room: str, message_owner: MessageOwner) -> boo
     if room.startswith(OPEN_PREFIX) and len(room) > len(OPEN_PREFIX):
         return True
     if room.startswith(MESSAGE_PREFIX):
-        message_id = parse_id(room[len(MESSAGE_PREFIX):].removesuffix(BATCH_SUFFIX))
+        message_id = message_of_room(room)
         if message_id is not None:
             owner = message_owner(message_id)
             return owner is not None and (identity.is_admin or owner == identity.user_id)

@@ -22,6 +22,14 @@ adapter:
   which a Redis Cluster spreads over its shards; older servers get plain
   ``PUBLISH``/``SUBSCRIBE``. Every process asks the server, so they agree.
 
+Redis pub/sub keeps nothing for a connection that is gone: whatever was
+published while the listener was away (a Redis restart, a killed or broken
+connection) is lost to this process. Once it is back and every held room is
+subscribed again, the gap's listeners (``on_gap``) hear since when messages
+may be missing, the time of the last message heard before the loss (the
+queue canary keeps a message coming every heartbeat), so that what the local
+sockets missed can be sent again from the database.
+
 Processes that serve no sockets (``flask notify``, workers) build the same
 manager and publish the same way. ``ensure_subscribed`` returns once emits to
 some rooms, published from anywhere, reach this process: joins are
@@ -37,7 +45,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import gevent
@@ -103,6 +111,9 @@ class RoomSubscriptions:
         self._writer: Any = None
         self._closing = False
         self._log = ThrottledLog(log, 10.0)
+        # Wall-clock time of the last reply read; the start of a gap when the connection is lost.
+        self.heard_at = 0.0
+        self.gap_listeners: list[Callable[[float], None]] = []
 
     # Holding rooms ----------------------------------------------------------
 
@@ -157,12 +168,17 @@ class RoomSubscriptions:
     def messages(self) -> Iterator[tuple[bytes, bytes]]:
         """(channel, data) of every message heard, connecting again as long as it takes."""
         retry = 1.0
+        lost_since: float | None = None
         while not self._closing:
             try:
                 self._connect()
                 retry = 1.0
+                if lost_since is not None:
+                    gevent.spawn(self._after_gap, lost_since)
+                    lost_since = None
                 while True:
                     reply = self.connection.read_response()
+                    self.heard_at = time.time()
                     kind = reply[0]
                     if kind in (b"smessage", b"message"):
                         yield reply[1], reply[2]
@@ -171,11 +187,27 @@ class RoomSubscriptions:
                     elif kind in (b"sunsubscribe", b"unsubscribe"):
                         self._confirmed(reply[1], subscribed=False)
             except Exception as exc:
+                if lost_since is None and self.heard_at:
+                    lost_since = self.heard_at
                 log.error("message queue listener lost its connection (%s); connecting again "
                           "in %.0f s", exc, retry)
                 self._disconnected()
                 gevent.sleep(retry)
                 retry = min(retry * 2, RECONNECT_MAX_SECONDS)
+
+    def _after_gap(self, lost_since: float) -> None:
+        """Once every held room is subscribed again, tell the gap's listeners since when
+        messages may be missing."""
+        waiting = [event for channel in list(self.holds)
+                   if (event := self.pending(channel)) is not None]
+        if waiting and len(gevent.wait(waiting, timeout=SUBSCRIBE_WAIT)) < len(waiting):
+            log.warning("Redis did not confirm every room within %.0f s of the listener's "
+                        "return", SUBSCRIBE_WAIT)
+        for listener in self.gap_listeners:
+            try:
+                listener(lost_since)
+            except Exception:
+                log.exception("could not make up for the message queue's gap")
 
     def _connect(self) -> None:
         client = redis.Redis.from_url(self.url, **{**self.options, "protocol": 2})
@@ -419,6 +451,13 @@ class RoomChannels:
         finally:
             for channel, _ in channels:
                 self.subscriptions.release(channel)
+
+
+def on_gap(manager: Any, listener: Callable[[float], None]) -> None:
+    """Call ``listener`` with the wall-clock time since when emits may have been lost, each
+    time this process's listener is back after losing its connection (Redis only)."""
+    if isinstance(manager, RoomChannels):
+        manager.subscriptions.gap_listeners.append(listener)
 
 
 def ensure_subscribed(manager: Any, namespace: str, rooms: Iterable[str]) -> bool:
