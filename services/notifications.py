@@ -19,7 +19,7 @@ from schemas.common import isoformat
 from services import analytics_marks
 from services.auth import user_created_at
 from services.errors import NotFound
-from services.realtime import emitter
+from services.realtime import emitter, gaps, rooms
 from services.realtime.presence import count_user_connections
 
 
@@ -148,6 +148,27 @@ def _notify_on_postgresql(values: dict[str, Any]) -> tuple[int, int]:
     if row is None:
         raise NotFound("User not found")
     return row.tuple()
+
+
+def catch_up(since: datetime, held: set[str]) -> int:
+    """The personal notifications made since ``since`` to this process's sockets in their
+    users' rooms among ``held``, again, with the users' unread counts now; how many
+    (``services.realtime.gaps``). Broadcasts are not: their ``unreadCount`` is null and
+    clients count each one they are given."""
+    users = sorted({user_id for room in held if (user_id := rooms.user_of_room(room))})
+    sent = 0
+    for chunk in gaps.chunks(users):
+        made = db.session.scalars(select(Notification).where(
+            Notification.user_id.in_(chunk), Notification.created_at > since)
+            .order_by(Notification.id)).all()
+        unread = unread_counts(sorted({notification.user_id for notification in made}))
+        for notification in made:
+            emitter.emit_to_local_room(
+                rooms.user_room(notification.user_id), event="notification",
+                payload=to_payload(notification, read=notification.read_at is not None,
+                                   unread_count=unread.get(notification.user_id, 0)))
+        sent += len(made)
+    return sent
 
 
 def broadcast(title: str, *, message: str, type: str = "system") -> tuple[dict[str, Any], int]:

@@ -228,10 +228,11 @@ def test_trackers_catch_up_on_what_the_queue_lost_while_their_nodes_listener_was
         hub_factory):
     """Node A's queue listener is killed twice during the send (B posts it, both send):
     emits to A's rooms are lost until it is back, a second later each time. Then A sends
-    its sockets what changed since the last message it heard."""
+    its sockets what changed since the last message it heard, and the notification B made
+    in the first gap."""
     a, b = hub_factory.nodes(2, env={"DISPATCH_BATCH_SIZE": "20", "DISPATCH_CONCURRENCY": "5",
                                      "SIMULATED_RECEIPT_DELAY": "1.0"})
-    user = register_user(a)
+    user, admin = register_user(a), register_user(b, admin=True)
     phones = [f"+1555730{i:04d}" for i in range(400)]
     message_id = _send(b, user, phones)
     batched, each, owner = (RecordingClient(a.url) for _ in range(3))
@@ -247,8 +248,10 @@ def test_trackers_catch_up_on_what_the_queue_lost_while_their_nodes_listener_was
             [listener] = [c for c in redis_client.client_list(_type="pubsub")
                           if c["name"] == f"hub:{a.channel}:node-a"]
             assert redis_client.client_kill_filter(_id=listener["id"]) == 1
-            eventually(lambda gap=gap: a.log_text().count("messages caught up on") == gap,
-                       timeout=10)
+            if gap == 1:
+                assert b.api.post(f"/api/socket/notify/{user.id}", admin.token, json={
+                    "title": "in the gap", "message": "m"}).status_code == 201
+            eventually(lambda gap=gap: a.log_text().count("caught up on") == gap, timeout=10)
 
         def settled():
             message = a.api.get(f"/api/messages/{message_id}", user.token).json()
@@ -262,6 +265,10 @@ def test_trackers_catch_up_on_what_the_queue_lost_while_their_nodes_listener_was
             eventually(lambda client=client: _last_update(client)["version"] == final["version"],
                        timeout=10)
             assert _last_update(client)["statusCounts"] == final["statusCounts"]
+        # Sent again after the second gap too: it is within the overlap.
+        in_the_gap = [n for n in owner.received("notification") if n["title"] == "in the gap"]
+        assert in_the_gap and {n["id"] for n in in_the_gap} == {in_the_gap[0]["id"]}
+        assert in_the_gap[0]["read"] is False and in_the_gap[0]["unreadCount"] >= 1
     finally:
         for client in (batched, each, owner):
             client.close()

@@ -51,12 +51,9 @@ from services.messaging.payloads import (
 from services.messaging.recipient_batches import clock_version
 from services.messaging.shared_snapshots import full_snapshot, in_batches, recipient_rows
 from services.messaging.status_counts import status_counts
-from services.realtime import emitter, rooms, snapshots
+from services.realtime import emitter, gaps, rooms, snapshots
 
 TRACK_SNAPSHOT_LIMIT = 1_000
-# Messages or users per statement of ``catch_up``: well under every database's bound
-# parameters.
-CATCH_UP_CHUNK = 1_000
 ROWS_PER_BATCHED_CHARGE = 10
 
 
@@ -110,21 +107,18 @@ def _track_batched(identity: Identity, sid: str, message: Message,
             "version": version, "resumed": since is not None}
 
 
-def catch_up(lost_since: float) -> int:
-    """Send this process's sockets what changed since ``lost_since`` (wall-clock seconds),
-    less the resume overlap; the number of messages caught up on."""
-    since = datetime.fromtimestamp(lost_since - current_app.config["RECIPIENT_RESUME_OVERLAP"],
-                                   UTC)
-    held = set(emitter.local_rooms())
+def catch_up(since: datetime, held: set[str]) -> int:
+    """A ``message_update`` of each message that changed since ``since`` to this process's
+    sockets in ``held`` that track or own it, and the changed recipients to its trackers;
+    the number of messages (``services.realtime.gaps``)."""
     tracked = sorted({message_id for room in held
                       if (message_id := rooms.message_of_room(room))})
     owners = sorted({user_id for room in held if (user_id := rooms.user_of_room(room))})
     changed: dict[int, Message] = {}
     for column, ids in ((Message.id, tracked), (Message.user_id, owners)):
-        for start in range(0, len(ids), CATCH_UP_CHUNK):
+        for chunk in gaps.chunks(ids):
             changed.update((message.id, message) for message in db.session.scalars(
-                select(Message).where(Message.updated_at > since,
-                                      column.in_(ids[start:start + CATCH_UP_CHUNK]))))
+                select(Message).where(Message.updated_at > since, column.in_(chunk))))
     counts = status_counts(sorted(changed))
     for message_id, message in sorted(changed.items()):
         emitter.emit_to_local_room(

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask
 
 from extensions import db, socketio
-from services import auth, idempotency
+from services import auth, idempotency, notifications
 from services.analytics.publisher import publisher
 from services.messaging import inbound, messages, queue, tracking
 from services.messaging.dispatcher import Dispatcher
@@ -30,7 +30,7 @@ from services.node import heartbeats
 from services.node.deployment import SharedChannel
 from services.node.queue_canary import canary
 from services.observability import metrics
-from services.realtime import sessions
+from services.realtime import emitter, gaps, sessions
 from services.realtime.connections import connection_cap, registry
 from services.transport import room_channels
 
@@ -175,12 +175,16 @@ class NodeRuntime:
                 f"after the database")
 
     def _catch_up(self, lost_since: float) -> None:
-        """The queue listener is back from a gap: the sockets here get what they missed."""
+        """The queue listener is back from a gap: the sockets here get what they missed
+        (``services.realtime.gaps``)."""
         with self.app.app_context():
-            caught_up = tracking.catch_up(lost_since)
-        log.info("message queue listener back after a gap since %s: %d messages caught up on",
+            since, held = gaps.missed_since(lost_since), set(emitter.local_rooms())
+            changed = tracking.catch_up(since, held)
+            made = notifications.catch_up(since, held)
+        log.info("message queue listener back after a gap since %s: %d messages and %d "
+                 "notifications caught up on",
                  datetime.fromtimestamp(lost_since, UTC).isoformat(timespec="milliseconds"),
-                 caught_up)
+                 changed, made)
 
     def stop(self) -> None:
         """Leave the hub at once: no new sockets, ours closed so that their clients reconnect
