@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export FLASK_APP := app
 
 .PHONY: help run test db admin notify users docs lint soak bench bench-scaleout bench-analytics \
-	bench-variants bench-burst bench-notify bench-requests bench-startup assets clean
+	bench-variants bench-burst bench-notify bench-requests bench-acks bench-startup assets clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -100,6 +100,11 @@ bench-notify: $(STAMP)
 ## counted by callgrind, the same run after run (COUNT=300 AGAINST=ref)
 bench-requests: $(STAMP)
 	@$(PY) -m bench.request_cost $(if $(COUNT),--count $(COUNT)) $(if $(AGAINST),--against $(AGAINST))
+
+## bench-acks: instructions per Socket.IO ack round trip, the hub against the Node peer, counted
+## by callgrind (COUNT=2000 AGAINST=ref)
+bench-acks: $(STAMP)
+	@$(PY) -m bench.ack_cost $(if $(COUNT),--count $(COUNT)) $(if $(AGAINST),--against $(AGAINST))
 
 ## bench-startup: what a hub process costs from its command to its first answer, and building
 ## the app alone (RUNS=15 AGAINST=ref)
