@@ -140,6 +140,25 @@ def test_frames_fed_a_byte_at_a_time_are_read_the_same(length):
     assert read_all(data, pieces=1)[0] == [(OP_TEXT, b"a" * length), (OP_PING, b"p")]
 
 
+@pytest.mark.parametrize("length", [0, 1, 4, 5, 124, 125, 126])
+def test_a_lone_frame_read_at_once_is_the_message_read_in_pieces(length):
+    """A lone short frame takes a shorter path than frames cut up or read together."""
+    payload = os.urandom(length)
+    data = client_frame(OP_TEXT, payload)
+    assert read_all(data)[0] == read_all(data, pieces=1)[0] == [(OP_TEXT, payload)]
+    reader = MessageReader(LIMIT)
+    assert list(reader.feed(data[:3])) == []
+    assert list(reader.feed(data[3:])) == [(OP_TEXT, payload)]
+    assert reader.pending == b""
+
+
+def test_a_lone_frame_over_a_small_limit_is_refused():
+    with pytest.raises(ProtocolViolation) as refused:
+        read_all(client_frame(OP_TEXT, b"x" * 11), limit=10)
+    assert refused.value.code == CLOSE_MESSAGE_TOO_BIG
+    assert read_all(client_frame(OP_TEXT, b"x" * 10), limit=10)[0] == [(OP_TEXT, b"x" * 10)]
+
+
 def test_several_frames_in_one_read_come_out_in_order():
     data = (client_frame(OP_TEXT, b"one") + client_frame(OP_PING, b"p")
             + client_frame(OP_TEXT, b"two") + client_frame(OP_TEXT, b"thr")[:5])

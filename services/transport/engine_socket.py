@@ -263,7 +263,10 @@ class EngineWebSocket(Socket):
             raise ProtocolViolation(CLOSE_INVALID_DATA, "invalid UTF-8") from None
         kind = text[:1]
         if kind == ENGINE_MESSAGE:
-            self._dispatch(text[1:])
+            try:
+                self.server.handlers["message"](self.sid, text[1:])
+            except Exception:
+                log.exception("message handler error on %s", self.sid)
         elif kind == ENGINE_PONG:
             self.last_ping = None
             self.schedule_ping()
@@ -272,12 +275,6 @@ class EngineWebSocket(Socket):
             self.dropped = True
         elif kind != ENGINE_NOOP:
             raise ProtocolViolation(CLOSE_PROTOCOL_ERROR, "unexpected Engine.IO packet")
-
-    def _dispatch(self, data: str) -> None:
-        try:
-            self.server.handlers["message"](self.sid, data)
-        except Exception:
-            log.exception("message handler error on %s", self.sid)
 
     # Closing ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
@@ -112,14 +112,26 @@ class MessageReader:
         self.fragments_size = 0
         self.fragmented = False
 
-    def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
+    def feed(self, data: bytes) -> Iterable[tuple[int, bytes]]:
         """``(OP_TEXT, message)`` for each whole message, ``(opcode, payload)`` for each
         control frame, in the order they complete; ``ProtocolViolation`` for a refused frame.
 
         A frame's header is checked as soon as it is in, before its payload
         has arrived. The caller may stop taking frames at any point (the
         connection closed): what was not taken is dropped with it.
+
+        The commonest read, an event as a client sends it, is one whole, final,
+        masked text frame of under 126 bytes with nothing pending: it is
+        answered here without starting the generator, a tenth of an ack's cost.
         """
+        if not self.pending and not self.fragmented and len(data) >= 6 \
+                and data[0] == 0x80 | OP_TEXT:
+            length = data[1] ^ 0x80  # over 127 when the mask bit is unset
+            if length <= 125 and len(data) == 6 + length and length <= self.max_message_size:
+                return ((OP_TEXT, unmask(data[6:], data[2:6])),)
+        return self._frames(data)
+
+    def _frames(self, data: bytes) -> Iterator[tuple[int, bytes]]:
         buffer = self.pending + data if self.pending else data
         position, size = 0, len(buffer)
         try:
