@@ -100,6 +100,7 @@ class HubNamespace(socketio.Namespace):
         super().__init__(namespace)
         self.app = app
         self._authenticated: dict[str, tuple[Identity, dict[str, Any]]] = {}
+        self._handlers = {event: getattr(self, f"on_{event}") for event in EVENT_PAYLOADS}
 
     # Connection lifecycle -------------------------------------------------
 
@@ -194,7 +195,7 @@ class HubNamespace(socketio.Namespace):
             raise InvalidPayload("This event needs a payload")
         if mode == NONE and payload not in (_MISSING, None, {}):
             raise InvalidPayload("This event takes no payload")
-        handler = getattr(self, f"on_{event}")
+        handler = self._handlers[event]
         arguments = (conn,) if mode == NONE else (conn, payload)
         if event in NO_APP_CONTEXT:
             return handler(*arguments)

@@ -150,4 +150,4 @@ def client_room_count(rooms: set[str]) -> int:
 
 def visible_rooms(rooms: set[str]) -> list[str]:
     """What ``get_rooms`` shows: the socket's rooms without the server's internal ones."""
-    return sorted(room for room in rooms if room not in _INTERNAL_ROOMS)
+    return sorted(rooms - _INTERNAL_ROOMS)

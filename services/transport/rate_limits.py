@@ -20,19 +20,25 @@ FLOOD_WINDOW = 10.0
 class TokenBucket:
     rate: float
     burst: float
-    tokens: float | None = None  # full until first used
+    tokens: float = field(init=False)
     updated: float = field(default_factory=time.monotonic)
 
+    def __post_init__(self) -> None:
+        self.tokens = self.burst  # full when made
+
     def _refill(self, now: float) -> float:
-        tokens = self.burst if self.tokens is None else self.tokens
-        self.tokens = min(self.burst, tokens + (now - self.updated) * self.rate)
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
         return self.tokens
 
     def take(self, amount: float, now: float) -> bool:
-        if self._refill(now) >= amount:
-            self.tokens -= amount
+        # Refilled inline: every client event takes from two buckets.
+        tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if tokens >= amount:
+            self.tokens = tokens - amount
             return True
+        self.tokens = tokens
         return False
 
     def spend(self, amount: float, now: float) -> bool:
@@ -43,7 +49,7 @@ class TokenBucket:
         return True
 
     def is_full(self, now: float) -> bool:
-        return self.tokens is None or self.tokens + (now - self.updated) * self.rate >= self.burst
+        return self.tokens + (now - self.updated) * self.rate >= self.burst
 
 
 @dataclass(slots=True)
@@ -77,7 +83,7 @@ class ConnectionRateLimiter:
 
     def allow_event(self, key: str, size: int) -> bool:
         """Charge one event of ``size`` bytes; False when either budget is exhausted."""
-        budget = self._budget(key)
+        budget = self.budgets.get(key) or self._budget(key)
         now = time.monotonic()
         if budget.events.take(1, now) and budget.bytes.take(size, now):
             return True

@@ -32,10 +32,11 @@ from socketio import packet
 
 from services.observability.log_throttle import ThrottledLog
 from services.observability.traffic import traffic
+from services.transport import json_input
 from services.transport.engine_sessions import EngineSessions, compact_environ
 from services.transport.engine_socket import EngineWebSocket
 from services.transport.frames import CLOSE_UNSUPPORTED_DATA
-from services.transport.packets import ack_text, plain_event
+from services.transport.packets import ack_text, orjson_text, plain_event
 from services.transport.rate_limits import limiter
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class HubServer(socketio.Server):
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
             self._protocol_error(eio_sid, "event without a name")
             return
-        dispatcher = self._dispatcher(namespace)
+        dispatcher = self.namespace_handlers.get(namespace)
         if dispatcher is None:
             return
         traffic.events_in += 1
@@ -169,13 +170,13 @@ class HubServer(socketio.Server):
             self._send_ack(eio_sid, namespace, id, result)
 
     def _send_ack(self, eio_sid: str, namespace: str, ack_id: int, result: Any) -> None:
-        """The ack written as text straight away; a packet object only for binary data.
+        """The ack written as text straight away; a packet object for anything else.
 
-        JSON that cannot hold the result (bytes) takes python-socketio's
-        packet, which sends it as a binary ack.
+        What orjson refuses (bytes, integers past 64 bits) takes python-socketio's
+        packet, which sends bytes as a binary ack and the rest as its JSON does.
         """
         try:
-            encoded = self.packet_class.json.dumps([result], separators=(",", ":"))
+            encoded = orjson_text([result])
         except TypeError:
             self._send_packet(eio_sid, self.packet_class(
                 packet.ACK, namespace=namespace, id=ack_id, data=[result]))
@@ -227,7 +228,7 @@ class HubServer(socketio.Server):
             super()._handle_eio_message(eio_sid, data)
             return
         ack_id, arguments = event
-        self._handle_event(eio_sid, "/", ack_id, self.packet_class.json.loads(arguments))
+        self._handle_event(eio_sid, "/", ack_id, json_input.decode(arguments))
 
     def _charge_packet(self, eio_sid: str) -> bool:
         """Charge a packet that is not an event to its socket's budget; False: dropped.
