@@ -7,7 +7,9 @@ the JSON file named first, by generation: how many, the longest (wall clock,
 and CPU time, which other processes on the same core do not inflate), how
 many took over ``LONG_PAUSE_MS``, and the cyclic garbage found; and, for each SIGUSR2,
 one reclaim of frozen cycles (``reclaims``). Start-up's
-collections (imports, migrations) are counted apart: no client waits on them.
+collections (imports, migrations) are counted apart, and so are those once the
+server has stopped accepting (the node closing every socket as it leaves): no
+client waits on them.
 
     python bench/gc_pauses.py OUT.json path/to/app.py
 """
@@ -40,7 +42,8 @@ class PauseLog:
 
     def __init__(self) -> None:
         self.started = self.started_cpu = 0.0
-        self.phases = {"start-up": _figures(), "serving": _figures(), "window": _figures()}
+        self.phases = {"start-up": _figures(), "serving": _figures(), "stopping": _figures(),
+                       "window": _figures()}
         self.phase = "start-up"
         self.in_window = False
         self.reclaims: list[dict] = []
@@ -106,7 +109,10 @@ def main() -> None:
 
     def serving(server: WSGIServer, *args, **kwargs) -> None:
         pauses.phase = "serving"
-        serve_forever(server, *args, **kwargs)
+        try:
+            serve_forever(server, *args, **kwargs)
+        finally:
+            pauses.phase = "stopping"
 
     WSGIServer.serve_forever = serving
     sys.argv = [str(app)]

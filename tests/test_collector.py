@@ -43,6 +43,21 @@ def test_survivors_of_a_young_collection_leave_every_collection_s_walk(collector
     assert not gc.get_objects(2), "a full collection would still walk the survivors"
 
 
+def test_objects_replacing_older_ones_are_walked_once_a_second_not_left_to_pile_up(collector):
+    """Replacing old objects with new ones (a socket's ping timer, its reader's waiter)
+    leaves CPython's young count where it was, while the young generation grows."""
+    held = [Node() for _ in range(3000)]
+    gc.collect(1)
+    for index in range(len(held)):
+        held[index] = Node()
+    assert len(gc.get_objects(0)) + len(gc.get_objects(1)) > 2500, \
+        "CPython counted the replacements; this test no longer shows the pile-up"
+    collector.collect_young()
+    assert len(gc.get_objects(0)) + len(gc.get_objects(1)) < 100
+    walked = {id(young) for generation in range(3) for young in gc.get_objects(generation)}
+    assert not walked & {id(node) for node in held}, "the replacements were frozen"
+
+
 def test_garbage_cycles_are_still_collected_while_young(collector):
     first, second = Node(), Node()
     first.other, second.other = second, first

@@ -64,6 +64,8 @@ class LongLivedCollector:
     """
 
     RECLAIM_GROWTH = 0.10
+    # Seconds between the young collections ``collect_young`` makes in the node's loop.
+    YOUNG_INTERVAL = 1.0
 
     def __init__(self) -> None:
         self._fewest_frozen = 0
@@ -84,6 +86,22 @@ class LongLivedCollector:
     def _freeze_survivors(phase: str, info: dict) -> None:
         if phase == "stop" and info["generation"] >= 1:
             gc.freeze()
+
+    @staticmethod
+    def collect_young() -> None:
+        """Collect the two young generations now, so that neither grows past a second's worth.
+
+        CPython starts a young collection after 700 more allocations than
+        deallocations, counting the deallocation of any object, old or young.
+        Every socket's ping replaces its timer, its reader's waiter and their
+        bound methods: new objects, each freeing an older one, so the count
+        stays put while the young generation grows by a few objects per ping.
+        At 10,000 sockets (400 pings a second) the first collection set
+        off by a request walked 26,544 young objects, 15 ms on an AMD EPYC;
+        the next one of generation 1, 43,038. Collected every second, each walks
+        what a second made, and the survivors are frozen like any others.
+        """
+        gc.collect(1)
 
     @staticmethod
     def all_objects() -> list[object]:
@@ -223,6 +241,7 @@ class NodeRuntime:
             (SESSION_SWEEP_INTERVAL, self._sweep_sessions),
             (config["ANALYTICS_INTERVAL"], publisher.publish),
             (HOUSEKEEPING_INTERVAL, self._housekeeping),
+            (collector.YOUNG_INTERVAL, collector.collect_young),
             (HOUSEKEEPING_INTERVAL, collector.reclaim_if_grown),
         ]
         # Every step runs at once, except the reclaim: start-up has just collected everything.
