@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -40,10 +39,9 @@ from pathlib import Path
 
 import websocket
 
-from bench.request_cost import callgrind_control, instructions
+from bench.request_cost import callgrind_server, count_while, instructions
 from bench.run import (
     HUB_ENV,
-    SECRET,
     WORK,
     checkout,
     hub_database,
@@ -52,7 +50,6 @@ from bench.run import (
     publish,
     ratio_table,
 )
-from bench.soak import wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 7162
@@ -112,29 +109,14 @@ def count_server(name: str, command: list[str], cwd: Path, env: dict, token: str
     output = WORK / "callgrind"
     output.mkdir(exist_ok=True)
     dump = output / f"ack-{name}.out"
-    for old in output.glob(f"ack-{name}.out*"):
-        old.unlink()
-    server = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={dump}",
-         *command],
-        cwd=cwd, env={**os.environ, **env, "PORT": str(PORT), "JWT_SECRET_KEY": SECRET},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(PORT, timeout=300)
+    with callgrind_server(command, cwd, env, dump, PORT) as pid:
         client = AckClient(PORT, token)
         client.acks(WARM)
-        callgrind_control("-z", str(server.pid))
-        callgrind_control("-i", "on", str(server.pid))
-        client.acks(count)
-        callgrind_control("-i", "off", str(server.pid))
-        callgrind_control("-d", str(server.pid))
+        count_while(pid, lambda: client.acks(count))
         client.close()
-        counted = Path(f"{dump}.1")
-        return {"ack": instructions(counted) // count,
-                "io": inclusive(counted, io_callback) // count}
-    finally:
-        server.terminate()
-        server.wait(timeout=120)
+    counted = Path(f"{dump}.1")
+    return {"ack": instructions(counted) // count,
+            "io": inclusive(counted, io_callback) // count}
 
 
 def main() -> None:

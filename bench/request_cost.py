@@ -19,11 +19,14 @@ in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 from bench.run import (
@@ -81,34 +84,48 @@ def instructions(dump: Path) -> int:
     raise RuntimeError(f"no totals in {dump}")
 
 
+@contextlib.contextmanager
+def callgrind_server(command: list[str], cwd: Path, env: dict, dump: Path,
+                     port: int) -> Iterator[int]:
+    """The server ``command`` starts, under callgrind with counting off, listening on
+    ``port``: its pid. Its dumps are ``dump.1``, ``dump.2``... (old ones removed first)."""
+    for old in dump.parent.glob(f"{dump.name}*"):
+        old.unlink()
+    server = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={dump}",
+         *command],
+        cwd=cwd, env={**os.environ, **env, "PORT": str(port), "JWT_SECRET_KEY": SECRET},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, timeout=300)
+        yield server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
+
+
+def count_while(pid: int, work: Callable[[], object]) -> None:
+    """Count only what the server executes while ``work`` runs, into its next dump."""
+    callgrind_control("-z", str(pid))
+    callgrind_control("-i", "on", str(pid))
+    work()
+    callgrind_control("-i", "off", str(pid))
+    callgrind_control("-d", str(pid))
+
+
 def count_hub(source: Path, url: str, tokens: dict, count: int) -> dict[str, int]:
     """Instructions per request of each route, for the hub of ``source``."""
     output = WORK / "callgrind"
     output.mkdir(exist_ok=True)
-    for old in output.glob("hub.out*"):
-        old.unlink()
-    hub = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-         f"--callgrind-out-file={output / 'hub.out'}", sys.executable, "app.py"],
-        cwd=source, env={**os.environ, **HUB_ENV, "DATABASE_URL": url, "PORT": str(PORT),
-                         "JWT_SECRET_KEY": SECRET},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     figures = {}
-    try:
-        wait_for_port(PORT, timeout=300)
+    with callgrind_server([sys.executable, "app.py"], source, {**HUB_ENV, "DATABASE_URL": url},
+                          output / "hub.out", PORT) as pid:
         connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=120)
         for dump_number, (label, method, path, body, token) in enumerate(routes(tokens), 1):
             send(connection, method, path, body, token, WARM)
-            callgrind_control("-z", str(hub.pid))
-            callgrind_control("-i", "on", str(hub.pid))
-            send(connection, method, path, body, token, count)
-            callgrind_control("-i", "off", str(hub.pid))
-            callgrind_control("-d", str(hub.pid))
+            count_while(pid, partial(send, connection, method, path, body, token, count))
             figures[label] = instructions(output / f"hub.out.{dump_number}") // count
         connection.close()
-    finally:
-        hub.terminate()
-        hub.wait(timeout=120)
     return figures
 
 

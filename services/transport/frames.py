@@ -122,7 +122,8 @@ class MessageReader:
 
         The commonest read, an event as a client sends it, is one whole, final,
         masked text frame of under 126 bytes with nothing pending: it is
-        answered here without starting the generator, a tenth of an ack's cost.
+        answered here without starting the generator: 4 % of an ack's instructions
+        (``make bench-acks``).
         """
         if not self.pending and not self.fragmented and len(data) >= 6 \
                 and data[0] == 0x80 | OP_TEXT:
