@@ -285,12 +285,22 @@ def run_flask(database_url: str, *arguments: str, env: dict | None = None,
                           timeout=60)
 
 
+# An idempotent request is sent again, once, when its idle keep-alive connection turns out
+# to be closed, as browsers do: the hub closes a connection idle for HTTP_HEADER_TIMEOUT and
+# says so (``Keep-Alive: timeout=N``), which Node's agents heed and ``requests`` does not, so
+# a GET sent at that instant found the connection closing and had no answer.
+RESEND_IDEMPOTENT = requests.adapters.Retry(total=1, connect=0, read=1, status=0, redirect=0)
+
+
 class Api:
     """Small REST client: JSON in, ``requests.Response`` out."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(max_retries=RESEND_IDEMPOTENT)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     def request(self, method: str, path: str, token: str | None = None,
                 headers: dict | None = None, **kwargs: Any) -> requests.Response:
@@ -1030,7 +1040,7 @@ class SourceAddressAdapter(requests.adapters.HTTPAdapter):
 
     def __init__(self, address: str) -> None:
         self.address = address
-        super().__init__()
+        super().__init__(max_retries=RESEND_IDEMPOTENT)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["source_address"] = (self.address, 0)

@@ -12,7 +12,6 @@ import contextlib
 import contextvars
 import csv
 import io
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +22,7 @@ from flask import current_app
 from gevent.lock import Semaphore
 from sqlalchemy import Insert, insert, literal, select
 
-from extensions import db, socketio
+from extensions import db
 from models import Message, Recipient
 from models.message import MessageStatus, RecipientStatus
 from schemas.common import isoformat
@@ -50,6 +49,7 @@ from services.messaging.phones import InvalidPhone, Recipients, normalise_recipi
 from services.messaging.sms_encoding import analyse_body, segment_cost
 from services.messaging.status_counts import status_counts
 from services.realtime import emitter
+from services.turns import taking_turns
 
 MAX_RECIPIENTS = 10_000
 SEND_AT_MAX_DAYS = 30
@@ -61,7 +61,6 @@ REPORT_ROW_COLUMNS = (Recipient.id, Recipient.phone, Recipient.status, Recipient
                       Recipient.error_code, Recipient.provider_error_code, Recipient.parts,
                       Recipient.cost, Recipient.sent_at, Recipient.delivered_at)
 REPORT_PAGE = 200
-SLICE_SECONDS = 0.003
 SQLITE_CREATES = Semaphore()
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -86,21 +85,7 @@ def read_recipients(raw_recipients: list[Any], *, countries: bool | None = None)
         raise InvalidPayload(f"At most {MAX_RECIPIENTS} recipients per message")
     if countries is None:
         countries = bool(pricing.prices().by_country)
-    return normalise_recipients(raw_recipients, pause=_taking_turns(), countries=countries)
-
-
-def _taking_turns() -> Callable[[], None]:
-    """A ``pause`` for a long computation: once it has run ``SLICE_SECONDS`` since its last
-    turn, the event loop polls and the node's other greenlets run
-    (``emitter.YIELD_SECONDS``), so their acks wait a slice at most."""
-    last = time.perf_counter()
-
-    def pause() -> None:
-        nonlocal last
-        if time.perf_counter() - last >= SLICE_SECONDS:
-            socketio.sleep(emitter.YIELD_SECONDS)
-            last = time.perf_counter()
-    return pause
+    return normalise_recipients(raw_recipients, pause=taking_turns(), countries=countries)
 
 
 def read_send_at(text: str | None, now: datetime | None = None) -> datetime | None:
@@ -401,7 +386,7 @@ def report_csv(message: Message) -> Iterator[str]:
     a recipient's segments where it gave one, else the message's own.
     """
     message_id, segments = message.id, message.segments
-    pause = _taking_turns()
+    pause = taking_turns()
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(REPORT_COLUMNS)

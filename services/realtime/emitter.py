@@ -20,6 +20,7 @@ from services.observability.traffic import traffic
 from services.realtime import rooms
 from services.realtime.connections import registry
 from services.transport import room_channels
+from services.turns import let_others_run
 
 NAMESPACE = "/"
 
@@ -57,10 +58,6 @@ def emit_to_rooms(room_list: list[str], *, event: str, payload: Any) -> None:
 
 
 EMITS_BETWEEN_YIELDS = 200
-# A pause long enough for the event loop to poll: gevent's ``sleep(0)`` only runs the
-# greenlets already scheduled, so sockets whose data has arrived waited for the whole burst.
-# Anything shorter than a millisecond is one: epoll's timeout is in milliseconds.
-YIELD_SECONDS = 0.001
 
 
 def emit_each(targets_and_payloads, event: str, *, local: bool = False) -> None:
@@ -75,7 +72,7 @@ def emit_each(targets_and_payloads, event: str, *, local: bool = False) -> None:
     for count, (room, payload) in enumerate(targets_and_payloads, start=1):
         emit(room, event=event, payload=payload)
         if count % EMITS_BETWEEN_YIELDS == 0:
-            socketio.sleep(YIELD_SECONDS)
+            let_others_run()
 
 
 def local_rooms() -> list[str]:

@@ -58,6 +58,7 @@ from services.transport.frames import (
     close_frame,
     frame,
 )
+from services.turns import SLICE_SECONDS, let_others_run
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +256,11 @@ class EngineWebSocket(Socket):
         """Handle every message and control frame completed by ``data``.
 
         False when the connection is over: the peer closed the WebSocket, or
-        handling a message closed or dropped the socket.
+        handling a message closed or dropped the socket. A read can hold
+        thousands of events (64 KB of them): after each ``SLICE_SECONDS`` of
+        handling them, the node's other sockets get their turn.
         """
+        turn_started = time.perf_counter()
         for opcode, payload in self.reader.feed(data):
             if opcode == OP_TEXT:
                 self._on_message(payload)
@@ -265,6 +269,9 @@ class EngineWebSocket(Socket):
             elif opcode == OP_CLOSE:
                 self.send_close(close_code(payload))
                 return False
+            if time.perf_counter() - turn_started >= SLICE_SECONDS:
+                let_others_run()
+                turn_started = time.perf_counter()
             if self.closed or self.dropped:
                 return False
         return True
