@@ -260,6 +260,8 @@ class EngineWebSocket(Socket):
         thousands of events (64 KB of them): after each ``SLICE_SECONDS`` of
         handling them, the node's other sockets get their turn.
         """
+        # ``taking_turns()``'s check, inline: its closure would be made for every read, and
+        # nearly every read is one event.
         turn_started = time.perf_counter()
         for opcode, payload in self.reader.feed(data):
             if opcode == OP_TEXT:
