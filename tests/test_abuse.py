@@ -77,8 +77,12 @@ def test_one_connections_burst_does_not_hold_up_the_others(generous_hub):
     the node takes turns between them and other sockets, so a bystander's ack waits a
     slice, not the burst.
 
-    Handled in one go, the burst held every other socket for as long as the events of
-    one 64 KB read took to run: 0.6-1 s on a 2-core machine.
+    Handled in one go, the burst held every other socket until it was over: the
+    bystander's longest wait was the burst's whole 5.2 s. Taking turns, it is 10-20 ms
+    of a 7-10 s burst (the bystander's thousand acks are served in between). The bound
+    is a share of the burst's own duration, not a number of seconds: a busy machine
+    stretches both alike, and a single pause of the machine's (0.4-0.8 s, seen in CI
+    with three test processes on two cores) lands on any probe.
     """
     sender, bystander_user = register_user(generous_hub), register_user(generous_hub)
     bystander = RecordingClient(generous_hub.url)
@@ -91,6 +95,7 @@ def test_one_connections_burst_does_not_hold_up_the_others(generous_hub):
                                     websocket.ABNF.OPCODE_TEXT).format()
         for ack_id in range(count))
     with AckProbe(bystander, interval=0.005) as during:
+        started = time.perf_counter()
         ws.sock.sendall(burst)
         answered = 0
         while answered < count:
@@ -100,9 +105,11 @@ def test_one_connections_burst_does_not_hold_up_the_others(generous_hub):
                 answered += 1
             elif text == "2":
                 ws.send("3")
+        burst_seconds = time.perf_counter() - started
     ws.close()
     assert len(during.latencies) >= 10, len(during.latencies)
-    assert max(during.latencies) < 0.25, sorted(during.latencies)[-3:]
+    assert max(during.latencies) < burst_seconds / 5, (sorted(during.latencies)[-3:],
+                                                       burst_seconds)
     bystander.close()
 
 
