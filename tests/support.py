@@ -31,6 +31,7 @@ import socketio
 import websocket
 
 from config import TestingConfig
+from tests.fakes.eventlog import read_log
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -246,11 +247,7 @@ def rows_locked(database_url: str, select_for_update: str, **params: Any) -> Ite
 
 def sent_phones(send_log: str | Path) -> list[str]:
     """The phones of every send the simulated provider accepted (its ``SIMULATED_SMS_SEND_LOG``)."""
-    import json
-
-    with contextlib.suppress(FileNotFoundError), open(send_log) as handle:
-        return [json.loads(line)["phone"] for line in handle]
-    return []
+    return [entry["phone"] for entry in read_log(send_log)]
 
 
 def free_port() -> int:

@@ -6,21 +6,17 @@ outliving a hub killed with ``kill -9``) says how often each phone was
 submitted.
 """
 
-import json
 from collections import Counter
-from pathlib import Path
 
-from tests.support import all_recipients, eventually, register_user, wait_until_final
+from tests.fakes.eventlog import read_log
+from tests.support import (
+    all_recipients,
+    eventually,
+    register_user,
+    wait_until_final,
+)
 
 NOT_IDEMPOTENT = {"SIMULATED_SMS_IDEMPOTENT": "false"}
-
-
-def _log(path: str | Path) -> list[dict]:
-    try:
-        with open(path) as handle:
-            return [json.loads(line) for line in handle]
-    except FileNotFoundError:
-        return []
 
 
 def test_a_node_killed_mid_send_leaves_no_phone_submitted_twice(hub_factory, tmp_path):
@@ -33,10 +29,10 @@ def test_a_node_killed_mid_send_leaves_no_phone_submitted_twice(hub_factory, tmp
     phones = [f"+1555444{i:04d}" for i in range(2000)]
     message_id = first.api.post("/api/messages", token, json={
         "body": "at most once", "recipients": phones}).json()["id"]
-    eventually(lambda: len(_log(send_log)) >= 400, timeout=60)
+    eventually(lambda: len(read_log(send_log)) >= 400, timeout=60)
     first.kill()
     final = wait_until_final(second, token, message_id)
-    submitted = Counter(entry["phone"] for entry in _log(send_log))
+    submitted = Counter(entry["phone"] for entry in read_log(send_log))
     assert max(submitted.values()) == 1, [p for p, n in submitted.items() if n > 1][:5]
     recipients = all_recipients(second, token, message_id)
     by_status = Counter(r["status"] for r in recipients)
@@ -59,7 +55,7 @@ def test_a_node_killed_mid_send_leaves_no_phone_submitted_twice(hub_factory, tmp
     retried = second.api.post(f"/api/messages/{message_id}/retry", token)
     assert retried.status_code == 200 and retried.json()["queued"] == len(unknown)
     wait_until_final(second, token, message_id)
-    again = Counter(entry["phone"] for entry in _log(send_log))
+    again = Counter(entry["phone"] for entry in read_log(send_log))
     assert {phone for phone, n in again.items() if n > submitted[phone]} <= {
         r["phone"] for r in unknown}
 
@@ -124,7 +120,7 @@ def test_two_nodes_keep_to_the_pace_together(hub_factory, tmp_path):
     ).json()["id"] for n, node in enumerate(nodes)]
     for message_id in ids:
         wait_until_final(nodes[0], token, message_id, timeout=120)
-    times = sorted(entry["at"] for entry in _log(send_log))
+    times = sorted(entry["at"] for entry in read_log(send_log))
     assert len(times) == 2 * per_node
     busiest, start = 0, 0
     for end, at in enumerate(times):

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from services.messaging.webhook_signing import sign_webhook_body
+from tests.fakes.eventlog import read_log
 from tests.support import (
     WEBHOOK_SECRET,
     RecordingClient,
@@ -13,8 +14,7 @@ from tests.support import (
 
 
 def _sent_keys(log_path):
-    with open(log_path) as handle:
-        return [json.loads(line)["key"] for line in handle]
+    return [entry["key"] for entry in read_log(log_path)]
 
 
 def _wait_final(server, token, message_id, timeout=60):

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import String, Text, create_engine, inspect, text
 
 from services.messaging.inbound import keyword_of
+from tests.fakes.eventlog import read_log
 from tests.support import (
     REDIS_URL,
     eventually,
@@ -223,14 +224,6 @@ def test_erasure_leaves_no_clear_number_keeps_counts_and_the_opt_out(hub, api, a
     assert json.dumps(api.get("/api/inbound?limit=100", admin.token).json()).count(phone) == 0
 
 
-def _sends(send_log):
-    try:
-        with open(send_log) as handle:
-            return [json.loads(line) for line in handle]
-    except FileNotFoundError:
-        return []
-
-
 def test_stop_on_one_node_stops_a_2000_recipient_send_on_another_within_a_second(
         hub_factory, tmp_path):
     """Node A takes the STOP; node B does the sending (A claims one recipient at a time and
@@ -262,7 +255,7 @@ def test_stop_on_one_node_stops_a_2000_recipient_send_on_another_within_a_second
 
     outcomes = [_recipients_when_final(node_b.api, owner, message_id)[1][target]
                 for message_id in messages]
-    sends = [entry for entry in _sends(send_log) if entry["phone"] == target]
+    sends = [entry for entry in read_log(send_log) if entry["phone"] == target]
     assert sends and all(entry["at"] <= acknowledged + 1.0 for entry in sends), (
         [entry["at"] - acknowledged for entry in sends])
     suppressed = [outcome for outcome in outcomes if outcome["status"] == "SUPPRESSED"]
@@ -271,7 +264,7 @@ def test_stop_on_one_node_stops_a_2000_recipient_send_on_another_within_a_second
                             "recipients WHERE phone = :phone AND status = 'SUPPRESSED'",
                             phone=target)
     assert "stop-b" in claimed_by
-    assert len(_sends(send_log)) >= 1900  # the rest went out
+    assert len(read_log(send_log)) >= 1900  # the rest went out
 
 
 def test_a_provider_opt_out_joins_the_list_and_the_next_send_never_reaches_the_provider(

@@ -6,7 +6,6 @@ pause or the cancel: nothing of the message may reach the provider more than
 a second later.
 """
 
-import json
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
@@ -24,6 +23,7 @@ from services.errors import Conflict, InvalidPayload, NotFound
 from services.messaging import messages, queue, quiet_hours
 from services.messaging.providers import Outcome, SubmitResult
 from services.messaging.suppressions import ANY_SENDER, SendGate
+from tests.fakes.eventlog import read_log
 from tests.support import (
     all_recipients,
     app_on,
@@ -147,14 +147,6 @@ NODES_ENV = {"SIMULATED_SMS_IDEMPOTENT": "false", "SIMULATED_SMS_LATENCY": "0.05
              "DISPATCH_BATCH_SIZE": "500", "DISPATCH_CLAIM_TIMEOUT": "30"}
 
 
-def _log(path) -> list[dict]:
-    try:
-        with open(path) as handle:
-            return [json.loads(line) for line in handle]
-    except FileNotFoundError:
-        return []
-
-
 def _two_nodes_sending(hub_factory, tmp_path, prefix: str):
     """Two nodes on PostgreSQL and Redis sending 2,000 recipients, once 500 reached the
     provider: (nodes, token, message id, phones, send log)."""
@@ -165,12 +157,12 @@ def _two_nodes_sending(hub_factory, tmp_path, prefix: str):
     answer = nodes[0].api.post("/api/messages", token, json={"body": "controls",
                                                              "recipients": phones})
     assert answer.status_code == 202
-    eventually(lambda: len(_log(send_log)) >= 500, timeout=60, interval=0.02)
+    eventually(lambda: len(read_log(send_log)) >= 500, timeout=60, interval=0.02)
     return nodes, token, answer.json()["id"], phones, send_log
 
 
 def _sent_after(send_log, moment: float) -> list[dict]:
-    return [entry for entry in _log(send_log) if entry["at"] > moment]
+    return [entry for entry in read_log(send_log) if entry["at"] > moment]
 
 
 def test_cancel_on_two_nodes_stops_every_submission_within_a_second(hub_factory, tmp_path):
@@ -181,7 +173,7 @@ def test_cancel_on_two_nodes_stops_every_submission_within_a_second(hub_factory,
     assert answer.status_code == 200 and answer.json()["status"] == "CANCELED"
     time.sleep(3)
     assert _sent_after(send_log, answered + 1.0) == []
-    submitted = Counter(entry["phone"] for entry in _log(send_log))
+    submitted = Counter(entry["phone"] for entry in read_log(send_log))
     assert max(submitted.values()) == 1 and len(submitted) < len(phones)
 
     def settled():
@@ -207,7 +199,7 @@ def test_pause_and_resume_on_two_nodes_send_each_recipient_once(hub_factory, tmp
     assert answer.status_code == 200 and answer.json()["status"] == "PAUSED"
     time.sleep(3)
     assert _sent_after(send_log, answered + 1.0) == []
-    assert len(_log(send_log)) < len(phones)
+    assert len(read_log(send_log)) < len(phones)
     paused = second.api.get(f"/api/messages/{message_id}", token).json()
     assert paused["status"] == "PAUSED" and paused["statusCounts"].get("PENDING")
     assert second.api.post(f"/api/messages/{message_id}/resume", token).json()[
@@ -217,7 +209,7 @@ def test_pause_and_resume_on_two_nodes_send_each_recipient_once(hub_factory, tmp
         message = first.api.get(f"/api/messages/{message_id}", token).json()
         return message if message["status"] == "SENT" else None
     message = eventually(final, timeout=60, interval=0.3)
-    submitted = Counter(entry["phone"] for entry in _log(send_log))
+    submitted = Counter(entry["phone"] for entry in read_log(send_log))
     assert set(submitted) == set(phones), message["statusCounts"]
     assert max(submitted.values()) == 1 and message["successCount"] == len(phones)
 

@@ -9,8 +9,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def read_log(path: Path) -> list[dict]:
-    """A fake's JSONL log, a complete line at a time (one being written is skipped)."""
+def read_log(path: str | Path) -> list[dict]:
+    """A fake's JSONL log, or the simulated provider's send log, a complete line at a time
+    (one being written is skipped)."""
+    path = Path(path)
     if not path.exists():
         return []
     lines = path.read_text().splitlines(keepends=True)
