@@ -53,7 +53,6 @@ from services.messaging.providers import (
     SubmitResult,
     build_provider,
 )
-from services.messaging.status_counts import status_counts
 
 log = logging.getLogger(__name__)
 
@@ -318,9 +317,8 @@ class Dispatcher:
             started = time.monotonic()
             changed = announcements.message_updates.take()
             if changed:
-                counts = status_counts(changed)
-                for message in queue.messages_by_id(changed):
-                    announcements.emit_message_update(message, counts[message.id])
+                for message, counts in queue.messages_with_counts(changed):
+                    announcements.emit_message_update(message, counts)
                 db.session.close()
             gevent.sleep(max(0.0, self.update_interval - (time.monotonic() - started)))
 

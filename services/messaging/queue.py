@@ -50,6 +50,7 @@ from services.messaging import announcements, quiet_hours
 from services.messaging.json_rows import among, json_rows, json_rows_value, json_table
 from services.messaging.providers import Outcome, ProviderReceipt, SubmitResult
 from services.messaging.sms_encoding import segment_cost
+from services.messaging.status_counts import status_counts
 from services.messaging.suppressions import ANY_SENDER, ON_LIST, SuppressionReason, add_opt_outs
 from services.observability import metrics
 
@@ -989,6 +990,20 @@ def _of_messages_statement(dialect: str, column: str) -> Select:
     """Built once per database and column, as ``_claim_statement``: every batch asks."""
     return select(_messages.c.id, _messages.c[column]).where(
         among(dialect, _messages.c.id, "ids"))
+
+
+def messages_with_counts(message_ids: list[int] | set[int]) -> list[tuple[Message, dict[str, int]]]:
+    """These messages as stored now, each with its ``statusCounts``, read in one snapshot.
+
+    Under PostgreSQL's default isolation each statement reads its own snapshot: an outcome
+    committed between the two reads sent a final ``message_update`` whose ``failedCount``
+    was 1 while its ``statusCounts`` had no ``FAILED``. The caller starts from a closed
+    session, so the transaction begins here, repeatable-read and read-only.
+    """
+    if db.engine.dialect.name == "postgresql":
+        db.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    counts = status_counts(message_ids)
+    return [(message, counts[message.id]) for message in messages_by_id(message_ids)]
 
 
 def messages_by_id(message_ids: list[int] | set[int]) -> list[Message]:
