@@ -64,7 +64,8 @@ def prepare_kit() -> Path:
 
 
 def checkout(ref: str) -> Path:
-    """The files of commit ``ref``, in a folder of their own (no git worktree is made)."""
+    """The files of commit ``ref``, in a folder of their own (no git worktree is made),
+    built as ``make`` builds them: its transport compiled where that commit compiles it."""
     commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.strip()
     target = WORK / f"hub-{commit}"
@@ -73,6 +74,9 @@ def checkout(ref: str) -> Path:
         archive = subprocess.run(["git", "archive", commit], cwd=ROOT, check=True,
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    compile_script = target / "scripts" / "compile_transport.py"
+    if compile_script.exists():
+        subprocess.run([sys.executable, str(compile_script)], cwd=target, check=True)
     return target
 
 
