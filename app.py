@@ -26,9 +26,7 @@ from sqlalchemy.engine import Engine
 
 from config import INSTANCE_DIR, Config, engine_options, get_config, settings_in_effect
 from extensions import db, jwt, limiter, socketio
-from services import transport
 from services.messaging.pricing import install_prices
-from services.transport import compiled
 from services.transport.json_input import RequestJSONProvider
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -123,8 +121,7 @@ def _refuse_flask_run() -> None:
 
 
 def log_settings(app: Flask) -> None:
-    """One line with every setting in effect, secrets masked, and one saying whether the
-    transport runs compiled: what this process runs with.
+    """One line with every setting in effect, secrets masked: what this process runs with.
 
     Values are quoted as a shell would (``SMS_HELP_TEXT='Reply STOP to unsubscribe.'``), so
     the line splits back into its settings with ``shlex.split``.
@@ -132,7 +129,6 @@ def log_settings(app: Flask) -> None:
     shown = " ".join(f"{name}={shlex.quote(str(value))}"
                      for name, value in settings_in_effect(app.config).items())
     log.info("settings in effect: %s", shown)
-    log.info("transport modules: %s", compiled.EXPLAINED[transport.BUILD])
 
 
 def _trust_proxies(app: Flask) -> None:

@@ -91,10 +91,16 @@ def callgrind_server(command: list[str], cwd: Path, env: dict, dump: Path,
     ``port``: its pid. Its dumps are ``dump.1``, ``dump.2``... (old ones removed first)."""
     for old in dump.parent.glob(f"{dump.name}*"):
         old.unlink()
+    with server_process(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                         f"--callgrind-out-file={dump}", *command], cwd, env, port) as pid:
+        yield pid
+
+
+@contextlib.contextmanager
+def server_process(command: list[str], cwd: Path, env: dict, port: int) -> Iterator[int]:
+    """The server ``command`` starts, once it listens on ``port``: its pid."""
     server = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={dump}",
-         *command],
-        cwd=cwd, env={**os.environ, **env, "PORT": str(port), "JWT_SECRET_KEY": SECRET},
+        command, cwd=cwd, env={**os.environ, **env, "PORT": str(port), "JWT_SECRET_KEY": SECRET},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, timeout=300)

@@ -65,7 +65,9 @@ def prepare_kit() -> Path:
 
 def checkout(ref: str) -> Path:
     """The files of commit ``ref``, in a folder of their own (no git worktree is made),
-    built as ``make`` builds them: its transport compiled where that commit compiles it."""
+    built as its ``make`` built them: a commit with ``scripts/compile_transport.py``
+    (4153efd, measured and not kept; BENCHMARKS.md, "The transport compiled") has its
+    transport compiled."""
     commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.strip()
     target = WORK / f"hub-{commit}"

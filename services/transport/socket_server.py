@@ -50,8 +50,6 @@ UNKNOWN_NAMESPACE = {"message": "Invalid namespace", "data": {"code": "invalid_n
 EVENT_PACKET = str(packet.EVENT)
 BINARY_PACKETS = (str(packet.BINARY_EVENT), str(packet.BINARY_ACK))
 DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError)
-# A header nested deep enough exhausts the JSON decoder's recursion.
-HEADER_DECODE_ERRORS = (*DECODE_ERRORS, RecursionError)
 
 
 class EventDispatcher(Protocol):
@@ -265,7 +263,7 @@ class HubServer(socketio.Server):
         """``invalid_payload`` for a binary event of a connected socket, as its ack or an error."""
         try:
             pkt = self.packet_class(encoded_packet=header)
-        except HEADER_DECODE_ERRORS:
+        except (*DECODE_ERRORS, RecursionError):
             return
         namespace = pkt.namespace or "/"
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
