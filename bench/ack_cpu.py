@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -25,16 +24,17 @@ from bench.ack_cost import PORT, WARM, AckClient
 from bench.request_cost import server_process
 from bench.run import (
     HUB_ENV,
+    ROOT,
     WORK,
     checkout,
     hub_database,
     machine,
+    median_result,
     prepare_kit,
     publish,
     ratio_table,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 MARKER = "<!-- bench/ack_cpu.py results -->"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -84,8 +84,7 @@ def main() -> None:
             figures = measure(*servers[name], token, args.count)
             rounds[name].append(figures)
             print(f"round {round_number + 1} {name}: {figures}", flush=True)
-    results = {name: {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-               for name, runs in rounds.items()}
+    results = {name: median_result(runs) for name, runs in rounds.items()}
     per_round = "; ".join(f"{name} {' / '.join(str(run['user']) for run in runs)}"
                           for name, runs in rounds.items())
     command = "make bench-ack-cpu" + (f" AGAINST={args.against}" if args.against else "")

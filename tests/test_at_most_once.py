@@ -9,12 +9,7 @@ submitted.
 from collections import Counter
 
 from tests.fakes.eventlog import read_log
-from tests.support import (
-    all_recipients,
-    eventually,
-    register_user,
-    wait_until_final,
-)
+from tests.support import all_recipients, eventually, register_user, wait_until_final
 
 NOT_IDEMPOTENT = {"SIMULATED_SMS_IDEMPOTENT": "false"}
 

@@ -998,7 +998,7 @@ def messages_with_counts(message_ids: list[int] | set[int]) -> list[tuple[Messag
     Under PostgreSQL's default isolation each statement reads its own snapshot: an outcome
     committed between the two reads sent a final ``message_update`` whose ``failedCount``
     was 1 while its ``statusCounts`` had no ``FAILED``. The caller starts from a closed
-    session, so the transaction begins here, repeatable-read and read-only.
+    session, so the transaction begins here, repeatable-read.
     """
     if db.engine.dialect.name == "postgresql":
         db.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
