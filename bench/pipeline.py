@@ -21,12 +21,19 @@ serves in turn (its own ``app.py``) on a database migrated by this checkout
 before and after a change meet the same load on a shared machine; the table
 then has a column per checkout and database.
 
-With ``--profile DIR`` each run's server is sampled by py-spy (``--gil``: only
+With ``--nodes N`` (PostgreSQL only) N hubs share the database and a Redis
+message queue, as in production: the message is posted to the first, the
+tracker follows it on the last, so every ``recipient_update`` travels through
+Redis, and the hub CPU is the nodes' sum. Such runs are recorded in a section
+of their own.
+
+With ``--profile DIR`` each run's (first) server is sampled by py-spy (``--gil``: only
 while it holds the GIL, so gevent's idle loop stays out) into raw stacks,
 ``DIR/<database>-<run>.txt``, which flamegraph tools read.
 
     python -m bench.pipeline [--recipients 10000] [--runs 3] [--backends sqlite,postgresql]
-                             [--profile DIR] [--against REF] [--roots .,../other-checkout]
+                             [--nodes 1] [--profile DIR] [--against REF]
+                             [--roots .,../other-checkout]
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +62,7 @@ from bench.run import (
     write_section,
 )
 from tests.support import (
+    REDIS_URL,
     LiveServer,
     RecordingClient,
     migrate_database,
@@ -73,14 +82,22 @@ def handle_inline(client: RecordingClient) -> None:
     client.sio.eio._trigger_event = inline
 
 
-def measure(url: str, recipients: int, profile: Path | None = None, root: Path = ROOT) -> dict:
+def measure(url: str, recipients: int, profile: Path | None = None, root: Path = ROOT,
+            nodes: int = 1) -> dict:
     migrate_database(url)
     seed_admin(url)
-    server = LiveServer(url, name="pipeline", env={
-        "SIMULATED_SMS_LATENCY": "0", "SIMULATED_RECEIPT_DELAY": "1.0", "LOG_LEVEL": "WARNING",
-        "DISPATCH_BATCH_SIZE": "500", "DISPATCH_CONCURRENCY": "100"},
-        command=[sys.executable, str(root / "app.py")])
-    server.start()
+    env = {"SIMULATED_SMS_LATENCY": "0", "SIMULATED_RECEIPT_DELAY": "1.0", "LOG_LEVEL": "WARNING",
+           "DISPATCH_BATCH_SIZE": "500", "DISPATCH_CONCURRENCY": "100"}
+    if nodes > 1:
+        env |= {"SOCKETIO_MESSAGE_QUEUE": REDIS_URL,
+                "SOCKETIO_CHANNEL": f"bench-pipeline-{uuid.uuid4().hex[:8]}"}
+    servers = [LiveServer(url, name=f"pipeline-{number}",
+                          env={**env, "NODE_ID": f"pipeline-{number}"},
+                          command=[sys.executable, str(root / "app.py")])
+               for number in range(1, nodes + 1)]
+    for node in servers:
+        node.start()
+    server, tracked_on = servers[0], servers[-1]
     sampler = None
     if profile is not None:
         sampler = subprocess.Popen(
@@ -89,11 +106,11 @@ def measure(url: str, recipients: int, profile: Path | None = None, root: Path =
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         user = register_user(server)
-        tracker = RecordingClient(server.url)
+        tracker = RecordingClient(tracked_on.url)
         handle_inline(tracker)
         tracker.connect(token=user.token)
         phones = [f"+1555{i:07d}" for i in range(recipients)]
-        hub_cpu = process_cpu_seconds(server.process.pid)
+        hub_cpu = sum(process_cpu_seconds(node.process.pid) for node in servers)
         started = time.perf_counter()
         response = server.api.post("/api/messages", user.token,
                                    json={"body": "benchmark", "recipients": phones})
@@ -130,7 +147,7 @@ def measure(url: str, recipients: int, profile: Path | None = None, root: Path =
         thread.start()
         done.wait(600)
         thread.join()
-        hub_cpu = process_cpu_seconds(server.process.pid) - hub_cpu
+        hub_cpu = sum(process_cpu_seconds(node.process.pid) for node in servers) - hub_cpu
         updates = len(tracker.received("recipient_update"))
         connected = tracker.sio.connected
         tracker.close()
@@ -153,11 +170,12 @@ def measure(url: str, recipients: int, profile: Path | None = None, root: Path =
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)
             sampler.wait()
-        server.stop()
+        for node in servers:
+            node.stop()
 
 
 def measure_once(backend: str, recipients: int, profile: Path | None,
-                 root: Path = ROOT) -> dict | None:
+                 root: Path = ROOT, nodes: int = 1) -> dict | None:
     """One run on a fresh database; a PostgreSQL one is dropped afterwards."""
     if backend == "sqlite":
         return measure(f"sqlite:///{tempfile.mkdtemp(dir=WORK)}/hub.db", recipients, profile,
@@ -166,7 +184,7 @@ def measure_once(backend: str, recipients: int, profile: Path | None,
     if url is None:
         return None
     try:
-        return measure(url, recipients, profile, root)
+        return measure(url, recipients, profile, root, nodes)
     finally:
         import psycopg
 
@@ -194,10 +212,14 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="hubs sharing the database and Redis (PostgreSQL only)")
     parser.add_argument("--profile", type=Path, help="directory for py-spy's raw stacks")
     parser.add_argument("--roots", default=".", help="checkouts to serve, comma-separated")
     parser.add_argument("--against", default=None, help="a commit measured before the roots")
     args = parser.parse_args()
+    if args.nodes > 1 and args.backends != "postgresql":
+        parser.error("--nodes above 1 needs --backends postgresql: nodes share one database")
     WORK.mkdir(parents=True, exist_ok=True)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -214,7 +236,8 @@ def main() -> None:
                 name = f"{backend}-{labels[root]}-{number}.txt" if several else \
                     f"{backend}-{number}.txt"
                 run = measure_once(backend, args.recipients,
-                                   args.profile / name if args.profile else None, root)
+                                   args.profile / name if args.profile else None, root,
+                                   args.nodes)
                 if run is None:
                     break
                 print(backend, labels[root], run, file=sys.stderr)
@@ -222,16 +245,23 @@ def main() -> None:
     rows = {(f"{backend} @ {labels[root]}" if several else backend): summarise(found)
             for (backend, root), found in runs.items()}
     command = f"python -m bench.pipeline --recipients {args.recipients} --runs {args.runs}"
+    marker, title, setting = MARKER, "Delivery pipeline", ""
+    if args.nodes > 1:
+        command += f" --backends postgresql --nodes {args.nodes}"
+        marker = f"{MARKER[:-4]}: {args.nodes} nodes -->"
+        title = f"Delivery pipeline on {args.nodes} nodes"
+        setting = (f" {args.nodes} hubs on one PostgreSQL database and Redis, the message "
+                   "posted to the first, the tracker on the last; hub CPU summed over them.")
     if args.against:
         command += f" --against {args.against}"
     if args.roots != ".":
         command += f" --roots {args.roots}"
-    lines = [MARKER, f"## Delivery pipeline ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)", "",
+    lines = [marker, f"## {title} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)", "",
              f"Machine: {machine()}. One message to {args.recipients:,} recipients, simulated "
              "provider with zero latency, receipts after 1 s, one tracker connected "
              "(it receives every `recipient_update`). Median of "
              f"{args.runs} runs per database, lowest and highest in brackets"
-             + (", the checkouts' runs interleaved" if several else "") + ".",
+             + (", the checkouts' runs interleaved" if several else "") + "." + setting,
              f"Command: `{command}`.", "",
              "| figure | " + " | ".join(rows) + " |", "| --- |" + " --- |" * len(rows)]
     labels_of = [("POST /api/messages answered (ms)", "post_ms"),
@@ -247,11 +277,11 @@ def main() -> None:
                  ("tracker still connected at the end", "tracker_connected")]
     for label, key in labels_of:
         lines.append(f"| {label} | " + " | ".join(str(r[key]) for r in rows.values()) + " |")
-    lines.append(MARKER)
+    lines.append(marker)
     print("\n".join(lines))
     if args.profile or several:
         return  # a sampled server runs slower, a comparison is not the record: not written
-    write_section(MARKER, "\n".join(lines))
+    write_section(marker, "\n".join(lines))
 
 
 if __name__ == "__main__":

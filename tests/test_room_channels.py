@@ -8,22 +8,28 @@ channel) and from Redis itself (``PUBSUB SHARDNUMSUB``).
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
+import uuid
 from collections import defaultdict
 
+import gevent
 import pytest
 import redis
 import requests
 import socketio
 
+from services.transport.client_manager import build_client_manager
 from tests.support import (
     REDIS_URL,
     CuttableProxy,
     RecordingClient,
     app_on,
     eventually,
+    redis_reachable,
     register_user,
+    require_service,
 )
 
 NOTIFICATIONS = 2_000
@@ -301,3 +307,61 @@ def test_kill_9_of_a_rooms_only_node_leaves_the_others_working(hub_factory):
         client.close()
     for client in on_a:
         client.close()
+
+
+@pytest.fixture
+def publisher():
+    """The hub's Redis client manager on a channel of its own, and a listener on a room's
+    channel and the shared one, for publishing without a node."""
+    require_service("Redis", redis_reachable())
+    manager = build_client_manager(REDIS_URL, f"hub-test-{uuid.uuid4().hex[:8]}")
+    listener = redis.Redis.from_url(REDIS_URL).pubsub()
+    listener.ssubscribe(manager.room_channel("/", "message:1"))
+    listener.subscribe(manager.channel)
+    for _ in range(2):
+        assert listener.get_sharded_message(timeout=2) or listener.get_message(timeout=2)
+    yield manager, listener
+    listener.close()
+
+
+def _heard(listener, wait: float) -> list[tuple[str, object]]:
+    """The emits the listener has, each as (event, its one argument), in the order published."""
+    heard = []
+    while (message := listener.get_sharded_message(timeout=wait)
+           or listener.get_message(timeout=wait)) is not None:
+        if message["type"] in ("smessage", "message"):
+            emit = json.loads(message["data"])
+            heard.append((emit["event"], *emit["data"]))
+    return heard
+
+
+def test_room_publishes_made_together_go_out_at_the_end_in_order(publisher):
+    """A batch's emits are one pipelined round trip: none is sent before the batch ends,
+    and then all are, in order."""
+    manager, listener = publisher
+    with manager.publishing_together():
+        for index in range(250):
+            manager.emit("recipient_update", {"index": index}, room="message:1")
+        assert _heard(listener, 0.3) == []
+    assert _heard(listener, 0.5) == [("recipient_update", {"index": index})
+                                     for index in range(250)]
+
+
+def test_a_shared_channel_publish_sends_what_was_gathered_before_it(publisher):
+    manager, listener = publisher
+    with manager.publishing_together():
+        manager.emit("recipient_update", {"index": 0}, room="message:1")
+        manager.emit("notice", {"to": "everyone"})  # the whole namespace: the shared channel
+        manager.emit("recipient_update", {"index": 1}, room="message:1")
+    assert _heard(listener, 0.5) == [("recipient_update", {"index": 0}),
+                                     ("notice", {"to": "everyone"}),
+                                     ("recipient_update", {"index": 1})]
+
+
+def test_another_greenlets_publish_is_not_held_by_a_batch(publisher):
+    manager, listener = publisher
+    with manager.publishing_together():
+        manager.emit("recipient_update", {"by": "batch"}, room="message:1")
+        gevent.spawn(manager.emit, "recipient_update", {"by": "other"}, room="message:1").join()
+        assert _heard(listener, 0.3) == [("recipient_update", {"by": "other"})]
+    assert _heard(listener, 0.5) == [("recipient_update", {"by": "batch"})]

@@ -42,10 +42,12 @@ of the list, so every socket gets it once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import gevent
@@ -70,6 +72,11 @@ RECONNECT_MAX_SECONDS = 30.0
 _SID = re.compile(r"[A-Za-z0-9_-]{20}")
 
 SHARED, ROOM = "shared", "room"
+
+# Inside ``RoomChannels.publishing_together``: the room publishes this greenlet has made,
+# (channel, payload), not sent yet. Each greenlet has its own context.
+_gathered: ContextVar[list[tuple[bytes, bytes | str]] | None] = ContextVar(
+    "gathered_publishes", default=None)
 
 
 def routed_by_room(room: Any) -> bool:
@@ -324,6 +331,7 @@ class RoomChannels:
             else None
         targets = room if isinstance(room, list) else [room]
         if not targets or not all(routed_by_room(target) for target in targets):
+            self._send_gathered()  # what this greenlet gathered goes first, as it came first
             return super()._publish(data)  # type: ignore[misc]
         namespace = data.get("namespace") or "/"
         receivers = 0
@@ -333,16 +341,61 @@ class RoomChannels:
         return receivers
 
     def _publish_on(self, channel: bytes, data: Any) -> Any:
-        """``_publish`` of python-socketio on a room's channel, with its one retry."""
+        """``_publish`` of python-socketio on a room's channel; gathered instead inside
+        ``publishing_together``."""
         payload = self.json.dumps(data)  # type: ignore[attr-defined]
+        gathered = _gathered.get()
+        if gathered is not None:
+            gathered.append((channel, payload))
+            return None
+        return self._to_redis(lambda command: self.redis.execute_command(  # type: ignore[attr-defined]
+            command, channel, payload))
+
+    @contextlib.contextmanager
+    def publishing_together(self) -> Iterator[None]:
+        """This greenlet's room publishes inside go to Redis at the end, in order, in one
+        pipelined round trip.
+
+        Published one by one, each emit of a batch (a recipient update per
+        recipient) waited for its own reply: on two sending nodes the
+        round trips took a quarter of a node's CPU (BENCHMARKS.md, "Recipient
+        updates through Redis"). Nested, the outermost sends them.
+        """
+        if _gathered.get() is not None:
+            yield
+            return
+        token = _gathered.set([])
+        try:
+            yield
+        finally:
+            self._send_gathered()
+            _gathered.reset(token)
+
+    def _send_gathered(self) -> None:
+        gathered = _gathered.get()
+        if not gathered:
+            return
+        publishes = gathered[:]
+        gathered.clear()
+
+        def send(command: str) -> int:
+            pipeline = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
+            for channel, payload in publishes:
+                pipeline.execute_command(command, channel, payload)
+            return sum(pipeline.execute())
+
+        self._to_redis(send)
+
+    def _to_redis(self, publish: Callable[[str], Any]) -> Any:
+        """``publish(command)``, the command ``SPUBLISH`` or ``PUBLISH`` as the server has it,
+        with python-socketio's one retry on a new connection."""
         for retries_left in (1, 0):
             try:
                 if not self.connected:  # type: ignore[has-type]
                     self._redis_connect()  # type: ignore[attr-defined]
                 if self._sharded is None:
                     self._sharded = shards_channels(self.redis)  # type: ignore[attr-defined]
-                command = "SPUBLISH" if self._sharded else "PUBLISH"
-                return self.redis.execute_command(command, channel, payload)  # type: ignore[attr-defined]
+                return publish("SPUBLISH" if self._sharded else "PUBLISH")
             except Exception as exc:
                 log.error("cannot publish to redis%s: %s",
                           "... retrying" if retries_left else "... giving up", exc)
