@@ -1,11 +1,15 @@
 """Extension singletons, created here and bound to the app in ``create_app``."""
 
-from flask_jwt_extended import JWTManager
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-from flask_socketio import SocketIO
-from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
+from services.deferred_imports import defer_import
+
+defer_import("aiohttp")  # python-engineio imports it for a client the hub never runs
+
+from flask_jwt_extended import JWTManager  # noqa: E402
+from flask_limiter import Limiter  # noqa: E402
+from flask_limiter.util import get_remote_address  # noqa: E402
+from flask_socketio import SocketIO  # noqa: E402
+from flask_sqlalchemy import SQLAlchemy  # noqa: E402
+from sqlalchemy import MetaData  # noqa: E402
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 metadata = MetaData(

@@ -126,3 +126,19 @@ def test_serving_leaves_alembic_unloaded_and_the_flask_command_still_migrates(tm
     assert migrated.returncode == 0, migrated.stderr
     with contextlib.closing(sqlite3.connect(tmp_path / "hub.db")) as connection:
         assert connection.execute("SELECT version_num FROM alembic_version").fetchone()
+
+
+def test_aiohttp_is_imported_only_when_something_uses_it(tmp_path):
+    """python-engineio imports it for its asyncio client; building it is a tenth of a start."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
+    check = subprocess.run([sys.executable, "-c", (
+        "import sys; from app import create_app; create_app()\n"
+        "built = 'aiohttp.connector' in sys.modules\n"
+        "import engineio.async_client as client\n"
+        "session = client.aiohttp.ClientSession\n"
+        "from aiohttp import web\n"
+        "print(built, session.__module__, 'aiohttp.connector' in sys.modules,\n"
+        "      sys.modules['aiohttp'].ClientSession is session, web.Application.__name__)")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.split() == ["False", "aiohttp.client", "True", "True", "Application"]

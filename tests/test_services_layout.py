@@ -19,7 +19,7 @@ SERVICES = ROOT / "services"
 
 # Lowest first. A unit is a package of services/ or one of its top-level modules.
 LAYERS: list[set[str]] = [
-    {"errors", "passwords", "turns"},
+    {"errors", "passwords", "turns", "deferred_imports"},
     {"observability"},
     {"transport"},
     {"auth", "idempotency"},
