@@ -7,7 +7,6 @@ from flask import Blueprint, Response, current_app, request
 
 from services.errors import Forbidden, Unavailable
 from services.node import health
-from services.observability import metrics
 
 health_bp = Blueprint("health", __name__)
 
@@ -39,7 +38,7 @@ def prometheus_metrics():
         raise Forbidden("Metrics need METRICS_TOKEN to be set")
     elif not _is_loopback(request.remote_addr):
         raise Forbidden("Metrics are served to loopback only; set METRICS_TOKEN")
-    return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+    return Response(health.metrics_text(), mimetype="text/plain; version=0.0.4")
 
 
 def _is_loopback(address: str | None) -> bool:

@@ -40,6 +40,19 @@ def test_metrics_count_connections_events_and_acks(sqlite_hub, sqlite_user):
     client.close()
 
 
+def test_the_backlog_is_what_waits_to_be_sent_when_scraped(hub_factory):
+    slow = hub_factory({"SIMULATED_SMS_LATENCY": "60", "DISPATCH_CONCURRENCY": "1"},
+                       name="backlog")
+    assert _metric(requests.get(slow.url + "/metrics", timeout=5).text,
+                   "hub_dispatch_backlog") == 0
+    owner = register_user(slow)
+    posted = slow.api.post("/api/messages", owner.token, json={
+        "body": "waiting", "recipients": ["+15557770001", "+15557770002", "+15557770003"]})
+    assert posted.status_code == 202, posted.text
+    assert _metric(requests.get(slow.url + "/metrics", timeout=5).text,
+                   "hub_dispatch_backlog") == 3
+
+
 def test_metrics_ignore_forwarded_addresses_by_default(sqlite_hub):
     response = requests.get(sqlite_hub.url + "/metrics",
                             headers={"X-Forwarded-For": "203.0.113.9"}, timeout=5)

@@ -6,9 +6,12 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from extensions import db
+from services.messaging import queue
 from services.node.queue_canary import canary
+from services.observability import metrics
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:
@@ -30,6 +33,23 @@ def readiness() -> tuple[bool, dict[str, Any]]:
             checks["messageQueueListener"] = "ok"
     ready = all(value == "ok" for value in checks.values())
     return ready, checks
+
+
+def metrics_text() -> str:
+    """The metrics in Prometheus's text format, the send backlog counted for this scrape.
+
+    Counted on every heartbeat instead, each node ran a COUNT over the queue
+    every few seconds whether anything scraped or not (about a tenth of an
+    idle node's CPU in testing, where heartbeats are 0.5 s apart). With the
+    database down the gauge keeps its last value; ``/readyz`` says why.
+    """
+    try:
+        metrics.dispatch_backlog.set(queue.backlog())
+    except SQLAlchemyError:
+        pass
+    finally:
+        db.session.rollback()
+    return metrics.render()
 
 
 def _max_silence() -> float:

@@ -24,12 +24,11 @@ from flask import Flask
 from extensions import db, socketio
 from services import auth, idempotency, notifications
 from services.analytics.publisher import publisher
-from services.messaging import inbound, messages, queue, tracking
+from services.messaging import inbound, messages, tracking
 from services.messaging.dispatcher import Dispatcher
 from services.node import heartbeats
 from services.node.deployment import SharedChannel
 from services.node.queue_canary import canary
-from services.observability import metrics
 from services.realtime import emitter, gaps, sessions
 from services.realtime.connections import connection_cap, registry
 from services.transport import room_channels
@@ -267,7 +266,6 @@ class NodeRuntime:
     def _heartbeat(self) -> None:
         heartbeats.heartbeat(self.node_id)
         heartbeats.reap_dead_nodes()
-        metrics.dispatch_backlog.set(queue.backlog())
         if canary.enabled:
             canary.publish()
             canary.check(3 * self.app.config["NODE_HEARTBEAT_INTERVAL"] + 2.0)
