@@ -31,18 +31,12 @@ from bench.run import (
     machine,
     median_result,
     prepare_kit,
+    process_cpu_times,
     publish,
     ratio_table,
 )
 
 MARKER = "<!-- bench/ack_cpu.py results -->"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """The process's user and system CPU time so far, every thread's."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def measure(command: list[str], cwd: Path, env: dict, token: str, count: int) -> dict:
@@ -51,9 +45,9 @@ def measure(command: list[str], cwd: Path, env: dict, token: str, count: int) ->
         os.sched_setaffinity(pid, {0})
         client = AckClient(PORT, token)
         client.acks(WARM)
-        user_before, system_before = cpu_seconds(pid)
+        user_before, system_before = process_cpu_times(pid)
         client.acks(count)
-        user_after, system_after = cpu_seconds(pid)
+        user_after, system_after = process_cpu_times(pid)
         client.close()
     user = (user_after - user_before) / count * 1e6
     system = (system_after - system_before) / count * 1e6

@@ -41,6 +41,7 @@ from bench.run import (
     WORK,
     machine,
     prepare_hub_database,
+    process_cpu_seconds,
     short_commit,
     write_section,
 )
@@ -139,12 +140,6 @@ def settled_message(url: str, token: str) -> str:
     raise RuntimeError("the message never settled")
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def quantile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
@@ -169,12 +164,12 @@ def scenario(url: str, pid: int, tokens: dict, index: int, event: str, sockets: 
             stop.wait(ACK_INTERVAL)
     heavy_sockets = HeavyUser(url, heavy["token"], sockets, event, argument, seconds)
     prober = threading.Thread(target=probe)
-    cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+    cpu_before, wall_before = process_cpu_seconds(pid), time.monotonic()
     prober.start()
     counts = heavy_sockets.run()
     stop.set()
     prober.join()
-    cpu_share = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
+    cpu_share = (process_cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
     bystander.disconnect()
     return {"event": event, "sockets": sockets, "acks": len(acks),
             "p50Ms": statistics.median(acks) * 1000, "p99Ms": quantile(acks, 0.99) * 1000,

@@ -252,10 +252,17 @@ def table(size: int, results: dict[str, dict]) -> str:
     return "\n".join([f"### {size:,} connections", "", *ratio_table(results, "node")])
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User and system CPU of another process, from /proc (Linux)."""
+def process_cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of another process so far, every thread's, from /proc
+    (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of another process so far, together."""
+    return sum(process_cpu_times(pid))
 
 
 def short_commit(root: Path = ROOT, ref: str = "HEAD") -> str:

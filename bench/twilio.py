@@ -17,26 +17,25 @@ The fake, this script and the hub share the machine.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 
 from bench.pipeline import summarise
-from bench.run import POSTGRES_URL, WORK, fresh_postgres, machine, write_section
+from bench.run import (
+    POSTGRES_URL,
+    WORK,
+    fresh_postgres,
+    machine,
+    process_cpu_seconds,
+    write_section,
+)
 from tests.fakes.twilio_api import FakeTwilio
 from tests.support import LiveServer, migrate_database, register_user, seed_admin
 
 MARKER = "<!-- bench/twilio.py results -->"
 PUBLIC = "https://hub.example.com"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(url: str, recipients: int, in_flight: int) -> dict:
@@ -54,7 +53,7 @@ def measure(url: str, recipients: int, in_flight: int) -> dict:
         fake.route(PUBLIC, server.url)
         user = register_user(server)
         phones = [f"+1555{index:07d}" for index in range(recipients)]
-        cpu_before = cpu_seconds(server.process.pid)
+        cpu_before = process_cpu_seconds(server.process.pid)
         started = time.perf_counter()
         answer = server.api.post("/api/messages", user.token,
                                  json={"body": "benchmark", "recipients": phones})
@@ -69,7 +68,7 @@ def measure(url: str, recipients: int, in_flight: int) -> dict:
             if message["deliveredCount"] == recipients:
                 marks["delivered"] = time.perf_counter()
             time.sleep(0.1)
-        cpu = cpu_seconds(server.process.pid) - cpu_before
+        cpu = process_cpu_seconds(server.process.pid) - cpu_before
         accepted = len(fake.submissions(accepted=True))
         return {
             "sent_s": round(marks["sent"] - started, 2),
